@@ -1,0 +1,639 @@
+/*
+ * tutor widget: an "Ask anything about this lesson" panel for any lesson page.
+ *
+ *   <script src="https://tutor.example.org/widget.js" data-lesson="LESSON_ID" defer></script>
+ *
+ * Options, as data-* on that tag: data-lesson (required); data-api (API base, default: this
+ * script's origin); data-title; data-placement ("right" | "left"); data-open ("true" opens the
+ * panel on load); data-key (sent as X-Tutor-Key). Theme: --tutor-accent, --tutor-bg, --tutor-fg
+ * (and --tutor-accent-fg) set on the host page pass into the shadow root.
+ *
+ * Everything lives in the open shadow root of one <lesson-tutor> element, so the host page's CSS
+ * cannot reach it. Model and lesson text enters the DOM only as text nodes, never as HTML.
+ */
+(() => {
+"use strict";
+
+const TAG = "lesson-tutor";
+const HISTORY_MESSAGES = 6; // earlier messages sent with a follow-up question
+const MAX_CHARS = 4000; // the API's limit on one message
+const HIGHLIGHT_MS = 2000;
+
+// Captured now: document.currentScript is null once this first run of the script is over.
+const script = document.currentScript || document.querySelector('script[data-lesson][src*="widget.js"]');
+
+/** Reads the options from a dataset: the script tag's, or the element's own. */
+function readOptions(data, src) {
+  let origin = location.origin;
+  try {
+    if (src) origin = new URL(src, location.href).origin;
+  } catch (_) {
+    /* keep the page's origin */
+  }
+  return {
+    lesson: (data.lesson || "").trim(),
+    api: (data.api || origin).replace(/\/+$/, ""),
+    title: data.title || "Ask anything about this lesson",
+    placement: data.placement === "left" ? "left" : "right",
+    open: data.open === "true",
+    key: data.key || "",
+  };
+}
+
+const reducedMotion = () => matchMedia("(prefers-reduced-motion: reduce)").matches;
+const scrollBehavior = () => (reducedMotion() ? "auto" : "smooth");
+
+/** DOM builder: el("p", {class: "x"}, "text", node). Strings become text nodes, never HTML. */
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs || {})) node.setAttribute(name, value);
+  node.append(...children);
+  return node;
+}
+
+/** An error worth showing the learner; `retry` says whether asking again may help. */
+const failure = (message, retry) => Object.assign(new Error(message), { retry });
+
+// ---------------------------------------------------------------------------------------------
+// Markdown subset: paragraphs, lists, **bold**, *italic*, `code` and [n] citation markers.
+// Anything else stays literal text.
+
+const INLINE =
+  /`([^`\n]+)`|\*\*(.+?)\*\*|__(.+?)__|\*(?![\s*])([^*\n]+?)\*|(?<!\w)_(?![\s_])([^_\n]+?)_(?!\w)|\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]/g;
+
+/** Appends `text` to `parent` as inline nodes; `cite(n)` makes the node for marker [n]. */
+function renderInline(parent, text, cite) {
+  let last = 0;
+  const wrap = (tag, inner) => {
+    const node = el(tag);
+    renderInline(node, inner, cite);
+    parent.append(node);
+  };
+  for (const m of text.matchAll(INLINE)) {
+    parent.append(text.slice(last, m.index));
+    last = m.index + m[0].length;
+    if (m[1] != null) parent.append(el("code", null, m[1]));
+    else if (m[2] != null || m[3] != null) wrap("strong", m[2] ?? m[3]);
+    else if (m[4] != null || m[5] != null) wrap("em", m[4] ?? m[5]);
+    else for (const n of m[6].split(/\s*,\s*/)) parent.append(cite(Number(n)));
+  }
+  parent.append(text.slice(last));
+}
+
+/** Renders `text` as paragraphs and lists into `parent`. */
+function renderMarkdown(parent, text, cite) {
+  let para = null;
+  let list = null;
+  let item = null;
+  for (const raw of String(text).split(/\r\n?|\n/)) {
+    const line = raw.trim();
+    const bullet = /^(?:[-*+]|(\d{1,3})[.)])\s+(.*)$/.exec(line);
+    if (!line) {
+      para = list = item = null;
+    } else if (bullet) {
+      const tag = bullet[1] ? "ol" : "ul";
+      if (list?.localName !== tag) {
+        parent.append((list = el(tag)));
+        if (bullet[1] > 1) list.start = Number(bullet[1]);
+      }
+      list.append((item = el("li")));
+      renderInline(item, bullet[2], cite);
+      para = null;
+    } else if (item && /^\s/.test(raw)) {
+      item.append(" "); // an indented line continues the list item above
+      renderInline(item, line, cite);
+    } else {
+      list = item = null;
+      const heading = /^#{1,6}\s+(.*)$/.exec(line); // headings become bold paragraphs
+      if (para && !heading) para.append(" ");
+      else parent.append((para = el("p")));
+      renderInline(heading ? para.appendChild(el("strong")) : para, heading ? heading[1] : line, cite);
+      if (heading) para = null;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server-Sent Events over fetch. An event can arrive split across network chunks (even inside
+// a UTF-8 character), so text is buffered until the blank line that ends an event.
+
+/** Reads an SSE body, calling onEvent(name, data) once per complete event. */
+async function readEvents(body, onEvent) {
+  const reader = body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  const dispatch = (block) => {
+    let name = "message";
+    const data = [];
+    for (const line of block.split(/\r\n|\n|\r/)) {
+      if (!line || line[0] === ":") continue; // ":" comments are keep-alives
+      const colon = line.indexOf(":");
+      const field = colon < 0 ? line : line.slice(0, colon);
+      const value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+      if (field === "event") name = value;
+      else if (field === "data") data.push(value);
+    }
+    if (data.length) onEvent(name, data.join("\n"));
+  };
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      buffer += decoder.decode(value, { stream: !done });
+      let end;
+      while ((end = /\r\n\r\n|\n\n|\r\r/.exec(buffer))) {
+        dispatch(buffer.slice(0, end.index));
+        buffer = buffer.slice(end.index + end[0].length);
+      }
+      if (done) break;
+    }
+    if (buffer.trim()) dispatch(buffer);
+  } catch (error) {
+    reader.cancel().catch(() => {}); // stopped, or an error event: close the connection
+    throw error;
+  }
+}
+
+/** Turns a non-2xx response ({"error": {"code", "message"}}) into a failure to show. */
+async function responseFailure(response) {
+  const error = (await response.json().catch(() => null))?.error || {};
+  const status = response.status;
+  if (status === 429) {
+    // Retry-After is readable cross-origin only when the server exposes it.
+    const seconds = parseInt(response.headers.get("Retry-After") ?? error.retry_after, 10);
+    return failure(`Too many questions right now, try again in ${seconds >= 0 ? seconds + " s" : "a moment"}.`, true);
+  }
+  if (status === 504) return failure("The tutor took too long to answer. Please try again.", true);
+  if (status >= 500) return failure("The tutor couldn't answer just now. Please try again.", true);
+  if (status === 401) return failure("This page isn't allowed to use the tutor.", false);
+  if (error.code === "lesson_not_found") return failure("The tutor doesn't know this lesson.", false);
+  return failure(error.message || "The tutor couldn't take that question.", false);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Styles. `:host { all: initial !important }` wins even over the page's !important rules (for
+// important declarations the inner context wins), and every inherited property is set again on
+// .root, in px, so neither the page's fonts nor its root font size leak in.
+
+const CSS = `
+:host{all:initial!important}
+*,::before,::after{box-sizing:border-box}
+[hidden]{display:none!important}
+.root{--a:var(--tutor-accent,#1d4ed8);--af:var(--tutor-accent-fg,#fff);--bg:var(--tutor-bg,#fff);
+ --fg:var(--tutor-fg,#1f2328);--mu:#57606a;--bd:#d0d7de;--sf:#f3f5f8;--er:#b42318;--fo:#1d4ed8;
+ font:400 15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;
+ color:var(--fg);text-align:left;letter-spacing:normal;word-spacing:normal;text-transform:none;
+ text-indent:0;white-space:normal;visibility:visible;cursor:auto}
+@media (prefers-color-scheme:dark){.root{--a:var(--tutor-accent,#8ab4ff);
+ --af:var(--tutor-accent-fg,#0b1220);--bg:var(--tutor-bg,#16181d);--fg:var(--tutor-fg,#e6e8eb);
+ --mu:#a9b1bc;--bd:#3a404a;--sf:#22262d;--er:#ff8a80;--fo:#8ab4ff}}
+button,textarea{font:inherit;color:inherit;margin:0}
+button{cursor:pointer;line-height:1.2;border-radius:8px}
+:focus{outline:none}
+:focus-visible{outline:3px solid var(--fo);outline-offset:2px}
+.launcher{position:fixed;bottom:20px;right:20px;z-index:2147483646;display:flex;align-items:center;
+ gap:8px;min-height:48px;padding:12px 18px;border:0;border-radius:999px;background:var(--a);
+ color:var(--af);font-weight:600;box-shadow:0 4px 16px rgba(0,0,0,.25)}
+svg{width:20px;height:20px;flex:none}
+.panel{position:fixed;bottom:84px;right:20px;z-index:2147483647;display:flex;flex-direction:column;
+ width:400px;max-width:calc(100vw - 40px);height:620px;max-height:calc(100vh - 108px);
+ background:var(--bg);border:1px solid var(--bd);border-radius:14px;overflow:hidden;
+ box-shadow:0 12px 40px rgba(0,0,0,.28);animation:in .16s ease-out}
+.left .launcher,.left .panel{right:auto;left:20px}
+@keyframes in{from{opacity:0;transform:translateY(8px)}}
+header{display:flex;align-items:center;gap:8px;padding:12px 12px 12px 16px;border-bottom:1px solid var(--bd)}
+h2{flex:1;margin:0;font-size:16px;font-weight:650;line-height:1.3}
+.ghost{background:none;border:0;padding:7px 10px;font-size:14px}
+.ghost:hover{background:var(--sf)}
+.close{font-size:22px;line-height:1;padding:4px 10px}
+.log{flex:1;overflow-y:auto;overscroll-behavior:contain;padding:16px;display:flex;
+ flex-direction:column;gap:14px}
+.intro{color:var(--mu);margin:0;font-size:14px}
+.msg{overflow-wrap:anywhere}
+.msg :is(p,ul,ol){margin:0 0 8px}
+.msg :is(p,ul,ol):last-child{margin-bottom:0}
+.msg :is(ul,ol){padding-left:22px}
+code{font:13px/1.4 ui-monospace,Menlo,Consolas,monospace;background:var(--bg);border-radius:4px;padding:1px 4px}
+.user{align-self:flex-end;max-width:85%;padding:8px 12px;border-radius:14px 14px 4px;
+ background:var(--a);color:var(--af);white-space:pre-wrap}
+.bubble{padding:10px 12px;border-radius:14px 14px 14px 4px;background:var(--sf)}
+.refusal .bubble{display:flex;gap:10px;background:none;border:1px dashed var(--mu);font-style:italic}
+.refusal svg{width:18px;height:18px;margin-top:2px;color:var(--mu)}
+.note{margin:6px 0 0;font-size:13px;color:var(--mu)}
+.note a{color:var(--a);font-weight:600}
+.cite,.source{border:0;background:none;padding:0 1px;color:var(--a);font-weight:600;font-size:.85em;
+ text-decoration:underline;text-underline-offset:2px;border-radius:3px}
+.cite{vertical-align:.15em}
+.msg .sources{margin:6px 0 0;padding:0;list-style:none;font-size:13px;color:var(--mu);display:flex;
+ flex-wrap:wrap;gap:2px 10px}
+.source{font-size:13px;font-weight:500}
+.quote{margin-top:8px;font-size:14px;border-left:3px solid var(--a);padding:2px 0 2px 10px}
+summary{cursor:pointer;font-weight:600}
+blockquote{margin:6px 0 0;white-space:pre-wrap}
+.error{padding:10px 12px;border-left:4px solid var(--er);background:var(--sf);border-radius:6px}
+.dots{display:flex;gap:4px;padding:7px 0}
+.dots i{width:7px;height:7px;border-radius:50%;background:var(--mu);animation:dot 1s infinite}
+.dots i:nth-child(2){animation-delay:.15s}.dots i:nth-child(3){animation-delay:.3s}
+@keyframes dot{50%{opacity:.25}}
+form{border-top:1px solid var(--bd);padding:10px 12px 12px}
+label{display:block;font-size:13px;font-weight:600;margin:0 0 4px}
+textarea{display:block;width:100%;min-height:64px;max-height:160px;resize:vertical;padding:8px 10px;
+ border:1px solid var(--mu);border-radius:8px;background:var(--bg);line-height:1.4}
+.row{display:flex;align-items:center;gap:8px;margin-top:8px}
+.hint{flex:1;font-size:12px;color:var(--mu)}
+.primary{border:0;padding:8px 16px;background:var(--a);color:var(--af);font-weight:600;font-size:14px}
+.secondary{border:1px solid var(--mu);padding:6px 12px;background:var(--bg);font-size:14px;margin-top:8px}
+.sr{position:absolute;width:1px;height:1px;overflow:hidden;clip-path:inset(50%);white-space:nowrap}
+@media (max-width:480px){.panel{inset:0;width:auto;height:auto;max-width:none;max-height:none;
+ border:0;border-radius:0}}
+@media (prefers-reduced-motion:reduce){*,::before,::after{animation:none!important;transition:none!important}}
+`;
+
+const svg = (body) =>
+  `<svg viewBox="0 0 24 24" aria-hidden="true" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round">${body}</svg>`;
+const INFO_ICON = svg('<circle cx="12" cy="12" r="9"/><path d="M12 11v6M12 7.5v.01"/>');
+
+// The skeleton: fixed markup only. The title is set later as text.
+const SKELETON = `
+<button class="launcher" type="button" aria-expanded="false" aria-controls="panel">
+ ${svg('<path d="M21 12a8 8 0 0 1-11.6 7.1L4 20l1-4.6A8 8 0 1 1 21 12z"/>')}Ask the tutor</button>
+<div class="panel" id="panel" role="dialog" hidden>
+ <header><h2></h2><button class="ghost clear" type="button">Clear</button>
+  <button class="ghost close" type="button" aria-label="Close">&times;</button></header>
+ <div class="log" role="log" aria-live="polite" aria-relevant="additions" tabindex="0"></div>
+ <div class="sr" role="status"></div>
+ <form><label for="q">Your question</label>
+  <textarea id="q" rows="2" maxlength="${MAX_CHARS}" placeholder="Ask about this lesson"></textarea>
+  <div class="row"><span class="hint" aria-hidden="true">Enter to send, Shift+Enter for a new line</span>
+   <button class="primary send" type="submit">Send</button>
+   <button class="primary stop" type="button" hidden>Stop</button></div></form>
+</div>`;
+
+// ---------------------------------------------------------------------------------------------
+// Citations that point into the host page.
+
+/** The section id a citation points at; older servers only give "lesson#section-slug-3". */
+function sectionIdOf(citation) {
+  return citation.section_id || String(citation.passage_id || "").replace(/^[^#]*#?/, "").replace(/-\d+$/, "");
+}
+
+let highlighted = null;
+let highlightTimer = 0;
+
+/** Scrolls the host page to `target` and marks it with data-tutor-highlight for a moment. */
+function highlightOnPage(target) {
+  if (!document.getElementById("tutor-highlight-style")) {
+    const style = el("style", { id: "tutor-highlight-style" });
+    style.textContent =
+      "[data-tutor-highlight]{outline:3px solid var(--tutor-accent,#1d4ed8)!important;outline-offset:4px;" +
+      "background-color:rgba(255,214,10,.3)!important;transition:background-color .3s}" +
+      "@media (prefers-reduced-motion:reduce){[data-tutor-highlight]{transition:none}}";
+    document.head.append(style);
+  }
+  highlighted?.removeAttribute("data-tutor-highlight");
+  clearTimeout(highlightTimer);
+  (highlighted = target).setAttribute("data-tutor-highlight", "");
+  highlightTimer = setTimeout(() => target.removeAttribute("data-tutor-highlight"), HIGHLIGHT_MS);
+  target.scrollIntoView({ behavior: scrollBehavior(), block: "start" });
+}
+
+// ---------------------------------------------------------------------------------------------
+
+class LessonTutor extends HTMLElement {
+  connectedCallback() {
+    if (this.shadowRoot) return; // moved within the page: already built
+    this.options ||= readOptions(this.dataset, null);
+    if (!this.options.lesson) return;
+    this.storageKey = "tutor:conversation:" + this.options.lesson;
+    this.conversation = this.load();
+    this.controller = null; // AbortController of the answer being streamed, if any
+    this.build();
+    if (this.options.open) this.open(false);
+  }
+
+  disconnectedCallback() {
+    this.controller?.abort();
+  }
+
+  build() {
+    const root = this.attachShadow({ mode: "open" });
+    const wrap = el("div", { class: "root " + this.options.placement });
+    wrap.innerHTML = SKELETON; // constant markup, see SKELETON
+    root.append(el("style", null, CSS), wrap);
+    const $ = (selector) => root.querySelector(selector);
+    this.launcher = $(".launcher");
+    this.panel = $(".panel");
+    this.log = $(".log");
+    this.status = $(".sr");
+    this.input = $("textarea");
+    this.sendButton = $(".send");
+    this.stopButton = $(".stop");
+    this.panel.setAttribute("aria-label", this.options.title);
+    $("h2").textContent = this.options.title;
+
+    this.launcher.onclick = () => (this.panel.hidden ? this.open(true) : this.close());
+    $(".close").onclick = () => this.close();
+    $(".clear").onclick = () => this.clear();
+    this.stopButton.onclick = () => {
+      this.controller?.abort();
+      this.input.focus();
+    };
+    wrap.addEventListener("keydown", (event) => {
+      if (event.key === "Escape" && !this.panel.hidden) {
+        event.preventDefault();
+        this.close();
+      }
+    });
+    this.input.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        $("form").requestSubmit();
+      }
+    });
+    $("form").onsubmit = (event) => {
+      event.preventDefault();
+      const question = this.input.value.trim();
+      if (!question || this.controller) return;
+      this.input.value = "";
+      this.ask(question.slice(0, MAX_CHARS));
+    };
+    this.renderAll();
+  }
+
+  open(focus) {
+    this.panel.hidden = false;
+    this.launcher.setAttribute("aria-expanded", "true");
+    this.log.scrollTop = this.log.scrollHeight;
+    if (focus) this.input.focus();
+  }
+
+  close() {
+    this.panel.hidden = true;
+    this.launcher.setAttribute("aria-expanded", "false");
+    this.launcher.focus();
+  }
+
+  // -- the conversation, kept in localStorage ------------------------------------------------
+
+  load() {
+    try {
+      const saved = JSON.parse(localStorage.getItem(this.storageKey)) || [];
+      return saved.filter((m) => typeof m?.content === "string" && /^(user|assistant)$/.test(m.role));
+    } catch (_) {
+      return []; // blocked or corrupt storage: start afresh
+    }
+  }
+
+  save() {
+    try {
+      if (this.conversation.length) localStorage.setItem(this.storageKey, JSON.stringify(this.conversation));
+      else localStorage.removeItem(this.storageKey);
+    } catch (_) {
+      /* full or blocked: the conversation still lives in the page */
+    }
+  }
+
+  clear() {
+    if (this.controller) {
+      this.controller.abort();
+      this.controller = null;
+      this.setBusy(false);
+    }
+    this.conversation = [];
+    this.save();
+    this.renderAll();
+    this.announce("Conversation cleared.");
+    this.input.focus();
+  }
+
+  // -- rendering ------------------------------------------------------------------------------
+
+  renderAll() {
+    this.log.replaceChildren();
+    if (!this.conversation.length)
+      this.log.append(
+        el("p", { class: "intro" }, "Ask a question about this lesson. Answers come from the lesson itself, with links to the sections they use."),
+      );
+    for (const message of this.conversation)
+      this.log.append(message.role === "user" ? this.renderQuestion(message) : this.renderAnswer(message));
+    this.log.scrollTop = this.log.scrollHeight;
+  }
+
+  /** Adds `node` to the log (in place of `replacing`, if given), following it when at the end. */
+  append(node, replacing) {
+    const follow = this.atEnd();
+    this.log.querySelector(".intro")?.remove();
+    if (replacing?.isConnected) replacing.replaceWith(node);
+    else this.log.append(node);
+    if (follow) this.log.scrollTop = this.log.scrollHeight;
+  }
+
+  atEnd() {
+    return this.log.scrollHeight - this.log.scrollTop - this.log.clientHeight < 48;
+  }
+
+  /** Says `text` to screen readers through the visually hidden status node. */
+  announce(text) {
+    this.status.textContent = "";
+    setTimeout(() => (this.status.textContent = text), 50); // a change, even for the same words
+  }
+
+  renderQuestion(message) {
+    return el("div", { class: "msg user" }, message.content);
+  }
+
+  /** A finished (or stopped) answer: text with citation buttons, sources and related lesson. */
+  renderAnswer(message, offered = []) {
+    const citations = Array.isArray(message.citations) ? message.citations : [];
+    const byNumber = new Map([...offered, ...citations].map((c) => [Number(c.n), c]));
+    const node = el("div", { class: "msg assistant" + (message.refused ? " refusal" : "") });
+    const bubble = el("div", { class: "bubble" });
+    const body = el("div");
+    const button = (citation, className, label) => {
+      const b = el("button", { type: "button", class: className, title: citation.section || "Source" }, label);
+      b.onclick = () => this.showCitation(citation, node);
+      return b;
+    };
+    renderMarkdown(body, message.content, (n) => (byNumber.has(n) ? button(byNumber.get(n), "cite", `[${n}]`) : `[${n}]`));
+    if (message.refused) bubble.innerHTML = INFO_ICON; // constant markup
+    bubble.append(body);
+    node.append(bubble);
+    if (message.incomplete) node.append(el("p", { class: "note" }, "Answer incomplete."));
+    if (!message.refused && citations.length) {
+      const list = el("ul", { class: "sources" }, el("li", null, "Sources:"));
+      for (const c of citations) list.append(el("li", null, button(c, "source", `[${c.n}] ${c.section || "Passage"}`)));
+      node.append(list);
+    }
+    const related = message.related_lesson;
+    if (related?.id) {
+      const href = this.options.api + "/lessons/" + encodeURIComponent(related.id);
+      node.append(el("p", { class: "note" }, "Try the lesson: ", el("a", { href }, related.title || related.id)));
+    }
+    return node;
+  }
+
+  /** Jumps to the cited section of the host page, or else shows the quoted passage here. */
+  showCitation(citation, node) {
+    const target = document.getElementById(sectionIdOf(citation));
+    if (target) {
+      // A full-screen panel would hide the page it scrolls, so it steps aside.
+      if (matchMedia("(max-width: 480px)").matches) this.close();
+      return highlightOnPage(target);
+    }
+    let quote = node.querySelector(`details[data-n="${Number(citation.n)}"]`);
+    if (!quote) {
+      const title = `[${citation.n}] ${citation.section || "Passage"}`;
+      quote = el("details", { class: "quote", "data-n": Number(citation.n) }, el("summary", null, title), el("blockquote", null, citation.text || ""));
+      node.append(quote);
+    }
+    quote.open = true;
+    quote.scrollIntoView({ block: "nearest", behavior: scrollBehavior() });
+    quote.querySelector("summary").focus();
+  }
+
+  /** An inline error message, with a Retry button when asking again may help. */
+  renderError(text, retry) {
+    const node = el("div", { class: "msg error" }, text);
+    if (retry) {
+      const button = el("button", { type: "button", class: "secondary" }, "Retry");
+      button.onclick = () => {
+        node.remove();
+        retry();
+      };
+      node.append(el("br"), button);
+    }
+    return node;
+  }
+
+  // -- asking ---------------------------------------------------------------------------------
+
+  ask(question) {
+    const history = this.conversation
+      .slice(-HISTORY_MESSAGES)
+      .filter((m) => m.content)
+      .map(({ role, content }) => ({ role, content }));
+    const message = { role: "user", content: question };
+    this.conversation.push(message);
+    this.save();
+    this.append(this.renderQuestion(message));
+    this.stream(question, history);
+  }
+
+  /** Streams one answer into the log. Every failure ends in a message the learner can act on. */
+  async stream(question, history) {
+    const controller = (this.controller = new AbortController());
+    this.setBusy(true);
+    // The growing text is hidden from screen readers; the finished answer replaces it and the
+    // log announces it once.
+    const bubble = el("div", { class: "bubble" }, el("span", { class: "dots" }, el("i"), el("i"), el("i")));
+    const pending = el("div", { class: "msg assistant streaming", "aria-hidden": "true" }, bubble);
+    this.append(pending);
+
+    let text = "";
+    let offered = []; // the passages the answer may cite, sent first
+    let finished = null;
+    let frame = 0;
+    const paint = () => {
+      frame = 0;
+      const follow = this.atEnd();
+      bubble.replaceChildren();
+      renderMarkdown(bubble, text, (n) => `[${n}]`);
+      if (follow) this.log.scrollTop = this.log.scrollHeight;
+    };
+
+    try {
+      const headers = { "Content-Type": "application/json", Accept: "text/event-stream" };
+      if (this.options.key) headers["X-Tutor-Key"] = this.options.key;
+      const response = await fetch(this.options.api + "/v1/chat", {
+        method: "POST",
+        headers,
+        body: JSON.stringify({ lesson_id: this.options.lesson, message: question, history, stream: true }),
+        signal: controller.signal,
+      });
+      if (!response.ok) throw await responseFailure(response);
+      if (!/event-stream/.test(response.headers.get("Content-Type"))) {
+        finished = await response.json(); // answered in one piece
+      } else {
+        await readEvents(response.body, (name, data) => {
+          let payload;
+          try {
+            payload = JSON.parse(data);
+          } catch (_) {
+            return; // not one of ours
+          }
+          if (name === "citations") offered = payload.citations || [];
+          else if (name === "delta" && typeof payload.text === "string") {
+            text += payload.text;
+            frame ||= requestAnimationFrame(paint);
+          } else if (name === "done") finished = payload;
+          else if (name === "error")
+            throw failure(
+              payload.error?.code === "upstream_timeout"
+                ? "The tutor took too long to finish this answer."
+                : "The tutor stopped before finishing this answer.",
+              true,
+            );
+        });
+      }
+      if (typeof finished?.answer !== "string") throw failure("The answer was cut off. Please try again.", true);
+      const answer = {
+        role: "assistant",
+        content: finished.answer,
+        citations: finished.citations || [],
+        refused: !!finished.refused,
+        related_lesson: finished.related_lesson || null,
+      };
+      this.conversation.push(answer);
+      this.save();
+      this.append(this.renderAnswer(answer, offered), pending);
+    } catch (error) {
+      cancelAnimationFrame(frame);
+      if (!pending.isConnected) return; // cleared meanwhile: nothing left to show
+      const partial = text.trim() && { role: "assistant", content: text, citations: [], incomplete: true };
+      const partialNode = partial && this.renderAnswer(partial, offered);
+      if (partialNode) this.append(partialNode, pending);
+      else pending.remove();
+      if (controller.signal.aborted) {
+        // Stopped by the learner: what came so far is kept, marked incomplete.
+        if (partial) {
+          this.conversation.push(partial);
+          this.save();
+        }
+        this.announce("Stopped.");
+      } else {
+        // Shown, marked incomplete, but not kept: Retry replaces it.
+        const shown = error.retry === undefined ? failure("Couldn't reach the tutor. Check your connection and try again.", true) : error;
+        const retry = () => {
+          partialNode?.remove();
+          this.stream(question, history);
+        };
+        this.append(this.renderError(shown.message, shown.retry && retry));
+      }
+    } finally {
+      if (this.controller === controller) {
+        this.controller = null;
+        this.setBusy(false);
+      }
+    }
+  }
+
+  setBusy(busy) {
+    this.log.setAttribute("aria-busy", busy);
+    this.sendButton.hidden = busy;
+    this.stopButton.hidden = !busy;
+  }
+}
+
+if (!customElements.get(TAG)) customElements.define(TAG, LessonTutor);
+
+/** Adds this script tag's widget to the page once the body exists. */
+function mount() {
+  const options = script && readOptions(script.dataset, script.src);
+  if (!options?.lesson) return console.warn("tutor widget: the script tag needs data-lesson");
+  const widget = document.createElement(TAG);
+  widget.options = options;
+  document.body.append(widget);
+}
+
+if (document.body) mount();
+else document.addEventListener("DOMContentLoaded", mount, { once: true });
+})();

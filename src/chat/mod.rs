@@ -1,0 +1,499 @@
+//! `Tutor::ask`: retrieve → refuse, or prompt → model → check citations → [`Answer`].
+//!
+//! The CLI's `ask` and `POST /v1/chat` both come here. The gate runs before any model call: a
+//! question the lesson does not cover is refused with the refusal text and no model is called.
+
+pub mod citations;
+
+use crate::lessons::{Lesson, Passage};
+use crate::llm::{ChatModel, ModelError, ModelRequest, NumberedPassage, TextStream, Turn};
+use crate::prompts::{NOT_IN_LESSON, PromptError, PromptLesson, PromptPassage, Prompts};
+use crate::retrieve::{GateReason, Retrieval, Retriever};
+use citations::{CitationFilter, filter_answer};
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use serde::Serialize;
+use std::sync::Arc;
+
+/// Longest learner message, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 4000;
+/// Most turns of history a request may carry.
+pub const MAX_HISTORY_TURNS: usize = 20;
+/// Longest single history turn, in characters.
+pub const MAX_TURN_CHARS: usize = 8000;
+
+/// Why a question could not be answered at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ChatError {
+    #[error("there is no lesson `{0}`")]
+    LessonNotFound(String),
+    #[error("{0}")]
+    InvalidMessage(String),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Prompt(#[from] PromptError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// A validated question: parse, don't validate.
+#[derive(Debug, Clone)]
+pub struct Question {
+    pub lesson_id: String,
+    pub message: String,
+    pub history: Vec<Turn>,
+}
+
+impl Question {
+    /// Checks the limits of API.md: a message of 1 to 4,000 characters, bounded history.
+    pub fn parse(
+        lesson_id: String,
+        message: String,
+        history: Vec<Turn>,
+    ) -> Result<Question, ChatError> {
+        let message = message.trim().to_string();
+        if message.is_empty() {
+            return Err(ChatError::InvalidMessage(
+                "`message` is empty: ask a question".to_string(),
+            ));
+        }
+        let chars = message.chars().count();
+        if chars > MAX_MESSAGE_CHARS {
+            return Err(ChatError::InvalidMessage(format!(
+                "`message` is {chars} characters long; the limit is {MAX_MESSAGE_CHARS}"
+            )));
+        }
+        if history.len() > MAX_HISTORY_TURNS {
+            return Err(ChatError::InvalidMessage(format!(
+                "`history` has {} turns; send at most the last {MAX_HISTORY_TURNS}",
+                history.len()
+            )));
+        }
+        if let Some(i) = history
+            .iter()
+            .position(|t| t.content.chars().count() > MAX_TURN_CHARS)
+        {
+            return Err(ChatError::InvalidMessage(format!(
+                "`history[{i}].content` is longer than {MAX_TURN_CHARS} characters"
+            )));
+        }
+        Ok(Question {
+            lesson_id,
+            message,
+            history,
+        })
+    }
+}
+
+/// A passage an answer stands on, as the learner sees it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Citation {
+    pub n: usize,
+    pub passage_id: String,
+    pub lesson_id: String,
+    /// The section's title.
+    pub section: String,
+    /// The section's slug: the anchor of the heading on the lesson page.
+    pub section_id: String,
+    pub text: String,
+}
+
+/// A lesson named in a refusal.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LessonRef {
+    pub id: String,
+    pub title: String,
+}
+
+/// The answer, as `POST /v1/chat` returns it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Answer {
+    pub answer: String,
+    pub refused: bool,
+    pub citations: Vec<Citation>,
+    pub backend: String,
+    /// For a refusal: another lesson that covers the question, when one does.
+    pub related_lesson: Option<LessonRef>,
+}
+
+/// What a streamed answer sends, in order: `Citations`, `Delta`s, then `Done` or `Error`.
+#[derive(Debug)]
+pub enum ChatEvent {
+    /// The passages the answer may cite.
+    Citations(Vec<Citation>),
+    Delta(String),
+    Done(Answer),
+    Error(ChatError),
+}
+
+/// The tutor: a retriever, the prompts and a model.
+#[derive(Clone)]
+pub struct Tutor {
+    retriever: Arc<Retriever>,
+    prompts: Arc<Prompts>,
+    model: Arc<dyn ChatModel>,
+}
+
+/// The outcome of retrieval and the gate for one question.
+pub struct Plan {
+    pub retrieval: Retrieval,
+    /// Set when the gate refused; no model is called.
+    pub refusal: Option<Answer>,
+    /// The passages given to the model, numbered from 1.
+    pub citations: Vec<Citation>,
+    request: Option<ModelRequest>,
+}
+
+impl Tutor {
+    /// A tutor over an opened index.
+    pub fn new(
+        retriever: Arc<Retriever>,
+        prompts: Arc<Prompts>,
+        model: Arc<dyn ChatModel>,
+    ) -> Tutor {
+        Tutor {
+            retriever,
+            prompts,
+            model,
+        }
+    }
+
+    /// The retriever (and through it, the catalog).
+    pub fn retriever(&self) -> &Arc<Retriever> {
+        &self.retriever
+    }
+
+    /// The model's name as reported in `backend`.
+    pub fn backend(&self) -> String {
+        self.model.name()
+    }
+
+    /// Retrieval, the gate and the prompt: blocking work, run it off the async workers.
+    pub fn plan(&self, question: &Question) -> Result<Plan, ChatError> {
+        let lesson = self
+            .retriever
+            .catalog()
+            .get(&question.lesson_id)
+            .cloned()
+            .ok_or_else(|| ChatError::LessonNotFound(question.lesson_id.clone()))?;
+        let history: Vec<String> = question
+            .history
+            .iter()
+            .filter(|t| t.role == crate::llm::Role::User)
+            .map(|t| t.content.clone())
+            .collect();
+        let retrieval = self
+            .retriever
+            .retrieve(&lesson.id, &question.message, &history);
+        if !retrieval.covered {
+            let refusal = self.refusal(&question.message, &lesson, retrieval.reason)?;
+            return Ok(Plan {
+                retrieval,
+                refusal: Some(refusal),
+                citations: Vec::new(),
+                request: None,
+            });
+        }
+        let given: Vec<&Passage> = retrieval
+            .hits
+            .iter()
+            .take(self.retriever.settings().passages)
+            .map(|h| h.passage())
+            .collect();
+        let citations: Vec<Citation> = given
+            .iter()
+            .enumerate()
+            .map(|(i, p)| citation(i + 1, &lesson, p))
+            .collect();
+        let prompt_passages: Vec<PromptPassage<'_>> = citations
+            .iter()
+            .map(|c| PromptPassage {
+                n: c.n,
+                section: &c.section,
+                text: &c.text,
+            })
+            .collect();
+        let system = self.prompts.system(
+            &PromptLesson {
+                id: &lesson.id,
+                title: &lesson.title,
+                summary: &lesson.summary,
+            },
+            &prompt_passages,
+        )?;
+        let request = ModelRequest {
+            system,
+            history: question.history.clone(),
+            message: question.message.clone(),
+            passages: citations
+                .iter()
+                .map(|c| NumberedPassage {
+                    n: c.n,
+                    section: c.section.clone(),
+                    text: c.text.clone(),
+                })
+                .collect(),
+            terms: retrieval.terms.clone(),
+        };
+        Ok(Plan {
+            retrieval,
+            refusal: None,
+            citations,
+            request: Some(request),
+        })
+    }
+
+    fn refusal(
+        &self,
+        message: &str,
+        lesson: &Lesson,
+        reason: GateReason,
+    ) -> Result<Answer, ChatError> {
+        let related = match reason {
+            GateReason::NoSearchableWords => None,
+            _ => self.retriever.lesson_covering(message, &lesson.id),
+        };
+        let answer = self
+            .prompts
+            .refusal(related.as_ref().map(|l| (l.id.as_str(), l.title.as_str())))?;
+        Ok(Answer {
+            answer,
+            refused: true,
+            citations: Vec::new(),
+            backend: self.model.name(),
+            related_lesson: related.map(|l| LessonRef {
+                id: l.id.clone(),
+                title: l.title.clone(),
+            }),
+        })
+    }
+
+    async fn plan_off_thread(&self, question: Question) -> Result<(Plan, Question), ChatError> {
+        let tutor = self.clone();
+        tokio::task::spawn_blocking(move || tutor.plan(&question).map(|plan| (plan, question)))
+            .await
+            .map_err(|e| ChatError::Internal(format!("retrieval task failed: {e}")))?
+    }
+
+    /// Answers a question in one piece.
+    pub async fn ask(&self, question: Question) -> Result<(Answer, Retrieval), ChatError> {
+        let (plan, question) = self.plan_off_thread(question).await?;
+        let Plan {
+            retrieval,
+            refusal,
+            citations,
+            request,
+        } = plan;
+        if let Some(refusal) = refusal {
+            return Ok((refusal, retrieval));
+        }
+        let request = request.ok_or_else(|| ChatError::Internal("no model request".to_string()))?;
+        let raw = self.model.complete(&request).await?;
+        let answer = self.finish(&question, &raw, &citations).await?;
+        Ok((answer, retrieval))
+    }
+
+    /// Turns the model's raw text into the answer: refusal detection and citation checks.
+    async fn finish(
+        &self,
+        question: &Question,
+        raw: &str,
+        given: &[Citation],
+    ) -> Result<Answer, ChatError> {
+        if raw.contains(NOT_IN_LESSON) {
+            let tutor = self.clone();
+            let question = question.clone();
+            return tokio::task::spawn_blocking(move || {
+                let lesson = tutor
+                    .retriever
+                    .catalog()
+                    .get(&question.lesson_id)
+                    .cloned()
+                    .ok_or_else(|| ChatError::LessonNotFound(question.lesson_id.clone()))?;
+                tutor.refusal(&question.message, &lesson, GateReason::NotCovered)
+            })
+            .await
+            .map_err(|e| ChatError::Internal(format!("refusal task failed: {e}")))?;
+        }
+        let (text, used) = filter_answer(raw, given.len());
+        if text.is_empty() {
+            return Err(ChatError::Model(ModelError::Upstream(
+                "the model returned an empty answer".to_string(),
+            )));
+        }
+        Ok(Answer {
+            answer: text,
+            refused: false,
+            citations: given
+                .iter()
+                .filter(|c| used.contains(&c.n))
+                .cloned()
+                .collect(),
+            backend: self.model.name(),
+            related_lesson: None,
+        })
+    }
+
+    /// Answers a question as a stream of events. Errors before the first word (unknown lesson,
+    /// a provider that fails or times out before answering) are returned as `Err`, so the HTTP
+    /// layer can still send a status code.
+    pub async fn ask_stream(
+        &self,
+        question: Question,
+    ) -> Result<BoxStream<'static, ChatEvent>, ChatError> {
+        let (plan, question) = self.plan_off_thread(question).await?;
+        if let Some(refusal) = plan.refusal {
+            let events = vec![
+                ChatEvent::Citations(Vec::new()),
+                ChatEvent::Delta(refusal.answer.clone()),
+                ChatEvent::Done(refusal),
+            ];
+            return Ok(futures::stream::iter(events).boxed());
+        }
+        let request = plan
+            .request
+            .ok_or_else(|| ChatError::Internal("no model request".to_string()))?;
+        let text = self.model.stream(&request).await?;
+        let state = StreamState {
+            tutor: self.clone(),
+            question,
+            text,
+            filter: CitationFilter::new(plan.citations.len()),
+            given: plan.citations.clone(),
+            raw: String::new(),
+            shown: String::new(),
+            deciding: true,
+            ended: false,
+            finished: false,
+            queued: None,
+        };
+        let head = futures::stream::iter([ChatEvent::Citations(plan.citations)]);
+        let body = futures::stream::unfold(state, |mut state| async move {
+            let event = state.next_event().await?;
+            Some((event, state))
+        });
+        Ok(head.chain(body).boxed())
+    }
+}
+
+/// The state of one streamed answer.
+struct StreamState {
+    tutor: Tutor,
+    question: Question,
+    text: TextStream,
+    filter: CitationFilter,
+    given: Vec<Citation>,
+    /// Everything the model wrote.
+    raw: String,
+    /// Everything shown to the learner so far.
+    shown: String,
+    /// True until it is clear the model is not answering `NOT_IN_LESSON`.
+    deciding: bool,
+    /// The model's stream has ended (it must not be polled again).
+    ended: bool,
+    finished: bool,
+    /// An event to send before anything else.
+    queued: Option<ChatEvent>,
+}
+
+impl StreamState {
+    async fn next_event(&mut self) -> Option<ChatEvent> {
+        if let Some(event) = self.queued.take() {
+            return Some(event);
+        }
+        if self.finished {
+            return None;
+        }
+        if self.ended {
+            return Some(self.done().await);
+        }
+        loop {
+            match self.text.next().await {
+                Some(Ok(piece)) => {
+                    self.raw.push_str(&piece);
+                    if self.deciding {
+                        let head = self.raw.trim_start();
+                        if head.starts_with(NOT_IN_LESSON) {
+                            // The model refuses: stop reading (dropping the upstream request)
+                            // and send the refusal.
+                            return Some(self.done().await);
+                        }
+                        if NOT_IN_LESSON.starts_with(head) {
+                            continue;
+                        }
+                        self.deciding = false;
+                        let held = self.raw.clone();
+                        let out = self.filter.push(&held);
+                        if let Some(event) = self.delta(out) {
+                            return Some(event);
+                        }
+                        continue;
+                    }
+                    let out = self.filter.push(&piece);
+                    if let Some(event) = self.delta(out) {
+                        return Some(event);
+                    }
+                }
+                Some(Err(error)) => {
+                    self.finished = true;
+                    return Some(ChatEvent::Error(ChatError::Model(error)));
+                }
+                None => {
+                    self.ended = true;
+                    let rest = if self.deciding {
+                        let held = self.raw.clone();
+                        self.filter.push(&held)
+                    } else {
+                        String::new()
+                    } + &self.filter.finish();
+                    self.deciding = false;
+                    if let Some(event) = self.delta(rest) {
+                        // Come back once more for `done`.
+                        return Some(event);
+                    }
+                    return Some(self.done().await);
+                }
+            }
+        }
+    }
+
+    fn delta(&mut self, text: String) -> Option<ChatEvent> {
+        if text.is_empty() {
+            return None;
+        }
+        self.shown.push_str(&text);
+        Some(ChatEvent::Delta(text))
+    }
+
+    async fn done(&mut self) -> ChatEvent {
+        self.finished = true;
+        // Drop the upstream request now: nothing more of it will be shown.
+        self.text = Box::pin(futures::stream::empty());
+        match self
+            .tutor
+            .finish(&self.question, &self.raw, &self.given)
+            .await
+        {
+            Ok(answer) if answer.refused && self.shown.is_empty() => {
+                let text = answer.answer.clone();
+                self.queued = Some(ChatEvent::Done(answer));
+                ChatEvent::Delta(text)
+            }
+            Ok(answer) => ChatEvent::Done(answer),
+            Err(error) => ChatEvent::Error(error),
+        }
+    }
+}
+
+fn citation(n: usize, lesson: &Lesson, passage: &Passage) -> Citation {
+    let section = lesson.section_of(passage);
+    Citation {
+        n,
+        passage_id: passage.id.clone(),
+        lesson_id: lesson.id.clone(),
+        section: section.title.clone(),
+        section_id: section.slug.clone(),
+        text: passage.text.clone(),
+    }
+}

@@ -1,0 +1,455 @@
+//! The `tutor` command line: `index`, `serve`, `ask`, `check`. Parses flags (clap), builds the
+//! [`Config`], and runs the command. Output for people goes to stdout; logs go to stderr.
+
+use crate::app;
+use crate::chat::{Answer, Question};
+use crate::config::{Config, Overrides};
+use crate::http::{self, AppState};
+use crate::retrieve::Retrieval;
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use serde_json::json;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// A grounded lesson tutor: answers learners' questions using only what the lesson says.
+#[derive(Debug, Parser)]
+#[command(name = "tutor", version, about)]
+pub struct Cli {
+    /// Folder of lesson Markdown files.
+    #[arg(long, global = true, env = "TUTOR_LESSONS", value_name = "DIR")]
+    lessons: Option<PathBuf>,
+    /// Folder of the built Tantivy index.
+    #[arg(long, global = true, env = "TUTOR_INDEX", value_name = "DIR")]
+    index: Option<PathBuf>,
+    /// Folder of the prompt templates.
+    #[arg(long, global = true, env = "TUTOR_PROMPTS", value_name = "DIR")]
+    prompts: Option<PathBuf>,
+    /// Configuration file (default: tutor.toml in the working directory, if present).
+    #[arg(long, global = true, env = "TUTOR_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Build or refresh the index from the lessons (only changed lessons are rewritten).
+    Index,
+    /// Serve the HTTP API, the lesson pages and the widget.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "TUTOR_ADDR", value_name = "HOST:PORT")]
+        addr: Option<String>,
+    },
+    /// Ask one question about a lesson; prints the answer, citations and retrieval details.
+    Ask {
+        /// The lesson's id.
+        #[arg(long)]
+        lesson: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// The question.
+        #[arg(required = true, num_args = 1..)]
+        question: Vec<String>,
+    },
+    /// Run every lesson's golden questions; exits non-zero if any fails.
+    Check {
+        /// Only this lesson.
+        #[arg(long)]
+        lesson: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+impl Cli {
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            config: self.config.clone(),
+            lessons: self.lessons.clone(),
+            index: self.index.clone(),
+            prompts: self.prompts.clone(),
+            addr: match &self.command {
+                Command::Serve { addr } => addr.clone(),
+                _ => None,
+            },
+        }
+    }
+
+    /// True for the long-running command, whose logs are wanted at `info`.
+    pub fn is_serve(&self) -> bool {
+        matches!(self.command, Command::Serve { .. })
+    }
+}
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = Config::load(&cli.overrides())?;
+    match cli.command {
+        Command::Index => index(&config),
+        Command::Serve { .. } => serve(config),
+        Command::Ask {
+            lesson,
+            json,
+            question,
+        } => ask(&config, lesson, question.join(" "), json),
+        Command::Check { lesson, json } => check(&config, lesson.as_deref(), json),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn index(config: &Config) -> anyhow::Result<ExitCode> {
+    let (catalog, report) = app::index(config)?;
+    for problem in &catalog.problems {
+        eprintln!("warning: {problem}");
+    }
+    println!(
+        "indexed {} lessons ({} passages) into {} in {:.0} ms: {} added, {} updated, {} removed, {} unchanged{}",
+        catalog.lessons.len(),
+        catalog.passage_count(),
+        config.index_dir.display(),
+        report.elapsed.as_secs_f64() * 1000.0,
+        report.added,
+        report.updated,
+        report.removed,
+        report.unchanged,
+        if report.rebuilt {
+            " (built from scratch)"
+        } else {
+            ""
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn serve(config: Config) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(config.addr)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.addr))?;
+        let local = listener.local_addr().context("no local address")?;
+        let state = AppState::new(config.cors_origins.clone());
+        let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<anyhow::Error>();
+        let loader_state = state.clone();
+        let loader_config = config.clone();
+        tokio::task::spawn_blocking(move || match app::load(&loader_config) {
+            Ok(loaded) => {
+                for problem in &loaded.problems {
+                    tracing::warn!("{problem}");
+                }
+                tracing::info!(
+                    lessons = loaded.lessons,
+                    passages = loaded.passages,
+                    backend = %loaded.tutor.backend(),
+                    index_changed = !loaded.refresh.is_noop(),
+                    ms = loaded.elapsed.as_millis() as u64,
+                    "ready"
+                );
+                loader_state.set_tutor(loaded.tutor);
+            }
+            Err(error) => {
+                let _ = failed_tx.send(error);
+            }
+        });
+        tracing::info!("listening on http://{local}");
+        eprintln!("tutor: listening on http://{local}");
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let failure = tokio::spawn(async move {
+            match failed_rx.await {
+                Ok(error) => {
+                    let _ = stop_tx.send(());
+                    Some(error)
+                }
+                Err(_) => None,
+            }
+        });
+        let shutdown = async move {
+            tokio::select! {
+                _ = shutdown_signal() => tracing::info!("shutting down: finishing requests in flight"),
+                _ = stop_rx => {}
+            }
+        };
+        let grace = config.shutdown_grace;
+        let server = tokio::spawn(http::serve(listener, state, shutdown));
+        let served = server.await.context("the server task failed")?;
+        served.context("the server failed")?;
+        let _ = grace;
+        if failure.is_finished()
+            && let Ok(Some(error)) = failure.await
+        {
+            return Err(error.context("cannot load the lessons"));
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}
+
+fn retrieval_json(retrieval: &Retrieval) -> serde_json::Value {
+    json!({
+        "gate": {
+            "covered": retrieval.covered,
+            "reason": retrieval.reason,
+            "coverage": retrieval.coverage,
+            "follow_up": retrieval.follow_up,
+        },
+        "terms": retrieval.terms,
+        "passages": retrieval.hits.iter().map(|h| json!({
+            "passage_id": h.passage().id,
+            "section": h.lesson.section_of(h.passage()).title,
+            "score": h.score,
+            "coverage": h.coverage,
+            "text": h.passage().text,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn ask(
+    config: &Config,
+    lesson: String,
+    question: String,
+    as_json: bool,
+) -> anyhow::Result<ExitCode> {
+    let loaded = app::load(config)?;
+    for problem in &loaded.problems {
+        eprintln!("warning: {problem}");
+    }
+    let question = Question::parse(lesson, question, Vec::new())?;
+    let (answer, retrieval) = runtime()?.block_on(loaded.tutor.ask(question))?;
+    let mut out = std::io::stdout().lock();
+    if as_json {
+        let mut value = serde_json::to_value(&answer)?;
+        value["retrieval"] = retrieval_json(&retrieval);
+        writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(out, "{}", answer.answer)?;
+    if let Some(related) = &answer.related_lesson {
+        writeln!(out, "\nsee: {} ({})", related.title, related.id)?;
+    }
+    if !answer.citations.is_empty() {
+        writeln!(out, "\ncitations:")?;
+        for c in &answer.citations {
+            writeln!(out, "  [{}] {} ({})", c.n, c.section, c.passage_id)?;
+        }
+    }
+    writeln!(
+        out,
+        "\ngate: {} ({:?}, best coverage {:.2}{}); backend: {}",
+        if retrieval.covered {
+            "answer"
+        } else {
+            "refuse"
+        },
+        retrieval.reason,
+        retrieval.coverage,
+        if retrieval.follow_up {
+            ", follow-up"
+        } else {
+            ""
+        },
+        answer.backend
+    )?;
+    writeln!(out, "retrieved:")?;
+    for hit in &retrieval.hits {
+        let text: String = hit.passage().text.chars().take(90).collect();
+        writeln!(
+            out,
+            "  {:>7.3}  cov {:.2}  {}  {}",
+            hit.score,
+            hit.coverage,
+            hit.passage().id,
+            text.replace('\n', " ")
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The outcome of one golden question.
+struct CheckRow {
+    lesson: String,
+    question: String,
+    expected: String,
+    got: String,
+    passed: bool,
+}
+
+fn judge(
+    expected_section: Option<&str>,
+    refuse: bool,
+    points_to: Option<&str>,
+    answer: &Answer,
+) -> (String, bool) {
+    if refuse {
+        let pointed = answer.related_lesson.as_ref().map(|l| l.id.as_str());
+        let got = match (answer.refused, pointed) {
+            (true, Some(id)) => format!("refused -> {id}"),
+            (true, None) => "refused".to_string(),
+            (false, _) => format!("answered from {}", sections_cited(answer)),
+        };
+        let passed = answer.refused && points_to.is_none_or(|want| pointed == Some(want));
+        return (got, passed);
+    }
+    if answer.refused {
+        return ("refused".to_string(), false);
+    }
+    let cited = sections_cited(answer);
+    let passed = answer
+        .citations
+        .iter()
+        .any(|c| Some(c.section_id.as_str()) == expected_section);
+    (format!("cited {cited}"), passed)
+}
+
+fn sections_cited(answer: &Answer) -> String {
+    let mut ids: Vec<&str> = answer
+        .citations
+        .iter()
+        .map(|c| c.section_id.as_str())
+        .collect();
+    ids.dedup();
+    if ids.is_empty() {
+        "nothing".to_string()
+    } else {
+        ids.join(", ")
+    }
+}
+
+fn check(config: &Config, only: Option<&str>, as_json: bool) -> anyhow::Result<ExitCode> {
+    let loaded = app::load(config)?;
+    let catalog = loaded.tutor.retriever().catalog().clone();
+    if let Some(id) = only
+        && catalog.get(id).is_none()
+    {
+        anyhow::bail!("there is no lesson `{id}`");
+    }
+    let runtime = runtime()?;
+    let mut rows = Vec::new();
+    for lesson in catalog
+        .lessons
+        .iter()
+        .filter(|l| only.is_none_or(|id| l.id == id))
+    {
+        for golden in &lesson.questions {
+            let question = Question::parse(lesson.id.clone(), golden.q.clone(), Vec::new())?;
+            let (got, passed) = match runtime.block_on(loaded.tutor.ask(question)) {
+                Ok((answer, _)) => judge(
+                    golden.section.as_deref(),
+                    golden.refuse,
+                    golden.points_to.as_deref(),
+                    &answer,
+                ),
+                Err(error) => (format!("error: {error}"), false),
+            };
+            let expected = if golden.refuse {
+                match &golden.points_to {
+                    Some(id) => format!("refused -> {id}"),
+                    None => "refused".to_string(),
+                }
+            } else {
+                format!("cited {}", golden.section.as_deref().unwrap_or("?"))
+            };
+            rows.push(CheckRow {
+                lesson: lesson.id.clone(),
+                question: golden.q.clone(),
+                expected,
+                got,
+                passed,
+            });
+        }
+    }
+    let failed = rows.iter().filter(|r| !r.passed).count();
+    let problems = &loaded.problems;
+    let mut out = std::io::stdout().lock();
+    if as_json {
+        let value = json!({
+            "passed": rows.len() - failed,
+            "failed": failed,
+            "problems": problems.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+            "questions": rows.iter().map(|r| json!({
+                "lesson": r.lesson, "question": r.question, "expected": r.expected,
+                "got": r.got, "passed": r.passed,
+            })).collect::<Vec<_>>(),
+        });
+        writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
+    } else {
+        for problem in problems {
+            writeln!(out, "broken: {problem}")?;
+        }
+        let width = rows
+            .iter()
+            .map(|r| r.question.chars().count())
+            .max()
+            .unwrap_or(8)
+            .min(60);
+        writeln!(
+            out,
+            "{:<4}  {:<28}  {:<width$}  {:<40}  got",
+            "", "lesson", "question", "expected"
+        )?;
+        for row in &rows {
+            let question: String = row.question.chars().take(width).collect();
+            writeln!(
+                out,
+                "{:<4}  {:<28}  {:<width$}  {:<40}  {}",
+                if row.passed { "ok" } else { "FAIL" },
+                row.lesson,
+                question,
+                row.expected,
+                row.got
+            )?;
+        }
+        let answered = rows
+            .iter()
+            .filter(|r| r.passed && r.expected.starts_with("cited"))
+            .count();
+        let refused = rows
+            .iter()
+            .filter(|r| r.passed && r.expected.starts_with("refused"))
+            .count();
+        writeln!(
+            out,
+            "\n{} passed, {} failed ({} answered from the right section, {} refused as expected; {} broken files)",
+            rows.len() - failed,
+            failed,
+            answered,
+            refused,
+            problems.len()
+        )?;
+    }
+    Ok(if failed == 0 && problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

@@ -1,0 +1,242 @@
+//! One [`Config`], layered: defaults < `tutor.toml` < `TUTOR_*`/`OPENAI_*` environment < flags.
+//!
+//! The flag/environment layer arrives already merged by clap ([`Overrides`]); this module adds
+//! the file and the defaults. Unknown keys in `tutor.toml` are rejected so typos do not pass
+//! silently. Secrets come from the environment only, never from the file.
+
+use crate::llm::openai::OpenAiSettings;
+use crate::retrieve::RetrievalSettings;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The default address of `tutor serve`.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
+const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
+const DEFAULT_MODEL: &str = "gpt-4o-mini";
+
+/// Errors reading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Values given as flags or environment variables (already merged by clap).
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub config: Option<PathBuf>,
+    pub lessons: Option<PathBuf>,
+    pub index: Option<PathBuf>,
+    pub prompts: Option<PathBuf>,
+    pub addr: Option<String>,
+}
+
+/// `[model]` in `tutor.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileModel {
+    base_url: Option<String>,
+    model: Option<String>,
+    max_tokens: Option<u32>,
+    temperature: Option<f32>,
+    connect_timeout_secs: Option<f64>,
+    first_token_timeout_secs: Option<f64>,
+    total_timeout_secs: Option<f64>,
+}
+
+/// `tutor.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    lessons: Option<PathBuf>,
+    index: Option<PathBuf>,
+    prompts: Option<PathBuf>,
+    addr: Option<String>,
+    cors_origins: Option<Vec<String>>,
+    shutdown_grace_secs: Option<f64>,
+    #[serde(default)]
+    model: FileModel,
+    #[serde(default)]
+    retrieval: Option<RetrievalSettings>,
+}
+
+/// Everything the tutor needs to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub lessons_dir: PathBuf,
+    pub index_dir: PathBuf,
+    pub prompts_dir: PathBuf,
+    pub addr: SocketAddr,
+    /// Origins (`scheme://host[:port]`) whose pages may call the API; `*` allows any.
+    pub cors_origins: Vec<String>,
+    /// `None`: the embedded extractive answerer.
+    pub openai: Option<OpenAiSettings>,
+    pub retrieval: RetrievalSettings,
+    /// How long in-flight answers may take to finish after SIGTERM.
+    pub shutdown_grace: Duration,
+}
+
+/// Reads an environment variable, treating an empty value as unset.
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn seconds(value: Option<f64>, default: f64, name: &str) -> Result<Duration, ConfigError> {
+    let value = value.unwrap_or(default);
+    if !(value.is_finite() && value > 0.0 && value < 86_400.0) {
+        return Err(ConfigError::Invalid(format!(
+            "`{name}` must be a number of seconds between 0 and 86400"
+        )));
+    }
+    Ok(Duration::from_secs_f64(value))
+}
+
+impl Config {
+    /// Builds the configuration from flags/environment, the optional file and defaults.
+    /// `tutor.toml` in the working directory is read when present; `--config` names another.
+    pub fn load(overrides: &Overrides) -> Result<Config, ConfigError> {
+        let (file, file_path) = match &overrides.config {
+            Some(path) => (read_file(path)?, Some(path.clone())),
+            None if Path::new("tutor.toml").exists() => (
+                read_file(Path::new("tutor.toml"))?,
+                Some(PathBuf::from("tutor.toml")),
+            ),
+            None => (FileConfig::default(), None),
+        };
+        let _ = file_path;
+        let addr_text = overrides
+            .addr
+            .clone()
+            .or(file.addr.clone())
+            .unwrap_or_else(|| DEFAULT_ADDR.to_string());
+        let addr: SocketAddr = addr_text.parse().map_err(|_| {
+            ConfigError::Invalid(format!(
+                "`{addr_text}` is not an address: use HOST:PORT, e.g. 127.0.0.1:8080"
+            ))
+        })?;
+        let cors_origins = match env("TUTOR_CORS_ORIGINS") {
+            Some(list) => list
+                .split(',')
+                .map(|o| o.trim().trim_end_matches('/').to_string())
+                .filter(|o| !o.is_empty())
+                .collect(),
+            None => file.cors_origins.clone().unwrap_or_default(),
+        };
+        let model_file = &file.model;
+        let api_key = env("OPENAI_API_KEY");
+        let base_url = env("OPENAI_BASE_URL").or(model_file.base_url.clone());
+        let model = env("TUTOR_MODEL").or(model_file.model.clone());
+        let openai = if api_key.is_some() || base_url.is_some() || model.is_some() {
+            Some(OpenAiSettings {
+                base_url: base_url.unwrap_or_else(|| DEFAULT_BASE_URL.to_string()),
+                api_key: api_key.unwrap_or_default(),
+                model: model.unwrap_or_else(|| DEFAULT_MODEL.to_string()),
+                max_tokens: model_file.max_tokens.unwrap_or(400),
+                temperature: model_file.temperature.unwrap_or(0.2),
+                connect_timeout: seconds(
+                    model_file.connect_timeout_secs,
+                    5.0,
+                    "connect_timeout_secs",
+                )?,
+                first_token_timeout: seconds(
+                    model_file.first_token_timeout_secs,
+                    20.0,
+                    "first_token_timeout_secs",
+                )?,
+                total_timeout: seconds(model_file.total_timeout_secs, 60.0, "total_timeout_secs")?,
+            })
+        } else {
+            None
+        };
+        let retrieval = file.retrieval.clone().unwrap_or_default();
+        if retrieval.passages == 0 || retrieval.candidates < retrieval.passages {
+            return Err(ConfigError::Invalid(
+                "`retrieval.passages` must be at least 1 and at most `retrieval.candidates`"
+                    .to_string(),
+            ));
+        }
+        Ok(Config {
+            lessons_dir: overrides
+                .lessons
+                .clone()
+                .or(file.lessons.clone())
+                .unwrap_or_else(|| PathBuf::from("lessons")),
+            index_dir: overrides
+                .index
+                .clone()
+                .or(file.index.clone())
+                .unwrap_or_else(|| PathBuf::from("index")),
+            prompts_dir: overrides
+                .prompts
+                .clone()
+                .or(file.prompts.clone())
+                .unwrap_or_else(|| PathBuf::from("prompts")),
+            addr,
+            cors_origins,
+            openai,
+            retrieval,
+            shutdown_grace: seconds(file.shutdown_grace_secs, 20.0, "shutdown_grace_secs")?,
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string().replace('\n', " "),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_in_the_file_are_rejected() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("tutor.toml");
+        std::fs::write(&path, "lesons = \"x\"\n").expect("write");
+        let error = Config::load(&Overrides {
+            config: Some(path),
+            ..Overrides::default()
+        })
+        .expect_err("typo rejected");
+        assert!(error.to_string().contains("lesons"), "{error}");
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("tutor.toml");
+        std::fs::write(
+            &path,
+            "lessons = \"from-file\"\nindex = \"idx-file\"\n[retrieval]\npassages = 3\n",
+        )
+        .expect("write");
+        let config = Config::load(&Overrides {
+            config: Some(path),
+            index: Some(PathBuf::from("idx-flag")),
+            ..Overrides::default()
+        })
+        .expect("loads");
+        assert_eq!(config.lessons_dir, PathBuf::from("from-file"));
+        assert_eq!(config.index_dir, PathBuf::from("idx-flag"));
+        assert_eq!(config.prompts_dir, PathBuf::from("prompts"));
+        assert_eq!(config.retrieval.passages, 3);
+        assert_eq!(config.addr.to_string(), DEFAULT_ADDR);
+    }
+}

@@ -1,0 +1,245 @@
+//! JSON and SSE handlers of `/v1/*`, `/healthz` and `/readyz`.
+
+use super::{AppState, BODY_LIMIT, error::ApiError};
+use crate::chat::{Answer, ChatEvent, Question};
+use crate::lessons::Lesson;
+use crate::llm::Turn;
+use axum::Json;
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::convert::Infallible;
+
+/// The body of `POST /v1/chat`. Unknown fields are ignored, so clients may send more.
+#[derive(Deserialize)]
+struct ChatRequest {
+    lesson_id: String,
+    message: String,
+    #[serde(default)]
+    history: Option<Vec<Turn>>,
+    #[serde(default)]
+    stream: Option<bool>,
+}
+
+/// Reads a JSON body within [`BODY_LIMIT`]; every failure is an [`ApiError`].
+async fn read_json<T: serde::de::DeserializeOwned>(body: Body) -> Result<T, ApiError> {
+    let bytes = axum::body::to_bytes(body, BODY_LIMIT).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body is larger than {} KiB", BODY_LIMIT / 1024),
+        )
+    })?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::invalid_request(
+            "the request body is empty: send a JSON object",
+        ));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| {
+        let what = if e.is_syntax() || e.is_eof() {
+            "the request body is not valid JSON"
+        } else {
+            "the request body does not match the expected fields"
+        };
+        ApiError::invalid_request(format!("{what}: {e}"))
+    })
+}
+
+fn wants_stream(headers: &HeaderMap, flag: Option<bool>) -> bool {
+    flag.unwrap_or_else(|| {
+        headers
+            .get(header::ACCEPT)
+            .and_then(|a| a.to_str().ok())
+            .is_some_and(|a| a.contains("text/event-stream"))
+    })
+}
+
+/// `POST /v1/chat`.
+pub async fn chat(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    match chat_inner(state, headers, body).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn chat_inner(state: AppState, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    if headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        > Some(BODY_LIMIT)
+    {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body is larger than {} KiB", BODY_LIMIT / 1024),
+        ));
+    }
+    let request: ChatRequest = read_json(body).await?;
+    let stream = wants_stream(&headers, request.stream);
+    let question = Question::parse(
+        request.lesson_id,
+        request.message,
+        request.history.unwrap_or_default(),
+    )?;
+    let tutor = state.tutor()?;
+    if !stream {
+        let (answer, _) = tutor.ask(question).await?;
+        return Ok(Json(answer).into_response());
+    }
+    let events = tutor.ask_stream(question).await?;
+    let events = events.map(|event| Ok::<_, Infallible>(sse_event(event)));
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15)))
+        .into_response())
+}
+
+fn sse_event(event: ChatEvent) -> Event {
+    match event {
+        ChatEvent::Citations(citations) => Event::default()
+            .event("citations")
+            .data(json!({ "citations": citations }).to_string()),
+        ChatEvent::Delta(text) => Event::default()
+            .event("delta")
+            .data(json!({ "text": text }).to_string()),
+        ChatEvent::Done(answer) => Event::default()
+            .event("done")
+            .data(answer_json(&answer).to_string()),
+        ChatEvent::Error(error) => Event::default()
+            .event("error")
+            .data(ApiError::from(error).body().to_string()),
+    }
+}
+
+fn answer_json(answer: &Answer) -> Value {
+    serde_json::to_value(answer).unwrap_or_else(|_| json!({}))
+}
+
+fn lesson_json(lesson: &Lesson) -> Value {
+    json!({
+        "id": lesson.id,
+        "title": lesson.title,
+        "summary": lesson.summary,
+        "track": lesson.track,
+        "minutes": lesson.minutes,
+        "related": lesson.related,
+        "sections": lesson.sections.iter().map(|s| json!({"id": s.slug, "title": s.title})).collect::<Vec<_>>(),
+    })
+}
+
+/// `GET /v1/lessons`.
+pub async fn lessons(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let tutor = state.tutor()?;
+    let catalog = tutor.retriever().catalog();
+    let lessons: Vec<Value> = catalog.lessons.iter().map(|l| lesson_json(l)).collect();
+    Ok(Json(json!({ "lessons": lessons })))
+}
+
+/// `GET /v1/lessons/{id}`.
+pub async fn lesson(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let tutor = state.tutor()?;
+    let catalog = tutor.retriever().catalog();
+    let lesson = catalog
+        .get(&id)
+        .ok_or_else(|| ApiError::lesson_not_found(&id))?;
+    Ok(Json(lesson_json(lesson)))
+}
+
+/// `GET /v1/search?q=...&lesson_id=...&k=5`.
+pub async fn search(
+    State(state): State<AppState>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(mut params) = query.map_err(|e| ApiError::invalid_request(e.body_text()))?;
+    let q = params
+        .remove("q")
+        .filter(|q| !q.trim().is_empty())
+        .ok_or_else(|| ApiError::invalid_request("`q` is required: the text to search for"))?;
+    if q.chars().count() > crate::chat::MAX_MESSAGE_CHARS {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_message",
+            format!(
+                "`q` is longer than {} characters",
+                crate::chat::MAX_MESSAGE_CHARS
+            ),
+        ));
+    }
+    let k = match params.get("k").map(String::as_str) {
+        None | Some("") => 5,
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|k| (1..=50).contains(k))
+            .ok_or_else(|| ApiError::invalid_request("`k` must be a whole number from 1 to 50"))?,
+    };
+    let tutor = state.tutor()?;
+    let lesson_id = params.remove("lesson_id").filter(|l| !l.is_empty());
+    if let Some(id) = &lesson_id
+        && tutor.retriever().catalog().get(id).is_none()
+    {
+        return Err(ApiError::lesson_not_found(id));
+    }
+    let retriever = tutor.retriever().clone();
+    let hits = tokio::task::spawn_blocking(move || {
+        retriever
+            .search(lesson_id.as_deref(), &q, k)
+            .into_iter()
+            .map(|hit| {
+                let passage = hit.passage();
+                json!({
+                    "passage_id": passage.id,
+                    "lesson_id": hit.lesson.id,
+                    "section": hit.lesson.section_of(passage).title,
+                    "section_id": hit.lesson.section_of(passage).slug,
+                    "text": passage.text,
+                    "score": hit.score,
+                })
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| ApiError::from(crate::chat::ChatError::Internal(e.to_string())))?;
+    Ok(Json(json!({ "hits": hits })))
+}
+
+/// `GET /healthz`: the process runs.
+pub async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// `GET /readyz`: the index is loaded.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    match state.tutor() {
+        Ok(tutor) => Json(json!({
+            "status": "ready",
+            "lessons": tutor.retriever().catalog().lessons.len(),
+            "backend": tutor.backend(),
+        }))
+        .into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+/// Unknown paths.
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint; see GET /v1/lessons, POST /v1/chat, GET /v1/search")
+}
+
+/// Known paths with the wrong method.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not take that method",
+    )
+}

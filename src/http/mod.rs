@@ -1,0 +1,177 @@
+//! The HTTP surface of API.md: router, shared state, middleware (request ids, CORS and origin
+//! checks, compression), and `serve`. The only module that knows axum, status codes and wire
+//! JSON.
+
+mod api;
+mod error;
+mod pages;
+
+pub use error::ApiError;
+
+use crate::chat::Tutor;
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use std::future::Future;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tower_http::compression::CompressionLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+/// Largest request body accepted.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// `None` until the index is loaded; swapped whole when lessons are reloaded, so a request
+    /// keeps the tutor it started with.
+    tutor: Arc<RwLock<Option<Tutor>>>,
+    /// Origins allowed to call the API from a browser (`*` for any).
+    cors_origins: Arc<Vec<String>>,
+    /// Serve widget and page assets from this folder instead of the built-in copies.
+    dev_assets: Option<Arc<std::path::PathBuf>>,
+}
+
+impl AppState {
+    /// State with no tutor yet (`/readyz` answers 503 until [`AppState::set_tutor`]).
+    pub fn new(cors_origins: Vec<String>) -> AppState {
+        AppState {
+            tutor: Arc::new(RwLock::new(None)),
+            cors_origins: Arc::new(cors_origins),
+            dev_assets: std::env::var_os("TUTOR_DEV_ASSETS").map(|p| Arc::new(p.into())),
+        }
+    }
+
+    /// State serving `tutor` at once.
+    pub fn with_tutor(tutor: Tutor, cors_origins: Vec<String>) -> AppState {
+        let state = AppState::new(cors_origins);
+        state.set_tutor(tutor);
+        state
+    }
+
+    /// Makes `tutor` the one new requests use.
+    pub fn set_tutor(&self, tutor: Tutor) {
+        let mut slot = self.tutor.write().unwrap_or_else(|e| e.into_inner());
+        *slot = Some(tutor);
+    }
+
+    /// The tutor in force, or 503 while loading.
+    pub fn tutor(&self) -> Result<Tutor, ApiError> {
+        self.tutor
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or_else(ApiError::not_ready)
+    }
+
+    fn origin_allowed(&self, origin: &str) -> bool {
+        self.cors_origins
+            .iter()
+            .any(|o| o == "*" || o.eq_ignore_ascii_case(origin))
+    }
+}
+
+/// The whole application.
+pub fn router(state: AppState) -> Router {
+    // Preflights succeed for every origin so that a page from an origin that is not allowed
+    // gets a readable `403 origin_not_allowed` from `check_origin`, not an opaque network error.
+    // The check on the real request is what protects the API.
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::mirror_request())
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            header::ACCEPT,
+            HeaderName::from_static("x-tutor-key"),
+        ])
+        .expose_headers([header::RETRY_AFTER, HeaderName::from_static("x-request-id")])
+        .max_age(Duration::from_secs(600));
+    let api = Router::new()
+        .route("/v1/chat", post(api::chat))
+        .route("/v1/lessons", get(api::lessons))
+        .route("/v1/lessons/{id}", get(api::lesson))
+        .route("/v1/search", get(api::search))
+        .route_layer(middleware::from_fn_with_state(state.clone(), check_origin))
+        .layer(cors);
+    Router::new()
+        .merge(api)
+        .route("/healthz", get(api::healthz))
+        .route("/readyz", get(api::readyz))
+        .route("/", get(pages::catalog))
+        .route("/lessons/{id}", get(pages::lesson))
+        .route("/widget.js", get(pages::widget))
+        .route("/page.css", get(pages::stylesheet))
+        .fallback(api::not_found)
+        .method_not_allowed_fallback(api::method_not_allowed)
+        .with_state(state)
+        .layer(CompressionLayer::new())
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &Request| {
+                let id = request
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                tracing::info_span!("request", id = %id, method = %request.method(), path = %request.uri().path())
+            }),
+        )
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+/// Refuses, clearly, browser requests from origins that are neither the tutor's own nor
+/// listed in `TUTOR_CORS_ORIGINS`. Requests without an `Origin` (servers, curl) pass.
+async fn check_origin(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(origin) = request
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+        .map(|o| o.trim_end_matches('/').to_string())
+    else {
+        return next.run(request).await;
+    };
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let same_origin = origin
+        .split_once("://")
+        .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(host));
+    if same_origin || state.origin_allowed(&origin) {
+        return next.run(request).await;
+    }
+    let mut response = ApiError::new(
+        StatusCode::FORBIDDEN,
+        "origin_not_allowed",
+        format!("pages from {origin} may not use this tutor; add the origin to TUTOR_CORS_ORIGINS"),
+    )
+    .into_response();
+    // Let the page's script read the refusal instead of seeing an opaque network error.
+    if let Ok(value) = HeaderValue::from_str(&origin) {
+        response
+            .headers_mut()
+            .insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+    }
+    response
+}
+
+/// Serves the router on `listener` until `shutdown` resolves, then lets in-flight requests
+/// finish.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

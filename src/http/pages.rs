@@ -1,0 +1,264 @@
+//! The pages an author opens in a browser: the catalog (`/`) and each lesson (`/lessons/{id}`)
+//! with the widget on it, plus the widget script and the page stylesheet, all built into the
+//! binary (`TUTOR_DEV_ASSETS=dir` serves them from disk instead, for working on them).
+
+use super::{AppState, error::ApiError};
+use crate::lessons::Lesson;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use minijinja::{Environment, context};
+use pulldown_cmark::{CowStr, Event, HeadingLevel, Options, Parser, Tag, TagEnd};
+use std::sync::OnceLock;
+
+const WIDGET_JS: &str = include_str!("../../assets/widget.js");
+const PAGE_CSS: &str = include_str!("../../assets/page.css");
+const CATALOG_HTML: &str = include_str!("../../assets/templates/catalog.html");
+const LESSON_HTML: &str = include_str!("../../assets/templates/lesson.html");
+
+fn asset(state: &AppState, name: &str, built_in: &'static str) -> String {
+    match &state.dev_assets {
+        Some(dir) => {
+            std::fs::read_to_string(dir.join(name)).unwrap_or_else(|_| built_in.to_string())
+        }
+        None => built_in.to_string(),
+    }
+}
+
+fn environment(state: &AppState) -> Result<Environment<'static>, minijinja::Error> {
+    let mut env = Environment::new();
+    env.add_template_owned(
+        "catalog.html",
+        asset(state, "templates/catalog.html", CATALOG_HTML),
+    )?;
+    env.add_template_owned(
+        "lesson.html",
+        asset(state, "templates/lesson.html", LESSON_HTML),
+    )?;
+    Ok(env)
+}
+
+fn render(state: &AppState, name: &str, ctx: minijinja::Value) -> Response {
+    static BUILT_IN: OnceLock<Result<Environment<'static>, String>> = OnceLock::new();
+    let rendered = if state.dev_assets.is_some() {
+        environment(state).and_then(|env| env.get_template(name)?.render(ctx))
+    } else {
+        match BUILT_IN.get_or_init(|| environment(state).map_err(|e| e.to_string())) {
+            Ok(env) => env.get_template(name).and_then(|t| t.render(ctx)),
+            Err(e) => Err(minijinja::Error::new(
+                minijinja::ErrorKind::InvalidOperation,
+                e.clone(),
+            )),
+        }
+    };
+    match rendered {
+        Ok(html) => Html(html).into_response(),
+        Err(error) => {
+            tracing::error!(%error, template = name, "page template failed");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the page could not be rendered",
+            )
+            .into_response()
+        }
+    }
+}
+
+/// `GET /`: the catalog.
+pub async fn catalog(State(state): State<AppState>) -> Response {
+    let tutor = match state.tutor() {
+        Ok(tutor) => tutor,
+        Err(error) => return error.into_response(),
+    };
+    let catalog = tutor.retriever().catalog();
+    let lessons: Vec<minijinja::Value> = catalog
+        .lessons
+        .iter()
+        .map(|l| {
+            context! { id => l.id, title => l.title, summary => l.summary, track => l.track, minutes => l.minutes }
+        })
+        .collect();
+    let problems: Vec<String> = catalog.problems.iter().map(|p| p.to_string()).collect();
+    render(
+        &state,
+        "catalog.html",
+        context! { lessons => lessons, problems => problems },
+    )
+}
+
+/// `GET /lessons/{id}`: one lesson as a page, with the widget.
+pub async fn lesson(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    let tutor = match state.tutor() {
+        Ok(tutor) => tutor,
+        Err(error) => return error.into_response(),
+    };
+    let catalog = tutor.retriever().catalog();
+    let Some(lesson) = catalog.get(&id) else {
+        return ApiError::lesson_not_found(&id).into_response();
+    };
+    let related: Vec<minijinja::Value> = lesson
+        .related
+        .iter()
+        .filter_map(|r| catalog.get(r))
+        .map(|l| context! { id => l.id, title => l.title, summary => l.summary })
+        .collect();
+    render(
+        &state,
+        "lesson.html",
+        context! {
+            lesson => context! { id => lesson.id, title => lesson.title, summary => lesson.summary, track => lesson.track, minutes => lesson.minutes },
+            body_html => lesson_html(lesson),
+            related => related,
+        },
+    )
+}
+
+/// `GET /widget.js`.
+pub async fn widget(State(state): State<AppState>) -> Response {
+    static_asset(
+        asset(&state, "widget.js", WIDGET_JS),
+        "text/javascript; charset=utf-8",
+    )
+}
+
+/// `GET /page.css`.
+pub async fn stylesheet(State(state): State<AppState>) -> Response {
+    static_asset(
+        asset(&state, "page.css", PAGE_CSS),
+        "text/css; charset=utf-8",
+    )
+}
+
+fn static_asset(body: String, content_type: &'static str) -> Response {
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    response
+}
+
+/// Renders a lesson's Markdown as HTML whose `h2`/`h3` anchors are the section slugs the
+/// parser gave them (so citations link to them). Raw HTML in a lesson is shown as text, and
+/// links may only use safe schemes: nothing in a lesson can inject script into the page.
+pub fn lesson_html(lesson: &Lesson) -> String {
+    let mut options = Options::empty();
+    options.insert(Options::ENABLE_TABLES);
+    options.insert(Options::ENABLE_STRIKETHROUGH);
+    options.insert(Options::ENABLE_TASKLISTS);
+    let mut slugs = lesson
+        .sections
+        .iter()
+        .filter(|s| s.level >= 2)
+        .map(|s| s.slug.clone());
+    let events = Parser::new_ext(&lesson.body, options).map(|event| match event {
+        Event::Start(Tag::Heading {
+            level,
+            classes,
+            attrs,
+            ..
+        }) => {
+            let numbered = matches!(level, HeadingLevel::H2 | HeadingLevel::H3);
+            // A level-1 heading in the body repeats the page title; show it one level down.
+            let level = if level == HeadingLevel::H1 {
+                HeadingLevel::H2
+            } else {
+                level
+            };
+            let id = if numbered {
+                slugs.next().map(CowStr::from)
+            } else {
+                None
+            };
+            Event::Start(Tag::Heading {
+                level,
+                id,
+                classes,
+                attrs,
+            })
+        }
+        Event::End(TagEnd::Heading(level)) => {
+            let level = if level == HeadingLevel::H1 {
+                HeadingLevel::H2
+            } else {
+                level
+            };
+            Event::End(TagEnd::Heading(level))
+        }
+        Event::Html(html) | Event::InlineHtml(html) => Event::Text(html),
+        Event::Start(Tag::Link {
+            link_type,
+            dest_url,
+            title,
+            id,
+        }) => {
+            let safe = safe_url(&dest_url);
+            Event::Start(Tag::Link {
+                link_type,
+                dest_url: if safe { dest_url } else { CowStr::from("#") },
+                title,
+                id,
+            })
+        }
+        Event::Start(Tag::Image {
+            link_type,
+            dest_url,
+            title,
+            id,
+        }) => {
+            let safe = safe_url(&dest_url);
+            Event::Start(Tag::Image {
+                link_type,
+                dest_url: if safe { dest_url } else { CowStr::from("") },
+                title,
+                id,
+            })
+        }
+        other => other,
+    });
+    let mut html = String::with_capacity(lesson.body.len() * 2);
+    pulldown_cmark::html::push_html(&mut html, events);
+    html
+}
+
+fn safe_url(url: &str) -> bool {
+    let lower = url.trim().to_ascii_lowercase();
+    match lower.split_once(':') {
+        Some((scheme, _))
+            if !scheme.contains('/') && !scheme.contains('#') && !scheme.contains('?') =>
+        {
+            matches!(scheme, "http" | "https" | "mailto")
+        }
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lesson_pages_anchor_headings_with_section_slugs_and_escape_html() {
+        let lesson = crate::lessons::parse_lesson(
+            "---\nid: x\ntitle: X\n---\nIntro <script>alert(1)</script>\n\n## Same\n\nA [bad](javascript:alert(1)) link.\n\n## Same\n\nB.\n\n### Deeper one\n\nC.\n",
+            "x",
+        )
+        .expect("parses");
+        let html = lesson_html(&lesson);
+        assert!(html.contains(r#"<h2 id="same">Same</h2>"#), "{html}");
+        assert!(html.contains(r#"<h2 id="same-2">Same</h2>"#), "{html}");
+        assert!(
+            html.contains(r#"<h3 id="deeper-one">Deeper one</h3>"#),
+            "{html}"
+        );
+        assert!(!html.contains("<script>"), "{html}");
+        assert!(!html.contains("javascript:"), "{html}");
+    }
+}

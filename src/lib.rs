@@ -1,0 +1,30 @@
+//! `tutor`: a grounded lesson tutor. A learner asks about the lesson they are reading; the tutor
+//! answers in a few sentences using only what that lesson says, cites the sections it stands
+//! on, and says plainly when the lesson does not cover the question.
+//!
+//! The data flow, module by module:
+//!
+//! - [`lessons`]: Markdown files with front matter → [`lessons::Lesson`]s cut into sections and
+//!   citable passages; broken files become `path:line: reason` problems.
+//! - [`index`]: the Tantivy index in `index/`, refreshed incrementally by content hash.
+//! - [`retrieve`]: a question (+ history) → ranked passages of one lesson, and the gate that
+//!   decides whether the lesson covers it.
+//! - [`prompts`]: the minijinja templates of `prompts/` (system prompt, refusal).
+//! - [`llm`]: the [`llm::ChatModel`] trait; an OpenAI-compatible client and the embedded
+//!   extractive answerer.
+//! - [`chat`]: [`chat::Tutor`] ties them together: retrieve → refuse, or prompt → model →
+//!   check citations → answer (whole or streamed).
+//! - [`http`]: the axum router of API.md, pages and widget; [`cli`]: the `tutor` commands;
+//!   [`config`]: layered configuration; [`app`]: start-up shared by the commands.
+
+pub mod app;
+pub mod chat;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod index;
+pub mod lessons;
+pub mod llm;
+pub mod prompts;
+pub mod retrieve;
+pub mod text;

@@ -1,0 +1,268 @@
+//! The embedded answerer: picks the one to three sentences of the retrieved passages that best
+//! answer the question and cites each. Every word it says comes from the lesson; it needs no
+//! network and no key, so a fresh clone answers out of the box.
+
+use super::{ChatModel, ModelError, ModelRequest, NumberedPassage, TextStream};
+use crate::index::Analyzer;
+use crate::retrieve::QueryTerm;
+use crate::text::split_sentences;
+use futures::future::BoxFuture;
+use std::collections::HashSet;
+
+/// Longest answer, in characters, before no more sentences are added.
+const MAX_ANSWER_CHARS: usize = 420;
+const MAX_SENTENCES: usize = 3;
+
+/// The extractive answerer.
+#[derive(Clone, Default)]
+pub struct Extractive {
+    analyzer: Analyzer,
+}
+
+/// A sentence, list item or table row of a passage.
+#[derive(Debug)]
+struct Unit<'a> {
+    n: usize,
+    rank: usize,
+    position: usize,
+    text: &'a str,
+    terms: HashSet<String>,
+    score: f32,
+}
+
+impl Extractive {
+    /// A new answerer.
+    pub fn new() -> Extractive {
+        Extractive::default()
+    }
+
+    /// Composes the answer: the best-scoring sentences, in lesson order, each with its `[n]`.
+    pub fn answer(&self, passages: &[NumberedPassage], terms: &[QueryTerm]) -> Vec<String> {
+        let total: f32 = terms.iter().map(|t| t.idf * t.weight).sum();
+        let mut units = Vec::new();
+        for (rank, passage) in passages.iter().enumerate() {
+            for (position, text) in units_of(&passage.text).into_iter().enumerate() {
+                let unit_terms: HashSet<String> = self.analyzer.terms(text).into_iter().collect();
+                let mut unit = Unit {
+                    n: passage.n,
+                    rank,
+                    position,
+                    text,
+                    terms: unit_terms,
+                    score: 0.0,
+                };
+                unit.score = score(&unit, terms, total);
+                units.push(unit);
+            }
+        }
+        let Some(best) = units
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.score.total_cmp(&b.1.score).then(b.0.cmp(&a.0)))
+            .map(|(i, _)| i)
+        else {
+            return Vec::new();
+        };
+        let mut chosen = vec![best];
+        let mut covered: HashSet<&str> = terms
+            .iter()
+            .filter(|t| units[best].terms.contains(&t.term))
+            .map(|t| t.term.as_str())
+            .collect();
+        let mut length = units[best].text.len();
+
+        // A short best sentence that the next one continues ("It ...", "This ...") keeps it.
+        if units[best].text.len() < 140
+            && let Some(next) = units.get(best + 1)
+            && next.n == units[best].n
+            && starts_with_reference(next.text)
+        {
+            length += next.text.len();
+            chosen.push(best + 1);
+        }
+
+        // Then sentences that add question words not yet covered, while they score well.
+        while chosen.len() < MAX_SENTENCES {
+            let candidate = units
+                .iter()
+                .enumerate()
+                .filter(|(i, u)| {
+                    !chosen.contains(i)
+                        && u.score >= 0.5 * units[best].score
+                        && u.score > 0.15
+                        && length + u.text.len() <= MAX_ANSWER_CHARS
+                })
+                .map(|(i, u)| {
+                    let gain: f32 = terms
+                        .iter()
+                        .filter(|t| u.terms.contains(&t.term) && !covered.contains(t.term.as_str()))
+                        .map(|t| t.idf * t.weight)
+                        .sum();
+                    (i, gain)
+                })
+                .filter(|(_, gain)| *gain > 0.0)
+                .max_by(|a, b| a.1.total_cmp(&b.1));
+            let Some((i, _)) = candidate else { break };
+            covered.extend(
+                terms
+                    .iter()
+                    .filter(|t| units[i].terms.contains(&t.term))
+                    .map(|t| t.term.as_str()),
+            );
+            length += units[i].text.len();
+            chosen.push(i);
+        }
+        chosen.sort_by_key(|&i| (units[i].rank, units[i].position));
+        chosen
+            .into_iter()
+            .map(|i| format!("{} [{}]", with_full_stop(units[i].text), units[i].n))
+            .collect()
+    }
+}
+
+/// Weighted share of the question's terms in the unit, nudged towards better-ranked passages
+/// and away from fragments.
+fn score(unit: &Unit<'_>, terms: &[QueryTerm], total: f32) -> f32 {
+    if total <= 0.0 {
+        return 0.0;
+    }
+    let found: f32 = terms
+        .iter()
+        .filter(|t| unit.terms.contains(&t.term))
+        .map(|t| t.idf * t.weight)
+        .sum();
+    let mut score = found / total + 0.04 / (unit.rank as f32 + 1.0);
+    let length = unit.text.len();
+    if length < 30 {
+        score *= 0.6;
+    } else if length > 360 {
+        score *= 0.85;
+    }
+    score
+}
+
+/// Splits a passage into answerable units: list items and table rows whole, prose by sentence.
+fn units_of(text: &str) -> Vec<&str> {
+    let mut units = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if let Some(item) = line.strip_prefix("- ") {
+            units.push(item.trim());
+        } else if !line.is_empty() {
+            units.extend(split_sentences(line));
+        }
+    }
+    units
+}
+
+fn starts_with_reference(text: &str) -> bool {
+    let first = text.split_whitespace().next().unwrap_or("");
+    matches!(
+        first,
+        "It" | "This" | "That" | "They" | "These" | "Those" | "Such" | "Its" | "Their"
+    )
+}
+
+fn with_full_stop(text: &str) -> String {
+    let text = text.trim();
+    if text.ends_with(['.', '!', '?', '"', '”', ')']) {
+        text.to_string()
+    } else {
+        format!("{}.", text.trim_end_matches([':', ';', ',']))
+    }
+}
+
+impl ChatModel for Extractive {
+    fn name(&self) -> String {
+        "extractive".to_string()
+    }
+
+    fn complete<'a>(
+        &'a self,
+        request: &'a ModelRequest,
+    ) -> BoxFuture<'a, Result<String, ModelError>> {
+        let sentences = self.answer(&request.passages, &request.terms);
+        Box::pin(async move { Ok(sentences.join(" ")) })
+    }
+
+    fn stream<'a>(
+        &'a self,
+        request: &'a ModelRequest,
+    ) -> BoxFuture<'a, Result<TextStream, ModelError>> {
+        let sentences = self.answer(&request.passages, &request.terms);
+        let pieces: Vec<Result<String, ModelError>> = sentences
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| Ok(if i == 0 { s } else { format!(" {s}") }))
+            .collect();
+        Box::pin(async move {
+            let stream: TextStream = Box::pin(futures::stream::iter(pieces));
+            Ok(stream)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn term(term: &str, idf: f32) -> QueryTerm {
+        QueryTerm {
+            term: term.to_string(),
+            idf,
+            weight: 1.0,
+        }
+    }
+
+    fn passage(n: usize, text: &str) -> NumberedPassage {
+        NumberedPassage {
+            n,
+            section: "S".to_string(),
+            text: text.to_string(),
+        }
+    }
+
+    #[test]
+    fn the_best_sentence_is_chosen_and_cited() {
+        let answerer = Extractive::new();
+        let answer = answerer.answer(
+            &[
+                passage(1, "Closed models are reached through an API. Nothing else is released."),
+                passage(2, "Open weights can be downloaded and run on your own hardware. Training data usually stays private."),
+            ],
+            &[term("open", 1.0), term("weight", 2.0), term("download", 3.0)],
+        );
+        assert_eq!(
+            answer[0],
+            "Open weights can be downloaded and run on your own hardware. [2]"
+        );
+    }
+
+    #[test]
+    fn list_items_and_rows_are_whole_units_and_get_a_full_stop() {
+        let answerer = Extractive::new();
+        let answer = answerer.answer(
+            &[passage(3, "The cases for openness:\n- Reproducibility: science cannot check what it cannot rerun\n- Security: more eyes find flaws")],
+            &[term("reproduc", 3.0)],
+        );
+        assert_eq!(
+            answer,
+            vec!["Reproducibility: science cannot check what it cannot rerun. [3]"]
+        );
+    }
+
+    #[test]
+    fn a_second_sentence_is_added_only_when_it_covers_new_question_words() {
+        let answerer = Extractive::new();
+        let answer = answerer.answer(
+            &[passage(
+                1,
+                "Hosted open weights cost less per token. Self-hosting gives full data control. The weather is nice.",
+            )],
+            &[term("cost", 2.0), term("control", 2.0), term("data", 1.0)],
+        );
+        assert_eq!(answer.len(), 2, "{answer:?}");
+        assert!(answer[0].starts_with("Hosted"));
+        assert!(answer[1].starts_with("Self-hosting"));
+    }
+}

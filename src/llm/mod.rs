@@ -1,0 +1,81 @@
+//! Models that write answers: the [`ChatModel`] trait, an OpenAI-compatible client
+//! ([`openai::OpenAiModel`], the only place that knows async-openai) and the embedded
+//! [`extractive::Extractive`] answerer that needs no network.
+
+pub mod extractive;
+pub mod openai;
+
+use crate::retrieve::QueryTerm;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+
+/// Who said a turn of the conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    User,
+    Assistant,
+}
+
+/// One earlier turn of the conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Turn {
+    pub role: Role,
+    pub content: String,
+}
+
+/// A passage given to the model, numbered as the answer must cite it.
+#[derive(Debug, Clone)]
+pub struct NumberedPassage {
+    pub n: usize,
+    pub section: String,
+    pub text: String,
+}
+
+/// Everything a model needs to answer one question.
+#[derive(Debug, Clone)]
+pub struct ModelRequest {
+    /// The rendered system prompt (rules and fenced passages).
+    pub system: String,
+    /// Earlier turns, oldest first.
+    pub history: Vec<Turn>,
+    /// The learner's message, sent as the user turn (never inside the system prompt).
+    pub message: String,
+    /// The passages in the system prompt, for answerers that work on them directly.
+    pub passages: Vec<NumberedPassage>,
+    /// The question's analyzed terms, with their weights.
+    pub terms: Vec<QueryTerm>,
+}
+
+/// Text as it arrives from a model.
+pub type TextStream = BoxStream<'static, Result<String, ModelError>>;
+
+/// Why a model call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ModelError {
+    /// The provider answered with an error, or with something that is not a completion.
+    #[error("the model provider failed: {0}")]
+    Upstream(String),
+    /// The provider did not answer in time.
+    #[error("the model provider timed out: {0}")]
+    Timeout(String),
+}
+
+/// A model that answers from numbered passages.
+pub trait ChatModel: Send + Sync {
+    /// What answered, as reported in `backend`: `extractive` or `openai:MODEL`.
+    fn name(&self) -> String;
+
+    /// The whole answer at once.
+    fn complete<'a>(
+        &'a self,
+        request: &'a ModelRequest,
+    ) -> BoxFuture<'a, Result<String, ModelError>>;
+
+    /// The answer as it is written.
+    fn stream<'a>(
+        &'a self,
+        request: &'a ModelRequest,
+    ) -> BoxFuture<'a, Result<TextStream, ModelError>>;
+}

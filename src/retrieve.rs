@@ -1,0 +1,522 @@
+//! Retrieval and the gate: a learner's question (plus recent history) becomes weighted terms,
+//! BM25 ranks the passages of one lesson, and term coverage decides whether the lesson covers
+//! the question at all.
+//!
+//! Free text never errors: it is analyzed into plain terms (no query syntax), so quotes, colons,
+//! `AND`/`OR`, `C++`, emoji and other scripts are just words or nothing.
+
+use crate::index::{self, Fields, IndexError};
+use crate::lessons::{Catalog, Lesson, Passage};
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+use tantivy::collector::TopDocs;
+use tantivy::query::{BooleanQuery, BoostQuery, ConstScoreQuery, Occur, Query, TermQuery};
+use tantivy::schema::IndexRecordOption;
+use tantivy::tokenizer::TextAnalyzer;
+use tantivy::{IndexReader, ReloadPolicy, Searcher, Term};
+
+/// Words that shape a question but say nothing about its topic ("what does … mean?").
+const QUESTION_WORDS: &[&str] = &[
+    "what",
+    "which",
+    "who",
+    "whom",
+    "whose",
+    "when",
+    "where",
+    "why",
+    "how",
+    "do",
+    "does",
+    "did",
+    "done",
+    "can",
+    "could",
+    "would",
+    "should",
+    "shall",
+    "may",
+    "might",
+    "must",
+    "i",
+    "me",
+    "my",
+    "we",
+    "our",
+    "you",
+    "your",
+    "mean",
+    "means",
+    "meaning",
+    "explain",
+    "tell",
+    "describe",
+    "lesson",
+    "please",
+    "about",
+    "anything",
+    "something",
+    "thing",
+    "things",
+    "s",
+    "t",
+    "am",
+    "been",
+    "being",
+    "has",
+    "have",
+    "had",
+    "here",
+    "there",
+    "some",
+    "any",
+    "give",
+    "know",
+    "say",
+    "says",
+    "said",
+    "talk",
+    "talks",
+    "get",
+    "from",
+    "also",
+    "again",
+    "more",
+    "much",
+    "many",
+    "like",
+    "hi",
+    "hello",
+    "hey",
+    "thanks",
+    "thank",
+    "ok",
+    "okay",
+];
+
+/// Words that make a short message lean on the conversation before it.
+const FOLLOW_UP_WORDS: &[&str] = &[
+    "it",
+    "its",
+    "that",
+    "this",
+    "those",
+    "these",
+    "them",
+    "they",
+    "their",
+    "one",
+    "ones",
+    "more",
+    "else",
+    "example",
+    "examples",
+    "first",
+    "second",
+    "third",
+    "last",
+    "other",
+    "why",
+    "how",
+    "and",
+    "same",
+    "he",
+    "she",
+    "his",
+    "her",
+    "elaborate",
+    "further",
+];
+
+/// Tunable numbers of retrieval and the gate.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetrievalSettings {
+    /// Passages given to the model.
+    pub passages: usize,
+    /// Passages examined by the gate.
+    pub candidates: usize,
+    /// Weight of section-title matches relative to body matches.
+    pub section_boost: f32,
+    /// Weight of terms taken from the conversation history.
+    pub history_weight: f32,
+    /// Share of the question's term weight a passage must contain to count as covering it.
+    pub min_coverage: f32,
+}
+
+impl Default for RetrievalSettings {
+    fn default() -> Self {
+        RetrievalSettings {
+            passages: 4,
+            candidates: 8,
+            section_boost: 1.5,
+            history_weight: 0.35,
+            min_coverage: 0.5,
+        }
+    }
+}
+
+/// A question term with its weight in the catalog.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct QueryTerm {
+    pub term: String,
+    /// Inverse document frequency over the whole catalog (capped for unseen words).
+    pub idf: f32,
+    /// 1.0 for the learner's message, lower for terms from history.
+    pub weight: f32,
+}
+
+/// One ranked passage.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    pub lesson: Arc<Lesson>,
+    /// Index into `lesson.passages`.
+    pub passage: usize,
+    /// BM25 score.
+    pub score: f32,
+    /// Share of the question's term weight this passage (with its section title) contains.
+    pub coverage: f32,
+}
+
+impl Hit {
+    /// The passage itself.
+    pub fn passage(&self) -> &Passage {
+        &self.lesson.passages[self.passage]
+    }
+}
+
+/// Why the gate decided as it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GateReason {
+    /// A passage covers enough of the question.
+    Covered,
+    /// The question has no words the tutor can search for.
+    NoSearchableWords,
+    /// No passage of the lesson covers enough of the question.
+    NotCovered,
+}
+
+/// Retrieval results plus the gate's decision.
+#[derive(Debug, Clone)]
+pub struct Retrieval {
+    pub terms: Vec<QueryTerm>,
+    /// Best first; at most `candidates`.
+    pub hits: Vec<Hit>,
+    /// Best coverage among the hits.
+    pub coverage: f32,
+    pub covered: bool,
+    pub reason: GateReason,
+    /// True when the message was read as a follow-up and history terms counted for the gate.
+    pub follow_up: bool,
+}
+
+/// One process-wide reader over the index plus the catalog it was built from.
+pub struct Retriever {
+    catalog: Arc<Catalog>,
+    reader: IndexReader,
+    fields: Fields,
+    /// Passage key -> (lesson index in the catalog, passage index in the lesson).
+    keys: HashMap<u64, (u32, u32)>,
+    analyzer: TextAnalyzer,
+    question_words: HashSet<String>,
+    follow_up_words: HashSet<String>,
+    settings: RetrievalSettings,
+}
+
+impl Retriever {
+    /// Opens the index at `dir` for the given catalog.
+    pub fn open(
+        catalog: Arc<Catalog>,
+        dir: &Path,
+        settings: RetrievalSettings,
+    ) -> Result<Retriever, IndexError> {
+        let (index, fields) = index::open(dir)?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()
+            .map_err(|source| IndexError::Tantivy {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        let mut keys = HashMap::with_capacity(catalog.passage_count());
+        for (l, lesson) in catalog.lessons.iter().enumerate() {
+            for (p, passage) in lesson.passages.iter().enumerate() {
+                keys.insert(index::passage_key(&passage.id), (l as u32, p as u32));
+            }
+        }
+        let mut analyzer = index::analyzer();
+        let mut stems = |words: &[&str]| -> HashSet<String> {
+            words
+                .iter()
+                .flat_map(|w| index::terms(&mut analyzer, w))
+                .chain(words.iter().map(|w| w.to_string()))
+                .collect()
+        };
+        let question_words = stems(QUESTION_WORDS);
+        let follow_up_words = FOLLOW_UP_WORDS.iter().map(|w| w.to_string()).collect();
+        Ok(Retriever {
+            catalog,
+            reader,
+            fields,
+            keys,
+            analyzer,
+            question_words,
+            follow_up_words,
+            settings,
+        })
+    }
+
+    /// The catalog this retriever serves.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &RetrievalSettings {
+        &self.settings
+    }
+
+    /// Analyzes text into index terms (stemmed, stop words removed).
+    pub fn analyze(&self, text: &str) -> Vec<String> {
+        index::terms(&mut self.analyzer.clone(), text)
+    }
+
+    /// The content terms of a message: analyzed, without question words, deduplicated.
+    fn content_terms(&self, text: &str) -> Vec<String> {
+        let mut seen = HashSet::new();
+        self.analyze(text)
+            .into_iter()
+            .filter(|t| !self.question_words.contains(t) && seen.insert(t.clone()))
+            .collect()
+    }
+
+    fn idf(&self, searcher: &Searcher, term: &str) -> f32 {
+        let total = searcher.num_docs().max(1) as f32;
+        let df = searcher
+            .doc_freq(&Term::from_field_text(self.fields.body, term))
+            .unwrap_or(0) as f32;
+        // A word the catalog never uses weighs like a rare one, not infinitely: learners use
+        // their own words, and one unknown word must not sink an otherwise covered question.
+        let df = df.max(1.0);
+        (1.0 + (total - df + 0.5) / (df + 0.5)).ln()
+    }
+
+    /// Ranks `lesson_id`'s passages for a question, then applies the gate.
+    pub fn retrieve(&self, lesson_id: &str, message: &str, history: &[String]) -> Retrieval {
+        let searcher = self.reader.searcher();
+        let message_terms = self.content_terms(message);
+        let mut terms: Vec<QueryTerm> = message_terms
+            .iter()
+            .map(|t| QueryTerm {
+                term: t.clone(),
+                idf: self.idf(&searcher, t),
+                weight: 1.0,
+            })
+            .collect();
+        // The most recent history first; only a few turns.
+        let mut history_terms: Vec<QueryTerm> = Vec::new();
+        for turn in history.iter().rev().take(3) {
+            for t in self.content_terms(turn) {
+                if !message_terms.contains(&t) && !history_terms.iter().any(|h| h.term == t) {
+                    history_terms.push(QueryTerm {
+                        idf: self.idf(&searcher, &t),
+                        term: t,
+                        weight: self.settings.history_weight,
+                    });
+                }
+            }
+        }
+        let raw_words: Vec<String> = message
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .map(str::to_lowercase)
+            .collect();
+        let follow_up = !history_terms.is_empty()
+            && message_terms.len() <= 3
+            && (message_terms.is_empty()
+                || raw_words.iter().any(|w| self.follow_up_words.contains(w))
+                || message.split_whitespace().next().is_some_and(|w| {
+                    matches!(
+                        w.to_lowercase().as_str(),
+                        "and" | "but" | "so" | "what" | "why" | "how"
+                    )
+                }));
+        terms.extend(history_terms.iter().take(24).cloned());
+
+        let mut hits =
+            self.search_with(&searcher, Some(lesson_id), &terms, self.settings.candidates);
+        let gate_terms: Vec<&QueryTerm> = if follow_up {
+            terms.iter().collect()
+        } else {
+            terms.iter().filter(|t| t.weight >= 1.0).collect()
+        };
+        for hit in &mut hits {
+            hit.coverage = self.coverage(&gate_terms, hit);
+        }
+        let coverage = hits.iter().map(|h| h.coverage).fold(0.0, f32::max);
+        let (covered, reason) = if gate_terms.is_empty() {
+            (false, GateReason::NoSearchableWords)
+        } else if coverage >= self.settings.min_coverage {
+            (true, GateReason::Covered)
+        } else {
+            (false, GateReason::NotCovered)
+        };
+        Retrieval {
+            terms,
+            hits,
+            coverage,
+            covered,
+            reason,
+            follow_up,
+        }
+    }
+
+    /// Finds the best other lesson that covers the question, for a refusal's pointer.
+    pub fn lesson_covering(&self, message: &str, except: &str) -> Option<Arc<Lesson>> {
+        let searcher = self.reader.searcher();
+        let terms: Vec<QueryTerm> = self
+            .content_terms(message)
+            .into_iter()
+            .map(|t| QueryTerm {
+                idf: self.idf(&searcher, &t),
+                term: t,
+                weight: 1.0,
+            })
+            .collect();
+        if terms.is_empty() {
+            return None;
+        }
+        let gate_terms: Vec<&QueryTerm> = terms.iter().collect();
+        let mut best: Option<(f32, f32, Arc<Lesson>)> = None;
+        for mut hit in self.search_with(&searcher, None, &terms, 20) {
+            if hit.lesson.id == except {
+                continue;
+            }
+            hit.coverage = self.coverage(&gate_terms, &hit);
+            if hit.coverage >= self.settings.min_coverage
+                && best
+                    .as_ref()
+                    .is_none_or(|(c, s, _)| (hit.coverage, hit.score) > (*c, *s))
+            {
+                best = Some((hit.coverage, hit.score, hit.lesson.clone()));
+            }
+        }
+        best.map(|(_, _, lesson)| lesson)
+    }
+
+    /// Plain search for `/v1/search` and the CLI: BM25 hits, no gate.
+    pub fn search(&self, lesson_id: Option<&str>, text: &str, k: usize) -> Vec<Hit> {
+        let searcher = self.reader.searcher();
+        let terms: Vec<QueryTerm> = self
+            .content_terms(text)
+            .into_iter()
+            .map(|t| QueryTerm {
+                idf: self.idf(&searcher, &t),
+                term: t,
+                weight: 1.0,
+            })
+            .collect();
+        let gate_terms: Vec<&QueryTerm> = terms.iter().collect();
+        let mut hits = self.search_with(&searcher, lesson_id, &terms, k);
+        for hit in &mut hits {
+            hit.coverage = self.coverage(&gate_terms, hit);
+        }
+        hits
+    }
+
+    fn search_with(
+        &self,
+        searcher: &Searcher,
+        lesson_id: Option<&str>,
+        terms: &[QueryTerm],
+        k: usize,
+    ) -> Vec<Hit> {
+        if terms.is_empty() || k == 0 {
+            return Vec::new();
+        }
+        let mut should: Vec<(Occur, Box<dyn Query>)> = Vec::with_capacity(terms.len() * 2);
+        for term in terms {
+            for (field, boost) in [
+                (self.fields.body, term.weight),
+                (
+                    self.fields.section,
+                    term.weight * self.settings.section_boost,
+                ),
+            ] {
+                let query = TermQuery::new(
+                    Term::from_field_text(field, &term.term),
+                    IndexRecordOption::WithFreqs,
+                );
+                should.push((
+                    Occur::Should,
+                    Box::new(BoostQuery::new(Box::new(query), boost)),
+                ));
+            }
+        }
+        let text_query: Box<dyn Query> = Box::new(BooleanQuery::new(should));
+        let query: Box<dyn Query> = match lesson_id {
+            Some(id) => Box::new(BooleanQuery::new(vec![
+                (Occur::Must, text_query),
+                (
+                    Occur::Must,
+                    Box::new(ConstScoreQuery::new(
+                        Box::new(TermQuery::new(
+                            Term::from_field_text(self.fields.lesson_id, id),
+                            IndexRecordOption::Basic,
+                        )),
+                        0.0,
+                    )),
+                ),
+            ])),
+            None => text_query,
+        };
+        let top = match searcher.search(&query, &TopDocs::with_limit(k).order_by_score()) {
+            Ok(top) => top,
+            Err(error) => {
+                tracing::error!(%error, "search failed");
+                return Vec::new();
+            }
+        };
+        let mut hits = Vec::with_capacity(top.len());
+        for (score, address) in top {
+            let segment = searcher.segment_reader(address.segment_ord);
+            let Ok(column) = segment.fast_fields().u64("key") else {
+                continue;
+            };
+            let Some(key) = column.first(address.doc_id) else {
+                continue;
+            };
+            // Passages of lessons that no longer parse may linger in the index; skip them.
+            let Some(&(l, p)) = self.keys.get(&key) else {
+                continue;
+            };
+            hits.push(Hit {
+                lesson: self.catalog.lessons[l as usize].clone(),
+                passage: p as usize,
+                score,
+                coverage: 0.0,
+            });
+        }
+        hits
+    }
+
+    /// Share of the terms' weighted idf found in the hit's passage or section title.
+    fn coverage(&self, terms: &[&QueryTerm], hit: &Hit) -> f32 {
+        let total: f32 = terms.iter().map(|t| t.idf * t.weight).sum();
+        if total <= 0.0 {
+            return 0.0;
+        }
+        let passage = hit.passage();
+        let mut words: HashSet<String> = self.analyze(&passage.text).into_iter().collect();
+        words.extend(self.analyze(&hit.lesson.section_of(passage).title));
+        let found: f32 = terms
+            .iter()
+            .filter(|t| words.contains(&t.term))
+            .map(|t| t.idf * t.weight)
+            .sum();
+        found / total
+    }
+}

@@ -1,0 +1,756 @@
+// End-to-end tests of the learner widget and the lesson pages, in headless Chromium.
+//
+// Three local servers take part, each on its own port of 127.0.0.1:
+//   - a fake OpenAI-compatible model (streaming and JSON) that records what it is asked;
+//   - the real `tutor serve` ($TUTOR_BIN) over the repo's lessons ($TUTOR_LESSONS), pointed at it;
+//   - a host page server on another origin, which embeds the widget the way a course site would,
+//     and also plays a scripted tutor API for the failure cases the real server cannot be made
+//     to produce on demand (split events, errors mid-stream, 429, 5xx, dropped connections).
+//
+// Run with run.sh, or: TUTOR_BIN=... TUTOR_LESSONS=... node --test widget.test.mjs
+
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import http from "node:http";
+import { createRequire } from "node:module";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repo = path.resolve(here, "..", "..");
+const axePath = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
+const widgetPath = path.join(repo, "assets", "widget.js");
+const screenshotDir = path.join(repo, "target", "screenshots");
+
+const TUTOR_BIN = process.env.TUTOR_BIN;
+const TUTOR_LESSONS = process.env.TUTOR_LESSONS || path.join(repo, "lessons");
+const LESSON = "choosing-a-deployment";
+const OFF_TOPIC = "How do I bake sourdough bread?";
+
+// The fake model's streamed answer: ten pieces, one [1] marker.
+const MODEL_WORDS = ["Start ", "with ", "a ", "hosted ", "API, ", "then ", "move ", "when ", "costs ", "grow [1]."];
+const MODEL_ANSWER = MODEL_WORDS.join("");
+const WORD_DELAY_MS = 120;
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// ------------------------------------------------------------------------------------------------
+// Processes and servers, all stopped in after() through the handles kept here.
+
+const servers = [];
+let tutorProcess = null;
+let tutorOutput = "";
+let indexDir = null;
+let browser = null;
+
+let tutorOrigin = "";
+let hostOrigin = "";
+let sections = []; // [{id, title}] of LESSON, from the API
+const modelRequests = []; // bodies the fake model received
+const fakeApiRequests = []; // {headers, body} the scripted tutor API received
+
+function listen(server) {
+  servers.push(server);
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => resolve(server.address().port));
+  });
+}
+
+async function freePort() {
+  const server = http.createServer();
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+function readBody(request) {
+  return new Promise((resolve, reject) => {
+    const chunks = [];
+    request.on("data", (chunk) => chunks.push(chunk));
+    request.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
+    request.on("error", reject);
+  });
+}
+
+/** A stand-in for an OpenAI-compatible provider: POST /v1/chat/completions, SSE or JSON. */
+function fakeModel() {
+  return http.createServer(async (request, response) => {
+    const raw = await readBody(request);
+    if (request.method !== "POST" || !request.url.endsWith("/chat/completions")) {
+      response.writeHead(404, { "Content-Type": "application/json" });
+      response.end(JSON.stringify({ error: { message: "not found" } }));
+      return;
+    }
+    let body = {};
+    try {
+      body = JSON.parse(raw);
+    } catch (_) {
+      /* recorded as empty */
+    }
+    modelRequests.push(body);
+    if (!body.stream) {
+      response.writeHead(200, { "Content-Type": "application/json" });
+      response.end(
+        JSON.stringify({
+          id: "chatcmpl-fake",
+          object: "chat.completion",
+          created: Math.floor(Date.now() / 1000),
+          model: body.model || "fake-model",
+          choices: [{ index: 0, message: { role: "assistant", content: MODEL_ANSWER }, finish_reason: "stop" }],
+          usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 },
+        }),
+      );
+      return;
+    }
+    response.writeHead(200, { "Content-Type": "text/event-stream", "Cache-Control": "no-cache" });
+    const chunk = (delta, finish) =>
+      `data: ${JSON.stringify({
+        id: "chatcmpl-fake",
+        object: "chat.completion.chunk",
+        created: Math.floor(Date.now() / 1000),
+        model: body.model || "fake-model",
+        choices: [{ index: 0, delta, finish_reason: finish }],
+      })}\n\n`;
+    response.write(chunk({ role: "assistant", content: "" }, null));
+    for (const word of MODEL_WORDS) {
+      await sleep(WORD_DELAY_MS);
+      if (response.destroyed) return;
+      response.write(chunk({ content: word }, null));
+    }
+    response.write(chunk({}, "stop"));
+    response.end("data: [DONE]\n\n");
+  });
+}
+
+// The scripted tutor API's citation and answers.
+const FAKE_CITATION = {
+  n: 1,
+  passage_id: "fake-lesson#brewing-1",
+  lesson_id: "fake-lesson",
+  section: "Brewing",
+  section_id: "brewing",
+  text: "A café crème is an espresso lengthened with hot water.",
+};
+const FAKE_ANSWER = "A **café crème** is a long *espresso* [1].\n\n- hot water\n- `espresso`";
+
+function sse(name, data) {
+  return `event: ${name}\ndata: ${JSON.stringify(data)}\n\n`;
+}
+
+const fakeAttempts = new Map();
+
+/** POST /fake/v1/chat: each question names the case it wants to see. */
+async function fakeTutorApi(request, response) {
+  const headers = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Headers": "content-type, x-tutor-key",
+    "Access-Control-Expose-Headers": "retry-after",
+  };
+  if (request.method === "OPTIONS") {
+    response.writeHead(204, headers);
+    response.end();
+    return;
+  }
+  const body = JSON.parse(await readBody(request));
+  fakeApiRequests.push({ headers: request.headers, body });
+  const attempt = (fakeAttempts.get(body.message) || 0) + 1;
+  fakeAttempts.set(body.message, attempt);
+  const done = { answer: FAKE_ANSWER, refused: false, citations: [FAKE_CITATION], backend: "fake", related_lesson: null };
+  const json = (status, value, extra = {}) => {
+    response.writeHead(status, { ...headers, "Content-Type": "application/json", ...extra });
+    response.end(JSON.stringify(value));
+  };
+  const stream = () => response.writeHead(200, { ...headers, "Content-Type": "text/event-stream" });
+
+  if (body.message.startsWith("split")) {
+    // Every few bytes a new network chunk: lines, events and UTF-8 characters all get cut.
+    const crlf = body.message.includes("crlf");
+    let text =
+      ": keep-alive\n\n" +
+      sse("citations", { citations: [FAKE_CITATION] }) +
+      sse("delta", { text: "A **café crème** is a long " }) +
+      ": keep-alive\n\n" +
+      sse("delta", { text: "*espresso* [1].\n\n- hot water\n- `espresso`" }) +
+      sse("done", done);
+    if (crlf) text = text.replace(/\n/g, "\r\n");
+    const bytes = Buffer.from(text, "utf8");
+    stream();
+    for (let i = 0; i < bytes.length; i += 5) {
+      response.write(bytes.subarray(i, i + 5));
+      await sleep(2);
+    }
+    response.end();
+  } else if (body.message.startsWith("fails mid-stream")) {
+    stream();
+    if (attempt === 1) {
+      response.write(sse("citations", { citations: [FAKE_CITATION] }));
+      response.write(sse("delta", { text: "The first half of" }));
+      await sleep(100);
+      response.end(sse("error", { error: { code: "upstream_error", message: "The model provider failed." } }));
+    } else {
+      response.write(sse("citations", { citations: [FAKE_CITATION] }));
+      response.end(sse("delta", { text: FAKE_ANSWER }) + sse("done", done));
+    }
+  } else if (body.message.startsWith("too many")) {
+    json(429, { error: { code: "rate_limited", message: "Slow down." } }, { "Retry-After": "7" });
+  } else if (body.message.startsWith("server error")) {
+    json(503, { error: { code: "internal", message: "Something broke." } });
+  } else if (body.message.startsWith("drop")) {
+    request.socket.destroy();
+  } else if (body.message.startsWith("slow")) {
+    stream();
+    response.write(sse("citations", { citations: [FAKE_CITATION] }));
+    for (let i = 0; i < 100 && !response.destroyed; i++) {
+      response.write(sse("delta", { text: `word${i} ` }));
+      await sleep(100);
+    }
+    response.end();
+  } else {
+    stream();
+    response.write(sse("citations", { citations: [FAKE_CITATION] }));
+    response.end(sse("delta", { text: FAKE_ANSWER }) + sse("done", done));
+  }
+}
+
+const HOSTILE_CSS =
+  "* { all: unset } button { background: red !important; font-size: 40px !important } div { padding: 50px !important }";
+
+/** The course site that embeds the widget, on an origin of its own. */
+function hostPage(hostile) {
+  const blocks = sections
+    .map(
+      (section, i) => `
+<section style="display:block;min-height:1400px">
+  <h2 id="${section.id}">${escapeHtml(section.title)}</h2>
+  <p>Text of section ${i + 1} of the lesson.</p>
+</section>`,
+    )
+    .join("");
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Host page</title>
+<style>body { font: 16px/1.5 Georgia, serif; margin: 2rem } ${hostile ? HOSTILE_CSS : ""}</style>
+</head><body><main>
+<h1>Choosing a deployment</h1>
+<section style="display:block;min-height:1200px"><p>Introduction.</p></section>
+${blocks}
+</main>
+<script src="${tutorOrigin}/widget.js" data-lesson="${LESSON}" defer></script>
+</body></html>`;
+}
+
+/** A page whose widget talks to the scripted API, with every option set. */
+function fakeApiPage() {
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Scripted API</title></head>
+<body><main><h1>Cafés</h1><p>No section of this page carries a citation's id.</p></main>
+<script src="/widget.js" data-lesson="fake-lesson" data-api="${hostOrigin}/fake" data-key="k-123"
+  data-title="Questions about cafés" data-placement="left" data-open="true" defer></script>
+</body></html>`;
+}
+
+function escapeHtml(text) {
+  return String(text).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
+}
+
+function hostServer() {
+  return http.createServer((request, response) => {
+    const url = new URL(request.url, "http://host");
+    if (url.pathname.startsWith("/fake/v1/chat")) {
+      fakeTutorApi(request, response).catch(() => response.destroy());
+      return;
+    }
+    if (url.pathname === "/widget.js") {
+      response.writeHead(200, { "Content-Type": "text/javascript" });
+      response.end(readFileSync(widgetPath));
+      return;
+    }
+    const page =
+      url.pathname === "/fake" ? fakeApiPage() : url.pathname === "/" ? hostPage(url.searchParams.has("hostile")) : null;
+    response.writeHead(page ? 200 : 404, { "Content-Type": "text/html; charset=utf-8" });
+    response.end(page || "not found");
+  });
+}
+
+async function startTutor(modelPort, hostPort) {
+  const port = await freePort();
+  indexDir = mkdtempSync(path.join(tmpdir(), "tutor-browser-index-"));
+  tutorProcess = spawn(
+    TUTOR_BIN,
+    ["--lessons", TUTOR_LESSONS, "--index", indexDir, "serve", "--addr", `127.0.0.1:${port}`],
+    {
+      env: {
+        ...process.env,
+        OPENAI_BASE_URL: `http://127.0.0.1:${modelPort}/v1`,
+        OPENAI_API_KEY: "test",
+        TUTOR_MODEL: "fake-model",
+        TUTOR_CORS_ORIGINS: `http://127.0.0.1:${hostPort}`,
+      },
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
+  const keep = (chunk) => (tutorOutput = (tutorOutput + chunk).slice(-20000));
+  tutorProcess.stdout.on("data", keep);
+  tutorProcess.stderr.on("data", keep);
+  const origin = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline) {
+    if (tutorProcess.exitCode !== null) {
+      throw new Error(`tutor exited with ${tutorProcess.exitCode}:\n${tutorOutput}`);
+    }
+    try {
+      const response = await fetch(`${origin}/readyz`);
+      if (response.status === 200) return origin;
+    } catch (_) {
+      /* not listening yet */
+    }
+    await sleep(250);
+  }
+  throw new Error(`tutor was not ready within 60 s:\n${tutorOutput}`);
+}
+
+before(async () => {
+  assert.ok(TUTOR_BIN, "TUTOR_BIN must name the tutor binary");
+  mkdirSync(screenshotDir, { recursive: true });
+  const modelPort = await listen(fakeModel());
+  const hostPort = await listen(hostServer());
+  hostOrigin = `http://127.0.0.1:${hostPort}`;
+  tutorOrigin = await startTutor(modelPort, hostPort);
+  const lesson = await (await fetch(`${tutorOrigin}/v1/lessons/${LESSON}`)).json();
+  sections = lesson.sections;
+  assert.ok(sections.length >= 2, `lesson ${LESSON} should have sections: ${JSON.stringify(lesson)}`);
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    args: [
+      "--headless=new",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  });
+});
+
+after(async () => {
+  if (browser) await browser.close().catch(() => {});
+  if (tutorProcess && tutorProcess.exitCode === null) {
+    const exited = new Promise((resolve) => tutorProcess.once("exit", resolve));
+    tutorProcess.kill("SIGTERM");
+    const timer = setTimeout(() => tutorProcess.kill("SIGKILL"), 5000);
+    await exited;
+    clearTimeout(timer);
+  }
+  for (const server of servers) {
+    server.closeAllConnections?.();
+    await new Promise((resolve) => server.close(resolve));
+  }
+  if (indexDir) rmSync(indexDir, { recursive: true, force: true });
+});
+
+// ------------------------------------------------------------------------------------------------
+// Helpers that look into the widget's shadow root (Playwright's CSS locators pierce open ones).
+
+async function newPage(options = {}) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, ...options });
+  const page = await context.newPage();
+  page.on("pageerror", (error) => console.error("page error:", error.message));
+  return page;
+}
+
+const widget = (page, selector) => page.locator("lesson-tutor").locator(selector);
+
+async function openWidget(page) {
+  await widget(page, ".launcher").waitFor();
+  if ((await widget(page, ".launcher").getAttribute("aria-expanded")) !== "true") {
+    await widget(page, ".launcher").click();
+  }
+  await widget(page, ".panel").waitFor({ state: "visible" });
+  // Let the opening animation finish, so styles and contrast are measured at rest.
+  await widget(page, ".panel").evaluate((panel) => Promise.all(panel.getAnimations().map((a) => a.finished)));
+}
+
+/** Number of finished assistant messages and error notes in the log. */
+function finishedCount(page) {
+  return page.evaluate(() => {
+    const root = document.querySelector("lesson-tutor").shadowRoot;
+    return root.querySelectorAll(".msg.assistant:not(.streaming), .msg.error").length;
+  });
+}
+
+/** Types a question, sends it with Enter and waits for the answer (or an error note). */
+async function ask(page, question) {
+  const before = await finishedCount(page);
+  await widget(page, "textarea").fill(question);
+  await widget(page, "textarea").press("Enter");
+  await page.waitForFunction(
+    (count) =>
+      document.querySelector("lesson-tutor").shadowRoot.querySelectorAll(".msg.assistant:not(.streaming), .msg.error")
+        .length > count,
+    before,
+    { timeout: 30_000 },
+  );
+}
+
+/** The last message of the log, as the learner sees it. */
+function lastMessage(page) {
+  return page.evaluate(() => {
+    const root = document.querySelector("lesson-tutor").shadowRoot;
+    const node = [...root.querySelectorAll(".msg")].pop();
+    return node && { className: node.className, text: node.textContent, html: node.innerHTML };
+  });
+}
+
+async function axeViolations(page) {
+  await page.addScriptTag({ path: axePath });
+  const results = await page.evaluate(() => window.axe.run(document, { resultTypes: ["violations"] }));
+  return results.violations
+    .filter((v) => v.impact === "serious" || v.impact === "critical")
+    .map((v) => `${v.impact} ${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(" ")).join(", ")})`);
+}
+
+// ------------------------------------------------------------------------------------------------
+// The real server, embedded on another origin.
+
+let conversationPage = null;
+
+test("an answer streams in, cites the lesson, and its citation jumps to the host page's section", { timeout: 60_000 }, async () => {
+  const page = (conversationPage = await newPage());
+  await page.goto(`${hostOrigin}/`);
+  await openWidget(page);
+  assert.equal(await page.evaluate(() => window.scrollY), 0);
+
+  await widget(page, "textarea").fill("Which deployment should I start with?");
+  await widget(page, "textarea").press("Enter");
+
+  // Sample the growing answer until it is finished.
+  const states = [];
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const sample = await page.evaluate(() => {
+      const root = document.querySelector("lesson-tutor").shadowRoot;
+      const node = [...root.querySelectorAll(".msg.assistant")].pop();
+      return node ? { streaming: node.classList.contains("streaming"), text: node.querySelector(".bubble").textContent } : null;
+    });
+    if (sample && !sample.streaming) break;
+    if (sample && sample.text.trim() && states.at(-1) !== sample.text) states.push(sample.text);
+    assert.ok(Date.now() < deadline, "the answer never finished");
+    await sleep(25);
+  }
+  assert.ok(states.length >= 2, `expected the answer to grow in steps, saw ${JSON.stringify(states)}`);
+  for (let i = 1; i < states.length; i++) {
+    assert.ok(states[i].startsWith(states[i - 1].trimEnd()), `text should only grow: ${JSON.stringify(states)}`);
+  }
+  assert.ok(modelRequests.length >= 1, "the fake model was never asked");
+
+  const final = await lastMessage(page);
+  assert.match(final.className, /assistant/);
+  assert.doesNotMatch(final.className, /refusal/);
+  assert.match(final.text, /hosted API/);
+  assert.match(final.text, /Sources:/);
+  const cite = widget(page, ".msg.assistant:not(.streaming) .cite").first();
+  await cite.waitFor();
+
+  // Which section does it point at? The citation knows; the host page has that id.
+  await cite.click();
+  await page.waitForFunction(() => window.scrollY > 0, null, { timeout: 5000 });
+  const highlighted = await page.evaluate(() => {
+    const node = document.querySelector("[data-tutor-highlight]");
+    return node && node.id;
+  });
+  assert.ok(
+    sections.some((s) => s.id === highlighted),
+    `a lesson section should be highlighted, got ${highlighted}`,
+  );
+  const rule = await page.evaluate(() => document.getElementById("tutor-highlight-style")?.textContent || "");
+  assert.match(rule, /\[data-tutor-highlight\]/);
+  await page.waitForFunction(() => !document.querySelector("[data-tutor-highlight]"), null, { timeout: 4000 });
+});
+
+test("a reload keeps the conversation, and Clear empties it", { timeout: 30_000 }, async () => {
+  const page = conversationPage;
+  assert.ok(page, "needs the conversation of the previous test");
+  const key = `tutor:conversation:${LESSON}`;
+  const saved = JSON.parse(await page.evaluate((k) => localStorage.getItem(k), key));
+  assert.equal(saved.length, 2);
+  assert.deepEqual(
+    saved.map((m) => m.role),
+    ["user", "assistant"],
+  );
+  assert.ok(saved[1].citations.length >= 1);
+
+  await page.reload();
+  await openWidget(page);
+  const restored = await page.evaluate(() =>
+    [...document.querySelector("lesson-tutor").shadowRoot.querySelectorAll(".msg")].map((n) => n.className),
+  );
+  assert.equal(restored.length, 2, `restored ${JSON.stringify(restored)}`);
+  assert.equal(await widget(page, ".msg.user").textContent(), "Which deployment should I start with?");
+  assert.ok((await widget(page, ".msg.assistant .cite").count()) >= 1);
+
+  // A follow-up carries the earlier turns as history.
+  const request = page.waitForRequest((r) => r.method() === "POST" && r.url() === `${tutorOrigin}/v1/chat`);
+  await ask(page, "And after that?");
+  const sent = JSON.parse((await request).postData());
+  assert.deepEqual(
+    sent.history.map((m) => m.role),
+    ["user", "assistant"],
+  );
+  assert.equal(sent.history[0].content, "Which deployment should I start with?");
+  assert.equal(sent.history[1].content, saved[1].content);
+
+  await widget(page, ".clear").click();
+  assert.equal(await widget(page, ".msg").count(), 0);
+  assert.equal(await page.evaluate((k) => localStorage.getItem(k), key), null);
+  await page.reload();
+  await openWidget(page);
+  assert.equal(await widget(page, ".msg").count(), 0);
+  await page.context().close();
+});
+
+test("an off-topic question is refused, visibly, without asking the model", { timeout: 30_000 }, async () => {
+  const page = await newPage();
+  await page.goto(`${hostOrigin}/`);
+  await openWidget(page);
+  const asked = modelRequests.length;
+  await ask(page, OFF_TOPIC);
+  const message = await lastMessage(page);
+  assert.match(message.className, /\brefusal\b/, `expected a refusal, got ${message.text}`);
+  assert.equal(await widget(page, ".msg.refusal .cite").count(), 0);
+  assert.equal(await widget(page, ".msg.refusal svg").count(), 1, "a refusal shows its info icon");
+  const reachedModel = modelRequests.slice(asked).some((r) => JSON.stringify(r).includes("sourdough"));
+  assert.equal(reachedModel, false, "retrieval found nothing, so no model should be called");
+  await page.context().close();
+});
+
+test("the widget works by keyboard alone", { timeout: 30_000 }, async () => {
+  const page = await newPage();
+  await page.goto(`${hostOrigin}/`);
+  await widget(page, ".launcher").waitFor();
+  const focusedInWidget = () =>
+    page.evaluate(() => {
+      const host = document.querySelector("lesson-tutor");
+      return document.activeElement === host ? host.shadowRoot.activeElement?.className || host.shadowRoot.activeElement?.tagName : null;
+    });
+  let focused = null;
+  for (let i = 0; i < 20 && focused !== "launcher"; i++) {
+    await page.keyboard.press("Tab");
+    focused = await focusedInWidget();
+  }
+  assert.equal(focused, "launcher", "Tab should reach the launcher");
+  await page.keyboard.press("Enter");
+  await widget(page, ".panel").waitFor({ state: "visible" });
+  assert.equal(await widget(page, ".launcher").getAttribute("aria-expanded"), "true");
+  assert.equal(await focusedInWidget(), "TEXTAREA", "opening moves focus to the question box");
+
+  await page.keyboard.type("What is the cheapest way to deploy?");
+  await page.keyboard.press("Enter");
+  await page.waitForFunction(
+    () => document.querySelector("lesson-tutor").shadowRoot.querySelectorAll(".msg.assistant:not(.streaming), .msg.error").length > 0,
+    null,
+    { timeout: 30_000 },
+  );
+  assert.equal(await widget(page, ".msg.user").textContent(), "What is the cheapest way to deploy?");
+
+  await page.keyboard.press("Escape");
+  await widget(page, ".panel").waitFor({ state: "hidden" });
+  assert.equal(await focusedInWidget(), "launcher", "Esc returns focus to the launcher");
+  assert.equal(await widget(page, ".launcher").getAttribute("aria-expanded"), "false");
+  await page.context().close();
+});
+
+test("hostile host CSS changes nothing in the widget", { timeout: 30_000 }, async () => {
+  const snapshot = async (url) => {
+    const page = await newPage({ reducedMotion: "reduce" });
+    await page.goto(url);
+    await openWidget(page);
+    const styles = await page.evaluate(() => {
+      const root = document.querySelector("lesson-tutor").shadowRoot;
+      const out = {};
+      for (const selector of [".launcher", ".panel", "h2", "textarea", ".send", ".clear"]) {
+        const style = getComputedStyle(root.querySelector(selector));
+        const props = {};
+        for (let i = 0; i < style.length; i++) props[style[i]] = style.getPropertyValue(style[i]);
+        out[selector] = props;
+      }
+      return out;
+    });
+    await page.context().close();
+    return styles;
+  };
+  const plain = await snapshot(`${hostOrigin}/`);
+  const hostile = await snapshot(`${hostOrigin}/?hostile=1`);
+  for (const selector of Object.keys(plain)) {
+    const differences = Object.keys(plain[selector])
+      .filter((prop) => plain[selector][prop] !== hostile[selector][prop])
+      .map((prop) => `${prop}: ${plain[selector][prop]} vs ${hostile[selector][prop]}`);
+    assert.deepEqual(differences, [], `${selector} differs under hostile CSS`);
+  }
+});
+
+test("the open widget and the lesson page have no serious accessibility violations", { timeout: 90_000 }, async () => {
+  for (const colorScheme of ["light", "dark"]) {
+    const page = await newPage({ colorScheme });
+    await page.goto(`${hostOrigin}/`);
+    await openWidget(page);
+    await ask(page, "Which deployment should I start with?");
+    await ask(page, OFF_TOPIC);
+    assert.deepEqual(await axeViolations(page), [], `widget on the host page (${colorScheme})`);
+    await page.context().close();
+
+    const lessonPage = await newPage({ colorScheme });
+    await lessonPage.goto(`${tutorOrigin}/lessons/${LESSON}`);
+    assert.deepEqual(await axeViolations(lessonPage), [], `lesson page (${colorScheme})`);
+    await openWidget(lessonPage);
+    assert.deepEqual(await axeViolations(lessonPage), [], `lesson page with the widget open (${colorScheme})`);
+    await lessonPage.goto(`${tutorOrigin}/`);
+    assert.deepEqual(await axeViolations(lessonPage), [], `catalog (${colorScheme})`);
+    await lessonPage.context().close();
+  }
+});
+
+test("the lesson page is served with its sections and the widget", { timeout: 60_000 }, async () => {
+  const page = await newPage();
+  await page.goto(`${tutorOrigin}/lessons/${LESSON}`);
+  assert.equal(await page.locator("h1").count(), 1);
+  assert.equal(await page.locator("main").count(), 1);
+  assert.equal(await page.getAttribute("html", "lang"), "en");
+  for (const section of sections) {
+    assert.equal(await page.locator(`[id="${section.id}"]`).count(), 1, `section ${section.id} has its anchor`);
+  }
+  await widget(page, ".launcher").waitFor();
+  await page.screenshot({ path: path.join(screenshotDir, "lesson-page.png") });
+
+  // The catalog links here.
+  await page.goto(`${tutorOrigin}/`);
+  assert.equal(await page.locator(`a[href="/lessons/${LESSON}"]`).count(), 1);
+  await page.context().close();
+});
+
+test("screenshots of the widget on a phone and on a desktop", { timeout: 60_000 }, async () => {
+  const shots = [
+    ["widget-mobile.png", { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true }],
+    ["widget-desktop.png", { viewport: { width: 1280, height: 800 } }],
+  ];
+  for (const [file, options] of shots) {
+    const page = await newPage({ ...options, reducedMotion: "reduce" });
+    await page.goto(`${tutorOrigin}/lessons/${LESSON}`);
+    await openWidget(page);
+    await ask(page, "Which deployment should I start with?");
+    await ask(page, OFF_TOPIC);
+    if (options.isMobile) {
+      const box = await widget(page, ".panel").boundingBox();
+      assert.deepEqual(box, { x: 0, y: 0, width: 390, height: 844 }, "the open panel fills a phone's screen");
+    }
+    await page.screenshot({ path: path.join(screenshotDir, file) });
+    await page.context().close();
+  }
+});
+
+// ------------------------------------------------------------------------------------------------
+// The scripted API: what the real server cannot be made to do on demand.
+
+test("events split across network chunks, CRLF lines and keep-alives still make one answer", { timeout: 30_000 }, async () => {
+  const page = await newPage();
+  await page.goto(`${hostOrigin}/fake`);
+  await widget(page, ".panel").waitFor({ state: "visible" }); // data-open="true"
+  assert.equal(await widget(page, ".panel").getAttribute("aria-label"), "Questions about cafés");
+  assert.equal(await widget(page, "h2").textContent(), "Questions about cafés");
+  const launcherLeft = await widget(page, ".launcher").evaluate((n) => getComputedStyle(n).left);
+  assert.equal(launcherLeft, "20px", "data-placement=left");
+
+  for (const question of ["split please", "split crlf please"]) {
+    await ask(page, question);
+    const message = await lastMessage(page);
+    assert.match(message.className, /assistant/);
+    assert.equal(
+      await page.evaluate(() => {
+        const node = [...document.querySelector("lesson-tutor").shadowRoot.querySelectorAll(".msg.assistant")].pop();
+        return node.querySelector(".bubble").textContent;
+      }),
+      "A café crème is a long espresso [1].hot waterespresso",
+    );
+    const last = widget(page, ".msg.assistant").last();
+    assert.equal(await last.locator("strong").textContent(), "café crème");
+    assert.equal(await last.locator("em").textContent(), "espresso");
+    assert.equal(await last.locator(".bubble li").count(), 2);
+    assert.equal(await last.locator(".bubble li code").textContent(), "espresso");
+  }
+  const [first] = fakeApiRequests.filter((r) => r.body.message === "split please");
+  assert.equal(first.headers["x-tutor-key"], "k-123");
+  assert.equal(first.headers.accept, "text/event-stream");
+  assert.deepEqual(first.body.history, []);
+  assert.equal(first.body.stream, true);
+  assert.equal(first.body.lesson_id, "fake-lesson");
+  const [second] = fakeApiRequests.filter((r) => r.body.message === "split crlf please");
+  assert.deepEqual(
+    second.body.history.map((m) => m.role),
+    ["user", "assistant"],
+  );
+
+  // No section with the citation's id on this page: the quote opens inside the panel.
+  await widget(page, ".msg.assistant .cite").last().click();
+  const quote = widget(page, ".msg.assistant").last().locator("details.quote");
+  assert.equal(await quote.getAttribute("open"), "");
+  assert.equal(await quote.locator("blockquote").textContent(), FAKE_CITATION.text);
+  await page.context().close();
+});
+
+test("failures show a friendly message with Retry, and never a dead panel", { timeout: 60_000 }, async () => {
+  const page = await newPage();
+  await page.goto(`${hostOrigin}/fake`);
+  await widget(page, ".panel").waitFor({ state: "visible" });
+
+  // An error after the stream began: the partial answer stays, marked incomplete.
+  await ask(page, "fails mid-stream");
+  const texts = await page.evaluate(() =>
+    [...document.querySelector("lesson-tutor").shadowRoot.querySelectorAll(".msg")].map((n) => n.textContent),
+  );
+  assert.match(texts.at(-2), /The first half of/);
+  assert.match(texts.at(-2), /incomplete/i);
+  assert.match(texts.at(-1), /stopped before finishing/);
+  await widget(page, ".msg.error button").click();
+  await page.waitForFunction(
+    () => document.querySelector("lesson-tutor").shadowRoot.querySelector(".msg.assistant:last-child:not(.streaming) .cite"),
+  );
+  assert.equal(await widget(page, ".msg.error").count(), 0);
+  assert.equal(await widget(page, ".msg.assistant").count(), 1, "the retried answer replaces the partial one");
+
+  await ask(page, "too many questions");
+  assert.match((await lastMessage(page)).text, /Too many questions right now, try again in 7 s/);
+  assert.equal(await widget(page, ".msg.error button").textContent(), "Retry");
+
+  await ask(page, "server error please");
+  assert.match((await lastMessage(page)).text, /couldn't answer just now/);
+  assert.equal(await widget(page, ".msg.error").last().locator("button").textContent(), "Retry");
+
+  await ask(page, "drop the connection");
+  assert.match((await lastMessage(page)).text, /Couldn't reach the tutor/);
+
+  // Stop while streaming: the words so far stay, Send comes back.
+  await widget(page, "textarea").fill("slow answer");
+  await widget(page, "textarea").press("Enter");
+  await page.waitForFunction(() =>
+    /word3/.test(document.querySelector("lesson-tutor").shadowRoot.querySelector(".msg.streaming")?.textContent || ""),
+  );
+  assert.ok(await widget(page, ".stop").isVisible());
+  await widget(page, ".stop").click();
+  await widget(page, ".send").waitFor({ state: "visible" });
+  assert.equal(await widget(page, ".stop").isVisible(), false);
+  const stopped = await lastMessage(page);
+  assert.match(stopped.text, /word0/);
+  assert.match(stopped.text, /incomplete/i);
+
+  // The panel still works after all that.
+  await ask(page, "a normal question");
+  assert.match((await lastMessage(page)).text, /café crème/);
+  await page.context().close();
+});
