@@ -92,7 +92,7 @@ const QUESTION_WORDS: &[&str] = &[
     "thanks",
     "thank",
     "ok",
-    "okay",
+    "okay", "actually", "really", "exactly", "basically", "just", "even", "still", "ever",
 ];
 
 /// Words that make a short message lean on the conversation before it.

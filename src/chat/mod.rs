@@ -195,12 +195,9 @@ impl Tutor {
                 request: None,
             });
         }
-        let given: Vec<&Passage> = retrieval
-            .hits
-            .iter()
-            .take(self.retriever.settings().passages)
-            .map(|h| h.passage())
-            .collect();
+        let hits = &retrieval.hits[..retrieval.hits.len().min(self.retriever.settings().passages)];
+        let top_score = hits.first().map_or(1.0, |h| h.score.max(f32::EPSILON));
+        let given: Vec<&Passage> = hits.iter().map(|h| h.passage()).collect();
         let citations: Vec<Citation> = given
             .iter()
             .enumerate()
@@ -228,10 +225,12 @@ impl Tutor {
             message: question.message.clone(),
             passages: citations
                 .iter()
-                .map(|c| NumberedPassage {
+                .zip(hits)
+                .map(|(c, hit)| NumberedPassage {
                     n: c.n,
                     section: c.section.clone(),
                     text: c.text.clone(),
+                    relevance: hit.score / top_score,
                 })
                 .collect(),
             terms: retrieval.terms.clone(),

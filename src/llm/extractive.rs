@@ -24,6 +24,7 @@ pub struct Extractive {
 struct Unit<'a> {
     n: usize,
     rank: usize,
+    relevance: f32,
     position: usize,
     text: &'a str,
     terms: HashSet<String>,
@@ -42,16 +43,19 @@ impl Extractive {
         let mut units = Vec::new();
         for (rank, passage) in passages.iter().enumerate() {
             for (position, text) in units_of(&passage.text).into_iter().enumerate() {
-                let unit_terms: HashSet<String> = self.analyzer.terms(text).into_iter().collect();
+                let analyzed = self.analyzer.terms(text);
+                let defines = defines_question_terms(&analyzed, terms);
+                let unit_terms: HashSet<String> = analyzed.into_iter().collect();
                 let mut unit = Unit {
                     n: passage.n,
                     rank,
+                    relevance: passage.relevance,
                     position,
                     text,
                     terms: unit_terms,
                     score: 0.0,
                 };
-                unit.score = score(&unit, terms, total);
+                unit.score = score(&unit, terms, total) + if defines { 0.25 } else { 0.0 };
                 units.push(unit);
             }
         }
@@ -131,7 +135,9 @@ fn score(unit: &Unit<'_>, terms: &[QueryTerm], total: f32) -> f32 {
         .filter(|t| unit.terms.contains(&t.term))
         .map(|t| t.idf * t.weight)
         .sum();
-    let mut score = found / total + 0.04 / (unit.rank as f32 + 1.0);
+    // The passage's retrieval score carries the context a single sentence lacks.
+    let mut score = (found / total) * (0.6 + 0.4 * unit.relevance.clamp(0.0, 1.0))
+        + 0.02 / (unit.rank as f32 + 1.0);
     let length = unit.text.len();
     if length < 30 {
         score *= 0.6;
@@ -153,6 +159,17 @@ fn units_of(text: &str) -> Vec<&str> {
         }
     }
     units
+}
+
+/// True when a unit opens with every main question term, as definitions do ("Open weights
+/// means ...", "A router is ...").
+fn defines_question_terms(analyzed: &[String], terms: &[QueryTerm]) -> bool {
+    let main: Vec<&QueryTerm> = terms.iter().filter(|t| t.weight >= 1.0).collect();
+    if main.is_empty() || main.len() > 3 {
+        return false;
+    }
+    let head = &analyzed[..analyzed.len().min(main.len() + 2)];
+    main.iter().all(|t| head.contains(&t.term))
 }
 
 fn starts_with_reference(text: &str) -> bool {
@@ -219,6 +236,7 @@ mod tests {
             n,
             section: "S".to_string(),
             text: text.to_string(),
+            relevance: 1.0,
         }
     }
 

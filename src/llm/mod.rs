@@ -31,6 +31,8 @@ pub struct NumberedPassage {
     pub n: usize,
     pub section: String,
     pub text: String,
+    /// Retrieval score relative to the best passage (1.0 for the best).
+    pub relevance: f32,
 }
 
 /// Everything a model needs to answer one question.
