@@ -173,17 +173,30 @@ fn serve(config: Config) -> anyhow::Result<ExitCode> {
                 Err(_) => None,
             }
         });
+        let stopping = std::sync::Arc::new(tokio::sync::Notify::new());
+        let notify = stopping.clone();
         let shutdown = async move {
             tokio::select! {
-                _ = shutdown_signal() => tracing::info!("shutting down: finishing requests in flight"),
-                _ = stop_rx => {}
+                _ = shutdown_signal() => tracing::info!(
+                    "shutting down: finishing requests in flight"
+                ),
+                Ok(()) = stop_rx => {}
             }
+            notify.notify_one();
         };
         let grace = config.shutdown_grace;
-        let server = tokio::spawn(http::serve(listener, state, shutdown));
-        let served = server.await.context("the server task failed")?;
-        served.context("the server failed")?;
-        let _ = grace;
+        let mut server = tokio::spawn(http::serve(listener, state, shutdown));
+        tokio::select! {
+            served = &mut server => {
+                served.context("the server task failed")?.context("the server failed")?;
+            }
+            _ = async {
+                stopping.notified().await;
+                tokio::time::sleep(grace).await;
+            } => {
+                tracing::warn!(seconds = grace.as_secs_f64(), "grace period over: closing the connections still open");
+            }
+        }
         if failure.is_finished()
             && let Ok(Some(error)) = failure.await
         {

@@ -82,6 +82,8 @@ fn is_abbreviation(before: &str) -> bool {
 /// Maps byte offsets of a text to 1-based line numbers.
 pub struct LineIndex {
     starts: Vec<usize>,
+    /// True when the text ends with a newline (which ends the last line, not starts one).
+    trailing_newline: bool,
 }
 
 impl LineIndex {
@@ -89,7 +91,10 @@ impl LineIndex {
     pub fn new(text: &str) -> LineIndex {
         let mut starts = vec![0];
         starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
-        LineIndex { starts }
+        LineIndex {
+            starts,
+            trailing_newline: text.ends_with('\n'),
+        }
     }
 
     /// The 1-based line holding byte `offset`.
@@ -99,7 +104,7 @@ impl LineIndex {
 
     /// The number of lines (a trailing newline does not start a new one).
     pub fn last_line(&self) -> usize {
-        self.starts.len()
+        self.starts.len() - usize::from(self.trailing_newline && self.starts.len() > 1)
     }
 }
 
@@ -144,6 +149,7 @@ mod tests {
 
     #[test]
     fn line_index_counts_from_one() {
+        assert_eq!(LineIndex::new("a\nb\n").last_line(), 2);
         let index = LineIndex::new("a\nbc\n\nd");
         assert_eq!(index.line(0), 1);
         assert_eq!(index.line(2), 2);

@@ -99,8 +99,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/lessons", get(api::lessons))
         .route("/v1/lessons/{id}", get(api::lesson))
         .route("/v1/search", get(api::search))
-        .route_layer(middleware::from_fn_with_state(state.clone(), check_origin))
-        .layer(cors);
+        .route_layer(middleware::from_fn_with_state(state.clone(), check_origin));
     Router::new()
         .merge(api)
         .route("/healthz", get(api::healthz))
@@ -112,6 +111,8 @@ pub fn router(state: AppState) -> Router {
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .with_state(state)
+        // Outermost of the routing layers, so preflights are answered before method routing.
+        .layer(cors)
         .layer(CompressionLayer::new())
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(

@@ -271,8 +271,8 @@ mod tests {
             vec![
                 "empty.md:4: the lesson has no text",
                 "good.md:2: duplicate lesson id `good`",
-                "good.questions.toml:3: question \"Where?\" names section `missing`, which is not in the lesson (sections",
-                "latin1.md:7: the file is not UTF-8 (invalid byte at offset 35); save it as UTF-8",
+                "good.questions.toml:2: question \"Where?\" names section `missing`, which is not in the lesson (sections",
+                "latin1.md:7: the file is not UTF-8 (invalid byte at offset 32); save it as UTF-8",
             ]
         );
     }

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 /// Bumped whenever parsing changes what passages come out, so indexes built by an older
 /// parser are refreshed.
-pub const PARSER_VERSION: u32 = 1;
+pub const PARSER_VERSION: u32 = 2;
 
 /// A passage grows block by block up to about this many characters.
 const PASSAGE_TARGET_CHARS: usize = 520;
@@ -69,9 +69,10 @@ pub fn parse_lesson(text: &str, fallback_id: &str) -> Result<Lesson, LessonError
         ));
     } else {
         serde_yaml_ng::from_str(front).map_err(|e| {
-            let line = e
-                .location()
-                .map_or(front_line, |l| front_line + l.line() - 1);
+            let last_front_line = front_line + front.lines().count().max(1) - 1;
+            let line = e.location().map_or(front_line, |l| {
+                (front_line + l.line() - 1).min(last_front_line)
+            });
             LessonError::at(line, format!("front matter: {}", yaml_message(&e)))
         })?
     };
@@ -322,7 +323,7 @@ fn cut_passages(
                         }
                         // A level-1 heading repeats the lesson title; deeper ones are part of
                         // the section's text.
-                        1 | 2 | 3 => {}
+                        1..=3 => {}
                         _ => push_block(
                             Block {
                                 kind: BlockKind::Paragraph,
@@ -369,7 +370,12 @@ fn cut_passages(
                         offset,
                     });
                 } else if let Some(open) = block.as_mut() {
-                    separate(&mut open.text, "; ");
+                    // "Conditions: a; b" reads better than "Conditions:; a; b".
+                    if open.text.trim_end().ends_with(':') {
+                        separate(&mut open.text, " ");
+                    } else {
+                        separate(&mut open.text, "; ");
+                    }
                 }
             }
             Event::End(TagEnd::Item) => {
@@ -409,17 +415,15 @@ fn cut_passages(
                     push_block(open, &sections, &mut section_blocks, &mut intro);
                 }
             }
-            Event::Start(Tag::CodeBlock(_)) => {
-                if list_depth == 0 && quote_depth == 0 {
-                    if let Some(open) = block.take() {
-                        push_block(open, &sections, &mut section_blocks, &mut intro);
-                    }
-                    block = Some(Block {
-                        kind: BlockKind::Code,
-                        text: String::new(),
-                        offset,
-                    });
+            Event::Start(Tag::CodeBlock(_)) if list_depth == 0 && quote_depth == 0 => {
+                if let Some(open) = block.take() {
+                    push_block(open, &sections, &mut section_blocks, &mut intro);
                 }
+                block = Some(Block {
+                    kind: BlockKind::Code,
+                    text: String::new(),
+                    offset,
+                });
             }
             Event::End(TagEnd::CodeBlock) => {
                 if list_depth == 0
@@ -563,20 +567,25 @@ fn trim_trailing_colon(text: &mut String) {
     text.truncate(trimmed);
 }
 
-/// A table row as text that keeps the header words: `Tier: Open weights. Released: weights only.`
+/// A table row as one sentence that keeps the header words:
+/// `Tier: Open weights; Released: weights only.` (one sentence, so no answer splits a row).
 fn table_row_text(head: &[String], row: &[String]) -> String {
     let mut parts = Vec::with_capacity(row.len());
     for (i, cell) in row.iter().enumerate() {
+        let cell = cell.trim_end_matches(['.', ';']);
         if cell.is_empty() {
             continue;
         }
-        let cell = cell.trim_end_matches('.');
         match head.get(i).filter(|h| !h.is_empty()) {
-            Some(header) => parts.push(format!("{header}: {cell}.")),
-            None => parts.push(format!("{cell}.")),
+            Some(header) => parts.push(format!("{header}: {cell}")),
+            None => parts.push(cell.to_string()),
         }
     }
-    parts.join(" ")
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("{}.", parts.join("; "))
+    }
 }
 
 /// Normalises white space inside a block (code keeps its lines).
@@ -664,7 +673,7 @@ mod tests {
         );
         assert_eq!(
             parsed.passages[0].text,
-            "Choice: Self-hosted. Trade-offs: Full control, more ops."
+            "Choice: Self-hosted; Trade-offs: Full control, more ops."
         );
     }
 

@@ -28,6 +28,8 @@ struct Unit<'a> {
     position: usize,
     text: &'a str,
     terms: HashSet<String>,
+    /// Terms of the section title, which every sentence of the section stands under.
+    context: &'a HashSet<String>,
     score: f32,
 }
 
@@ -40,6 +42,10 @@ impl Extractive {
     /// Composes the answer: the best-scoring sentences, in lesson order, each with its `[n]`.
     pub fn answer(&self, passages: &[NumberedPassage], terms: &[QueryTerm]) -> Vec<String> {
         let total: f32 = terms.iter().map(|t| t.idf * t.weight).sum();
+        let titles: Vec<HashSet<String>> = passages
+            .iter()
+            .map(|p| self.analyzer.terms(&p.section).into_iter().collect())
+            .collect();
         let mut units = Vec::new();
         for (rank, passage) in passages.iter().enumerate() {
             for (position, text) in units_of(&passage.text).into_iter().enumerate() {
@@ -53,6 +59,7 @@ impl Extractive {
                     position,
                     text,
                     terms: unit_terms,
+                    context: &titles[rank],
                     score: 0.0,
                 };
                 unit.score = score(&unit, terms, total) + if defines { 0.25 } else { 0.0 };
@@ -83,6 +90,31 @@ impl Extractive {
         {
             length += next.text.len();
             chosen.push(best + 1);
+        }
+
+        // An answer drawn from a lower-ranked passage also quotes the best-ranked passage when
+        // that has a sentence nearly as good: retrieval ranks whole passages better than
+        // single sentences can.
+        if units[best].rank != 0
+            && let Some((i, _)) = units
+                .iter()
+                .enumerate()
+                .filter(|(i, u)| {
+                    u.rank == 0
+                        && !chosen.contains(i)
+                        && u.score >= 0.5 * units[best].score
+                        && length + u.text.len() <= MAX_ANSWER_CHARS
+                })
+                .max_by(|a, b| a.1.score.total_cmp(&b.1.score))
+        {
+            covered.extend(
+                terms
+                    .iter()
+                    .filter(|t| units[i].terms.contains(&t.term))
+                    .map(|t| t.term.as_str()),
+            );
+            length += units[i].text.len();
+            chosen.push(i);
         }
 
         // Then sentences that add question words not yet covered, while they score well.
@@ -132,8 +164,15 @@ fn score(unit: &Unit<'_>, terms: &[QueryTerm], total: f32) -> f32 {
     }
     let found: f32 = terms
         .iter()
-        .filter(|t| unit.terms.contains(&t.term))
-        .map(|t| t.idf * t.weight)
+        .map(|t| {
+            if unit.terms.contains(&t.term) {
+                t.idf * t.weight
+            } else if unit.context.contains(&t.term) {
+                0.5 * t.idf * t.weight
+            } else {
+                0.0
+            }
+        })
         .sum();
     // The passage's retrieval score carries the context a single sentence lacks.
     let mut score = (found / total) * (0.6 + 0.4 * unit.relevance.clamp(0.0, 1.0))

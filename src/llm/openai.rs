@@ -197,6 +197,11 @@ impl ChatModel for OpenAiModel {
                     Ok(Some(chunk)) => first = chunk_text(chunk.map_err(model_error))?,
                 }
             }
+            if first.is_none() {
+                return Err(ModelError::Upstream(
+                    "the stream ended without any text".to_string(),
+                ));
+            }
             let rest = futures::stream::unfold(chunks, move |mut chunks| async move {
                 loop {
                     match tokio::time::timeout_at(total_deadline, chunks.next()).await {

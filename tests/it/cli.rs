@@ -1,0 +1,163 @@
+//! The `tutor` binary, run as an author would, in a temporary folder.
+
+use crate::helpers::sample_lessons;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn tutor(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tutor"))
+        .current_dir(dir)
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("OPENAI_BASE_URL")
+        .env_remove("TUTOR_MODEL")
+        .env_remove("TUTOR_LESSONS")
+        .env_remove("TUTOR_INDEX")
+        .args(args)
+        .output()
+        .expect("tutor runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn index_then_index_again_rewrites_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lessons = sample_lessons();
+    let lessons = lessons.to_str().expect("utf-8 path");
+    let first = tutor(
+        dir.path(),
+        &["--lessons", lessons, "--index", "idx", "index"],
+    );
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    assert!(text(&first.stdout).contains("built from scratch"));
+    let second = tutor(
+        dir.path(),
+        &["--lessons", lessons, "--index", "idx", "index"],
+    );
+    assert!(
+        text(&second.stdout).contains("0 added, 0 updated, 0 removed"),
+        "{}",
+        text(&second.stdout)
+    );
+}
+
+#[test]
+fn ask_prints_the_answer_citations_and_the_gate() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lessons = sample_lessons();
+    let lessons = lessons.to_str().expect("utf-8 path");
+    let out = tutor(
+        dir.path(),
+        &[
+            "--lessons",
+            lessons,
+            "--index",
+            "idx",
+            "ask",
+            "--lesson",
+            "the-policy-layer",
+            "Can",
+            "a",
+            "country",
+            "restrict",
+            "exporting",
+            "model",
+            "weights?",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("[1]") || stdout.contains("[2]"), "{stdout}");
+    assert!(stdout.contains("gate: answer"), "{stdout}");
+    assert!(
+        stdout.contains("the-policy-layer#export-controls-on-model-weights"),
+        "{stdout}"
+    );
+
+    let out = tutor(
+        dir.path(),
+        &[
+            "--lessons",
+            lessons,
+            "--index",
+            "idx",
+            "ask",
+            "--json",
+            "--lesson",
+            "the-policy-layer",
+            "Who painted the Mona Lisa?",
+        ],
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON output");
+    assert_eq!(json["refused"], true);
+    assert_eq!(json["retrieval"]["gate"]["covered"], false);
+
+    let out = tutor(
+        dir.path(),
+        &[
+            "--lessons",
+            lessons,
+            "--index",
+            "idx",
+            "ask",
+            "--lesson",
+            "nope",
+            "hi",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("no lesson `nope`"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn check_passes_on_the_sample_course() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lessons = sample_lessons();
+    let out = tutor(
+        dir.path(),
+        &[
+            "--lessons",
+            lessons.to_str().expect("path"),
+            "--index",
+            "idx",
+            "check",
+        ],
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains(" 0 failed"), "{stdout}");
+}
+
+#[test]
+fn check_fails_and_names_the_broken_file_and_the_failing_question() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lessons = dir.path().join("lessons");
+    std::fs::create_dir(&lessons).expect("mkdir");
+    std::fs::write(
+        lessons.join("good.md"),
+        "---\nid: good\ntitle: Good\n---\n## Tides\n\nThe moon's gravity pulls the oceans into tides.\n",
+    )
+    .expect("write");
+    std::fs::write(
+        lessons.join("good.questions.toml"),
+        "[[questions]]\nq = \"What causes tides?\"\nsection = \"tides\"\n\n[[questions]]\nq = \"Why do oceans have tides?\"\nrefuse = true\n",
+    )
+    .expect("write");
+    std::fs::write(
+        lessons.join("broken.md"),
+        "---\nid: broken\ntitle: [oops\n---\n## A\n\nText.\n",
+    )
+    .expect("write");
+    let out = tutor(dir.path(), &["check"]);
+    let stdout = text(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(stdout.contains("broken.md:3:"), "{stdout}");
+    assert!(stdout.contains("1 passed, 1 failed"), "{stdout}");
+    assert!(stdout.contains("FAIL"), "{stdout}");
+}

@@ -1,0 +1,240 @@
+//! Test helpers: the app on a random port, a fake OpenAI-compatible model that records what it
+//! is sent, and SSE parsing.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tutor::config::{Config, Overrides};
+use tutor::http::AppState;
+use tutor::llm::openai::OpenAiSettings;
+
+/// The sample lessons of the repository.
+pub fn sample_lessons() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("lessons")
+}
+
+/// How the fake model behaves.
+#[derive(Clone, Debug)]
+pub enum Behaviour {
+    /// Answers with this text; streamed in pieces of `chunk` bytes.
+    Answer { text: String, chunk: usize },
+    /// Fails with this status before answering.
+    Status(u16),
+    /// Waits this long before answering.
+    Slow(Duration),
+    /// Answers 200 with a body that is not a completion.
+    Garbage,
+}
+
+/// A fake OpenAI-compatible server on 127.0.0.1 that records every request body.
+pub struct FakeModel {
+    pub addr: SocketAddr,
+    pub requests: Arc<Mutex<Vec<Value>>>,
+}
+
+impl FakeModel {
+    pub async fn start(behaviour: Behaviour) -> FakeModel {
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let app = axum::Router::new()
+            .route("/v1/chat/completions", post(complete))
+            .with_state((behaviour, requests.clone()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind fake");
+        let addr = listener.local_addr().expect("fake addr");
+        tokio::spawn(async move { axum::serve(listener, app).await.expect("fake serves") });
+        FakeModel { addr, requests }
+    }
+
+    pub fn calls(&self) -> usize {
+        self.requests.lock().expect("lock").len()
+    }
+
+    pub fn last(&self) -> Value {
+        self.requests
+            .lock()
+            .expect("lock")
+            .last()
+            .cloned()
+            .expect("a request was made")
+    }
+
+    pub fn settings(&self) -> OpenAiSettings {
+        OpenAiSettings {
+            base_url: format!("http://{}/v1", self.addr),
+            api_key: "test-key".to_string(),
+            model: "fake-model".to_string(),
+            max_tokens: 300,
+            temperature: 0.2,
+            connect_timeout: Duration::from_secs(2),
+            first_token_timeout: Duration::from_secs(6),
+            total_timeout: Duration::from_secs(7),
+        }
+    }
+}
+
+async fn complete(
+    State((behaviour, requests)): State<(Behaviour, Arc<Mutex<Vec<Value>>>)>,
+    Json(body): Json<Value>,
+) -> Response {
+    let stream = body["stream"].as_bool() == Some(true);
+    requests.lock().expect("lock").push(body);
+    let (text, chunk) = match behaviour {
+        Behaviour::Status(code) => {
+            let status = StatusCode::from_u16(code).expect("status");
+            return (status, Json(json!({"error": {"message": "fake failure", "type": "server_error", "param": null, "code": null}}))).into_response();
+        }
+        Behaviour::Slow(wait) => {
+            tokio::time::sleep(wait).await;
+            ("Late answer [1].".to_string(), 4)
+        }
+        Behaviour::Garbage => {
+            return (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                "{\"not\": \"a completion\"",
+            )
+                .into_response();
+        }
+        Behaviour::Answer { text, chunk } => (text, chunk),
+    };
+    if !stream {
+        return Json(json!({
+            "id": "c1", "object": "chat.completion", "created": 0, "model": "fake-model",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        }))
+        .into_response();
+    }
+    let mut events = vec![format!(
+        "data: {}\n\n",
+        json!({"id": "c1", "object": "chat.completion.chunk", "created": 0, "model": "fake-model", "choices": [{"index": 0, "delta": {"role": "assistant"}, "finish_reason": null}]})
+    )];
+    let chars: Vec<char> = text.chars().collect();
+    for piece in chars.chunks(chunk.max(1)) {
+        let piece: String = piece.iter().collect();
+        events.push(format!(
+            "data: {}\n\n",
+            json!({"id": "c1", "object": "chat.completion.chunk", "created": 0, "model": "fake-model", "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": null}]})
+        ));
+    }
+    events.push(format!(
+        "data: {}\n\ndata: [DONE]\n\n",
+        json!({"id": "c1", "object": "chat.completion.chunk", "created": 0, "model": "fake-model", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    ));
+    let body = futures::stream::iter(events.into_iter().map(Ok::<_, std::io::Error>));
+    (
+        [(header::CONTENT_TYPE, "text/event-stream")],
+        Body::from_stream(body),
+    )
+        .into_response()
+}
+
+/// A configuration over the sample lessons with a fresh index folder.
+pub fn config(index: &tempfile::TempDir) -> Config {
+    let mut config = Config::load(&Overrides {
+        lessons: Some(sample_lessons()),
+        index: Some(index.path().to_path_buf()),
+        prompts: Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("prompts")),
+        ..Overrides::default()
+    })
+    .expect("test config loads");
+    config.openai = None;
+    config.cors_origins = vec!["http://allowed.example".to_string()];
+    config
+}
+
+/// A running tutor.
+pub struct App {
+    pub base: String,
+    pub client: reqwest::Client,
+    _state: AppState,
+    _index: tempfile::TempDir,
+}
+
+/// Starts the tutor on 127.0.0.1:0, with the extractive answerer or the given fake model.
+pub async fn spawn_app(model: Option<&FakeModel>) -> App {
+    let index = tempfile::tempdir().expect("temp index");
+    let mut config = config(&index);
+    config.openai = model.map(FakeModel::settings);
+    let loaded =
+        tokio::task::spawn_blocking(move || tutor::app::load(&config).expect("tutor loads"))
+            .await
+            .expect("load task");
+    let state = AppState::with_tutor(loaded.tutor, vec!["http://allowed.example".to_string()]);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind app");
+    let addr = listener.local_addr().expect("app addr");
+    let serving = state.clone();
+    tokio::spawn(async move {
+        tutor::http::serve(listener, serving, std::future::pending())
+            .await
+            .expect("app serves")
+    });
+    App {
+        base: format!("http://{addr}"),
+        client: reqwest::Client::new(),
+        _state: state,
+        _index: index,
+    }
+}
+
+impl App {
+    pub async fn chat(&self, body: Value) -> (u16, Value) {
+        let response = self
+            .client
+            .post(format!("{}/v1/chat", self.base))
+            .json(&body)
+            .send()
+            .await
+            .expect("request sent");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("JSON body"))
+    }
+
+    /// Posts a streaming chat request and returns the (event, data) pairs.
+    pub async fn chat_stream(&self, body: Value) -> (u16, Vec<(String, Value)>) {
+        let response = self
+            .client
+            .post(format!("{}/v1/chat", self.base))
+            .header("accept", "text/event-stream")
+            .json(&body)
+            .send()
+            .await
+            .expect("request sent");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        (status, parse_sse(&text))
+    }
+}
+
+/// Parses an SSE body into (event, JSON data) pairs, skipping comments.
+pub fn parse_sse(text: &str) -> Vec<(String, Value)> {
+    let mut events = Vec::new();
+    for block in text.split("\n\n") {
+        let mut name = String::from("message");
+        let mut data = String::new();
+        for line in block.lines() {
+            if let Some(v) = line.strip_prefix("event:") {
+                name = v.trim().to_string();
+            } else if let Some(v) = line.strip_prefix("data:") {
+                data.push_str(v.trim_start());
+            }
+        }
+        if !data.is_empty() {
+            events.push((
+                name,
+                serde_json::from_str(&data).unwrap_or(Value::String(data)),
+            ));
+        }
+    }
+    events
+}

@@ -1,0 +1,8 @@
+//! Integration tests: the HTTP contract, the full stack through a fake OpenAI-compatible
+//! model, retrieval and the gate over the sample lessons, and the `tutor` binary.
+
+mod api;
+mod cli;
+mod helpers;
+mod model;
+mod retrieval;

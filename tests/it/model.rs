@@ -1,0 +1,168 @@
+//! The full stack through a fake OpenAI-compatible model on 127.0.0.1: what the model is sent,
+//! how its answer is checked, and how its failures reach the client.
+
+use crate::helpers::{Behaviour, FakeModel, spawn_app};
+use serde_json::json;
+use std::time::Duration;
+
+fn answer(text: &str, chunk: usize) -> Behaviour {
+    Behaviour::Answer {
+        text: text.to_string(),
+        chunk,
+    }
+}
+
+const QUESTION: &str = "What does open weights mean?";
+
+#[tokio::test]
+async fn question_outside_the_lesson_is_refused_without_calling_the_model() {
+    let model = FakeModel::start(answer("Paris [1].", 3)).await;
+    let app = spawn_app(Some(&model)).await;
+    for message in [
+        "What is the capital of France?",
+        "How do I bake sourdough bread?",
+        "What does the EU AI Act require?",
+    ] {
+        let (status, body) = app
+            .chat(json!({"lesson_id": "what-open-means", "message": message}))
+            .await;
+        assert_eq!(status, 200);
+        assert_eq!(body["refused"], true, "{message}: {body}");
+        let (status, events) = app
+            .chat_stream(json!({"lesson_id": "what-open-means", "message": message}))
+            .await;
+        assert_eq!(status, 200);
+        assert_eq!(events.last().expect("done").1["refused"], true);
+    }
+    assert_eq!(model.calls(), 0);
+}
+
+#[tokio::test]
+async fn the_model_gets_fenced_passages_and_the_question_as_the_user_turn() {
+    let model = FakeModel::start(answer("Open weights can be downloaded and run [1].", 5)).await;
+    let app = spawn_app(Some(&model)).await;
+    let history = json!([
+        {"role": "user", "content": "What is a closed API?"},
+        {"role": "assistant", "content": "Access only through the provider [1]."},
+    ]);
+    let (status, body) = app
+        .chat(json!({"lesson_id": "what-open-means", "message": QUESTION, "history": history}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["backend"], "openai:fake-model");
+    let sent = model.last();
+    assert_eq!(sent["model"], "fake-model");
+    assert_eq!(sent["max_tokens"], 300);
+    assert_eq!(sent["stream"], false);
+    let messages = sent["messages"].as_array().expect("messages");
+    assert_eq!(messages[0]["role"], "system");
+    let system = messages[0]["content"].as_str().expect("system");
+    assert!(system.contains("<lesson-passages>") && system.contains("</lesson-passages>"));
+    assert!(system.contains("[1] (section:"), "{system}");
+    assert_eq!(messages[1]["content"], "What is a closed API?");
+    assert_eq!(messages[2]["role"], "assistant");
+    let last = messages.last().expect("user turn");
+    assert_eq!(last["role"], "user");
+    assert_eq!(last["content"], QUESTION);
+    // The citation is one of the passages in the prompt.
+    let cited = &body["citations"][0];
+    assert!(system.contains(cited["text"].as_str().expect("text")));
+}
+
+#[tokio::test]
+async fn markers_of_passages_the_model_was_not_given_never_reach_the_learner() {
+    let text = "Open weights can be downloaded [1]. Labs love it [9]. Licenses vary [2][12].";
+    for chunk in [1, 2, 3, 7, 100] {
+        let model = FakeModel::start(answer(text, chunk)).await;
+        let app = spawn_app(Some(&model)).await;
+        let (_, body) = app
+            .chat(json!({"lesson_id": "what-open-means", "message": QUESTION}))
+            .await;
+        let json_answer = body["answer"].as_str().expect("answer").to_string();
+        assert_eq!(
+            json_answer,
+            "Open weights can be downloaded [1]. Labs love it. Licenses vary [2]."
+        );
+        let ns: Vec<u64> = body["citations"]
+            .as_array()
+            .expect("c")
+            .iter()
+            .map(|c| c["n"].as_u64().expect("n"))
+            .collect();
+        assert_eq!(ns, vec![1, 2]);
+
+        let (status, events) = app
+            .chat_stream(json!({"lesson_id": "what-open-means", "message": QUESTION}))
+            .await;
+        assert_eq!(status, 200);
+        let given = events[0].1["citations"].as_array().expect("given").len();
+        assert!(given >= 2);
+        let streamed: String = events
+            .iter()
+            .filter(|(n, _)| n == "delta")
+            .map(|(_, d)| d["text"].as_str().expect("text"))
+            .collect();
+        assert_eq!(streamed, json_answer, "chunk size {chunk}");
+        let done = &events.last().expect("done").1;
+        assert_eq!(done["answer"], json_answer.as_str());
+        assert_eq!(done["citations"].as_array().expect("c").len(), 2);
+    }
+}
+
+#[tokio::test]
+async fn a_model_that_says_the_passages_do_not_answer_becomes_a_refusal() {
+    let model = FakeModel::start(answer("NOT_IN_LESSON", 4)).await;
+    let app = spawn_app(Some(&model)).await;
+    let (_, body) = app
+        .chat(json!({"lesson_id": "what-open-means", "message": QUESTION}))
+        .await;
+    assert_eq!(body["refused"], true);
+    assert_eq!(body["citations"], json!([]));
+    let (_, events) = app
+        .chat_stream(json!({"lesson_id": "what-open-means", "message": QUESTION}))
+        .await;
+    let done = &events.last().expect("done").1;
+    assert_eq!(done["refused"], true);
+    let streamed: String = events
+        .iter()
+        .filter(|(n, _)| n == "delta")
+        .map(|(_, d)| d["text"].as_str().expect("t"))
+        .collect();
+    assert!(!streamed.contains("NOT_IN_LESSON"));
+    assert_eq!(streamed, done["answer"].as_str().expect("answer"));
+}
+
+#[tokio::test]
+async fn provider_failures_become_upstream_errors_not_500s() {
+    for (behaviour, status, code) in [
+        (Behaviour::Status(500), 502, "upstream_error"),
+        (Behaviour::Status(401), 502, "upstream_error"),
+        (Behaviour::Garbage, 502, "upstream_error"),
+        (
+            Behaviour::Slow(Duration::from_secs(9)),
+            504,
+            "upstream_timeout",
+        ),
+    ] {
+        let model = FakeModel::start(behaviour.clone()).await;
+        let app = spawn_app(Some(&model)).await;
+        let (got, body) = app
+            .chat(json!({"lesson_id": "what-open-means", "message": QUESTION}))
+            .await;
+        assert_eq!(got, status, "{behaviour:?}: {body}");
+        assert_eq!(body["error"]["code"], code);
+        // A stream that fails before its first word is an HTTP error too.
+        let response = app
+            .client
+            .post(format!("{}/v1/chat", app.base))
+            .json(&json!({"lesson_id": "what-open-means", "message": QUESTION, "stream": true}))
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(
+            response.status().as_u16(),
+            status,
+            "{behaviour:?} streaming"
+        );
+    }
+}

@@ -1,0 +1,121 @@
+//! Retrieval and the gate over the sample lessons, without HTTP.
+
+use crate::helpers::config;
+use std::sync::Arc;
+use tutor::lessons::load_catalog;
+use tutor::retrieve::{GateReason, Retriever};
+
+fn retriever() -> (Retriever, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = config(&dir);
+    let catalog = load_catalog(&config.lessons_dir).expect("lessons load");
+    assert!(catalog.problems.is_empty(), "{:?}", catalog.problems);
+    tutor::index::refresh(&config.index_dir, &catalog).expect("index builds");
+    let retriever = Retriever::open(
+        Arc::new(catalog),
+        &config.index_dir,
+        config.retrieval.clone(),
+    )
+    .expect("index opens");
+    (retriever, dir)
+}
+
+#[test]
+fn every_golden_question_of_the_sample_catalog_is_gated_as_its_author_expects() {
+    let (retriever, _dir) = retriever();
+    let catalog = retriever.catalog().clone();
+    let mut checked = 0;
+    for lesson in &catalog.lessons {
+        assert!(
+            !lesson.questions.is_empty(),
+            "{} has golden questions",
+            lesson.id
+        );
+        for golden in &lesson.questions {
+            let retrieval = retriever.retrieve(&lesson.id, &golden.q, &[]);
+            assert_eq!(
+                retrieval.covered, !golden.refuse,
+                "{}: {}",
+                lesson.id, golden.q
+            );
+            if let Some(section) = &golden.section {
+                let top3: Vec<&str> = retrieval
+                    .hits
+                    .iter()
+                    .take(3)
+                    .map(|h| h.lesson.section_of(h.passage()).slug.as_str())
+                    .collect();
+                assert!(
+                    top3.contains(&section.as_str()),
+                    "{}: {} -> {top3:?}",
+                    lesson.id,
+                    golden.q
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 40);
+}
+
+#[test]
+fn retrieval_only_returns_passages_of_the_asked_lesson() {
+    let (retriever, _dir) = retriever();
+    let retrieval = retriever.retrieve("what-open-means", "export controls on model weights", &[]);
+    assert!(
+        retrieval
+            .hits
+            .iter()
+            .all(|h| h.lesson.id == "what-open-means")
+    );
+}
+
+#[test]
+fn a_message_without_searchable_words_is_not_covered() {
+    let (retriever, _dir) = retriever();
+    let retrieval = retriever.retrieve("what-open-means", "what is it?", &[]);
+    assert!(!retrieval.covered);
+    assert_eq!(retrieval.reason, GateReason::NoSearchableWords);
+}
+
+#[test]
+fn refreshing_an_unchanged_catalog_writes_nothing_and_a_changed_lesson_is_rewritten() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lessons = dir.path().join("lessons");
+    std::fs::create_dir(&lessons).expect("mkdir");
+    for name in ["what-open-means.md", "hybrid-routing.md"] {
+        std::fs::copy(
+            crate::helpers::sample_lessons().join(name),
+            lessons.join(name),
+        )
+        .expect("copy");
+    }
+    let index = dir.path().join("index");
+    let first =
+        tutor::index::refresh(&index, &load_catalog(&lessons).expect("load")).expect("build");
+    assert!(first.rebuilt);
+    assert_eq!(first.added, 2);
+    let second =
+        tutor::index::refresh(&index, &load_catalog(&lessons).expect("load")).expect("refresh");
+    assert!(second.is_noop(), "{second:?}");
+    let path = lessons.join("hybrid-routing.md");
+    let text = std::fs::read_to_string(&path).expect("read")
+        + "\n## Added later\n\nA new zebra paragraph.\n";
+    std::fs::write(&path, text).expect("write");
+    std::fs::remove_file(lessons.join("what-open-means.md")).expect("remove");
+    let catalog = Arc::new(load_catalog(&lessons).expect("load"));
+    let third = tutor::index::refresh(&index, &catalog).expect("refresh");
+    assert_eq!(
+        (third.added, third.updated, third.removed, third.unchanged),
+        (0, 1, 1, 0)
+    );
+    let retriever = Retriever::open(catalog, &index, Default::default()).expect("open");
+    let hits = retriever.search(None, "zebra", 5);
+    assert_eq!(hits[0].passage().id, "hybrid-routing#added-later-1");
+    assert!(
+        retriever
+            .search(None, "openness spectrum", 5)
+            .iter()
+            .all(|h| h.lesson.id == "hybrid-routing")
+    );
+}
