@@ -19,7 +19,7 @@ use tantivy::tokenizer::{
 use tantivy::{Index, IndexWriter, TantivyDocument, Term, doc};
 
 /// Bumped when the schema or analyzer changes: an index of another format is rebuilt.
-const INDEX_FORMAT: u32 = 1;
+const INDEX_FORMAT: u32 = 2;
 const MANIFEST: &str = "tutor-manifest.json";
 /// Name under which the analyzer is registered with Tantivy.
 const ANALYZER: &str = "tutor_en";
@@ -53,8 +53,11 @@ pub struct Fields {
     pub lesson_id: Field,
     /// Section title, analyzed; weighted above the body at query time.
     pub section: Field,
-    /// Passage text, analyzed and stored for citations.
+    /// Passage text, stored for citations.
     pub body: Field,
+    /// What BM25 ranks on: the section title and the passage text as one field, so that
+    /// length normalisation sees the whole passage (as a single-field BM25 would).
+    pub content: Field,
     /// Stable 64-bit key of the passage id, a fast field mapping hits back to passages in memory.
     pub key: Field,
 }
@@ -62,18 +65,18 @@ pub struct Fields {
 /// The schema, built once; [`open`] checks an index on disk against it.
 pub fn schema() -> (Schema, Fields) {
     let mut builder = Schema::builder();
-    let text = TextOptions::default()
-        .set_indexing_options(
-            TextFieldIndexing::default()
-                .set_tokenizer(ANALYZER)
-                .set_index_option(IndexRecordOption::WithFreqs),
-        )
-        .set_stored();
+    let indexed = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer(ANALYZER)
+            .set_index_option(IndexRecordOption::WithFreqs),
+    );
+    let text = indexed.clone().set_stored();
     let fields = Fields {
         passage_id: builder.add_text_field("passage_id", STRING | STORED),
         lesson_id: builder.add_text_field("lesson_id", STRING | STORED),
         section: builder.add_text_field("section", text.clone()),
-        body: builder.add_text_field("body", text),
+        body: builder.add_text_field("body", STORED),
+        content: builder.add_text_field("content", indexed),
         key: builder.add_u64_field("key", FAST | INDEXED),
     };
     (builder.build(), fields)
@@ -241,6 +244,7 @@ pub fn refresh(dir: &Path, catalog: &Catalog) -> Result<RefreshReport, IndexErro
                 fields.lesson_id => lesson.id.as_str(),
                 fields.section => section.as_str(),
                 fields.body => passage.text.as_str(),
+                fields.content => format!("{section}\n{}", passage.text),
                 fields.key => passage_key(&passage.id),
             );
             writer.add_document(document).map_err(tantivy)?;

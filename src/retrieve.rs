@@ -157,12 +157,18 @@ pub struct RetrievalSettings {
     pub passages: usize,
     /// Passages examined by the gate.
     pub candidates: usize,
-    /// Weight of section-title matches relative to body matches.
+    /// Extra weight of section-title matches (titles are also part of the ranked text).
     pub section_boost: f32,
     /// Weight of terms taken from the conversation history.
     pub history_weight: f32,
-    /// Share of the question's term weight a passage must contain to count as covering it.
+    /// Coverage (share of the question's term weight found in one passage) at or above which
+    /// the lesson covers the question.
+    pub sure_coverage: f32,
+    /// Coverage below which the lesson does not cover the question. Between the two, the
+    /// question is refused only when another lesson covers it clearly better.
     pub min_coverage: f32,
+    /// How much better another lesson must cover a borderline question to take it.
+    pub elsewhere_margin: f32,
 }
 
 impl Default for RetrievalSettings {
@@ -170,9 +176,11 @@ impl Default for RetrievalSettings {
         RetrievalSettings {
             passages: 4,
             candidates: 8,
-            section_boost: 1.5,
+            section_boost: 0.5,
             history_weight: 0.35,
-            min_coverage: 0.5,
+            sure_coverage: 0.5,
+            min_coverage: 0.35,
+            elsewhere_margin: 0.2,
         }
     }
 }
@@ -216,6 +224,8 @@ pub enum GateReason {
     NoSearchableWords,
     /// No passage of the lesson covers enough of the question.
     NotCovered,
+    /// The lesson covers the question only partly, and another lesson covers it clearly better.
+    BetterElsewhere,
 }
 
 /// Retrieval results plus the gate's decision.
@@ -316,7 +326,7 @@ impl Retriever {
     fn idf(&self, searcher: &Searcher, term: &str) -> f32 {
         let total = searcher.num_docs().max(1) as f32;
         let df = searcher
-            .doc_freq(&Term::from_field_text(self.fields.body, term))
+            .doc_freq(&Term::from_field_text(self.fields.content, term))
             .unwrap_or(0) as f32;
         // A word the catalog never uses weighs like a rare one, not infinitely: learners use
         // their own words, and one unknown word must not sink an otherwise covered question.
@@ -379,10 +389,18 @@ impl Retriever {
         let coverage = hits.iter().map(|h| h.coverage).fold(0.0, f32::max);
         let (covered, reason) = if gate_terms.is_empty() {
             (false, GateReason::NoSearchableWords)
-        } else if coverage >= self.settings.min_coverage {
+        } else if coverage >= self.settings.sure_coverage {
             (true, GateReason::Covered)
-        } else {
+        } else if coverage < self.settings.min_coverage {
             (false, GateReason::NotCovered)
+        } else if !follow_up
+            && self
+                .best_other_lesson(&searcher, &terms, lesson_id)
+                .is_some_and(|(_, other)| other >= coverage + self.settings.elsewhere_margin)
+        {
+            (false, GateReason::BetterElsewhere)
+        } else {
+            (true, GateReason::Covered)
         };
         Retrieval {
             terms,
@@ -406,33 +424,48 @@ impl Retriever {
                 weight: 1.0,
             })
             .collect();
-        if terms.is_empty() {
+        self.best_other_lesson(&searcher, &terms, except)
+            .filter(|(_, coverage)| *coverage >= self.settings.sure_coverage)
+            .map(|(lesson, _)| lesson)
+    }
+
+    /// The lesson other than `except` whose best passage covers the message's terms most
+    /// (ties broken by BM25), with that coverage.
+    fn best_other_lesson(
+        &self,
+        searcher: &Searcher,
+        terms: &[QueryTerm],
+        except: &str,
+    ) -> Option<(Arc<Lesson>, f32)> {
+        let main: Vec<QueryTerm> = terms.iter().filter(|t| t.weight >= 1.0).cloned().collect();
+        if main.is_empty() {
             return None;
         }
-        let gate_terms: Vec<&QueryTerm> = terms.iter().collect();
+        let gate_terms: Vec<&QueryTerm> = main.iter().collect();
         let mut best: Option<(f32, f32, Arc<Lesson>)> = None;
-        for mut hit in self.search_with(&searcher, None, &terms, 20) {
+        for mut hit in self.search_with(searcher, None, &main, 20) {
             if hit.lesson.id == except {
                 continue;
             }
             hit.coverage = self.coverage(&gate_terms, &hit);
-            if hit.coverage >= self.settings.min_coverage
-                && best
-                    .as_ref()
-                    .is_none_or(|(c, s, _)| (hit.coverage, hit.score) > (*c, *s))
+            if best
+                .as_ref()
+                .is_none_or(|(c, s, _)| (hit.coverage, hit.score) > (*c, *s))
             {
                 best = Some((hit.coverage, hit.score, hit.lesson.clone()));
             }
         }
-        best.map(|(_, _, lesson)| lesson)
+        best.map(|(coverage, _, lesson)| (lesson, coverage))
     }
 
     /// Plain search for `/v1/search` and the CLI: BM25 hits, no gate.
     pub fn search(&self, lesson_id: Option<&str>, text: &str, k: usize) -> Vec<Hit> {
         let searcher = self.reader.searcher();
+        let mut seen = HashSet::new();
         let terms: Vec<QueryTerm> = self
-            .content_terms(text)
+            .analyze(text)
             .into_iter()
+            .filter(|t| seen.insert(t.clone()))
             .map(|t| QueryTerm {
                 idf: self.idf(&searcher, &t),
                 term: t,
@@ -460,7 +493,7 @@ impl Retriever {
         let mut should: Vec<(Occur, Box<dyn Query>)> = Vec::with_capacity(terms.len() * 2);
         for term in terms {
             for (field, boost) in [
-                (self.fields.body, term.weight),
+                (self.fields.content, term.weight),
                 (
                     self.fields.section,
                     term.weight * self.settings.section_boost,
