@@ -291,8 +291,10 @@ function highlightOnPage(target) {
   }
   highlighted?.removeAttribute("data-tutor-highlight");
   clearTimeout(highlightTimer);
-  (highlighted = target).setAttribute("data-tutor-highlight", "");
-  highlightTimer = setTimeout(() => target.removeAttribute("data-tutor-highlight"), HIGHLIGHT_MS);
+  // An empty anchor (such as a page's introduction marker) lends its mark to what follows it.
+  const mark = !target.textContent.trim() && target.nextElementSibling ? target.nextElementSibling : target;
+  (highlighted = mark).setAttribute("data-tutor-highlight", "");
+  highlightTimer = setTimeout(() => mark.removeAttribute("data-tutor-highlight"), HIGHLIGHT_MS);
   target.scrollIntoView({ behavior: scrollBehavior(), block: "start" });
 }
 
