@@ -24,12 +24,7 @@ const script = document.currentScript || document.querySelector('script[data-les
 
 /** Reads the options from a dataset: the script tag's, or the element's own. */
 function readOptions(data, src) {
-  let origin = location.origin;
-  try {
-    if (src) origin = new URL(src, location.href).origin;
-  } catch (_) {
-    /* keep the page's origin */
-  }
+  const origin = src ? new URL(src, location.href).origin : location.origin;
   return {
     lesson: (data.lesson || "").trim(),
     api: (data.api || origin).replace(/\/+$/, ""),
@@ -54,10 +49,10 @@ function el(tag, attrs, ...children) {
 /** An error worth showing the learner; `retry` says whether asking again may help. */
 const failure = (message, retry) => Object.assign(new Error(message), { retry });
 
-// ---------------------------------------------------------------------------------------------
 // Markdown subset: paragraphs, lists, **bold**, *italic*, `code` and [n] citation markers.
 // Anything else stays literal text.
 
+// Groups: 1 `code`, 2-3 **bold** or __bold__, 4-5 *italic* or _italic_, 6 markers [n] or [n, m].
 const INLINE =
   /`([^`\n]+)`|\*\*(.+?)\*\*|__(.+?)__|\*(?![\s*])([^*\n]+?)\*|(?<!\w)_(?![\s_])([^_\n]+?)_(?!\w)|\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]/g;
 
@@ -113,7 +108,6 @@ function renderMarkdown(parent, text, cite) {
   }
 }
 
-// ---------------------------------------------------------------------------------------------
 // Server-Sent Events over fetch. An event can arrive split across network chunks (even inside
 // a UTF-8 character), so text is buffered until the blank line that ends an event.
 
@@ -160,7 +154,8 @@ async function responseFailure(response) {
   if (status === 429) {
     // Retry-After is readable cross-origin only when the server exposes it.
     const seconds = parseInt(response.headers.get("Retry-After") ?? error.retry_after, 10);
-    return failure(`Too many questions right now, try again in ${seconds >= 0 ? seconds + " s" : "a moment"}.`, true);
+    const when = seconds >= 0 ? `in ${seconds} s` : "in a moment";
+    return failure(`Too many questions right now, try again ${when}.`, true);
   }
   if (status === 504) return failure("The tutor took too long to answer. Please try again.", true);
   if (status >= 500) return failure("The tutor couldn't answer just now. Please try again.", true);
@@ -169,10 +164,9 @@ async function responseFailure(response) {
   return failure(error.message || "The tutor couldn't take that question.", false);
 }
 
-// ---------------------------------------------------------------------------------------------
-// Styles. `:host { all: initial !important }` wins even over the page's !important rules (for
-// important declarations the inner context wins), and every inherited property is set again on
-// .root, in px, so neither the page's fonts nor its root font size leak in.
+// Styles. `:host { all: initial !important }` beats even the page's !important rules (for those
+// the inner context wins), so nothing is inherited from the page; .root sets the font in px, so
+// the page's root font size does not matter either.
 
 const CSS = `
 :host{all:initial!important}
@@ -181,8 +175,7 @@ const CSS = `
 .root{--a:var(--tutor-accent,#1d4ed8);--af:var(--tutor-accent-fg,#fff);--bg:var(--tutor-bg,#fff);
  --fg:var(--tutor-fg,#1f2328);--mu:#57606a;--bd:#d0d7de;--sf:#f3f5f8;--er:#b42318;--fo:#1d4ed8;
  font:400 15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;
- color:var(--fg);text-align:left;letter-spacing:normal;word-spacing:normal;text-transform:none;
- text-indent:0;white-space:normal;visibility:visible;cursor:auto}
+ color:var(--fg)}
 @media (prefers-color-scheme:dark){.root{--a:var(--tutor-accent,#8ab4ff);
  --af:var(--tutor-accent-fg,#0b1220);--bg:var(--tutor-bg,#16181d);--fg:var(--tutor-fg,#e6e8eb);
  --mu:#a9b1bc;--bd:#3a404a;--sf:#22262d;--er:#ff8a80;--fo:#8ab4ff}}
@@ -212,7 +205,8 @@ h2{flex:1;margin:0;font-size:16px;font-weight:650;line-height:1.3}
 .msg :is(p,ul,ol){margin:0 0 8px}
 .msg :is(p,ul,ol):last-child{margin-bottom:0}
 .msg :is(ul,ol){padding-left:22px}
-code{font:13px/1.4 ui-monospace,Menlo,Consolas,monospace;background:var(--bg);border-radius:4px;padding:1px 4px}
+code{font:13px/1.4 ui-monospace,Menlo,Consolas,monospace;background:var(--bg);border-radius:4px;
+ padding:1px 4px}
 .user{align-self:flex-end;max-width:85%;padding:8px 12px;border-radius:14px 14px 4px;
  background:var(--a);color:var(--af);white-space:pre-wrap}
 .bubble{padding:10px 12px;border-radius:14px 14px 14px 4px;background:var(--sf)}
@@ -244,12 +238,13 @@ textarea{display:block;width:100%;min-height:64px;max-height:160px;resize:vertic
 .secondary{border:1px solid var(--mu);padding:6px 12px;background:var(--bg);font-size:14px;margin-top:8px}
 .sr{position:absolute;width:1px;height:1px;overflow:hidden;clip-path:inset(50%);white-space:nowrap}
 @media (max-width:480px){.panel{inset:0;width:auto;height:auto;max-width:none;max-height:none;
- border:0;border-radius:0}}
+ border:0;border-radius:0}[aria-expanded=true]{visibility:hidden}}
 @media (prefers-reduced-motion:reduce){*,::before,::after{animation:none!important;transition:none!important}}
 `;
 
 const svg = (body) =>
-  `<svg viewBox="0 0 24 24" aria-hidden="true" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round">${body}</svg>`;
+  '<svg viewBox="0 0 24 24" aria-hidden="true" fill="none" stroke="currentColor" stroke-width="2" ' +
+  `stroke-linecap="round">${body}</svg>`;
 const INFO_ICON = svg('<circle cx="12" cy="12" r="9"/><path d="M12 11v6M12 7.5v.01"/>');
 
 // The skeleton: fixed markup only. The title is set later as text.
@@ -268,12 +263,12 @@ const SKELETON = `
    <button class="primary stop" type="button" hidden>Stop</button></div></form>
 </div>`;
 
-// ---------------------------------------------------------------------------------------------
 // Citations that point into the host page.
 
 /** The section id a citation points at; older servers only give "lesson#section-slug-3". */
 function sectionIdOf(citation) {
-  return citation.section_id || String(citation.passage_id || "").replace(/^[^#]*#?/, "").replace(/-\d+$/, "");
+  const passage = String(citation.passage_id || "");
+  return citation.section_id || passage.replace(/^[^#]*#?/, "").replace(/-\d+$/, "");
 }
 
 let highlighted = null;
@@ -284,7 +279,7 @@ function highlightOnPage(target) {
   if (!document.getElementById("tutor-highlight-style")) {
     const style = el("style", { id: "tutor-highlight-style" });
     style.textContent =
-      "[data-tutor-highlight]{outline:3px solid var(--tutor-accent,#1d4ed8)!important;outline-offset:4px;" +
+      "[data-tutor-highlight]{outline:3px solid #e0a100!important;outline-offset:4px;" +
       "background-color:rgba(255,214,10,.3)!important;transition:background-color .3s}" +
       "@media (prefers-reduced-motion:reduce){[data-tutor-highlight]{transition:none}}";
     document.head.append(style);
@@ -298,7 +293,6 @@ function highlightOnPage(target) {
   target.scrollIntoView({ behavior: scrollBehavior(), block: "start" });
 }
 
-// ---------------------------------------------------------------------------------------------
 
 class LessonTutor extends HTMLElement {
   connectedCallback() {
@@ -374,7 +368,7 @@ class LessonTutor extends HTMLElement {
     this.launcher.focus();
   }
 
-  // -- the conversation, kept in localStorage ------------------------------------------------
+  // The conversation, kept in localStorage.
 
   load() {
     try {
@@ -407,13 +401,18 @@ class LessonTutor extends HTMLElement {
     this.input.focus();
   }
 
-  // -- rendering ------------------------------------------------------------------------------
+  // Rendering.
 
   renderAll() {
     this.log.replaceChildren();
     if (!this.conversation.length)
       this.log.append(
-        el("p", { class: "intro" }, "Ask a question about this lesson. Answers come from the lesson itself, with links to the sections they use."),
+        el(
+          "p",
+          { class: "intro" },
+          "Ask a question about this lesson. Answers come from the lesson itself, " +
+            "with links to the sections they use.",
+        ),
       );
     for (const message of this.conversation)
       this.log.append(message.role === "user" ? this.renderQuestion(message) : this.renderAnswer(message));
@@ -451,24 +450,29 @@ class LessonTutor extends HTMLElement {
     const bubble = el("div", { class: "bubble" });
     const body = el("div");
     const button = (citation, className, label) => {
-      const b = el("button", { type: "button", class: className, title: citation.section || "Source" }, label);
+      const title = citation.section || "Source";
+      const b = el("button", { type: "button", class: className, title }, label);
       b.onclick = () => this.showCitation(citation, node);
       return b;
     };
-    renderMarkdown(body, message.content, (n) => (byNumber.has(n) ? button(byNumber.get(n), "cite", `[${n}]`) : `[${n}]`));
+    renderMarkdown(body, message.content, (n) =>
+      byNumber.has(n) ? button(byNumber.get(n), "cite", `[${n}]`) : `[${n}]`,
+    );
     if (message.refused) bubble.innerHTML = INFO_ICON; // constant markup
     bubble.append(body);
     node.append(bubble);
     if (message.incomplete) node.append(el("p", { class: "note" }, "Answer incomplete."));
     if (!message.refused && citations.length) {
       const list = el("ul", { class: "sources" }, el("li", null, "Sources:"));
-      for (const c of citations) list.append(el("li", null, button(c, "source", `[${c.n}] ${c.section || "Passage"}`)));
+      for (const c of citations)
+        list.append(el("li", null, button(c, "source", `[${c.n}] ${c.section || "Passage"}`)));
       node.append(list);
     }
     const related = message.related_lesson;
     if (related?.id) {
       const href = this.options.api + "/lessons/" + encodeURIComponent(related.id);
-      node.append(el("p", { class: "note" }, "Try the lesson: ", el("a", { href }, related.title || related.id)));
+      const link = el("a", { href }, related.title || related.id);
+      node.append(el("p", { class: "note" }, "Try the lesson: ", link));
     }
     return node;
   }
@@ -484,7 +488,12 @@ class LessonTutor extends HTMLElement {
     let quote = node.querySelector(`details[data-n="${Number(citation.n)}"]`);
     if (!quote) {
       const title = `[${citation.n}] ${citation.section || "Passage"}`;
-      quote = el("details", { class: "quote", "data-n": Number(citation.n) }, el("summary", null, title), el("blockquote", null, citation.text || ""));
+      quote = el(
+        "details",
+        { class: "quote", "data-n": Number(citation.n) },
+        el("summary", null, title),
+        el("blockquote", null, citation.text || ""),
+      );
       node.append(quote);
     }
     quote.open = true;
@@ -506,7 +515,7 @@ class LessonTutor extends HTMLElement {
     return node;
   }
 
-  // -- asking ---------------------------------------------------------------------------------
+  // Asking.
 
   ask(question) {
     const history = this.conversation
@@ -576,7 +585,8 @@ class LessonTutor extends HTMLElement {
             );
         });
       }
-      if (typeof finished?.answer !== "string") throw failure("The answer was cut off. Please try again.", true);
+      if (typeof finished?.answer !== "string")
+        throw failure("The answer was cut off. Please try again.", true);
       const answer = {
         role: "assistant",
         content: finished.answer,
@@ -603,7 +613,10 @@ class LessonTutor extends HTMLElement {
         this.announce("Stopped.");
       } else {
         // Shown, marked incomplete, but not kept: Retry replaces it.
-        const shown = error.retry === undefined ? failure("Couldn't reach the tutor. Check your connection and try again.", true) : error;
+        const shown =
+          error.retry === undefined
+            ? failure("Couldn't reach the tutor. Check your connection and try again.", true)
+            : error;
         const retry = () => {
           partialNode?.remove();
           this.stream(question, history);

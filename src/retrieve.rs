@@ -13,7 +13,7 @@ use std::sync::Arc;
 use tantivy::collector::TopDocs;
 use tantivy::query::{BooleanQuery, BoostQuery, ConstScoreQuery, Occur, Query, TermQuery};
 use tantivy::schema::IndexRecordOption;
-use tantivy::tokenizer::TextAnalyzer;
+use tantivy::tokenizer::{TextAnalyzer, TokenStream};
 use tantivy::{IndexReader, ReloadPolicy, Searcher, Term};
 
 /// Words that shape a question but say nothing about its topic ("what does … mean?").
@@ -443,7 +443,7 @@ impl Retriever {
         }
         let gate_terms: Vec<&QueryTerm> = main.iter().collect();
         let mut best: Option<(f32, f32, Arc<Lesson>)> = None;
-        for mut hit in self.search_with(searcher, None, &main, 20) {
+        for mut hit in self.search_with(searcher, None, &main, 10) {
             if hit.lesson.id == except {
                 continue;
             }
@@ -562,14 +562,31 @@ impl Retriever {
         if total <= 0.0 {
             return 0.0;
         }
+        // Streams the passage's tokens against the few question terms: no per-word allocation
+        // beyond the analyzer's own, since this runs for every candidate of every question.
+        let mut found = vec![false; terms.len()];
+        let mut analyzer = self.analyzer.clone();
         let passage = hit.passage();
-        let mut words: HashSet<String> = self.analyze(&passage.text).into_iter().collect();
-        words.extend(self.analyze(&hit.lesson.section_of(passage).title));
-        let found: f32 = terms
+        for text in [
+            passage.text.as_str(),
+            hit.lesson.section_of(passage).title.as_str(),
+        ] {
+            let mut stream = analyzer.token_stream(text);
+            while stream.advance() {
+                let word = stream.token().text.as_str();
+                for (i, term) in terms.iter().enumerate() {
+                    if !found[i] && term.term == word {
+                        found[i] = true;
+                    }
+                }
+            }
+        }
+        let covered: f32 = terms
             .iter()
-            .filter(|t| words.contains(&t.term))
-            .map(|t| t.idf * t.weight)
+            .zip(&found)
+            .filter(|(_, found)| **found)
+            .map(|(t, _)| t.idf * t.weight)
             .sum();
-        found / total
+        covered / total
     }
 }

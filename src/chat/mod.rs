@@ -133,6 +133,10 @@ pub struct Tutor {
     retriever: Arc<Retriever>,
     prompts: Arc<Prompts>,
     model: Arc<dyn ChatModel>,
+    /// Bounds retrieval work running at once to the number of cores: more threads than cores
+    /// only add switching, and a burst would otherwise grow the blocking pool by dozens of
+    /// threads and stretch tail latency.
+    blocking: Arc<tokio::sync::Semaphore>,
 }
 
 /// The outcome of retrieval and the gate for one question.
@@ -152,11 +156,29 @@ impl Tutor {
         prompts: Arc<Prompts>,
         model: Arc<dyn ChatModel>,
     ) -> Tutor {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Tutor {
             retriever,
             prompts,
             model,
+            blocking: Arc::new(tokio::sync::Semaphore::new(cores)),
         }
+    }
+
+    /// Runs blocking work (retrieval, search) on the blocking pool, at most one task per core.
+    pub async fn off_thread<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Tutor) -> T + Send + 'static,
+    ) -> Result<T, ChatError> {
+        let _permit = self
+            .blocking
+            .acquire()
+            .await
+            .map_err(|e| ChatError::Internal(format!("blocking pool closed: {e}")))?;
+        let tutor = self.clone();
+        tokio::task::spawn_blocking(move || work(&tutor))
+            .await
+            .map_err(|e| ChatError::Internal(format!("blocking task failed: {e}")))
     }
 
     /// The retriever (and through it, the catalog).
@@ -269,10 +291,8 @@ impl Tutor {
     }
 
     async fn plan_off_thread(&self, question: Question) -> Result<(Plan, Question), ChatError> {
-        let tutor = self.clone();
-        tokio::task::spawn_blocking(move || tutor.plan(&question).map(|plan| (plan, question)))
-            .await
-            .map_err(|e| ChatError::Internal(format!("retrieval task failed: {e}")))?
+        self.off_thread(move |tutor| tutor.plan(&question).map(|plan| (plan, question)))
+            .await?
     }
 
     /// Answers a question in one piece.
@@ -301,19 +321,18 @@ impl Tutor {
         given: &[Citation],
     ) -> Result<Answer, ChatError> {
         if raw.contains(NOT_IN_LESSON) {
-            let tutor = self.clone();
             let question = question.clone();
-            return tokio::task::spawn_blocking(move || {
-                let lesson = tutor
-                    .retriever
-                    .catalog()
-                    .get(&question.lesson_id)
-                    .cloned()
-                    .ok_or_else(|| ChatError::LessonNotFound(question.lesson_id.clone()))?;
-                tutor.refusal(&question.message, &lesson, GateReason::NotCovered)
-            })
-            .await
-            .map_err(|e| ChatError::Internal(format!("refusal task failed: {e}")))?;
+            return self
+                .off_thread(move |tutor| {
+                    let lesson = tutor
+                        .retriever
+                        .catalog()
+                        .get(&question.lesson_id)
+                        .cloned()
+                        .ok_or_else(|| ChatError::LessonNotFound(question.lesson_id.clone()))?;
+                    tutor.refusal(&question.message, &lesson, GateReason::NotCovered)
+                })
+                .await?;
         }
         let (text, used) = filter_answer(raw, given.len());
         if text.is_empty() {

@@ -189,26 +189,27 @@ pub async fn search(
     {
         return Err(ApiError::lesson_not_found(id));
     }
-    let retriever = tutor.retriever().clone();
-    let hits = tokio::task::spawn_blocking(move || {
-        retriever
-            .search(lesson_id.as_deref(), &q, k)
-            .into_iter()
-            .map(|hit| {
-                let passage = hit.passage();
-                json!({
-                    "passage_id": passage.id,
-                    "lesson_id": hit.lesson.id,
-                    "section": hit.lesson.section_of(passage).title,
-                    "section_id": hit.lesson.section_of(passage).slug,
-                    "text": passage.text,
-                    "score": hit.score,
+    let hits = tutor
+        .off_thread(move |tutor| {
+            tutor
+                .retriever()
+                .search(lesson_id.as_deref(), &q, k)
+                .into_iter()
+                .map(|hit| {
+                    let passage = hit.passage();
+                    let section = hit.lesson.section_of(passage);
+                    json!({
+                        "passage_id": passage.id,
+                        "lesson_id": hit.lesson.id,
+                        "section": section.title,
+                        "section_id": section.slug,
+                        "text": passage.text,
+                        "score": hit.score,
+                    })
                 })
-            })
-            .collect::<Vec<_>>()
-    })
-    .await
-    .map_err(|e| ApiError::from(crate::chat::ChatError::Internal(e.to_string())))?;
+                .collect::<Vec<_>>()
+        })
+        .await?;
     Ok(Json(json!({ "hits": hits })))
 }
 

@@ -223,8 +223,27 @@ pub fn lesson_html(lesson: &Lesson) -> String {
         }
         other => other,
     });
+    // The text before the first heading is the "introduction" section: wrap it in an element
+    // with that id, so citations of it have something to scroll to.
+    let intro = lesson
+        .sections
+        .first()
+        .filter(|s| s.level == 0)
+        .map(|s| s.slug.clone());
+    let mut events: Vec<Event<'_>> = events.collect();
+    if let Some(slug) = &intro {
+        let at = events
+            .iter()
+            .position(|e| matches!(e, Event::Start(Tag::Heading { id: Some(_), .. })))
+            .unwrap_or(events.len());
+        events.insert(at, Event::Html(CowStr::from("</div>\n")));
+        events.insert(
+            0,
+            Event::Html(CowStr::from(format!("<div id=\"{slug}\">\n"))),
+        );
+    }
     let mut html = String::with_capacity(lesson.body.len() * 2);
-    pulldown_cmark::html::push_html(&mut html, events);
+    pulldown_cmark::html::push_html(&mut html, events.into_iter());
     html
 }
 
@@ -260,5 +279,9 @@ mod tests {
         );
         assert!(!html.contains("<script>"), "{html}");
         assert!(!html.contains("javascript:"), "{html}");
+        assert!(
+            html.starts_with("<div id=\"introduction\">\n<p>Intro"),
+            "{html}"
+        );
     }
 }

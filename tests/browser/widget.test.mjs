@@ -248,7 +248,8 @@ ${blocks}
 /** A page whose widget talks to the scripted API, with every option set. */
 function fakeApiPage() {
   return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Scripted API</title></head>
+<html lang="en"><head><meta charset="utf-8"><title>Scripted API</title>
+<style>:root { --tutor-accent: #7a1fa2; --tutor-accent-fg: #ffffff }</style></head>
 <body><main><h1>Cafés</h1><p>No section of this page carries a citation's id.</p></main>
 <script src="/widget.js" data-lesson="fake-lesson" data-api="${hostOrigin}/fake" data-key="k-123"
   data-title="Questions about cafés" data-placement="left" data-open="true" defer></script>
@@ -666,6 +667,11 @@ test("events split across network chunks, CRLF lines and keep-alives still make 
   assert.equal(await widget(page, "h2").textContent(), "Questions about cafés");
   const launcherLeft = await widget(page, ".launcher").evaluate((n) => getComputedStyle(n).left);
   assert.equal(launcherLeft, "20px", "data-placement=left");
+  const launcherColours = await widget(page, ".launcher").evaluate((n) => {
+    const style = getComputedStyle(n);
+    return [style.backgroundColor, style.color];
+  });
+  assert.deepEqual(launcherColours, ["rgb(122, 31, 162)", "rgb(255, 255, 255)"], "the page's --tutor-accent themes it");
 
   for (const question of ["split please", "split crlf please"]) {
     await ask(page, question);

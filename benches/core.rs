@@ -1,0 +1,169 @@
+//! Micro-benchmarks over the 2,116-lesson scale catalog (generated at start, not committed):
+//! parsing one lesson, building the index cold and refreshing it warm, one retrieval, the gate
+//! plus the extractive answer, and prompt rendering. After criterion's figures, prints the
+//! retrieval latency distribution (p50/p99), which criterion does not report.
+//!
+//! `cargo bench --bench core` (`LESSONS_N` overrides 2116).
+
+#[path = "support/catalog.rs"]
+mod catalog;
+
+use criterion::{BatchSize, Criterion};
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tutor::chat::{Question, Tutor};
+use tutor::lessons::{Catalog, load_catalog, parse_lesson};
+use tutor::llm::extractive::Extractive;
+use tutor::prompts::{PromptLesson, PromptPassage, Prompts};
+use tutor::retrieve::{RetrievalSettings, Retriever};
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    lessons_dir: std::path::PathBuf,
+    index_dir: std::path::PathBuf,
+    catalog: Arc<Catalog>,
+    one_lesson: String,
+    questions: Vec<(String, String)>,
+}
+
+fn fixture() -> Fixture {
+    let n: usize = std::env::var("LESSONS_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2116);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lessons_dir = dir.path().join("lessons");
+    let source = catalog::Source::read(&catalog::default_source_dir()).expect("sentence source");
+    catalog::write(&source, n, &lessons_dir).expect("catalog written");
+    let catalog = Arc::new(load_catalog(&lessons_dir).expect("catalog loads"));
+    assert_eq!(catalog.lessons.len(), n, "{:?}", catalog.problems.first());
+    let index_dir = dir.path().join("index");
+    tutor::index::refresh(&index_dir, &catalog).expect("index builds");
+    let one_lesson = catalog::lesson(&source, 7, n).markdown;
+    let questions = catalog
+        .lessons
+        .iter()
+        .step_by(7)
+        .flat_map(|l| l.questions.iter().map(move |q| (l.id.clone(), q.q.clone())))
+        .collect();
+    Fixture {
+        _dir: dir,
+        lessons_dir,
+        index_dir,
+        catalog,
+        one_lesson,
+        questions,
+    }
+}
+
+fn main() {
+    let fixture = fixture();
+    let mut c = Criterion::default()
+        .configure_from_args()
+        .measurement_time(Duration::from_secs(5));
+
+    c.bench_function("parse one lesson", |b| {
+        b.iter(|| parse_lesson(black_box(&fixture.one_lesson), "x").expect("parses"))
+    });
+    c.bench_function("load and hash the catalog", |b| {
+        b.iter(|| load_catalog(&fixture.lessons_dir).expect("loads"))
+    });
+    {
+        let mut group = c.benchmark_group("index");
+        group
+            .sample_size(10)
+            .measurement_time(Duration::from_secs(20));
+        group.bench_function("build from scratch", |b| {
+            b.iter_batched(
+                || tempfile::tempdir().expect("temp dir"),
+                |dir| tutor::index::refresh(dir.path(), &fixture.catalog).expect("builds"),
+                BatchSize::PerIteration,
+            )
+        });
+        group.bench_function("refresh with nothing changed", |b| {
+            b.iter(|| {
+                let report =
+                    tutor::index::refresh(&fixture.index_dir, &fixture.catalog).expect("refreshes");
+                assert!(report.is_noop());
+            })
+        });
+        group.finish();
+    }
+
+    let retriever = Arc::new(
+        Retriever::open(
+            fixture.catalog.clone(),
+            &fixture.index_dir,
+            RetrievalSettings::default(),
+        )
+        .expect("index opens"),
+    );
+    let mut i = 0;
+    c.bench_function("retrieve (one lesson, gate included)", |b| {
+        b.iter(|| {
+            let (lesson, q) = &fixture.questions[i % fixture.questions.len()];
+            i += 1;
+            retriever.retrieve(lesson, q, &[])
+        })
+    });
+    let tutor = Tutor::new(
+        retriever.clone(),
+        Arc::new(Prompts::built_in()),
+        Arc::new(Extractive::new()),
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let mut j = 0;
+    c.bench_function("gate + extractive answer (Tutor::ask)", |b| {
+        b.iter(|| {
+            let (lesson, q) = &fixture.questions[j % fixture.questions.len()];
+            j += 1;
+            let question = Question::parse(lesson.clone(), q.clone(), Vec::new()).expect("valid");
+            runtime.block_on(async { tutor.plan(&question).expect("plans") })
+        })
+    });
+    let prompts = Prompts::built_in();
+    let lesson = &fixture.catalog.lessons[0];
+    let passages: Vec<PromptPassage<'_>> = lesson
+        .passages
+        .iter()
+        .take(4)
+        .enumerate()
+        .map(|(n, p)| PromptPassage {
+            n: n + 1,
+            section: &lesson.section_of(p).title,
+            text: &p.text,
+        })
+        .collect();
+    let prompt_lesson = PromptLesson {
+        id: &lesson.id,
+        title: &lesson.title,
+        summary: &lesson.summary,
+    };
+    c.bench_function("render the system prompt (4 passages)", |b| {
+        b.iter(|| prompts.system(&prompt_lesson, &passages).expect("renders"))
+    });
+    c.final_summary();
+
+    // Latency distribution of one retrieval, which criterion's mean does not show.
+    let mut samples = Vec::with_capacity(20_000);
+    for k in 0..20_000 {
+        let (lesson, q) = &fixture.questions[k % fixture.questions.len()];
+        let started = Instant::now();
+        black_box(retriever.retrieve(lesson, q, &[]));
+        samples.push(started.elapsed());
+    }
+    samples.sort();
+    let at = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
+    println!(
+        "retrieval over {} lessons ({} passages), {} queries: p50 {:?}, p99 {:?}, max {:?}",
+        fixture.catalog.lessons.len(),
+        fixture.catalog.passage_count(),
+        samples.len(),
+        at(0.50),
+        at(0.99),
+        samples[samples.len() - 1]
+    );
+}
