@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# Load test of `tutor serve` on 127.0.0.1 over the 2,116-lesson scale catalog.
+#
+#   bash benches/load.sh            (RUNS=3 DURATION=10s CONNS=64 STREAMS=1000 LESSONS_N=2116)
+#
+# Measures, and prints as a Markdown table:
+#   - index build from scratch and warm refresh (the `tutor index` command, wall clock);
+#   - start-up with a built index (until /readyz is 200) and RSS at idle;
+#   - POST /v1/chat with the extractive answerer: wrk -t2 -cCONNS, req/s, p50, p99 (median of RUNS);
+#   - peak RSS under that load;
+#   - STREAMS concurrent streaming answers through a fake OpenAI-compatible model that answers in
+#     50 chunks over about 1 s (../shared/peer/fake-upstream): errors, time to first event, RSS.
+# Everything runs on this machine's cores together (wrk, tutor and the fake model share them).
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/tutor-bench"
+RUNS="${RUNS:-3}"
+DURATION="${DURATION:-10s}"
+CONNS="${CONNS:-64}"
+STREAMS="${STREAMS:-1000}"
+LESSONS_N="${LESSONS_N:-2116}"
+CATALOG="$CACHE/catalog-$LESSONS_N"
+WORK="$(mktemp -d)"
+PIDS=()
+
+cleanup() {
+  local p
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+command -v wrk >/dev/null || { apt-get install -y -qq wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }; }
+
+cd "$HERE"
+cargo build --release -q --bin tutor --example gen-catalog --example stream-load
+TUTOR="$HERE/target/release/tutor"
+if [ ! -d "$CATALOG" ]; then
+  "$HERE/target/release/examples/gen-catalog" "$LESSONS_N" "$CATALOG" >/dev/null
+fi
+
+FAKE="$CACHE/fake-upstream/target/release/fake-upstream"
+if [ ! -x "$FAKE" ]; then
+  rm -rf "$CACHE/fake-upstream" && mkdir -p "$CACHE" && cp -r "$HERE/../shared/peer/fake-upstream" "$CACHE/fake-upstream"
+  chmod -R u+w "$CACHE/fake-upstream"
+  cargo build --release -q --manifest-path "$CACHE/fake-upstream/Cargo.toml"
+fi
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+now() { date +%s.%N; }
+ms_since() { python3 -c "import sys; print(round((float(sys.argv[2]) - float(sys.argv[1])) * 1000))" "$1" "$(now)"; }
+rss_mb() { awk -v k="$2" '$1 == k":" {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
+median() { sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
+
+wait_ready() {  # PORT -> ms until /readyz is 200
+  local t0 i; t0=$(now)
+  for i in $(seq 1 2000); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$1/readyz")" = 200 ] && break
+    sleep 0.005
+  done
+  ms_since "$t0"
+}
+
+# --- index -------------------------------------------------------------------------------------
+t0=$(now); "$TUTOR" --lessons "$CATALOG" --index "$WORK/index" index >/dev/null; INDEX_COLD=$(ms_since "$t0")
+t0=$(now); "$TUTOR" --lessons "$CATALOG" --index "$WORK/index" index >/dev/null; INDEX_WARM=$(ms_since "$t0")
+
+# --- the request mix: questions built from words of the 8th lesson, plus its golden questions ---
+LESSON=$(python3 - "$CATALOG" "$WORK/chat.lua" "$WORK/stream-question" <<'EOF'
+import json, os, re, sys
+cat, lua, sq = sys.argv[1:4]
+lesson = sorted(f for f in os.listdir(cat) if f.endswith(".md"))[7][:-3]
+body = open(os.path.join(cat, lesson + ".md")).read().split("---", 2)[-1]
+words = re.findall(r"[A-Za-z]{6,}", body)
+qs = [f"What about {words[i]} and {words[i+1]}?" for i in range(0, 40, 2)]
+qs += [l.split('"')[1] for l in open(os.path.join(cat, lesson + ".questions.toml")) if l.startswith("q =")]
+bodies = [json.dumps({"lesson_id": lesson, "message": q}) for q in qs]
+open(lua, "w").write("local b = {" + ",".join("[[" + b + "]]" for b in bodies) + "}\nlocal i = 0\n"
+    "request = function() i = i + 1; return wrk.format('POST', '/v1/chat', "
+    "{['Content-Type']='application/json'}, b[(i % #b) + 1]) end\n")
+open(sq, "w").write(qs[1])
+print(lesson)
+EOF
+)
+
+# --- extractive ----------------------------------------------------------------------------------
+PORT=$(free_port)
+t0=$(now)
+env -u OPENAI_API_KEY -u OPENAI_BASE_URL -u TUTOR_MODEL "$TUTOR" --lessons "$CATALOG" --index "$WORK/index" serve --addr "127.0.0.1:$PORT" 2>"$WORK/serve.log" &
+PID=$!; PIDS+=("$PID")
+STARTUP=$(wait_ready "$PORT")
+sleep 1
+RSS_IDLE=$(rss_mb "$PID" VmRSS)
+wrk -t2 -c"$CONNS" -d2s -s "$WORK/chat.lua" "http://127.0.0.1:$PORT" >/dev/null  # warm-up
+for r in $(seq 1 "$RUNS"); do
+  wrk -t2 -c"$CONNS" -d"$DURATION" --latency -s "$WORK/chat.lua" "http://127.0.0.1:$PORT" >"$WORK/wrk-$r.txt"
+done
+parse() {  # FILE -> rps p50_ms p99_ms non2xx
+  awk 'function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+       /^ +50%/ { p50 = ms($2) } /^ +99%/ { p99 = ms($2) } /Requests\/sec:/ { rps = $2 }
+       /Non-2xx or 3xx responses:/ { bad = $5 } END { printf "%s %.2f %.2f %d\n", rps, p50, p99, bad }' "$1"
+}
+for r in $(seq 1 "$RUNS"); do parse "$WORK/wrk-$r.txt"; done >"$WORK/runs.txt"
+RPS=$(cut -d' ' -f1 "$WORK/runs.txt" | median); RPS_ALL=$(cut -d' ' -f1 "$WORK/runs.txt" | tr '\n' ' ')
+P50=$(cut -d' ' -f2 "$WORK/runs.txt" | median)
+P99=$(cut -d' ' -f3 "$WORK/runs.txt" | median); P99_ALL=$(cut -d' ' -f3 "$WORK/runs.txt" | tr '\n' ' ')
+NON2XX=$(awk '{s += $4} END {print s}' "$WORK/runs.txt")
+RSS_LOAD=$(rss_mb "$PID" VmHWM)
+kill "$PID"; wait "$PID" 2>/dev/null || true
+
+# --- streams through the fake model -------------------------------------------------------------
+UP=$(free_port)
+"$FAKE" "$UP" 20 50 >/dev/null 2>&1 &
+PIDS+=("$!")
+for i in $(seq 1 200); do curl -s -o /dev/null "http://127.0.0.1:$UP/v1/models" && break; sleep 0.05; done
+PORT=$(free_port)
+OPENAI_BASE_URL="http://127.0.0.1:$UP/v1" OPENAI_API_KEY=test TUTOR_MODEL=fake-model \
+  "$TUTOR" --lessons "$CATALOG" --index "$WORK/index" serve --addr "127.0.0.1:$PORT" 2>"$WORK/serve-stream.log" &
+PID=$!; PIDS+=("$PID")
+wait_ready "$PORT" >/dev/null
+sleep 1
+STREAM_IDLE=$(rss_mb "$PID" VmRSS)
+STREAM_RESULT=$("$HERE/target/release/examples/stream-load" "http://127.0.0.1:$PORT" "$LESSON" "$(cat "$WORK/stream-question")" "$STREAMS")
+STREAM_PEAK=$(rss_mb "$PID" VmHWM)
+kill "$PID"; wait "$PID" 2>/dev/null || true
+field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$STREAM_RESULT" "$1"; }
+
+cat <<EOF
+| what | figure |
+|---|---|
+| catalog | $LESSONS_N lessons ($CATALOG) |
+| \`tutor index\` from scratch (process wall clock) | $INDEX_COLD ms |
+| \`tutor index\` with nothing changed | $INDEX_WARM ms |
+| start-up with a built index (until /readyz is 200) | $STARTUP ms |
+| RSS at idle | $RSS_IDLE MB |
+| /v1/chat extractive, wrk -t2 -c$CONNS -d$DURATION, median of $RUNS | $RPS req/s (runs: $RPS_ALL) |
+| latency p50 / p99 | $P50 ms / $P99 ms (p99 runs: $P99_ALL) |
+| non-2xx responses | $NON2XX |
+| peak RSS under load | $RSS_LOAD MB |
+| streams held at once through the fake model (50 chunks over ~1 s) | $(field streams), errors $(field errors) |
+| time to first event p50 / p99 | $(field first_event_p50_ms) ms / $(field first_event_p99_ms) ms |
+| whole stream p50 / p99 | $(field total_p50_ms) ms / $(field total_p99_ms) ms |
+| RSS idle → peak with the streams | $STREAM_IDLE MB → $STREAM_PEAK MB |
+EOF
