@@ -69,7 +69,8 @@ async fn main() -> anyhow::Result<()> {
     };
     let streams: usize = streams.parse()?;
     let url = format!("{}/v1/chat", base.trim_end_matches('/'));
-    let body = serde_json::json!({"lesson_id": lesson, "message": question, "stream": true}).to_string();
+    let body =
+        serde_json::json!({"lesson_id": lesson, "message": question, "stream": true}).to_string();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(streams)
         .timeout(Duration::from_secs(60))

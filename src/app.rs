@@ -63,7 +63,10 @@ pub fn load(config: &Config) -> anyhow::Result<Loaded> {
     )
     .context("cannot open the index")?;
     let prompts = Prompts::load(&config.prompts_dir).context("cannot load the prompts")?;
-    let tutor = Tutor::new(Arc::new(retriever), Arc::new(prompts), model(config)?);
+    let mut tutor = Tutor::new(Arc::new(retriever), Arc::new(prompts), model(config)?);
+    if config.openai.is_some() {
+        tutor = tutor.with_model_slots(config.max_model_calls, config.model_queue);
+    }
     Ok(Loaded {
         tutor,
         problems,

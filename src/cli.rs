@@ -55,6 +55,12 @@ enum Command {
         #[arg(required = true, num_args = 1..)]
         question: Vec<String>,
     },
+    /// Print the SHA-256 digest of an API key, for `[[keys]]` in tutor.toml (reads the key from
+    /// standard input when not given).
+    HashKey {
+        /// The key (prefer standard input: arguments end up in shell history).
+        key: Option<String>,
+    },
     /// Run every lesson's golden questions; exits non-zero if any fails.
     Check {
         /// Only this lesson.
@@ -88,6 +94,21 @@ impl Cli {
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::HashKey { key } = &cli.command {
+        let key = match key {
+            Some(key) => key.clone(),
+            None => {
+                let mut line = String::new();
+                std::io::stdin()
+                    .read_line(&mut line)
+                    .context("cannot read the key")?;
+                line
+            }
+        };
+        anyhow::ensure!(!key.trim().is_empty(), "the key is empty");
+        println!("{}", http::key_digest_hex(&key));
+        return Ok(ExitCode::SUCCESS);
+    }
     let config = Config::load(&cli.overrides())?;
     match cli.command {
         Command::Index => index(&config),
@@ -98,6 +119,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             question,
         } => ask(&config, lesson, question.join(" "), json),
         Command::Check { lesson, json } => check(&config, lesson.as_deref(), json),
+        Command::HashKey { .. } => Ok(ExitCode::SUCCESS),
     }
 }
 
@@ -138,7 +160,16 @@ fn serve(config: Config) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("cannot listen on {}", config.addr))?;
         let local = listener.local_addr().context("no local address")?;
-        let state = AppState::new(config.cors_origins.clone());
+        let keys = http::Keys::new(&config.keys).map_err(anyhow::Error::msg)?;
+        if keys.is_empty() && !config.addr.ip().is_loopback() {
+            tracing::warn!(
+                addr = %config.addr,
+                "NO API KEYS ARE CONFIGURED AND THE TUTOR LISTENS BEYOND LOOPBACK: anyone who can reach it can use it (and your model budget). Add [[keys]] to tutor.toml and [limits]."
+            );
+        }
+        let state = AppState::new(config.cors_origins.clone())
+            .with_keys(keys)
+            .with_limits(config.limits.clone());
         let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<anyhow::Error>();
         let loader_state = state.clone();
         let loader_config = config.clone();

@@ -54,10 +54,47 @@ struct FileModel {
     total_timeout_secs: Option<f64>,
 }
 
+/// An API key, configured by the SHA-256 digest of its text (`tutor hash-key KEY`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKey {
+    /// A label for logs and rate limits (never the key itself).
+    pub name: String,
+    /// Hex SHA-256 of the key.
+    pub sha256: String,
+    /// Set for a public widget key: the only page origins it is valid from.
+    #[serde(default)]
+    pub origins: Option<Vec<String>>,
+}
+
+/// Rate limits of the API, per server key or per client IP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimits {
+    /// Sustained requests per minute.
+    pub per_minute: u32,
+    /// Requests allowed at once before the sustained rate applies.
+    #[serde(default = "default_burst")]
+    pub burst: u32,
+    /// Header carrying the client's IP (first address), e.g. `x-forwarded-for`; set only when
+    /// a proxy you trust sets it, since clients can forge it.
+    #[serde(default)]
+    pub client_ip_header: Option<String>,
+}
+
+fn default_burst() -> u32 {
+    10
+}
+
 /// `tutor.toml`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
+    #[serde(default)]
+    keys: Vec<ApiKey>,
+    limits: Option<RateLimits>,
+    max_model_calls: Option<usize>,
+    model_queue_secs: Option<f64>,
     lessons: Option<PathBuf>,
     index: Option<PathBuf>,
     prompts: Option<PathBuf>,
@@ -84,6 +121,14 @@ pub struct Config {
     pub retrieval: RetrievalSettings,
     /// How long in-flight answers may take to finish after SIGTERM.
     pub shutdown_grace: Duration,
+    /// API keys; empty: the API is open (fine on loopback).
+    pub keys: Vec<ApiKey>,
+    /// `None`: no rate limits.
+    pub limits: Option<RateLimits>,
+    /// Most model calls in flight at once (a provider's own limits sit behind this).
+    pub max_model_calls: usize,
+    /// How long a question waits for a model slot before `503 overloaded`.
+    pub model_queue: Duration,
 }
 
 /// Reads an environment variable, treating an empty value as unset.
@@ -159,6 +204,32 @@ impl Config {
             None
         };
         let retrieval = file.retrieval.clone().unwrap_or_default();
+        let limits = match env("TUTOR_RATE_PER_MINUTE") {
+            Some(value) => Some(RateLimits {
+                per_minute: value.parse().map_err(|_| {
+                    ConfigError::Invalid("TUTOR_RATE_PER_MINUTE must be a whole number".to_string())
+                })?,
+                burst: match env("TUTOR_RATE_BURST") {
+                    Some(b) => b.parse().map_err(|_| {
+                        ConfigError::Invalid("TUTOR_RATE_BURST must be a whole number".to_string())
+                    })?,
+                    None => file.limits.as_ref().map_or(default_burst(), |l| l.burst),
+                },
+                client_ip_header: env("TUTOR_CLIENT_IP_HEADER").or(file
+                    .limits
+                    .as_ref()
+                    .and_then(|l| l.client_ip_header.clone())),
+            }),
+            None => file.limits.clone(),
+        }
+        .filter(|l| l.per_minute > 0);
+        if let Some(limits) = &limits
+            && limits.burst == 0
+        {
+            return Err(ConfigError::Invalid(
+                "`limits.burst` must be at least 1".to_string(),
+            ));
+        }
         if retrieval.passages == 0 || retrieval.candidates < retrieval.passages {
             return Err(ConfigError::Invalid(
                 "`retrieval.passages` must be at least 1 and at most `retrieval.candidates`"
@@ -186,6 +257,21 @@ impl Config {
             openai,
             retrieval,
             shutdown_grace: seconds(file.shutdown_grace_secs, 20.0, "shutdown_grace_secs")?,
+            keys: file.keys,
+            limits,
+            max_model_calls: env("TUTOR_MAX_MODEL_CALLS")
+                .map(|v| {
+                    v.parse().map_err(|_| {
+                        ConfigError::Invalid(
+                            "TUTOR_MAX_MODEL_CALLS must be a whole number".to_string(),
+                        )
+                    })
+                })
+                .transpose()?
+                .or(file.max_model_calls)
+                .unwrap_or(1024)
+                .max(1),
+            model_queue: seconds(file.model_queue_secs, 2.0, "model_queue_secs")?,
         })
     }
 }

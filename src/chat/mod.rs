@@ -33,6 +33,9 @@ pub enum ChatError {
     Model(#[from] ModelError),
     #[error(transparent)]
     Prompt(#[from] PromptError),
+    /// Every model slot is busy and none freed up in time.
+    #[error("too many questions are waiting for the model")]
+    Overloaded,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -137,6 +140,13 @@ pub struct Tutor {
     /// only add switching, and a burst would otherwise grow the blocking pool by dozens of
     /// threads and stretch tail latency.
     blocking: Arc<tokio::sync::Semaphore>,
+    /// Caps model calls in flight, so a burst waits briefly or is refused instead of piling
+    /// onto the provider. `None` for the extractive answerer, which calls nobody.
+    model_slots: Option<Arc<tokio::sync::Semaphore>>,
+    /// How long a question waits for a model slot.
+    model_queue: std::time::Duration,
+    /// When this tutor was built (Unix seconds), reported as the models' `created`.
+    created: u64,
 }
 
 /// The outcome of retrieval and the gate for one question.
@@ -162,6 +172,34 @@ impl Tutor {
             prompts,
             model,
             blocking: Arc::new(tokio::sync::Semaphore::new(cores)),
+            model_slots: None,
+            model_queue: std::time::Duration::from_secs(2),
+            created: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        }
+    }
+
+    /// Caps model calls in flight at `slots`; a question waits up to `queue` for one.
+    pub fn with_model_slots(mut self, slots: usize, queue: std::time::Duration) -> Tutor {
+        self.model_slots = Some(Arc::new(tokio::sync::Semaphore::new(slots.max(1))));
+        self.model_queue = queue;
+        self
+    }
+
+    /// When this tutor was built, in Unix seconds.
+    pub fn created(&self) -> u64 {
+        self.created
+    }
+
+    /// Takes a model slot, waiting at most `model_queue`.
+    async fn model_slot(&self) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, ChatError> {
+        let Some(slots) = &self.model_slots else {
+            return Ok(None);
+        };
+        match tokio::time::timeout(self.model_queue, slots.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(Some(permit)),
+            Ok(Err(_)) | Err(_) => Err(ChatError::Overloaded),
         }
     }
 
@@ -308,6 +346,7 @@ impl Tutor {
             return Ok((refusal, retrieval));
         }
         let request = request.ok_or_else(|| ChatError::Internal("no model request".to_string()))?;
+        let _slot = self.model_slot().await?;
         let raw = self.model.complete(&request).await?;
         let answer = self.finish(&question, &raw, &citations).await?;
         Ok((answer, retrieval))
@@ -372,8 +411,10 @@ impl Tutor {
         let request = plan
             .request
             .ok_or_else(|| ChatError::Internal("no model request".to_string()))?;
+        let slot = self.model_slot().await?;
         let text = self.model.stream(&request).await?;
         let state = StreamState {
+            _slot: slot,
             tutor: self.clone(),
             question,
             text,
@@ -397,6 +438,8 @@ impl Tutor {
 
 /// The state of one streamed answer.
 struct StreamState {
+    /// Held until the answer ends (or the learner leaves and the stream is dropped).
+    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
     tutor: Tutor,
     question: Question,
     text: TextStream,

@@ -89,6 +89,14 @@ impl From<ChatError> for ApiError {
                     "the model provider did not answer in time; try again shortly",
                 )
             }
+            ChatError::Overloaded => ApiError {
+                retry_after: Some(2),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "overloaded",
+                    "the tutor is answering as many questions as it can; try again in a moment",
+                )
+            },
             ChatError::Prompt(cause) => {
                 tracing::error!(error = %cause, "prompt template failed");
                 ApiError::new(

@@ -3,12 +3,16 @@
 //! JSON.
 
 mod api;
+mod compat;
 mod error;
+mod guard;
 mod pages;
 
 pub use error::ApiError;
+pub use guard::{Caller, Keys, key_digest_hex};
 
 use crate::chat::Tutor;
+use crate::config::RateLimits;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
@@ -19,6 +23,8 @@ use std::future::Future;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tower_governor::GovernorLayer;
+use tower_governor::governor::GovernorConfigBuilder;
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -37,6 +43,10 @@ pub struct AppState {
     cors_origins: Arc<Vec<String>>,
     /// Serve widget and page assets from this folder instead of the built-in copies.
     dev_assets: Option<Arc<std::path::PathBuf>>,
+    /// API keys; empty means the API is open.
+    keys: Arc<Keys>,
+    /// Rate limits, when configured.
+    limits: Option<RateLimits>,
 }
 
 impl AppState {
@@ -46,7 +56,21 @@ impl AppState {
             tutor: Arc::new(RwLock::new(None)),
             cors_origins: Arc::new(cors_origins),
             dev_assets: std::env::var_os("TUTOR_DEV_ASSETS").map(|p| Arc::new(p.into())),
+            keys: Arc::new(Keys::default()),
+            limits: None,
         }
+    }
+
+    /// Requires one of `keys` on the API (none: the API stays open).
+    pub fn with_keys(mut self, keys: Keys) -> AppState {
+        self.keys = Arc::new(keys);
+        self
+    }
+
+    /// Rate-limits the API.
+    pub fn with_limits(mut self, limits: Option<RateLimits>) -> AppState {
+        self.limits = limits;
+        self
     }
 
     /// State serving `tutor` at once.
@@ -75,6 +99,7 @@ impl AppState {
         self.cors_origins
             .iter()
             .any(|o| o == "*" || o.eq_ignore_ascii_case(origin))
+            || self.keys.allows_origin(origin)
     }
 }
 
@@ -98,10 +123,15 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/chat", post(api::chat))
         .route("/v1/lessons", get(api::lessons))
         .route("/v1/lessons/{id}", get(api::lesson))
-        .route("/v1/search", get(api::search))
-        .route_layer(middleware::from_fn_with_state(state.clone(), check_origin));
+        .route("/v1/search", get(api::search));
+    let compat = Router::new()
+        .route("/v1/models", get(compat::models))
+        .route("/v1/models/{*model}", get(compat::model))
+        .route("/v1/chat/completions", post(compat::completions));
+    let compat = guarded(compat, &state).route_layer(middleware::from_fn(compat::openai_errors));
     Router::new()
-        .merge(api)
+        .merge(guarded(api, &state))
+        .merge(compat)
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
         .route("/", get(pages::catalog))
@@ -126,6 +156,32 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+/// Wraps API routes in, from the outside in: the origin check, keys, then rate limits.
+fn guarded(routes: Router<AppState>, state: &AppState) -> Router<AppState> {
+    let routes = match &state.limits {
+        Some(limits) => {
+            let config = GovernorConfigBuilder::default()
+                .key_extractor(guard::CallerKey::new(limits))
+                .period(Duration::from_secs(60) / limits.per_minute.max(1))
+                .burst_size(limits.burst.max(1))
+                .finish()
+                .map(Arc::new);
+            match config {
+                Some(config) => routes
+                    .route_layer(GovernorLayer::new(config).error_handler(guard::rate_limited)),
+                None => routes,
+            }
+        }
+        None => routes,
+    };
+    routes
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            guard::authenticate,
+        ))
+        .route_layer(middleware::from_fn_with_state(state.clone(), check_origin))
 }
 
 /// Refuses, clearly, browser requests from origins that are neither the tutor's own nor
@@ -172,7 +228,10 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

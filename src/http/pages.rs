@@ -110,6 +110,8 @@ pub async fn lesson(State(state): State<AppState>, Path(id): Path<String>) -> Re
             lesson => context! { id => lesson.id, title => lesson.title, summary => lesson.summary, track => lesson.track, minutes => lesson.minutes },
             body_html => lesson_html(lesson),
             related => related,
+            // A public widget key for the tutor's own pages when keys are required.
+            pages_key => std::env::var("TUTOR_PAGES_KEY").ok().filter(|k| !k.trim().is_empty()),
         },
     )
 }

@@ -161,14 +161,27 @@ pub struct App {
 
 /// Starts the tutor on 127.0.0.1:0, with the extractive answerer or the given fake model.
 pub async fn spawn_app(model: Option<&FakeModel>) -> App {
+    spawn_app_with(model, |config| config, |state| state).await
+}
+
+/// Starts the tutor after adjusting its configuration and state.
+pub async fn spawn_app_with(
+    model: Option<&FakeModel>,
+    configure: impl FnOnce(Config) -> Config + Send + 'static,
+    adjust: impl FnOnce(AppState) -> AppState,
+) -> App {
     let index = tempfile::tempdir().expect("temp index");
     let mut config = config(&index);
     config.openai = model.map(FakeModel::settings);
+    let config = configure(config);
     let loaded =
         tokio::task::spawn_blocking(move || tutor::app::load(&config).expect("tutor loads"))
             .await
             .expect("load task");
-    let state = AppState::with_tutor(loaded.tutor, vec!["http://allowed.example".to_string()]);
+    let state = adjust(AppState::with_tutor(
+        loaded.tutor,
+        vec!["http://allowed.example".to_string()],
+    ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind app");

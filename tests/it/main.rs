@@ -3,6 +3,7 @@
 
 mod api;
 mod cli;
+mod compat;
 mod helpers;
 mod model;
 mod retrieval;

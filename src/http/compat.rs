@@ -1,0 +1,338 @@
+//! The tutor as an OpenAI-compatible model, so LMSs and chat front ends (Moodle's AI provider,
+//! Open WebUI, LibreChat, any OpenAI client) use it unmodified: `GET /v1/models` lists one model
+//! per lesson, `tutor/<lesson-id>`, and `POST /v1/chat/completions` answers the last user message
+//! from that lesson exactly as `/v1/chat` does (same gate, citations and refusals).
+//!
+//! A client's `system`/`developer` messages are ignored: they never override the tutor's
+//! grounding rules. Unknown request fields are accepted and ignored. Errors use OpenAI's shape.
+
+use super::api::read_json;
+use super::{AppState, error::ApiError};
+use crate::chat::{Answer, ChatEvent, Question};
+use crate::llm::{Role, Turn};
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::convert::Infallible;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Model ids are `tutor/<lesson-id>`.
+pub const MODEL_PREFIX: &str = "tutor/";
+
+#[derive(Deserialize)]
+struct CompletionRequest {
+    model: String,
+    messages: Vec<Message>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
+}
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct Message {
+    role: String,
+    #[serde(default)]
+    content: Option<Content>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Content {
+    Text(String),
+    Parts(Vec<Part>),
+}
+
+#[derive(Deserialize)]
+struct Part {
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+    #[serde(default)]
+    text: Option<String>,
+}
+
+impl Content {
+    fn text(&self) -> String {
+        match self {
+            Content::Text(text) => text.clone(),
+            Content::Parts(parts) => parts
+                .iter()
+                .filter(|p| {
+                    p.kind
+                        .as_deref()
+                        .is_none_or(|k| k == "text" || k == "input_text")
+                })
+                .filter_map(|p| p.text.as_deref())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn fingerprint() -> String {
+    format!("tutor-{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// A rough token count (about four characters a token), since the tutor may not see the
+/// provider's own count.
+fn tokens(text: &str) -> u64 {
+    (text.chars().count() as u64).div_ceil(4)
+}
+
+fn model_not_found(model: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "model_not_found",
+        format!(
+            "the model `{model}` does not exist; GET /v1/models lists them (`tutor/<lesson-id>`)"
+        ),
+    )
+}
+
+/// `GET /v1/models`.
+pub async fn models(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let tutor = state.tutor()?;
+    let created = tutor.created();
+    let data: Vec<Value> = tutor
+        .retriever()
+        .catalog()
+        .lessons
+        .iter()
+        .map(|l| json!({"id": format!("{MODEL_PREFIX}{}", l.id), "object": "model", "created": created, "owned_by": "tutor"}))
+        .collect();
+    Ok(Json(json!({"object": "list", "data": data})))
+}
+
+/// `GET /v1/models/{model}`.
+pub async fn model(
+    State(state): State<AppState>,
+    Path(model): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let tutor = state.tutor()?;
+    let found = model
+        .strip_prefix(MODEL_PREFIX)
+        .and_then(|id| tutor.retriever().catalog().get(id))
+        .ok_or_else(|| model_not_found(&model))?;
+    Ok(Json(
+        json!({"id": format!("{MODEL_PREFIX}{}", found.id), "object": "model", "created": tutor.created(), "owned_by": "tutor"}),
+    ))
+}
+
+/// `POST /v1/chat/completions`.
+pub async fn completions(State(state): State<AppState>, body: Body) -> Response {
+    match completions_inner(state, body).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn completions_inner(state: AppState, body: Body) -> Result<Response, ApiError> {
+    let request: CompletionRequest = read_json(body).await?;
+    let tutor = state.tutor()?;
+    let lesson_id = request
+        .model
+        .strip_prefix(MODEL_PREFIX)
+        .filter(|id| tutor.retriever().catalog().get(id).is_some())
+        .ok_or_else(|| model_not_found(&request.model))?
+        .to_string();
+    // The question is the last user message; earlier user and assistant turns are history.
+    let last_user = request
+        .messages
+        .iter()
+        .rposition(|m| m.role == "user")
+        .ok_or_else(|| ApiError::invalid_request("`messages` has no user message to answer"))?;
+    let message = request.messages[last_user]
+        .content
+        .as_ref()
+        .map(Content::text)
+        .unwrap_or_default();
+    let history: Vec<Turn> = request.messages[..last_user]
+        .iter()
+        .filter_map(|m| {
+            let role = match m.role.as_str() {
+                "user" => Role::User,
+                "assistant" => Role::Assistant,
+                _ => return None,
+            };
+            let content = m.content.as_ref().map(Content::text).unwrap_or_default();
+            (!content.trim().is_empty()).then_some(Turn { role, content })
+        })
+        .collect();
+    let history = history[history.len().saturating_sub(crate::chat::MAX_HISTORY_TURNS)..].to_vec();
+    let prompt_tokens = tokens(&message) + history.iter().map(|t| tokens(&t.content)).sum::<u64>();
+    let question = Question::parse(lesson_id, message, history)?;
+    let model = request.model.clone();
+    if request.stream != Some(true) {
+        let (answer, _) = tutor.ask(question).await?;
+        return Ok(Json(completion(&model, &answer, prompt_tokens)).into_response());
+    }
+    let include_usage = request
+        .stream_options
+        .and_then(|o| o.include_usage)
+        .unwrap_or(false);
+    let events = tutor.ask_stream(question).await?;
+    let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
+    let created = now();
+    let chunk = move |delta: Value, finish: Option<&str>, extra: Option<(&str, Value)>| {
+        let mut value = json!({
+            "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+            "system_fingerprint": fingerprint(),
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": null}],
+        });
+        if let Some((key, extra)) = extra {
+            value[key] = extra;
+        }
+        value
+    };
+    let stream = events.flat_map(move |event| {
+        let frames: Vec<Value> = match event {
+            ChatEvent::Citations(_) => vec![chunk(
+                json!({"role": "assistant", "content": ""}),
+                None,
+                None,
+            )],
+            ChatEvent::Delta(text) => vec![chunk(json!({"content": text}), None, None)],
+            ChatEvent::Done(answer) => {
+                let mut last = chunk(
+                    json!({}),
+                    Some("stop"),
+                    Some(("citations", json!(answer.citations))),
+                );
+                last["refused"] = json!(answer.refused);
+                let mut frames = vec![last];
+                if include_usage {
+                    let mut usage = chunk(
+                        json!({}),
+                        None,
+                        Some(("usage", usage(prompt_tokens, &answer))),
+                    );
+                    usage["choices"] = json!([]);
+                    frames.push(usage);
+                }
+                frames.push(Value::String("[DONE]".to_string()));
+                frames
+            }
+            ChatEvent::Error(error) => vec![openai_body(&ApiError::from(error))],
+        };
+        futures::stream::iter(frames.into_iter().map(|frame| {
+            let data = match frame {
+                Value::String(done) => done,
+                other => other.to_string(),
+            };
+            Ok::<_, Infallible>(Event::default().data(data))
+        }))
+    });
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15)))
+        .into_response())
+}
+
+fn usage(prompt_tokens: u64, answer: &Answer) -> Value {
+    let completion_tokens = tokens(&answer.answer);
+    json!({"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens})
+}
+
+fn completion(model: &str, answer: &Answer, prompt_tokens: u64) -> Value {
+    json!({
+        "id": format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
+        "object": "chat.completion",
+        "created": now(),
+        "model": model,
+        "system_fingerprint": fingerprint(),
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": answer.answer, "refusal": null},
+            "finish_reason": "stop",
+            "logprobs": null,
+        }],
+        "usage": usage(prompt_tokens, answer),
+        "citations": answer.citations,
+        "refused": answer.refused,
+        "related_lesson": answer.related_lesson,
+    })
+}
+
+/// An error in OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`.
+fn openai_body(error: &ApiError) -> Value {
+    let kind = match error.status.as_u16() {
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 | 400 | 405 | 413 | 422 => "invalid_request_error",
+        429 => "rate_limit_error",
+        _ => "api_error",
+    };
+    json!({"error": {"message": error.message, "type": kind, "param": null, "code": error.code}})
+}
+
+/// Middleware for the OpenAI-compatible routes: rewrites every error response (from handlers,
+/// keys, limits, body limits) from the API's shape into OpenAI's.
+pub async fn openai_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    if response.status().as_u16() < 400 {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024).await else {
+        return Response::from_parts(parts, Body::empty());
+    };
+    let Ok(value) = serde_json::from_slice::<Value>(&bytes) else {
+        return Response::from_parts(parts, Body::from(bytes));
+    };
+    let code = value["error"]["code"].as_str().unwrap_or("error");
+    let message = value["error"]["message"]
+        .as_str()
+        .unwrap_or("request failed");
+    let error = ApiError::new(parts.status, leak_code(code), message);
+    let mut response = Response::from_parts(parts, Body::from(openai_body(&error).to_string()));
+    response.headers_mut().remove(header::CONTENT_LENGTH);
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// Maps a code string back to the static codes [`ApiError`] uses.
+fn leak_code(code: &str) -> &'static str {
+    const CODES: &[&str] = &[
+        "invalid_request",
+        "unauthorized",
+        "lesson_not_found",
+        "not_found",
+        "model_not_found",
+        "payload_too_large",
+        "invalid_message",
+        "rate_limited",
+        "upstream_error",
+        "upstream_timeout",
+        "not_ready",
+        "overloaded",
+        "origin_not_allowed",
+        "method_not_allowed",
+        "internal",
+    ];
+    CODES
+        .iter()
+        .find(|c| **c == code)
+        .copied()
+        .unwrap_or("error")
+}

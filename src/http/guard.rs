@@ -1,0 +1,285 @@
+//! Who may call the API, and how often: API keys (server keys for LMS back ends, widget keys
+//! valid only from their listed origins), configured by SHA-256 digest and compared in constant
+//! time, and rate limits per server key or per client IP (tower_governor).
+//!
+//! With no keys configured the API is open, as suits the zero-configuration local mode; `serve`
+//! warns loudly when such an open tutor listens beyond loopback.
+
+use super::{AppState, error::ApiError};
+use crate::config::{ApiKey, RateLimits};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderName, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+use tower_governor::GovernorError;
+use tower_governor::key_extractor::KeyExtractor;
+
+/// The header a widget sends its public key in.
+pub const WIDGET_KEY_HEADER: &str = "x-tutor-key";
+
+/// Who is calling, as established by [`authenticate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// No keys are configured.
+    Anonymous,
+    /// A server key: rate-limited per key.
+    Server(Arc<str>),
+    /// A public widget key, used from one of its origins: rate-limited per client IP.
+    Widget(Arc<str>),
+}
+
+/// A configured key, by digest.
+#[derive(Debug, Clone)]
+struct KeyEntry {
+    name: Arc<str>,
+    digest: [u8; 32],
+    /// `Some` for widget keys.
+    origins: Option<Vec<String>>,
+}
+
+/// The configured keys.
+#[derive(Debug, Clone, Default)]
+pub struct Keys {
+    entries: Vec<KeyEntry>,
+}
+
+/// The SHA-256 digest of a key, as hex (what `tutor.toml` holds; `tutor hash-key` prints it).
+pub fn key_digest_hex(key: &str) -> String {
+    Sha256::digest(key.trim().as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn parse_hex(hex: &str) -> Option<[u8; 32]> {
+    let hex = hex.trim();
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(i * 2..i * 2 + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+impl Keys {
+    /// Keys from the configuration; a malformed digest is an error naming the key.
+    pub fn new(keys: &[ApiKey]) -> Result<Keys, String> {
+        let mut entries = Vec::with_capacity(keys.len());
+        for key in keys {
+            let digest = parse_hex(&key.sha256).ok_or_else(|| {
+                format!(
+                    "key `{}`: `sha256` must be 64 hex digits (run `tutor hash-key` to make one)",
+                    key.name
+                )
+            })?;
+            entries.push(KeyEntry {
+                name: Arc::from(key.name.as_str()),
+                digest,
+                origins: key.origins.as_ref().map(|o| {
+                    o.iter()
+                        .map(|o| o.trim_end_matches('/').to_string())
+                        .collect()
+                }),
+            });
+        }
+        Ok(Keys { entries })
+    }
+
+    /// True when no keys are configured (the API is open).
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// True when a widget key lists this page origin (such pages may call the API).
+    pub fn allows_origin(&self, origin: &str) -> bool {
+        self.entries.iter().any(|e| {
+            e.origins
+                .as_ref()
+                .is_some_and(|o| o.iter().any(|allowed| allowed.eq_ignore_ascii_case(origin)))
+        })
+    }
+
+    /// Checks a presented key (and, for widget keys, the page's origin).
+    fn check(&self, presented: &str, origin: Option<&str>) -> Result<Caller, &'static str> {
+        let digest: [u8; 32] = Sha256::digest(presented.trim().as_bytes()).into();
+        // Compare against every entry, without stopping early, in constant time.
+        let mut found: Option<&KeyEntry> = None;
+        for entry in &self.entries {
+            if bool::from(entry.digest.ct_eq(&digest)) && found.is_none() {
+                found = Some(entry);
+            }
+        }
+        let entry = found.ok_or("the API key is not valid")?;
+        match &entry.origins {
+            None => Ok(Caller::Server(entry.name.clone())),
+            Some(origins) => {
+                let origin = origin.map(|o| o.trim_end_matches('/'));
+                if origin.is_some_and(|o| {
+                    origins
+                        .iter()
+                        .any(|allowed| allowed.eq_ignore_ascii_case(o))
+                }) {
+                    Ok(Caller::Widget(entry.name.clone()))
+                } else {
+                    Err("this widget key is only valid on pages of its listed origins")
+                }
+            }
+        }
+    }
+}
+
+/// Middleware: establishes the [`Caller`] or answers 401.
+pub async fn authenticate(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    if state.keys.is_empty() {
+        request.extensions_mut().insert(Caller::Anonymous);
+        return next.run(request).await;
+    }
+    let headers = request.headers();
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .or_else(|| headers.get(WIDGET_KEY_HEADER).and_then(|v| v.to_str().ok()))
+        .map(str::to_string);
+    let Some(presented) = presented.filter(|k| !k.trim().is_empty()) else {
+        return unauthorized(
+            "an API key is required: send `Authorization: Bearer KEY` (or `X-Tutor-Key` from a widget)",
+        );
+    };
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    match state.keys.check(&presented, origin) {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Err(reason) => unauthorized(reason),
+    }
+}
+
+fn unauthorized(message: &str) -> Response {
+    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response()
+}
+
+/// The rate-limiting key: the server key's name, else the client's IP (from the trusted proxy
+/// header when one is configured, else the TCP peer).
+#[derive(Debug, Clone)]
+pub struct CallerKey {
+    client_ip_header: Option<HeaderName>,
+}
+
+impl CallerKey {
+    /// A key extractor honouring `limits.client_ip_header`.
+    pub fn new(limits: &RateLimits) -> CallerKey {
+        CallerKey {
+            client_ip_header: limits
+                .client_ip_header
+                .as_deref()
+                .and_then(|h| HeaderName::try_from(h.to_ascii_lowercase()).ok()),
+        }
+    }
+}
+
+impl KeyExtractor for CallerKey {
+    type Key = String;
+
+    fn extract<T>(&self, request: &axum::http::Request<T>) -> Result<String, GovernorError> {
+        if let Some(Caller::Server(name)) = request.extensions().get::<Caller>() {
+            return Ok(format!("key:{name}"));
+        }
+        if let Some(header) = &self.client_ip_header
+            && let Some(ip) = request
+                .headers()
+                .get(header)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(',').next())
+                .and_then(|v| v.trim().parse::<IpAddr>().ok())
+        {
+            return Ok(format!("ip:{ip}"));
+        }
+        Ok(request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or_else(|| "ip:unknown".to_string(), |c| format!("ip:{}", c.0.ip())))
+    }
+}
+
+/// The limiter's refusal, in the API's error shape, with `Retry-After`.
+pub fn rate_limited(error: GovernorError) -> Response {
+    let wait = match error {
+        GovernorError::TooManyRequests { wait_time, .. } => wait_time.max(1),
+        _ => 1,
+    };
+    ApiError {
+        retry_after: Some(wait),
+        ..ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many requests; try again in {wait} s"),
+        )
+    }
+    .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> Keys {
+        Keys::new(&[
+            ApiKey {
+                name: "lms".to_string(),
+                sha256: key_digest_hex("server-secret"),
+                origins: None,
+            },
+            ApiKey {
+                name: "site".to_string(),
+                sha256: key_digest_hex("widget-public"),
+                origins: Some(vec!["https://school.example/".to_string()]),
+            },
+        ])
+        .expect("valid keys")
+    }
+
+    #[test]
+    fn server_keys_work_anywhere_and_widget_keys_only_from_their_origins() {
+        let keys = keys();
+        assert_eq!(
+            keys.check("server-secret", None),
+            Ok(Caller::Server("lms".into()))
+        );
+        assert!(keys.check("wrong", None).is_err());
+        assert_eq!(
+            keys.check("widget-public", Some("https://school.example")),
+            Ok(Caller::Widget("site".into()))
+        );
+        assert!(
+            keys.check("widget-public", Some("https://evil.example"))
+                .is_err()
+        );
+        assert!(keys.check("widget-public", None).is_err());
+    }
+
+    #[test]
+    fn malformed_digests_are_rejected_with_the_key_name() {
+        let error = Keys::new(&[ApiKey {
+            name: "typo".to_string(),
+            sha256: "abc".to_string(),
+            origins: None,
+        }])
+        .expect_err("bad digest");
+        assert!(error.contains("typo"));
+    }
+}
