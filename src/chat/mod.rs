@@ -90,7 +90,7 @@ impl Question {
 }
 
 /// A passage an answer stands on, as the learner sees it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Citation {
     pub n: usize,
     pub passage_id: String,
@@ -103,14 +103,14 @@ pub struct Citation {
 }
 
 /// A lesson named in a refusal.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct LessonRef {
     pub id: String,
     pub title: String,
 }
 
 /// The answer, as `POST /v1/chat` returns it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Answer {
     pub answer: String,
     pub refused: bool,

@@ -1,7 +1,10 @@
 //! JSON and SSE handlers of `/v1/*`, `/healthz` and `/readyz`.
 
-use super::{AppState, BODY_LIMIT, error::ApiError};
+use super::error::{ApiError, ErrorBody};
+use super::{AppState, BODY_LIMIT};
 use crate::chat::{Answer, ChatEvent, Question};
+#[allow(unused_imports)]
+use crate::chat::{Citation, LessonRef};
 use crate::lessons::Lesson;
 use crate::llm::Turn;
 use axum::Json;
@@ -12,20 +15,68 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::convert::Infallible;
+use utoipa::ToSchema;
 
 /// The body of `POST /v1/chat`. Unknown fields are ignored, so clients may send more.
-#[derive(Deserialize)]
-struct ChatRequest {
+#[derive(Deserialize, ToSchema)]
+pub struct ChatRequest {
+    /// The lesson the learner is reading.
     lesson_id: String,
+    /// The question, 1 to 4,000 characters.
     message: String,
+    /// Earlier turns, oldest first (at most 20).
     #[serde(default)]
     history: Option<Vec<Turn>>,
+    /// Stream the answer as Server-Sent Events (also chosen by `Accept: text/event-stream`).
     #[serde(default)]
     stream: Option<bool>,
+}
+
+/// A section of a lesson.
+#[derive(Serialize, ToSchema)]
+pub struct SectionInfo {
+    /// The heading's slug: its anchor on the lesson page.
+    id: String,
+    title: String,
+}
+
+/// A lesson as listed by the API.
+#[derive(Serialize, ToSchema)]
+pub struct LessonInfo {
+    id: String,
+    title: String,
+    summary: String,
+    track: Option<String>,
+    minutes: Option<u32>,
+    related: Vec<String>,
+    sections: Vec<SectionInfo>,
+}
+
+/// `GET /v1/lessons`.
+#[derive(Serialize, ToSchema)]
+pub struct LessonList {
+    lessons: Vec<LessonInfo>,
+}
+
+/// One search hit.
+#[derive(Serialize, ToSchema)]
+pub struct SearchHit {
+    passage_id: String,
+    lesson_id: String,
+    section: String,
+    section_id: String,
+    text: String,
+    score: f32,
+}
+
+/// `GET /v1/search`.
+#[derive(Serialize, ToSchema)]
+pub struct SearchResults {
+    hits: Vec<SearchHit>,
 }
 
 /// Reads a JSON body within [`BODY_LIMIT`]; every failure is an [`ApiError`].
@@ -61,7 +112,25 @@ fn wants_stream(headers: &HeaderMap, flag: Option<bool>) -> bool {
     })
 }
 
-/// `POST /v1/chat`.
+/// Ask a question about a lesson.
+///
+/// Answers from the lesson only, citing passages as `[n]`; refuses (200, `refused: true`) when
+/// the lesson does not cover the question. With `stream`, Server-Sent Events: `citations`,
+/// `delta`..., then `done` (the whole answer) or one `error`.
+#[utoipa::path(post, path = "/v1/chat", tag = "tutor", request_body = ChatRequest,
+    responses(
+        (status = 200, description = "The answer (JSON), or `text/event-stream` when streaming", body = Answer),
+        (status = 400, description = "Malformed JSON, missing or wrong-typed field", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+        (status = 403, description = "Browser origin not allowed", body = ErrorBody),
+        (status = 404, description = "Unknown lesson", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
+        (status = 422, description = "Empty or too long message, history too long", body = ErrorBody),
+        (status = 429, description = "Rate limited (see Retry-After)", body = ErrorBody),
+        (status = 502, description = "The model provider failed", body = ErrorBody),
+        (status = 503, description = "Loading, or every model slot is busy", body = ErrorBody),
+        (status = 504, description = "The model provider timed out", body = ErrorBody),
+    ))]
 pub async fn chat(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     match chat_inner(state, headers, body).await {
         Ok(response) => response,
@@ -121,44 +190,62 @@ fn answer_json(answer: &Answer) -> Value {
     serde_json::to_value(answer).unwrap_or_else(|_| json!({}))
 }
 
-fn lesson_json(lesson: &Lesson) -> Value {
-    json!({
-        "id": lesson.id,
-        "title": lesson.title,
-        "summary": lesson.summary,
-        "track": lesson.track,
-        "minutes": lesson.minutes,
-        "related": lesson.related,
-        "sections": lesson.sections.iter().map(|s| json!({"id": s.slug, "title": s.title})).collect::<Vec<_>>(),
-    })
+fn lesson_info(lesson: &Lesson) -> LessonInfo {
+    LessonInfo {
+        id: lesson.id.clone(),
+        title: lesson.title.clone(),
+        summary: lesson.summary.clone(),
+        track: lesson.track.clone(),
+        minutes: lesson.minutes,
+        related: lesson.related.clone(),
+        sections: lesson
+            .sections
+            .iter()
+            .map(|s| SectionInfo {
+                id: s.slug.clone(),
+                title: s.title.clone(),
+            })
+            .collect(),
+    }
 }
 
-/// `GET /v1/lessons`.
-pub async fn lessons(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+/// List the lessons with their sections.
+#[utoipa::path(get, path = "/v1/lessons", tag = "tutor",
+    responses((status = 200, body = LessonList), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn lessons(State(state): State<AppState>) -> Result<Json<LessonList>, ApiError> {
     let tutor = state.tutor()?;
     let catalog = tutor.retriever().catalog();
-    let lessons: Vec<Value> = catalog.lessons.iter().map(|l| lesson_json(l)).collect();
-    Ok(Json(json!({ "lessons": lessons })))
+    let lessons = catalog.lessons.iter().map(|l| lesson_info(l)).collect();
+    Ok(Json(LessonList { lessons }))
 }
 
-/// `GET /v1/lessons/{id}`.
+/// One lesson with its sections.
+#[utoipa::path(get, path = "/v1/lessons/{id}", tag = "tutor", params(("id" = String, Path, description = "Lesson id")),
+    responses((status = 200, body = LessonInfo), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn lesson(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<LessonInfo>, ApiError> {
     let tutor = state.tutor()?;
     let catalog = tutor.retriever().catalog();
     let lesson = catalog
         .get(&id)
         .ok_or_else(|| ApiError::lesson_not_found(&id))?;
-    Ok(Json(lesson_json(lesson)))
+    Ok(Json(lesson_info(lesson)))
 }
 
-/// `GET /v1/search?q=...&lesson_id=...&k=5`.
+/// Search passages (BM25), in one lesson or all.
+#[utoipa::path(get, path = "/v1/search", tag = "tutor",
+    params(
+        ("q" = String, Query, description = "Free text; never parsed as query syntax"),
+        ("lesson_id" = Option<String>, Query, description = "Only this lesson"),
+        ("k" = Option<usize>, Query, description = "Hits, 1 to 50 (default 5)"),
+    ),
+    responses((status = 200, body = SearchResults), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn search(
     State(state): State<AppState>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SearchResults>, ApiError> {
     let Query(mut params) = query.map_err(|e| ApiError::invalid_request(e.body_text()))?;
     let q = params
         .remove("q")
@@ -198,27 +285,30 @@ pub async fn search(
                 .map(|hit| {
                     let passage = hit.passage();
                     let section = hit.lesson.section_of(passage);
-                    json!({
-                        "passage_id": passage.id,
-                        "lesson_id": hit.lesson.id,
-                        "section": section.title,
-                        "section_id": section.slug,
-                        "text": passage.text,
-                        "score": hit.score,
-                    })
+                    SearchHit {
+                        passage_id: passage.id.clone(),
+                        lesson_id: hit.lesson.id.clone(),
+                        section: section.title.clone(),
+                        section_id: section.slug.clone(),
+                        text: passage.text.clone(),
+                        score: hit.score,
+                    }
                 })
                 .collect::<Vec<_>>()
         })
         .await?;
-    Ok(Json(json!({ "hits": hits })))
+    Ok(Json(SearchResults { hits }))
 }
 
-/// `GET /healthz`: the process runs.
+/// The process runs.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "`{\"status\": \"ok\"}`")))]
 pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// `GET /readyz`: the index is loaded.
+/// The index is loaded and questions can be answered.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, description = "Ready"), (status = 503, body = ErrorBody, description = "Still loading")))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
     match state.tutor() {
         Ok(tutor) => Json(json!({

@@ -108,7 +108,9 @@ fn model_not_found(model: &str) -> ApiError {
     )
 }
 
-/// `GET /v1/models`.
+/// List the lessons as OpenAI models, `tutor/<lesson-id>`.
+#[utoipa::path(get, path = "/v1/models", tag = "openai-compatible",
+    responses((status = 200, description = "`{\"object\": \"list\", \"data\": [{\"id\", \"object\", \"created\", \"owned_by\"}]}`")))]
 pub async fn models(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let tutor = state.tutor()?;
     let created = tutor.created();
@@ -122,22 +124,35 @@ pub async fn models(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
     Ok(Json(json!({"object": "list", "data": data})))
 }
 
-/// `GET /v1/models/{model}`.
+/// One model, `tutor/<lesson-id>`.
+#[utoipa::path(get, path = "/v1/models/tutor/{lesson}", tag = "openai-compatible",
+    params(("lesson" = String, Path, description = "Lesson id")),
+    responses((status = 200, description = "The model"), (status = 404, description = "`model_not_found`")))]
 pub async fn model(
     State(state): State<AppState>,
-    Path(model): Path<String>,
+    Path(lesson): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let tutor = state.tutor()?;
-    let found = model
-        .strip_prefix(MODEL_PREFIX)
-        .and_then(|id| tutor.retriever().catalog().get(id))
-        .ok_or_else(|| model_not_found(&model))?;
+    let found = tutor
+        .retriever()
+        .catalog()
+        .get(&lesson)
+        .ok_or_else(|| model_not_found(&format!("{MODEL_PREFIX}{lesson}")))?;
     Ok(Json(
         json!({"id": format!("{MODEL_PREFIX}{}", found.id), "object": "model", "created": tutor.created(), "owned_by": "tutor"}),
     ))
 }
 
-/// `POST /v1/chat/completions`.
+/// OpenAI chat completions with `model: tutor/<lesson-id>`: the last user message answered from
+/// that lesson, earlier turns as history; `stream` with `stream_options.include_usage` supported.
+#[utoipa::path(post, path = "/v1/chat/completions", tag = "openai-compatible",
+    request_body(content = Object, description = "An OpenAI chat-completions request"),
+    responses(
+        (status = 200, description = "A `chat.completion` (with extra `citations`), or `chat.completion.chunk` events then `[DONE]`"),
+        (status = 400, description = "OpenAI error shape"), (status = 401, description = "OpenAI error shape"),
+        (status = 404, description = "`model_not_found`"), (status = 429, description = "Rate limited"),
+        (status = 502, description = "The model provider failed"), (status = 504, description = "The model provider timed out"),
+    ))]
 pub async fn completions(State(state): State<AppState>, body: Body) -> Response {
     match completions_inner(state, body).await {
         Ok(response) => response,

@@ -18,7 +18,6 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use std::future::Future;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -29,6 +28,8 @@ use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Largest request body accepted.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -119,25 +120,11 @@ pub fn router(state: AppState) -> Router {
         ])
         .expose_headers([header::RETRY_AFTER, HeaderName::from_static("x-request-id")])
         .max_age(Duration::from_secs(600));
-    let api = Router::new()
-        .route("/v1/chat", post(api::chat))
-        .route("/v1/lessons", get(api::lessons))
-        .route("/v1/lessons/{id}", get(api::lesson))
-        .route("/v1/search", get(api::search));
-    let compat = Router::new()
-        .route("/v1/models", get(compat::models))
-        .route("/v1/models/{*model}", get(compat::model))
-        .route("/v1/chat/completions", post(compat::completions));
-    let compat = guarded(compat, &state).route_layer(middleware::from_fn(compat::openai_errors));
-    Router::new()
-        .merge(guarded(api, &state))
-        .merge(compat)
-        .route("/healthz", get(api::healthz))
-        .route("/readyz", get(api::readyz))
-        .route("/", get(pages::catalog))
-        .route("/lessons/{id}", get(pages::lesson))
-        .route("/widget.js", get(pages::widget))
-        .route("/page.css", get(pages::stylesheet))
+    let (routes, spec) = documented_routes(&state).split_for_parts();
+    if let Ok(json) = spec.to_pretty_json() {
+        let _ = pages::OPENAPI_JSON.set(json);
+    }
+    routes
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .with_state(state)
@@ -158,8 +145,45 @@ pub fn router(state: AppState) -> Router {
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }
 
+/// The OpenAPI document's frame; the paths come from the routes themselves.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "tutor",
+        description = "A grounded lesson tutor: answers learners' questions using only what the lesson says, with citations. Every error is `{\"error\": {\"code\", \"message\"}}` (OpenAI's shape on the OpenAI-compatible routes)."
+    ),
+    components(schemas(error::ErrorBody))
+)]
+struct ApiDoc;
+
+/// Every route, each registered with its OpenAPI description, so the router and the document
+/// cannot drift apart.
+pub fn documented_routes(state: &AppState) -> OpenApiRouter<AppState> {
+    let api = OpenApiRouter::new()
+        .routes(routes!(api::chat))
+        .routes(routes!(api::lessons))
+        .routes(routes!(api::lesson))
+        .routes(routes!(api::search));
+    let compat = OpenApiRouter::new()
+        .routes(routes!(compat::models))
+        .routes(routes!(compat::model))
+        .routes(routes!(compat::completions));
+    let compat = guarded(compat, state).route_layer(middleware::from_fn(compat::openai_errors));
+    OpenApiRouter::with_openapi(<ApiDoc as utoipa::OpenApi>::openapi())
+        .merge(guarded(api, state))
+        .merge(compat)
+        .routes(routes!(api::healthz))
+        .routes(routes!(api::readyz))
+        .routes(routes!(pages::catalog))
+        .routes(routes!(pages::lesson))
+        .routes(routes!(pages::widget))
+        .routes(routes!(pages::stylesheet))
+        .routes(routes!(pages::openapi_json))
+        .routes(routes!(pages::docs))
+}
+
 /// Wraps API routes in, from the outside in: the origin check, keys, then rate limits.
-fn guarded(routes: Router<AppState>, state: &AppState) -> Router<AppState> {
+fn guarded(routes: OpenApiRouter<AppState>, state: &AppState) -> OpenApiRouter<AppState> {
     let routes = match &state.limits {
         Some(limits) => {
             let config = GovernorConfigBuilder::default()

@@ -15,6 +15,31 @@ const WIDGET_JS: &str = include_str!("../../assets/widget.js");
 const PAGE_CSS: &str = include_str!("../../assets/page.css");
 const CATALOG_HTML: &str = include_str!("../../assets/templates/catalog.html");
 const LESSON_HTML: &str = include_str!("../../assets/templates/lesson.html");
+const DOCS_HTML: &str = include_str!("../../assets/docs.html");
+
+/// The OpenAPI document, rendered once when the router is built.
+pub static OPENAPI_JSON: OnceLock<String> = OnceLock::new();
+
+/// The OpenAPI 3.1 description of every route.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations", responses((status = 200, content_type = "application/json", description = "OpenAPI 3.1")))]
+pub async fn openapi_json() -> Response {
+    let mut response = OPENAPI_JSON
+        .get()
+        .cloned()
+        .unwrap_or_default()
+        .into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// A readable page of the API, rendered in the browser from `/openapi.json`.
+#[utoipa::path(get, path = "/docs", tag = "operations", responses((status = 200, content_type = "text/html", description = "HTML")))]
+pub async fn docs() -> Html<&'static str> {
+    Html(DOCS_HTML)
+}
 
 fn asset(state: &AppState, name: &str, built_in: &'static str) -> String {
     match &state.dev_assets {
@@ -65,7 +90,8 @@ fn render(state: &AppState, name: &str, ctx: minijinja::Value) -> Response {
     }
 }
 
-/// `GET /`: the catalog.
+/// The catalog page.
+#[utoipa::path(get, path = "/", tag = "pages", responses((status = 200, content_type = "text/html", description = "HTML")))]
 pub async fn catalog(State(state): State<AppState>) -> Response {
     let tutor = match state.tutor() {
         Ok(tutor) => tutor,
@@ -87,7 +113,9 @@ pub async fn catalog(State(state): State<AppState>) -> Response {
     )
 }
 
-/// `GET /lessons/{id}`: one lesson as a page, with the widget.
+/// One lesson as a page, with the widget on it.
+#[utoipa::path(get, path = "/lessons/{id}", tag = "pages", params(("id" = String, Path, description = "Lesson id")),
+    responses((status = 200, content_type = "text/html", description = "HTML"), (status = 404, description = "Unknown lesson")))]
 pub async fn lesson(State(state): State<AppState>, Path(id): Path<String>) -> Response {
     let tutor = match state.tutor() {
         Ok(tutor) => tutor,
@@ -116,7 +144,8 @@ pub async fn lesson(State(state): State<AppState>, Path(id): Path<String>) -> Re
     )
 }
 
-/// `GET /widget.js`.
+/// The embeddable widget.
+#[utoipa::path(get, path = "/widget.js", tag = "pages", responses((status = 200, content_type = "text/javascript", description = "JavaScript")))]
 pub async fn widget(State(state): State<AppState>) -> Response {
     static_asset(
         asset(&state, "widget.js", WIDGET_JS),
@@ -124,7 +153,8 @@ pub async fn widget(State(state): State<AppState>) -> Response {
     )
 }
 
-/// `GET /page.css`.
+/// The pages' stylesheet.
+#[utoipa::path(get, path = "/page.css", tag = "pages", responses((status = 200, content_type = "text/css", description = "CSS")))]
 pub async fn stylesheet(State(state): State<AppState>) -> Response {
     static_asset(
         asset(&state, "page.css", PAGE_CSS),

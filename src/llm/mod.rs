@@ -11,7 +11,7 @@ use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
 /// Who said a turn of the conversation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     User,
@@ -19,7 +19,7 @@ pub enum Role {
 }
 
 /// One earlier turn of the conversation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Turn {
     pub role: Role,
     pub content: String,

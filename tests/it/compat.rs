@@ -137,7 +137,7 @@ async fn streaming_sends_role_content_stop_and_usage_chunks() {
     while let Some(chunk) = stream.next().await {
         chunks.push(chunk.expect("chunk parses"));
     }
-    assert_eq!(chunks[0].choices[0].delta.role.is_some(), true);
+    assert!(chunks[0].choices[0].delta.role.is_some());
     let text: String = chunks
         .iter()
         .flat_map(|c| {

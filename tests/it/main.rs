@@ -6,4 +6,5 @@ mod cli;
 mod compat;
 mod helpers;
 mod model;
+mod openapi;
 mod retrieval;
