@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Regenerates every figure of BENCHMARKS.md, in order, on this machine:
+#   1. criterion micro-benchmarks over the 2,116-lesson scale catalog (cargo bench);
+#   2. the load test (benches/load.sh: wrk on /v1/chat, 1,000 streams, RSS, start-up);
+#   3. the quality evaluation on ../shared/eval (SQuAD 2.0 dev, SciFact);
+#   4. the side-by-side with the Python peer (../shared/peer/compare.sh), when it is there.
+# usage: bash benches/report.sh > /tmp/report.md      (takes about 10 minutes)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+echo "## Machine"
+echo
+echo "$(nproc) cores ($(lscpu | awk -F: '/Model name/ {gsub(/^ +/, "", $2); print $2; exit}')), $(free -g | awk '/Mem:/ {print $2}') GiB; $(rustc --version)"
+echo
+echo "## Micro-benchmarks (criterion)"
+echo
+echo '```'
+cargo bench --bench core 2>/dev/null | grep -E "^[a-z].*|time:|^retrieval over" | grep -v -E "^(Benchmarking|Found|Warning)"
+echo '```'
+echo
+echo "## Load test"
+echo
+bash benches/load.sh
+echo
+echo "## Quality"
+echo
+cargo build --release -q --example eval
+echo '```'
+./target/release/examples/eval squad ../shared/eval/squad2-dev
+./target/release/examples/eval scifact ../shared/eval/scifact
+echo '```'
+if [ -x ../shared/peer/compare.sh ]; then
+  echo
+  echo "## Side by side with the Python peer"
+  echo
+  echo '```'
+  bash ../shared/peer/compare.sh target/release/tutor
+  echo '```'
+fi
