@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::index::{self, RefreshReport};
 use crate::lessons::{Catalog, Problem, load_catalog};
 use crate::llm::ChatModel;
+use crate::llm::chain::{Chain, Provider};
 use crate::llm::extractive::Extractive;
 use crate::llm::openai::OpenAiModel;
 use crate::prompts::Prompts;
@@ -40,6 +41,25 @@ pub fn index(config: &Config) -> anyhow::Result<(Catalog, RefreshReport)> {
 
 /// The model the configuration selects.
 pub fn model(config: &Config) -> anyhow::Result<Arc<dyn ChatModel>> {
+    if !config.providers.is_empty() {
+        let mut providers = Vec::new();
+        for provider in &config.providers {
+            let model = OpenAiModel::new(provider.settings.clone())
+                .with_context(|| format!("cannot set up provider `{}`", provider.name))?;
+            providers.push(Provider {
+                name: provider.name.clone(),
+                model: Arc::new(model),
+            });
+        }
+        let chain = Chain::new(
+            providers,
+            config.routing.easy.as_deref(),
+            config.routing.hard.as_deref(),
+            config.routing.extractive_fallback.unwrap_or(true),
+        )
+        .map_err(anyhow::Error::msg)?;
+        return Ok(Arc::new(chain));
+    }
     Ok(match &config.openai {
         Some(settings) => Arc::new(
             OpenAiModel::new(settings.clone())
@@ -47,6 +67,11 @@ pub fn model(config: &Config) -> anyhow::Result<Arc<dyn ChatModel>> {
         ),
         None => Arc::new(Extractive::new()),
     })
+}
+
+/// True when answers come from a model provider (and model calls need capping).
+pub fn uses_provider(config: &Config) -> bool {
+    config.openai.is_some() || !config.providers.is_empty()
 }
 
 /// Everything `serve`, `ask` and `check` need.
@@ -64,8 +89,11 @@ pub fn load(config: &Config) -> anyhow::Result<Loaded> {
     .context("cannot open the index")?;
     let prompts = Prompts::load(&config.prompts_dir).context("cannot load the prompts")?;
     let mut tutor = Tutor::new(Arc::new(retriever), Arc::new(prompts), model(config)?);
-    if config.openai.is_some() {
+    if uses_provider(config) {
         tutor = tutor.with_model_slots(config.max_model_calls, config.model_queue);
+    }
+    if let Some(words) = config.routing.easy_max_words {
+        tutor = tutor.with_easy_max_words(words);
     }
     Ok(Loaded {
         tutor,

@@ -86,10 +86,52 @@ fn default_burst() -> u32 {
     10
 }
 
+/// One provider of a fallback chain (`[[providers]]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileProvider {
+    name: String,
+    base_url: String,
+    model: String,
+    /// The environment variable holding this provider's key (keys never sit in the file).
+    #[serde(default)]
+    api_key_env: Option<String>,
+}
+
+/// `[routing]`: which provider easy and other questions try first.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Routing {
+    /// Provider name for easy questions (short, answered by one passage).
+    #[serde(default)]
+    pub easy: Option<String>,
+    /// Provider name for the others.
+    #[serde(default)]
+    pub hard: Option<String>,
+    /// Most words of an easy question.
+    #[serde(default)]
+    pub easy_max_words: Option<usize>,
+    /// When every provider fails before its first word, answer with the extractive answerer
+    /// (default true with `[[providers]]`).
+    #[serde(default)]
+    pub extractive_fallback: Option<bool>,
+}
+
+/// A named provider, resolved.
+#[derive(Debug, Clone)]
+pub struct NamedProvider {
+    pub name: String,
+    pub settings: OpenAiSettings,
+}
+
 /// `tutor.toml`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
+    #[serde(default)]
+    providers: Vec<FileProvider>,
+    #[serde(default)]
+    routing: Routing,
     #[serde(default)]
     keys: Vec<ApiKey>,
     limits: Option<RateLimits>,
@@ -116,8 +158,11 @@ pub struct Config {
     pub addr: SocketAddr,
     /// Origins (`scheme://host[:port]`) whose pages may call the API; `*` allows any.
     pub cors_origins: Vec<String>,
-    /// `None`: the embedded extractive answerer.
+    /// `None`: the embedded extractive answerer (unless `providers` are listed).
     pub openai: Option<OpenAiSettings>,
+    /// A fallback chain of providers, tried in order; takes precedence over `openai`.
+    pub providers: Vec<NamedProvider>,
+    pub routing: Routing,
     pub retrieval: RetrievalSettings,
     /// How long in-flight answers may take to finish after SIGTERM.
     pub shutdown_grace: Duration,
@@ -203,6 +248,45 @@ impl Config {
         } else {
             None
         };
+        let mut providers = Vec::new();
+        for provider in &file.providers {
+            let mut settings = match &openai {
+                Some(s) => s.clone(),
+                None => OpenAiSettings {
+                    base_url: String::new(),
+                    api_key: String::new(),
+                    model: String::new(),
+                    max_tokens: model_file.max_tokens.unwrap_or(400),
+                    temperature: model_file.temperature.unwrap_or(0.2),
+                    connect_timeout: seconds(
+                        model_file.connect_timeout_secs,
+                        5.0,
+                        "connect_timeout_secs",
+                    )?,
+                    first_token_timeout: seconds(
+                        model_file.first_token_timeout_secs,
+                        20.0,
+                        "first_token_timeout_secs",
+                    )?,
+                    total_timeout: seconds(
+                        model_file.total_timeout_secs,
+                        60.0,
+                        "total_timeout_secs",
+                    )?,
+                },
+            };
+            settings.base_url = provider.base_url.clone();
+            settings.model = provider.model.clone();
+            settings.api_key = provider
+                .api_key_env
+                .as_deref()
+                .and_then(env)
+                .unwrap_or_default();
+            providers.push(NamedProvider {
+                name: provider.name.clone(),
+                settings,
+            });
+        }
         let retrieval = file.retrieval.clone().unwrap_or_default();
         let limits = match env("TUTOR_RATE_PER_MINUTE") {
             Some(value) => Some(RateLimits {
@@ -255,6 +339,8 @@ impl Config {
             addr,
             cors_origins,
             openai,
+            providers,
+            routing: file.routing.clone(),
             retrieval,
             shutdown_grace: seconds(file.shutdown_grace_secs, 20.0, "shutdown_grace_secs")?,
             keys: file.keys,

@@ -147,6 +147,8 @@ pub struct Tutor {
     model_queue: std::time::Duration,
     /// When this tutor was built (Unix seconds), reported as the models' `created`.
     created: u64,
+    /// Questions of at most this many words, answered by one passage, count as easy.
+    easy_max_words: usize,
 }
 
 /// The outcome of retrieval and the gate for one question.
@@ -177,7 +179,14 @@ impl Tutor {
             created: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
+            easy_max_words: 12,
         }
+    }
+
+    /// Sets the word limit of an easy question (for routing).
+    pub fn with_easy_max_words(mut self, words: usize) -> Tutor {
+        self.easy_max_words = words;
+        self
     }
 
     /// Caps model calls in flight at `slots`; a question waits up to `queue` for one.
@@ -294,6 +303,9 @@ impl Tutor {
                 })
                 .collect(),
             terms: retrieval.terms.clone(),
+            // Short, and one passage holds every term of it.
+            easy: question.message.split_whitespace().count() <= self.easy_max_words
+                && retrieval.coverage >= 0.99,
         };
         Ok(Plan {
             retrieval,
@@ -347,8 +359,10 @@ impl Tutor {
         }
         let request = request.ok_or_else(|| ChatError::Internal("no model request".to_string()))?;
         let _slot = self.model_slot().await?;
-        let raw = self.model.complete(&request).await?;
-        let answer = self.finish(&question, &raw, &citations).await?;
+        let reply = self.model.complete(&request).await?;
+        let answer = self
+            .finish(&question, &reply.text, &citations, &reply.backend)
+            .await?;
         Ok((answer, retrieval))
     }
 
@@ -358,6 +372,7 @@ impl Tutor {
         question: &Question,
         raw: &str,
         given: &[Citation],
+        backend: &str,
     ) -> Result<Answer, ChatError> {
         if raw.contains(NOT_IN_LESSON) {
             let question = question.clone();
@@ -387,7 +402,7 @@ impl Tutor {
                 .filter(|c| used.contains(&c.n))
                 .cloned()
                 .collect(),
-            backend: self.model.name(),
+            backend: backend.to_string(),
             related_lesson: None,
         })
     }
@@ -412,12 +427,13 @@ impl Tutor {
             .request
             .ok_or_else(|| ChatError::Internal("no model request".to_string()))?;
         let slot = self.model_slot().await?;
-        let text = self.model.stream(&request).await?;
+        let reply = self.model.stream(&request).await?;
         let state = StreamState {
             _slot: slot,
+            backend: reply.backend,
             tutor: self.clone(),
             question,
-            text,
+            text: reply.text,
             filter: CitationFilter::new(plan.citations.len()),
             given: plan.citations.clone(),
             raw: String::new(),
@@ -440,6 +456,8 @@ impl Tutor {
 struct StreamState {
     /// Held until the answer ends (or the learner leaves and the stream is dropped).
     _slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// Which model is answering.
+    backend: String,
     tutor: Tutor,
     question: Question,
     text: TextStream,
@@ -533,7 +551,7 @@ impl StreamState {
         self.text = Box::pin(futures::stream::empty());
         match self
             .tutor
-            .finish(&self.question, &self.raw, &self.given)
+            .finish(&self.question, &self.raw, &self.given, &self.backend)
             .await
         {
             Ok(answer) if answer.refused && self.shown.is_empty() => {

@@ -2,7 +2,7 @@
 //! answer the question and cites each. Every word it says comes from the lesson; it needs no
 //! network and no key, so a fresh clone answers out of the box.
 
-use super::{ChatModel, ModelError, ModelRequest, NumberedPassage, TextStream};
+use super::{ChatModel, ModelError, ModelRequest, NumberedPassage, Reply, ReplyStream, TextStream};
 use crate::index::Analyzer;
 use crate::retrieve::QueryTerm;
 use crate::text::split_sentences;
@@ -236,15 +236,20 @@ impl ChatModel for Extractive {
     fn complete<'a>(
         &'a self,
         request: &'a ModelRequest,
-    ) -> BoxFuture<'a, Result<String, ModelError>> {
+    ) -> BoxFuture<'a, Result<Reply, ModelError>> {
         let sentences = self.answer(&request.passages, &request.terms);
-        Box::pin(async move { Ok(sentences.join(" ")) })
+        Box::pin(async move {
+            Ok(Reply {
+                backend: self.name(),
+                text: sentences.join(" "),
+            })
+        })
     }
 
     fn stream<'a>(
         &'a self,
         request: &'a ModelRequest,
-    ) -> BoxFuture<'a, Result<TextStream, ModelError>> {
+    ) -> BoxFuture<'a, Result<ReplyStream, ModelError>> {
         let sentences = self.answer(&request.passages, &request.terms);
         let pieces: Vec<Result<String, ModelError>> = sentences
             .into_iter()
@@ -252,8 +257,11 @@ impl ChatModel for Extractive {
             .map(|(i, s)| Ok(if i == 0 { s } else { format!(" {s}") }))
             .collect();
         Box::pin(async move {
-            let stream: TextStream = Box::pin(futures::stream::iter(pieces));
-            Ok(stream)
+            let text: TextStream = Box::pin(futures::stream::iter(pieces));
+            Ok(ReplyStream {
+                backend: self.name(),
+                text,
+            })
         })
     }
 }

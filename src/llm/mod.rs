@@ -2,6 +2,7 @@
 //! ([`openai::OpenAiModel`], the only place that knows async-openai) and the embedded
 //! [`extractive::Extractive`] answerer that needs no network.
 
+pub mod chain;
 pub mod extractive;
 pub mod openai;
 
@@ -48,6 +49,22 @@ pub struct ModelRequest {
     pub passages: Vec<NumberedPassage>,
     /// The question's analyzed terms, with their weights.
     pub terms: Vec<QueryTerm>,
+    /// A short question that one passage answers: routing may send it to a cheaper provider.
+    pub easy: bool,
+}
+
+/// A whole answer and who wrote it.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// As reported in `backend`: `extractive` or `openai:MODEL`.
+    pub backend: String,
+    pub text: String,
+}
+
+/// An answer being written, and who is writing it.
+pub struct ReplyStream {
+    pub backend: String,
+    pub text: TextStream,
 }
 
 /// Text as it arrives from a model.
@@ -73,11 +90,12 @@ pub trait ChatModel: Send + Sync {
     fn complete<'a>(
         &'a self,
         request: &'a ModelRequest,
-    ) -> BoxFuture<'a, Result<String, ModelError>>;
+    ) -> BoxFuture<'a, Result<Reply, ModelError>>;
 
-    /// The answer as it is written.
+    /// The answer as it is written. Returns once the first words have arrived, so a provider
+    /// that fails before answering is an `Err` (and a fallback can take over).
     fn stream<'a>(
         &'a self,
         request: &'a ModelRequest,
-    ) -> BoxFuture<'a, Result<TextStream, ModelError>>;
+    ) -> BoxFuture<'a, Result<ReplyStream, ModelError>>;
 }

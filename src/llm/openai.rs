@@ -5,7 +5,7 @@
 //! (llama.cpp's server ignores the latter), responses are read with our own lenient types, and
 //! nothing relies on `usage` arriving in a stream.
 
-use super::{ChatModel, ModelError, ModelRequest, Role, TextStream};
+use super::{ChatModel, ModelError, ModelRequest, Reply, ReplyStream, Role, TextStream};
 use async_openai::Client;
 use async_openai::config::OpenAIConfig;
 use async_openai::error::OpenAIError;
@@ -149,7 +149,7 @@ impl ChatModel for OpenAiModel {
     fn complete<'a>(
         &'a self,
         request: &'a ModelRequest,
-    ) -> BoxFuture<'a, Result<String, ModelError>> {
+    ) -> BoxFuture<'a, Result<Reply, ModelError>> {
         Box::pin(async move {
             let body = self.body(request, false);
             let chat = self.client.chat();
@@ -164,6 +164,10 @@ impl ChatModel for OpenAiModel {
                 .next()
                 .and_then(|c| c.message)
                 .and_then(|m| m.content)
+                .map(|text| Reply {
+                    backend: self.name(),
+                    text,
+                })
                 .ok_or_else(|| {
                     ModelError::Upstream("the response has no message content".to_string())
                 })
@@ -173,7 +177,7 @@ impl ChatModel for OpenAiModel {
     fn stream<'a>(
         &'a self,
         request: &'a ModelRequest,
-    ) -> BoxFuture<'a, Result<TextStream, ModelError>> {
+    ) -> BoxFuture<'a, Result<ReplyStream, ModelError>> {
         Box::pin(async move {
             let started = Instant::now();
             let first_deadline = started + self.settings.first_token_timeout;
@@ -218,8 +222,11 @@ impl ChatModel for OpenAiModel {
                     }
                 }
             });
-            let stream: TextStream = Box::pin(futures::stream::iter(first.map(Ok)).chain(rest));
-            Ok(stream)
+            let text: TextStream = Box::pin(futures::stream::iter(first.map(Ok)).chain(rest));
+            Ok(ReplyStream {
+                backend: self.name(),
+                text,
+            })
         })
     }
 }

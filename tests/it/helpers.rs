@@ -32,26 +32,63 @@ pub enum Behaviour {
     Slow(Duration),
     /// Answers 200 with a body that is not a completion.
     Garbage,
+    /// Fails `times` times with `status` (and `Retry-After`), then answers.
+    FailFirst {
+        status: u16,
+        times: usize,
+        retry_after: Option<u64>,
+    },
+    /// Streams a few words, then drops the connection.
+    DropMidStream,
+    /// Streams `chunks` words, one every `delay`.
+    SlowStream { chunks: usize, delay: Duration },
+}
+
+/// Counts the fake's streams that ended because the client went away (or finished).
+struct CloseGuard(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for CloseGuard {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// A fake OpenAI-compatible server on 127.0.0.1 that records every request body.
 pub struct FakeModel {
     pub addr: SocketAddr,
     pub requests: Arc<Mutex<Vec<Value>>>,
+    /// Streams whose body was dropped (finished or abandoned).
+    pub closed: Arc<std::sync::atomic::AtomicUsize>,
+    /// Model name reported in `backend` (`openai:NAME`).
+    pub name: String,
 }
 
 impl FakeModel {
     pub async fn start(behaviour: Behaviour) -> FakeModel {
+        FakeModel::named("fake-model", behaviour).await
+    }
+
+    pub async fn named(name: &str, behaviour: Behaviour) -> FakeModel {
         let requests = Arc::new(Mutex::new(Vec::new()));
+        let closed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let app = axum::Router::new()
             .route("/v1/chat/completions", post(complete))
-            .with_state((behaviour, requests.clone()));
+            .with_state((behaviour, requests.clone(), closed.clone()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind fake");
         let addr = listener.local_addr().expect("fake addr");
         tokio::spawn(async move { axum::serve(listener, app).await.expect("fake serves") });
-        FakeModel { addr, requests }
+        FakeModel {
+            addr,
+            requests,
+            closed,
+            name: name.to_string(),
+        }
+    }
+
+    pub fn closed(&self) -> usize {
+        self.closed.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn calls(&self) -> usize {
@@ -71,7 +108,7 @@ impl FakeModel {
         OpenAiSettings {
             base_url: format!("http://{}/v1", self.addr),
             api_key: "test-key".to_string(),
-            model: "fake-model".to_string(),
+            model: self.name.clone(),
             max_tokens: 300,
             temperature: 0.2,
             connect_timeout: Duration::from_secs(2),
@@ -81,13 +118,85 @@ impl FakeModel {
     }
 }
 
+type FakeState = (
+    Behaviour,
+    Arc<Mutex<Vec<Value>>>,
+    Arc<std::sync::atomic::AtomicUsize>,
+);
+
 async fn complete(
-    State((behaviour, requests)): State<(Behaviour, Arc<Mutex<Vec<Value>>>)>,
+    State((behaviour, requests, closed)): State<FakeState>,
     Json(body): Json<Value>,
 ) -> Response {
     let stream = body["stream"].as_bool() == Some(true);
-    requests.lock().expect("lock").push(body);
+    let seen = {
+        let mut requests = requests.lock().expect("lock");
+        requests.push(body);
+        requests.len()
+    };
+    let chunk_json = |text: &str| {
+        format!(
+            "data: {}\n\n",
+            json!({"id": "c1", "object": "chat.completion.chunk", "created": 0, "model": "fake-model", "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": null}]})
+        )
+    };
     let (text, chunk) = match behaviour {
+        Behaviour::FailFirst {
+            status,
+            times,
+            retry_after,
+        } if seen <= times => {
+            let mut response = (
+                StatusCode::from_u16(status).expect("status"),
+                Json(json!({"error": {"message": "busy", "type": "rate_limit_error", "param": null, "code": null}})),
+            )
+                .into_response();
+            if let Some(seconds) = retry_after {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, seconds.into());
+            }
+            return response;
+        }
+        Behaviour::FailFirst { .. } => ("Recovered answer [1].".to_string(), 4),
+        Behaviour::DropMidStream => {
+            let body = futures::stream::unfold(0usize, move |i| async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                match i {
+                    0 => Some((Ok::<_, std::io::Error>(chunk_json("Half an")), 1)),
+                    1 => Some((Ok(chunk_json(" answer")), 2)),
+                    2 => Some((Err(std::io::Error::other("connection lost")), 3)),
+                    _ => None,
+                }
+            });
+            return (
+                [(header::CONTENT_TYPE, "text/event-stream")],
+                Body::from_stream(body),
+            )
+                .into_response();
+        }
+        Behaviour::SlowStream { chunks, delay } => {
+            let guard = Arc::new(CloseGuard(closed.clone()));
+            let body = futures::stream::unfold(0usize, move |i| {
+                let guard = guard.clone();
+                async move {
+                    if i >= chunks {
+                        return None;
+                    }
+                    tokio::time::sleep(delay).await;
+                    let _keep = &guard;
+                    Some((
+                        Ok::<_, std::io::Error>(chunk_json(&format!("word{i} "))),
+                        i + 1,
+                    ))
+                }
+            });
+            return (
+                [(header::CONTENT_TYPE, "text/event-stream")],
+                Body::from_stream(body),
+            )
+                .into_response();
+        }
         Behaviour::Status(code) => {
             let status = StatusCode::from_u16(code).expect("status");
             return (status, Json(json!({"error": {"message": "fake failure", "type": "server_error", "param": null, "code": null}}))).into_response();

@@ -4,6 +4,7 @@
 mod api;
 mod cli;
 mod compat;
+mod faults;
 mod helpers;
 mod model;
 mod openapi;
