@@ -4,6 +4,7 @@
 
 use crate::chat::Tutor;
 use crate::config::Config;
+use crate::http::AppState;
 use crate::index::{self, RefreshReport};
 use crate::lessons::{Catalog, Problem, load_catalog};
 use crate::llm::ChatModel;
@@ -103,4 +104,116 @@ pub fn load(config: &Config) -> anyhow::Result<Loaded> {
         passages,
         elapsed: started.elapsed(),
     })
+}
+
+/// Reloads lessons, index and prompts for a running tutor, keeping the last good version of any
+/// lesson an edit broke. The model and its limits are kept.
+pub fn reload(
+    config: &Config,
+    current: &Tutor,
+) -> anyhow::Result<(Tutor, Vec<Problem>, RefreshReport)> {
+    let catalog = load_catalog(&config.lessons_dir)
+        .with_context(|| {
+            format!(
+                "cannot read the lessons folder {}",
+                config.lessons_dir.display()
+            )
+        })?
+        .keeping_last_good(current.retriever().catalog());
+    let refresh =
+        index::refresh(&config.index_dir, &catalog).context("cannot refresh the index")?;
+    let problems = catalog.problems.clone();
+    let retriever = Retriever::open(
+        Arc::new(catalog),
+        &config.index_dir,
+        config.retrieval.clone(),
+    )
+    .context("cannot open the index")?;
+    let prompts = Prompts::load(&config.prompts_dir).context("cannot load the prompts")?;
+    Ok((
+        current.reloaded(Arc::new(retriever), Arc::new(prompts)),
+        problems,
+        refresh,
+    ))
+}
+
+/// What the watcher compares: every lesson, questions and prompt file with its size and
+/// modification time, and the index manifest (so `tutor index` run elsewhere is seen too).
+fn fingerprint(config: &Config) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    let mut visit = |dir: &std::path::Path, recurse: bool| {
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            let mut entries: Vec<_> = entries.filter_map(Result::ok).collect();
+            entries.sort_by_key(|e| e.path());
+            for entry in entries {
+                let path = entry.path();
+                let Ok(meta) = entry.metadata() else { continue };
+                if meta.is_dir() {
+                    if recurse {
+                        stack.push(path);
+                    }
+                    continue;
+                }
+                path.hash(&mut hasher);
+                meta.len().hash(&mut hasher);
+                meta.modified().ok().hash(&mut hasher);
+            }
+        }
+    };
+    visit(&config.lessons_dir, true);
+    visit(&config.prompts_dir, false);
+    if let Ok(meta) = std::fs::metadata(config.index_dir.join("tutor-manifest.json")) {
+        meta.modified().ok().hash(&mut hasher);
+    }
+    hasher.finish()
+}
+
+/// `serve --watch`: checks lessons, prompts and the index every `every`; on a change, reloads
+/// and swaps the tutor atomically (requests in flight finish on the old one).
+pub async fn watch(config: Config, state: AppState, every: Duration) {
+    let config = Arc::new(config);
+    let mut last = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || fingerprint(&config))
+            .await
+            .unwrap_or(0)
+    };
+    loop {
+        tokio::time::sleep(every).await;
+        let Ok(current) = state.tutor() else { continue };
+        let config = config.clone();
+        let result = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            if fingerprint(&config) == last {
+                return Ok(None);
+            }
+            let reloaded = reload(&config, &current)?;
+            // Taken after the reload, which may have rewritten the index manifest itself.
+            Ok(Some((fingerprint(&config), reloaded)))
+        })
+        .await;
+        match result {
+            Ok(Ok(Some((now, (tutor, problems, refresh))))) => {
+                for problem in &problems {
+                    tracing::warn!("{problem}");
+                }
+                tracing::info!(
+                    added = refresh.added,
+                    updated = refresh.updated,
+                    removed = refresh.removed,
+                    "lessons reloaded"
+                );
+                state.set_tutor(tutor);
+                last = now;
+            }
+            Ok(Ok(None)) => {}
+            // The index may be locked by a `tutor index` running now: try again next tick.
+            Ok(Err(error)) => tracing::warn!("reload failed, will retry: {error:#}"),
+            Err(error) => tracing::error!(%error, "reload task failed"),
+        }
+    }
 }

@@ -42,6 +42,9 @@ enum Command {
         /// Address to listen on.
         #[arg(long, env = "TUTOR_ADDR", value_name = "HOST:PORT")]
         addr: Option<String>,
+        /// Reload lessons, prompts and the index when they change (checked twice a second).
+        #[arg(long)]
+        watch: bool,
     },
     /// Ask one question about a lesson; prints the answer, citations and retrieval details.
     Ask {
@@ -80,7 +83,7 @@ impl Cli {
             index: self.index.clone(),
             prompts: self.prompts.clone(),
             addr: match &self.command {
-                Command::Serve { addr } => addr.clone(),
+                Command::Serve { addr, .. } => addr.clone(),
                 _ => None,
             },
         }
@@ -112,7 +115,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = Config::load(&cli.overrides())?;
     match cli.command {
         Command::Index => index(&config),
-        Command::Serve { .. } => serve(config),
+        Command::Serve { watch, .. } => serve(config, watch),
         Command::Ask {
             lesson,
             json,
@@ -154,7 +157,7 @@ fn index(config: &Config) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn serve(config: Config) -> anyhow::Result<ExitCode> {
+fn serve(config: Config, watch: bool) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async move {
         let listener = tokio::net::TcpListener::bind(config.addr)
             .await
@@ -187,6 +190,13 @@ fn serve(config: Config) -> anyhow::Result<ExitCode> {
                     "ready"
                 );
                 loader_state.set_tutor(loaded.tutor);
+                if watch {
+                    tokio::runtime::Handle::current().spawn(app::watch(
+                        loader_config.clone(),
+                        loader_state.clone(),
+                        std::time::Duration::from_millis(500),
+                    ));
+                }
             }
             Err(error) => {
                 let _ = failed_tx.send(error);

@@ -183,6 +183,16 @@ impl Tutor {
         }
     }
 
+    /// The same tutor (model, slots, limits) over a reloaded catalog and prompts: requests in
+    /// flight keep the old one; new requests get this one.
+    pub fn reloaded(&self, retriever: Arc<Retriever>, prompts: Arc<Prompts>) -> Tutor {
+        Tutor {
+            retriever,
+            prompts,
+            ..self.clone()
+        }
+    }
+
     /// Sets the word limit of an easy question (for routing).
     pub fn with_easy_max_words(mut self, words: usize) -> Tutor {
         self.easy_max_words = words;

@@ -29,6 +29,8 @@ pub struct Catalog {
     pub lessons: Vec<Arc<Lesson>>,
     by_id: HashMap<String, usize>,
     pub problems: Vec<Problem>,
+    /// The file each lesson came from.
+    sources: HashMap<String, PathBuf>,
 }
 
 impl Catalog {
@@ -52,6 +54,15 @@ impl Catalog {
             first_path.insert(lesson.id.clone(), path);
             kept.push(Arc::new(lesson));
         }
+        Catalog::assemble(kept, problems, first_path)
+    }
+
+    /// Sorts, resolves `related` ids, indexes by id.
+    fn assemble(
+        mut kept: Vec<Arc<Lesson>>,
+        mut problems: Vec<Problem>,
+        sources: HashMap<String, PathBuf>,
+    ) -> Catalog {
         kept.sort_by(|a, b| a.id.cmp(&b.id));
         let ids: std::collections::HashSet<String> = kept.iter().map(|l| l.id.clone()).collect();
         for lesson in &mut kept {
@@ -75,7 +86,34 @@ impl Catalog {
             lessons: kept,
             by_id,
             problems,
+            sources,
         }
+    }
+
+    /// Keeps serving the last good version of lessons whose file is broken now: for every
+    /// problem with a lesson file that `previous` had loaded from the same path, that lesson
+    /// stays (the problem is still reported).
+    pub fn keeping_last_good(self, previous: &Catalog) -> Catalog {
+        let mut lessons = self.lessons;
+        let mut sources = self.sources;
+        for problem in &self.problems {
+            let Some((id, _)) = previous
+                .sources
+                .iter()
+                .find(|(_, path)| **path == problem.path)
+            else {
+                continue;
+            };
+            if sources.contains_key(id) {
+                continue;
+            }
+            if let Some(lesson) = previous.get(id) {
+                tracing::warn!(lesson = %id, "{problem}; serving its last good version");
+                lessons.push(lesson.clone());
+                sources.insert(id.clone(), problem.path.clone());
+            }
+        }
+        Catalog::assemble(lessons, self.problems, sources)
     }
 
     /// The lesson with this id.

@@ -161,3 +161,92 @@ fn check_fails_and_names_the_broken_file_and_the_failing_question() {
     assert!(stdout.contains("1 passed, 1 failed"), "{stdout}");
     assert!(stdout.contains("FAIL"), "{stdout}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_accepting_lets_streams_in_flight_finish_and_exits_zero() {
+    use crate::helpers::{Behaviour, FakeModel, parse_sse};
+    use std::time::Duration;
+    let model = FakeModel::start(Behaviour::SlowStream {
+        chunks: 10,
+        delay: Duration::from_millis(100),
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("free port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let lessons = sample_lessons();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tutor"))
+        .current_dir(dir.path())
+        .env("OPENAI_BASE_URL", format!("http://{}/v1", model.addr))
+        .env("OPENAI_API_KEY", "test")
+        .env("TUTOR_MODEL", "fake-model")
+        .args([
+            "--lessons",
+            lessons.to_str().expect("path"),
+            "--index",
+            "idx",
+            "serve",
+            "--addr",
+        ])
+        .arg(format!("127.0.0.1:{port}"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("tutor starts");
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut ready = false;
+    for _ in 0..200 {
+        if client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ready, "the server became ready");
+    let mut stream = client
+        .post(format!("{base}/v1/chat"))
+        .header("accept", "text/event-stream")
+        .json(&serde_json::json!({"lesson_id": "hybrid-routing", "message": "What are fallbacks for?"}))
+        .send()
+        .await
+        .expect("stream starts");
+    let mut body =
+        String::from_utf8_lossy(&stream.chunk().await.expect("reads").expect("first event"))
+            .into_owned();
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let refused = reqwest::Client::new()
+        .get(format!("{base}/healthz"))
+        .send()
+        .await;
+    assert!(refused.is_err(), "no new connections after SIGTERM");
+
+    while let Some(chunk) = stream
+        .chunk()
+        .await
+        .expect("the stream in flight keeps going")
+    {
+        body.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let events = parse_sse(&body);
+    assert_eq!(
+        events.last().expect("events").0,
+        "done",
+        "the answer in flight finished: {body}"
+    );
+    let status = child.wait().expect("exits");
+    assert!(status.success(), "exit status {status}");
+}

@@ -264,7 +264,7 @@ pub fn config(index: &tempfile::TempDir) -> Config {
 pub struct App {
     pub base: String,
     pub client: reqwest::Client,
-    _state: AppState,
+    state: AppState,
     _index: tempfile::TempDir,
 }
 
@@ -304,12 +304,16 @@ pub async fn spawn_app_with(
     App {
         base: format!("http://{addr}"),
         client: reqwest::Client::new(),
-        _state: state,
+        state,
         _index: index,
     }
 }
 
 impl App {
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+
     pub async fn chat(&self, body: Value) -> (u16, Value) {
         let response = self
             .client

@@ -8,4 +8,5 @@ mod faults;
 mod helpers;
 mod model;
 mod openapi;
+mod reload;
 mod retrieval;

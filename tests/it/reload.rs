@@ -1,0 +1,164 @@
+//! Live reload: lessons and prompts edited while the tutor serves, under load.
+
+use crate::helpers::{sample_lessons, spawn_app_with};
+use serde_json::{Value, json};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy");
+    }
+}
+
+async fn wait_for(mut check: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn edits_are_served_within_a_second_with_no_failed_request_and_broken_edits_keep_the_last_good_version()
+ {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lessons = dir.path().join("lessons");
+    let prompts = dir.path().join("prompts");
+    copy_dir(&sample_lessons(), &lessons);
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts"),
+        &prompts,
+    );
+    let (lessons_dir, prompts_dir) = (lessons.clone(), prompts.clone());
+    let config_slot = Arc::new(std::sync::Mutex::new(None));
+    let slot = config_slot.clone();
+    let app = spawn_app_with(
+        None,
+        move |mut config| {
+            config.lessons_dir = lessons_dir;
+            config.prompts_dir = prompts_dir;
+            *slot.lock().expect("lock") = Some(config.clone());
+            config
+        },
+        |state| state,
+    )
+    .await;
+    let config = config_slot
+        .lock()
+        .expect("lock")
+        .take()
+        .expect("config captured");
+    tokio::spawn(tutor::app::watch(
+        config,
+        app.state(),
+        Duration::from_millis(100),
+    ));
+
+    // Load: eight clients asking without pause for the whole test.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (done, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        let (client, url) = (app.client.clone(), format!("{}/v1/chat", app.base));
+        let (stop, done, failed) = (stop.clone(), done.clone(), failed.clone());
+        clients.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let response = client
+                    .post(&url)
+                    .json(&json!({"lesson_id": "hybrid-routing", "message": "What are fallbacks for?"}))
+                    .send()
+                    .await;
+                match response {
+                    Ok(r) if r.status() == 200 => done.fetch_add(1, Ordering::Relaxed),
+                    _ => failed.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        }));
+    }
+
+    let ask = |message: &'static str| {
+        let (client, url) = (app.client.clone(), format!("{}/v1/chat", app.base));
+        async move {
+            let response = client
+                .post(url)
+                .json(&json!({"lesson_id": "hybrid-routing", "message": message}))
+                .send()
+                .await
+                .expect("sent");
+            response.json::<Value>().await.expect("json")
+        }
+    };
+    let zebra = "What do zebra crossings teach about routing?";
+    assert_eq!(ask(zebra).await["refused"], true, "not in the lesson yet");
+
+    // An edit: a new section appears.
+    let path = lessons.join("hybrid-routing.md");
+    let original = std::fs::read_to_string(&path).expect("read");
+    std::fs::write(
+        &path,
+        format!("{original}\n## Zebra crossings\n\nZebra crossings teach routing: every walker waits for a clear signal before crossing.\n"),
+    )
+    .expect("write");
+    let edited = Instant::now();
+    assert!(
+        wait_for(async || ask(zebra).await["refused"] == false).await,
+        "the edit is served"
+    );
+    assert!(
+        edited.elapsed() < Duration::from_secs(2),
+        "served within about a second"
+    );
+
+    // A broken edit: reported, and the last good version keeps serving.
+    std::fs::write(&path, format!("---\ntitle: [broken\n---\n{original}")).expect("write");
+    assert!(
+        wait_for(async || {
+            let page = app
+                .client
+                .get(format!("{}/", app.base))
+                .send()
+                .await
+                .expect("sent");
+            page.text()
+                .await
+                .expect("html")
+                .contains("hybrid-routing.md")
+        })
+        .await,
+        "the broken file is reported on the catalog page"
+    );
+    let still = ask(zebra).await;
+    assert_eq!(
+        still["refused"], false,
+        "the last good version still serves: {still}"
+    );
+
+    // A prompt edit is picked up too.
+    std::fs::write(prompts.join("refusal.j2"), "Not in this lesson, sorry.").expect("write");
+    assert!(
+        wait_for(
+            async || ask("How do I bake bread?").await["answer"] == "Not in this lesson, sorry."
+        )
+        .await,
+        "the prompt edit is served"
+    );
+
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.await.expect("client task");
+    }
+    assert!(done.load(Ordering::Relaxed) > 50, "the load ran");
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "no request failed during the swaps"
+    );
+}
