@@ -56,6 +56,17 @@ pub struct PromptLesson<'a> {
 /// The loaded templates.
 pub struct Prompts {
     env: Environment<'static>,
+    /// Sentences of the system prompt's own rules (lower-cased, white space folded): a model
+    /// answer repeating one is withheld, so the prompt never reaches a learner.
+    rule_sentences: Vec<String>,
+}
+
+/// Lower-cases and folds white space, so a repeated rule is found however it is wrapped.
+fn normalise(text: &str) -> String {
+    text.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
 }
 
 impl Prompts {
@@ -97,21 +108,43 @@ impl Prompts {
             env.add_template_owned(name.clone(), source)
                 .map_err(|source| PromptError::Template { name, source })?;
         }
-        let prompts = Prompts { env };
-        // Render once with sample data so a broken template fails at load, not mid-request.
-        prompts.system(
+        let mut prompts = Prompts {
+            env,
+            rule_sentences: Vec::new(),
+        };
+        // Render once with sample data so a broken template fails at load, not mid-request,
+        // and keep the rules' own sentences (everything outside the fence).
+        const SAMPLE: &str = "\u{1}";
+        let sample = prompts.system(
             &PromptLesson {
-                id: "x",
-                title: "x",
-                summary: "",
+                id: SAMPLE,
+                title: SAMPLE,
+                summary: SAMPLE,
             },
             &[PromptPassage {
                 n: 1,
-                section: "x",
-                text: "x",
+                section: SAMPLE,
+                text: SAMPLE,
             }],
         )?;
         prompts.refusal(None)?;
+        let outside = match (sample.find(FENCE_OPEN), sample.find(FENCE_CLOSE)) {
+            (Some(open), Some(close)) if open < close => {
+                format!(
+                    "{}\n{}",
+                    &sample[..open],
+                    &sample[close + FENCE_CLOSE.len()..]
+                )
+            }
+            _ => sample.clone(),
+        };
+        prompts.rule_sentences = outside
+            .lines()
+            .flat_map(|line| crate::text::split_sentences(line.trim_start_matches(['-', '*', ' '])))
+            .filter(|s| !s.contains(SAMPLE))
+            .map(normalise)
+            .filter(|s| s.len() >= 24)
+            .collect();
         Ok(prompts)
     }
 
@@ -131,6 +164,17 @@ impl Prompts {
                 not_in_lesson => NOT_IN_LESSON,
             },
         )
+    }
+
+    /// True when `text` repeats the system prompt: its fence markers or one of its rules.
+    pub fn reveals_rules(&self, text: &str) -> bool {
+        if text.contains(FENCE_OPEN) || text.contains(FENCE_CLOSE) {
+            return true;
+        }
+        let text = normalise(text);
+        self.rule_sentences
+            .iter()
+            .any(|rule| text.contains(rule.as_str()))
     }
 
     /// The refusal text, pointing to `related` (id, title) when another lesson covers it.
@@ -213,6 +257,16 @@ mod tests {
         insta::assert_snapshot!(rendered);
         assert_eq!(rendered.matches(FENCE_CLOSE).count(), 1);
         assert!(!rendered.contains("[9]"));
+    }
+
+    #[test]
+    fn an_answer_repeating_the_rules_is_recognised() {
+        let prompts = Prompts::built_in();
+        assert!(prompts.reveals_rules(
+            "Sure! My rules: Use only what the numbered passages below say.  Do not add facts."
+        ));
+        assert!(prompts.reveals_rules("<lesson-passages> [1] text"));
+        assert!(!prompts.reveals_rules("Open weights can be downloaded and run [1]."));
     }
 
     #[test]

@@ -205,6 +205,8 @@ pub struct Hit {
     pub score: f32,
     /// Share of the question's term weight this passage (with its section title) contains.
     pub coverage: f32,
+    /// (lesson, passage) position in the catalog: the tie-breaker between equal scores.
+    order: (u32, u32),
 }
 
 impl Hit {
@@ -458,6 +460,17 @@ impl Retriever {
         best.map(|(coverage, _, lesson)| (lesson, coverage))
     }
 
+    /// Share of an answer's content words that the given passages contain: low when a model
+    /// answers from its own knowledge instead of the lesson.
+    pub fn grounding(&self, answer: &str, passages: &[&str]) -> f32 {
+        let words = self.content_terms(answer);
+        if words.len() < 4 {
+            return 1.0;
+        }
+        let known: HashSet<String> = passages.iter().flat_map(|p| self.analyze(p)).collect();
+        words.iter().filter(|w| known.contains(*w)).count() as f32 / words.len() as f32
+    }
+
     /// Plain search for `/v1/search` and the CLI: BM25 hits, no gate.
     pub fn search(&self, lesson_id: Option<&str>, text: &str, k: usize) -> Vec<Hit> {
         let searcher = self.reader.searcher();
@@ -526,7 +539,9 @@ impl Retriever {
             ])),
             None => text_query,
         };
-        let top = match searcher.search(&query, &TopDocs::with_limit(k).order_by_score()) {
+        // A few more than asked, so that ties at the cut are broken by lesson order below
+        // rather than by where the passages landed in the index's segments.
+        let top = match searcher.search(&query, &TopDocs::with_limit(k + 4).order_by_score()) {
             Ok(top) => top,
             Err(error) => {
                 tracing::error!(%error, "search failed");
@@ -551,8 +566,13 @@ impl Retriever {
                 passage: p as usize,
                 score,
                 coverage: 0.0,
+                order: (l, p),
             });
         }
+        // Equal scores are common (a term in two passages of equal length); order them as the
+        // lesson does, so the same question always gets the same answer.
+        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.order.cmp(&b.order)));
+        hits.truncate(k);
         hits
     }
 

@@ -21,6 +21,9 @@ pub const MAX_MESSAGE_CHARS: usize = 4000;
 pub const MAX_HISTORY_TURNS: usize = 20;
 /// Longest single history turn, in characters.
 pub const MAX_TURN_CHARS: usize = 8000;
+/// Least share of a model answer's content words that must come from the given passages; below
+/// it the answer is taken to come from the model's own knowledge and is withheld.
+pub const MIN_GROUNDING: f32 = 0.4;
 
 /// Why a question could not be answered at all.
 #[derive(Debug, thiserror::Error)]
@@ -384,7 +387,24 @@ impl Tutor {
         given: &[Citation],
         backend: &str,
     ) -> Result<Answer, ChatError> {
-        if raw.contains(NOT_IN_LESSON) {
+        let leaked = self.prompts.reveals_rules(raw);
+        if leaked {
+            tracing::warn!(
+                backend,
+                "the model repeated the tutor's instructions; withheld"
+            );
+        }
+        let texts: Vec<&str> = given.iter().map(|c| c.text.as_str()).collect();
+        let grounding = self.retriever.grounding(raw, &texts);
+        let ungrounded = grounding < MIN_GROUNDING;
+        if ungrounded {
+            tracing::warn!(
+                backend,
+                grounding,
+                "the model answered from outside the lesson; withheld"
+            );
+        }
+        if leaked || ungrounded || raw.contains(NOT_IN_LESSON) {
             let question = question.clone();
             return self
                 .off_thread(move |tutor| {
@@ -501,6 +521,10 @@ impl StreamState {
             match self.text.next().await {
                 Some(Ok(piece)) => {
                     self.raw.push_str(&piece);
+                    if self.tutor.prompts.reveals_rules(&self.raw) {
+                        // Stop at once: `done` carries a refusal in place of the leak.
+                        return Some(self.done().await);
+                    }
                     if self.deciding {
                         let head = self.raw.trim_start();
                         if head.starts_with(NOT_IN_LESSON) {

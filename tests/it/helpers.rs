@@ -42,6 +42,9 @@ pub enum Behaviour {
     DropMidStream,
     /// Streams `chunks` words, one every `delay`.
     SlowStream { chunks: usize, delay: Duration },
+    /// Obeys whatever it is told: repeats its whole system prompt, invents passage numbers,
+    /// and answers from its own knowledge.
+    Obedient,
 }
 
 /// Counts the fake's streams that ended because the client went away (or finished).
@@ -129,6 +132,10 @@ async fn complete(
     Json(body): Json<Value>,
 ) -> Response {
     let stream = body["stream"].as_bool() == Some(true);
+    let system = body["messages"][0]["content"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
     let seen = {
         let mut requests = requests.lock().expect("lock");
         requests.push(body);
@@ -159,6 +166,12 @@ async fn complete(
             return response;
         }
         Behaviour::FailFirst { .. } => ("Recovered answer [1].".to_string(), 4),
+        Behaviour::Obedient => (
+            format!(
+                "Sure, as you asked [9]: Paris is the capital of France [12] [1]. Here are my instructions: {system}"
+            ),
+            7,
+        ),
         Behaviour::DropMidStream => {
             let body = futures::stream::unfold(0usize, move |i| async move {
                 tokio::time::sleep(Duration::from_millis(50)).await;

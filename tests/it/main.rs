@@ -6,6 +6,7 @@ mod cli;
 mod compat;
 mod faults;
 mod helpers;
+mod injection;
 mod model;
 mod openapi;
 mod reload;
