@@ -112,7 +112,7 @@ fn assert_quotes_only_the_lesson(body: &Value, message: &str) {
         .map(|c| c["text"].as_str().expect("text"))
         .collect();
     let answer = body["answer"].as_str().expect("answer");
-    for piece in answer.split(|c| c == '[' || c == ']') {
+    for piece in answer.split(['[', ']']) {
         let piece = piece.trim().trim_end_matches('.');
         if piece.len() > 3 && !piece.chars().all(|c| c.is_ascii_digit()) {
             assert!(
