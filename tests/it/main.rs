@@ -10,5 +10,5 @@ mod injection;
 mod model;
 mod openapi;
 mod reload;
-mod robust;
 mod retrieval;
+mod robust;

@@ -12,7 +12,9 @@ fn json_value() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(|n| json!(n)),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| json!(f)),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(|f| json!(f)),
         Just(json!(u64::MAX)),
         "\\PC{0,40}".prop_map(Value::String),
         Just(Value::String("x".repeat(5000))),
@@ -64,7 +66,11 @@ fn random_bodies_never_cause_a_5xx_or_a_panic() {
     ];
     runner
         .run(&(bodies, paths), |(body, path)| {
-            let method = if path.starts_with("/v1/search") { "GET" } else { "POST" };
+            let method = if path.starts_with("/v1/search") {
+                "GET"
+            } else {
+                "POST"
+            };
             let request = Request::builder()
                 .method(method)
                 .uri(path)
