@@ -14,6 +14,7 @@
 //!   extractive answerer.
 //! - [`chat`]: [`chat::Tutor`] ties them together: retrieve → refuse, or prompt → model →
 //!   check citations → answer (whole or streamed).
+//! - [`telemetry`]: Prometheus metrics.
 //! - [`http`]: the axum router of API.md, pages and widget; [`cli`]: the `tutor` commands;
 //!   [`config`]: layered configuration; [`app`]: start-up shared by the commands.
 
@@ -27,4 +28,5 @@ pub mod lessons;
 pub mod llm;
 pub mod prompts;
 pub mod retrieve;
+pub mod telemetry;
 pub mod text;

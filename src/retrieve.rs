@@ -230,6 +230,18 @@ pub enum GateReason {
     BetterElsewhere,
 }
 
+impl GateReason {
+    /// The reason as a stable word, for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GateReason::Covered => "covered",
+            GateReason::NoSearchableWords => "no_searchable_words",
+            GateReason::NotCovered => "not_covered",
+            GateReason::BetterElsewhere => "better_elsewhere",
+        }
+    }
+}
+
 /// Retrieval results plus the gate's decision.
 #[derive(Debug, Clone)]
 pub struct Retrieval {

@@ -9,6 +9,7 @@ use crate::lessons::{Lesson, Passage};
 use crate::llm::{ChatModel, ModelError, ModelRequest, NumberedPassage, TextStream, Turn};
 use crate::prompts::{NOT_IN_LESSON, PromptError, PromptLesson, PromptPassage, Prompts};
 use crate::retrieve::{GateReason, Retrieval, Retriever};
+use crate::telemetry;
 use citations::{CitationFilter, filter_answer};
 use futures::StreamExt;
 use futures::stream::BoxStream;
@@ -265,10 +266,14 @@ impl Tutor {
             .filter(|t| t.role == crate::llm::Role::User)
             .map(|t| t.content.clone())
             .collect();
+        let started = std::time::Instant::now();
         let retrieval = self
             .retriever
             .retrieve(&lesson.id, &question.message, &history);
+        telemetry::retrieval(started.elapsed().as_secs_f64());
+        telemetry::gate(retrieval.covered, retrieval.reason.as_str());
         if !retrieval.covered {
+            telemetry::refusal(retrieval.reason.as_str());
             let refusal = self.refusal(&question.message, &lesson, retrieval.reason)?;
             return Ok(Plan {
                 retrieval,
@@ -372,7 +377,17 @@ impl Tutor {
         }
         let request = request.ok_or_else(|| ChatError::Internal("no model request".to_string()))?;
         let _slot = self.model_slot().await?;
-        let reply = self.model.complete(&request).await?;
+        let started = std::time::Instant::now();
+        let reply = self
+            .model
+            .complete(&request)
+            .await
+            .inspect_err(|e| record_model_error(&self.model.name(), e))?;
+        let seconds = started.elapsed().as_secs_f64();
+        telemetry::model_call(&reply.backend, "ok");
+        telemetry::model_first_token(&reply.backend, seconds);
+        telemetry::model_total(&reply.backend, seconds);
+        telemetry::model_tokens(&reply.backend, prompt_tokens(&request), tokens(&reply.text));
         let answer = self
             .finish(&question, &reply.text, &citations, &reply.backend)
             .await?;
@@ -405,6 +420,13 @@ impl Tutor {
             );
         }
         if leaked || ungrounded || raw.contains(NOT_IN_LESSON) {
+            telemetry::refusal(if leaked {
+                "model_repeated_rules"
+            } else if ungrounded {
+                "model_ungrounded"
+            } else {
+                "model_not_in_lesson"
+            });
             let question = question.clone();
             return self
                 .off_thread(move |tutor| {
@@ -457,8 +479,19 @@ impl Tutor {
             .request
             .ok_or_else(|| ChatError::Internal("no model request".to_string()))?;
         let slot = self.model_slot().await?;
-        let reply = self.model.stream(&request).await?;
+        let started = std::time::Instant::now();
+        let reply = self
+            .model
+            .stream(&request)
+            .await
+            .inspect_err(|e| record_model_error(&self.model.name(), e))?;
+        telemetry::model_call(&reply.backend, "ok");
+        telemetry::model_first_token(&reply.backend, started.elapsed().as_secs_f64());
+        let prompt_tokens = prompt_tokens(&request);
         let state = StreamState {
+            _in_flight: telemetry::StreamInFlight::start(),
+            started,
+            prompt_tokens,
             _slot: slot,
             backend: reply.backend,
             tutor: self.clone(),
@@ -484,6 +517,11 @@ impl Tutor {
 
 /// The state of one streamed answer.
 struct StreamState {
+    /// Counts this stream in `tutor_streams_in_flight` until it is dropped.
+    _in_flight: telemetry::StreamInFlight,
+    /// When the model call began.
+    started: std::time::Instant,
+    prompt_tokens: u64,
     /// Held until the answer ends (or the learner leaves and the stream is dropped).
     _slot: Option<tokio::sync::OwnedSemaphorePermit>,
     /// Which model is answering.
@@ -550,6 +588,7 @@ impl StreamState {
                 }
                 Some(Err(error)) => {
                     self.finished = true;
+                    record_model_error(&self.backend, &error);
                     return Some(ChatEvent::Error(ChatError::Model(error)));
                 }
                 None => {
@@ -581,6 +620,8 @@ impl StreamState {
 
     async fn done(&mut self) -> ChatEvent {
         self.finished = true;
+        telemetry::model_total(&self.backend, self.started.elapsed().as_secs_f64());
+        telemetry::model_tokens(&self.backend, self.prompt_tokens, tokens(&self.raw));
         // Drop the upstream request now: nothing more of it will be shown.
         self.text = Box::pin(futures::stream::empty());
         match self
@@ -597,6 +638,29 @@ impl StreamState {
             Err(error) => ChatEvent::Error(error),
         }
     }
+}
+
+/// A rough token count (about four characters a token).
+fn tokens(text: &str) -> u64 {
+    (text.chars().count() as u64).div_ceil(4)
+}
+
+fn prompt_tokens(request: &ModelRequest) -> u64 {
+    tokens(&request.system)
+        + tokens(&request.message)
+        + request
+            .history
+            .iter()
+            .map(|t| tokens(&t.content))
+            .sum::<u64>()
+}
+
+fn record_model_error(backend: &str, error: &ModelError) {
+    let outcome = match error {
+        ModelError::Timeout(_) => "timeout",
+        ModelError::Upstream(_) => "error",
+    };
+    telemetry::model_call(backend, outcome);
 }
 
 fn citation(n: usize, lesson: &Lesson, passage: &Passage) -> Citation {

@@ -321,6 +321,18 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
+/// Service metrics in Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, content_type = "text/plain; version=0.0.4", description = "Prometheus text exposition")))]
+pub async fn metrics() -> Response {
+    let mut response = crate::telemetry::render().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}
+
 /// Unknown paths.
 pub async fn not_found() -> ApiError {
     ApiError::not_found("no such endpoint; see GET /v1/lessons, POST /v1/chat, GET /v1/search")

@@ -53,6 +53,7 @@ pub struct AppState {
 impl AppState {
     /// State with no tutor yet (`/readyz` answers 503 until [`AppState::set_tutor`]).
     pub fn new(cors_origins: Vec<String>) -> AppState {
+        crate::telemetry::install();
         AppState {
             tutor: Arc::new(RwLock::new(None)),
             cors_origins: Arc::new(cors_origins),
@@ -128,6 +129,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .with_state(state)
+        .layer(middleware::from_fn(track))
         // Outermost of the routing layers, so preflights are answered before method routing.
         .layer(cors)
         .layer(CompressionLayer::new())
@@ -180,6 +182,7 @@ pub fn documented_routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(pages::stylesheet))
         .routes(routes!(pages::openapi_json))
         .routes(routes!(pages::docs))
+        .routes(routes!(api::metrics))
 }
 
 /// Wraps API routes in, from the outside in: the origin check, keys, then rate limits.
@@ -206,6 +209,25 @@ fn guarded(routes: OpenApiRouter<AppState>, state: &AppState) -> OpenApiRouter<A
             guard::authenticate,
         ))
         .route_layer(middleware::from_fn_with_state(state.clone(), check_origin))
+}
+
+/// Counts every request by route template (never the raw path), method and status.
+async fn track(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_string();
+    let method = request.method().as_str().to_string();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    crate::telemetry::request(
+        &route,
+        &method,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    response
 }
 
 /// Refuses, clearly, browser requests from origins that are neither the tutor's own nor

@@ -82,6 +82,7 @@ impl ChatModel for Chain {
                 match provider.model.complete(request).await {
                     Ok(reply) => return Ok(reply),
                     Err(error) => {
+                        crate::telemetry::model_call(&provider.model.name(), "error");
                         tracing::warn!(provider = %provider.name, %error, "provider failed; trying the next");
                         last = Some(error);
                     }
@@ -106,6 +107,7 @@ impl ChatModel for Chain {
                 match provider.model.stream(request).await {
                     Ok(reply) => return Ok(reply),
                     Err(error) => {
+                        crate::telemetry::model_call(&provider.model.name(), "error");
                         tracing::warn!(provider = %provider.name, %error, "provider failed before its first word; trying the next");
                         last = Some(error);
                     }

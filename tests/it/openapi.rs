@@ -33,6 +33,7 @@ async fn every_route_is_in_the_openapi_document_and_every_documented_route_is_se
         "GET /docs",
         "GET /healthz",
         "GET /lessons/{id}",
+        "GET /metrics",
         "GET /openapi.json",
         "GET /page.css",
         "GET /readyz",

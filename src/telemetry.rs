@@ -1,0 +1,122 @@
+//! Service metrics (the `metrics` facade, rendered in Prometheus text format at `GET /metrics`
+//! by metrics-exporter-prometheus): requests by route and status, latencies, gate decisions and
+//! refusals by reason, model calls, errors and tokens by backend, streams in flight, dropped log
+//! writes.
+//!
+//! Label values are always bounded: route templates (never raw paths), configured backend
+//! names, fixed reason words. No question text and no lesson id from user input.
+
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+
+/// Latency buckets, in seconds: from a fast retrieval to a slow model.
+const BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0,
+];
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the process-wide recorder once; later calls return the same handle.
+pub fn install() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".to_string()), BUCKETS)
+                .ok()?;
+            match builder.install_recorder() {
+                Ok(handle) => Some(handle),
+                Err(error) => {
+                    tracing::warn!(%error, "metrics recorder not installed");
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
+
+/// The Prometheus text exposition of every metric.
+pub fn render() -> String {
+    match install() {
+        Some(handle) => {
+            handle.run_upkeep();
+            handle.render()
+        }
+        None => String::new(),
+    }
+}
+
+/// One HTTP request, by route template, method and status.
+pub fn request(route: &str, method: &str, status: u16, seconds: f64) {
+    let labels = [
+        ("route", route.to_string()),
+        ("method", method.to_string()),
+        ("status", status.to_string()),
+    ];
+    counter!("tutor_http_requests_total", &labels).increment(1);
+    histogram!("tutor_http_request_duration_seconds", "route" => route.to_string()).record(seconds);
+}
+
+/// Time spent retrieving and gating one question.
+pub fn retrieval(seconds: f64) {
+    histogram!("tutor_retrieval_seconds").record(seconds);
+}
+
+/// The gate's decision.
+pub fn gate(answered: bool, reason: &'static str) {
+    let decision = if answered { "answer" } else { "refuse" };
+    counter!("tutor_gate_decisions_total", "decision" => decision, "reason" => reason).increment(1);
+}
+
+/// A refusal, by why: the gate's reasons, or the model's (`model_not_in_lesson`,
+/// `model_repeated_rules`, `model_ungrounded`).
+pub fn refusal(reason: &'static str) {
+    counter!("tutor_refusals_total", "reason" => reason).increment(1);
+}
+
+/// A model call and how it ended (`ok`, `error`, `timeout`).
+pub fn model_call(backend: &str, outcome: &'static str) {
+    counter!("tutor_model_calls_total", "backend" => backend.to_string(), "outcome" => outcome)
+        .increment(1);
+}
+
+/// Time to a model's first words.
+pub fn model_first_token(backend: &str, seconds: f64) {
+    histogram!("tutor_model_first_token_seconds", "backend" => backend.to_string()).record(seconds);
+}
+
+/// A model's whole answer time.
+pub fn model_total(backend: &str, seconds: f64) {
+    histogram!("tutor_model_seconds", "backend" => backend.to_string()).record(seconds);
+}
+
+/// Tokens (estimated at four characters a token) sent to and received from a model.
+pub fn model_tokens(backend: &str, prompt: u64, completion: u64) {
+    counter!("tutor_model_tokens_total", "backend" => backend.to_string(), "kind" => "prompt")
+        .increment(prompt);
+    counter!("tutor_model_tokens_total", "backend" => backend.to_string(), "kind" => "completion")
+        .increment(completion);
+}
+
+/// A conversation-log record dropped because the writer's queue was full.
+pub fn log_dropped() {
+    counter!("tutor_log_writes_dropped_total").increment(1);
+}
+
+/// Counts a stream in flight from creation to drop (finished, failed or abandoned).
+pub struct StreamInFlight;
+
+impl StreamInFlight {
+    /// Starts counting one stream.
+    pub fn start() -> StreamInFlight {
+        gauge!("tutor_streams_in_flight").increment(1.0);
+        StreamInFlight
+    }
+}
+
+impl Drop for StreamInFlight {
+    fn drop(&mut self) {
+        gauge!("tutor_streams_in_flight").decrement(1.0);
+    }
+}

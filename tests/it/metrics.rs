@@ -1,0 +1,99 @@
+//! `/metrics`, read with a real Prometheus text-format parser: counters move as requests are
+//! made, and labels stay bounded.
+
+use crate::helpers::{App, spawn_app};
+use prometheus_parse::{Scrape, Value};
+use serde_json::json;
+
+async fn scrape(app: &App) -> Scrape {
+    let text = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .expect("sent")
+        .text()
+        .await
+        .expect("text");
+    Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("valid Prometheus text")
+}
+
+/// The sum of a metric's samples whose labels include all of `labels` (histograms: the count).
+fn total(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == metric)
+        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match &s.value {
+            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
+            Value::Histogram(buckets) => buckets.last().map_or(0.0, |b| b.count),
+            Value::Summary(_) => 0.0,
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn counters_move_as_questions_are_asked_and_labels_stay_bounded() {
+    let app = spawn_app(None).await;
+    let before = scrape(&app).await;
+    let questions = ["What are fallbacks for?", "How do I bake zqxjk bread?"];
+    for message in questions {
+        app.chat(json!({"lesson_id": "hybrid-routing", "message": message}))
+            .await;
+    }
+    app.chat(json!({"lesson_id": "no-such-lesson-zqxjk", "message": "hi"}))
+        .await;
+    app.client
+        .get(format!("{}/nowhere/zqxjk", app.base))
+        .send()
+        .await
+        .expect("sent");
+    let after = scrape(&app).await;
+
+    let grew = |metric: &str, labels: &[(&str, &str)], by: f64| {
+        let (a, b) = (
+            total(&before, metric, labels),
+            total(&after, metric, labels),
+        );
+        assert!(b - a >= by, "{metric} {labels:?}: {a} -> {b}");
+    };
+    grew(
+        "tutor_http_requests_total",
+        &[("route", "/v1/chat"), ("status", "200")],
+        2.0,
+    );
+    grew(
+        "tutor_http_requests_total",
+        &[("route", "/v1/chat"), ("status", "404")],
+        1.0,
+    );
+    grew(
+        "tutor_http_requests_total",
+        &[("route", "unmatched"), ("status", "404")],
+        1.0,
+    );
+    grew(
+        "tutor_http_request_duration_seconds",
+        &[("route", "/v1/chat")],
+        3.0,
+    );
+    grew("tutor_retrieval_seconds", &[], 2.0);
+    grew("tutor_gate_decisions_total", &[("decision", "answer")], 1.0);
+    grew("tutor_gate_decisions_total", &[("decision", "refuse")], 1.0);
+    grew("tutor_refusals_total", &[], 1.0);
+    grew(
+        "tutor_model_calls_total",
+        &[("backend", "extractive"), ("outcome", "ok")],
+        1.0,
+    );
+
+    for sample in &after.samples {
+        for value in sample.labels.values() {
+            assert!(
+                !value.contains("zqxjk"),
+                "user input leaked into a label: {sample:?}"
+            );
+        }
+    }
+}
