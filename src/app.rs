@@ -96,6 +96,14 @@ pub fn load(config: &Config) -> anyhow::Result<Loaded> {
     if let Some(words) = config.routing.easy_max_words {
         tutor = tutor.with_easy_max_words(words);
     }
+    if let Some(path) = &config.log {
+        let store = crate::conversation_log::SqliteStore::open(path)
+            .context("cannot open the conversation log")?;
+        tutor = tutor.with_logger(crate::conversation_log::Logger::start(
+            Arc::new(store),
+            config.log_retention,
+        ));
+    }
     Ok(Loaded {
         tutor,
         problems,

@@ -137,6 +137,9 @@ struct FileConfig {
     limits: Option<RateLimits>,
     max_model_calls: Option<usize>,
     model_queue_secs: Option<f64>,
+    /// The conversation log's SQLite file; absent: no log.
+    log: Option<PathBuf>,
+    log_retention_days: Option<u32>,
     lessons: Option<PathBuf>,
     index: Option<PathBuf>,
     prompts: Option<PathBuf>,
@@ -174,6 +177,10 @@ pub struct Config {
     pub max_model_calls: usize,
     /// How long a question waits for a model slot before `503 overloaded`.
     pub model_queue: Duration,
+    /// The conversation log's database (`None`: no log, the default).
+    pub log: Option<PathBuf>,
+    /// Records older than this are pruned.
+    pub log_retention: Duration,
 }
 
 /// Reads an environment variable, treating an empty value as unset.
@@ -358,6 +365,15 @@ impl Config {
                 .unwrap_or(1024)
                 .max(1),
             model_queue: seconds(file.model_queue_secs, 2.0, "model_queue_secs")?,
+            log: env("TUTOR_LOG_DB").map(PathBuf::from).or(file.log),
+            log_retention: Duration::from_secs(
+                u64::from(
+                    env("TUTOR_LOG_RETENTION_DAYS")
+                        .and_then(|d| d.parse().ok())
+                        .or(file.log_retention_days)
+                        .unwrap_or(30),
+                ) * 86_400,
+            ),
         })
     }
 }

@@ -22,6 +22,7 @@ pub mod app;
 pub mod chat;
 pub mod cli;
 pub mod config;
+pub mod conversation_log;
 pub mod http;
 pub mod index;
 pub mod lessons;

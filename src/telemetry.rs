@@ -99,6 +99,15 @@ pub fn model_tokens(backend: &str, prompt: u64, completion: u64) {
         .increment(completion);
 }
 
+/// A learner's rating of an answer.
+pub fn feedback(rating: crate::conversation_log::Rating) {
+    let rating = match rating {
+        crate::conversation_log::Rating::Up => "up",
+        crate::conversation_log::Rating::Down => "down",
+    };
+    counter!("tutor_feedback_total", "rating" => rating).increment(1);
+}
+
 /// A conversation-log record dropped because the writer's queue was full.
 pub fn log_dropped() {
     counter!("tutor_log_writes_dropped_total").increment(1);

@@ -50,6 +50,8 @@ pub struct Question {
     pub lesson_id: String,
     pub message: String,
     pub history: Vec<Turn>,
+    /// An anonymous id the widget makes per conversation (for the log); never an identity.
+    pub conversation_id: Option<String>,
 }
 
 impl Question {
@@ -89,7 +91,25 @@ impl Question {
             lesson_id,
             message,
             history,
+            conversation_id: None,
         })
+    }
+
+    /// Attaches the widget's anonymous conversation id (up to 64 letters, digits, `-`, `_`).
+    pub fn with_conversation(mut self, id: Option<String>) -> Result<Question, ChatError> {
+        if let Some(id) = &id
+            && (id.is_empty()
+                || id.len() > 64
+                || !id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+        {
+            return Err(ChatError::InvalidMessage(
+                "`conversation_id` must be 1 to 64 letters, digits, `-` or `_`".to_string(),
+            ));
+        }
+        self.conversation_id = id;
+        Ok(self)
     }
 }
 
@@ -116,12 +136,23 @@ pub struct LessonRef {
 /// The answer, as `POST /v1/chat` returns it.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Answer {
+    /// Identifies this answer for feedback (`POST /v1/feedback`).
+    pub answer_id: String,
     pub answer: String,
     pub refused: bool,
     pub citations: Vec<Citation>,
     pub backend: String,
     /// For a refusal: another lesson that covers the question, when one does.
     pub related_lesson: Option<LessonRef>,
+    /// Why it was refused (for the log and metrics; not sent).
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub refusal_reason: Option<&'static str>,
+}
+
+/// A fresh answer id.
+fn answer_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
 }
 
 /// What a streamed answer sends, in order: `Citations`, `Delta`s, then `Done` or `Error`.
@@ -153,6 +184,44 @@ pub struct Tutor {
     created: u64,
     /// Questions of at most this many words, answered by one passage, count as easy.
     easy_max_words: usize,
+    /// Recent answer ids, so feedback on an unknown id is a 404 even with the log off.
+    recent: Arc<RecentAnswers>,
+    /// The conversation log, when it is on.
+    logger: Option<crate::conversation_log::Logger>,
+}
+
+/// A bounded set of the most recent answer ids.
+#[derive(Default)]
+pub struct RecentAnswers {
+    inner: std::sync::Mutex<(
+        std::collections::HashSet<String>,
+        std::collections::VecDeque<String>,
+    )>,
+}
+
+impl RecentAnswers {
+    const CAPACITY: usize = 100_000;
+
+    fn insert(&self, id: &str) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let (set, order) = &mut *inner;
+        if set.insert(id.to_string()) {
+            order.push_back(id.to_string());
+            if order.len() > Self::CAPACITY
+                && let Some(old) = order.pop_front()
+            {
+                set.remove(&old);
+            }
+        }
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .contains(id)
+    }
 }
 
 /// The outcome of retrieval and the gate for one question.
@@ -184,7 +253,66 @@ impl Tutor {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
             easy_max_words: 12,
+            recent: Arc::new(RecentAnswers::default()),
+            logger: None,
         }
+    }
+
+    /// Logs every answer through `logger`.
+    pub fn with_logger(mut self, logger: crate::conversation_log::Logger) -> Tutor {
+        self.logger = Some(logger);
+        self
+    }
+
+    /// The conversation log, when it is on.
+    pub fn logger(&self) -> Option<&crate::conversation_log::Logger> {
+        self.logger.as_ref()
+    }
+
+    /// Records a learner's rating. Returns false when the answer id is unknown.
+    pub fn rate(
+        &self,
+        answer_id: &str,
+        rating: crate::conversation_log::Rating,
+        comment: Option<&str>,
+    ) -> bool {
+        let known = self.recent.contains(answer_id)
+            || self.logger.as_ref().is_some_and(|l| l.knows(answer_id));
+        if !known {
+            return false;
+        }
+        telemetry::feedback(rating);
+        if let Some(logger) = &self.logger {
+            logger.rate(answer_id, rating, comment);
+        }
+        true
+    }
+
+    /// Remembers an answer (for feedback) and logs it when the log is on.
+    fn record(&self, question: &Question, answer: &Answer, started: std::time::Instant) {
+        self.recent.insert(&answer.answer_id);
+        let Some(logger) = &self.logger else {
+            return;
+        };
+        logger.append(crate::conversation_log::Record {
+            answer_id: answer.answer_id.clone(),
+            time: crate::conversation_log::now(),
+            lesson_id: question.lesson_id.clone(),
+            question: crate::conversation_log::redact(&question.message),
+            answer: answer.answer.clone(),
+            refused: answer.refused,
+            refusal_reason: answer.refusal_reason.map(str::to_string),
+            cited: answer
+                .citations
+                .iter()
+                .map(|c| c.passage_id.clone())
+                .collect(),
+            backend: answer.backend.clone(),
+            latency_ms: started.elapsed().as_millis() as u64,
+            conversation_id: question.conversation_id.clone(),
+            rating: None,
+            comment: None,
+        });
     }
 
     /// The same tutor (model, slots, limits) over a reloaded catalog and prompts: requests in
@@ -347,6 +475,8 @@ impl Tutor {
             .prompts
             .refusal(related.as_ref().map(|l| (l.id.as_str(), l.title.as_str())))?;
         Ok(Answer {
+            answer_id: answer_id(),
+            refusal_reason: Some(reason.as_str()),
             answer,
             refused: true,
             citations: Vec::new(),
@@ -365,6 +495,7 @@ impl Tutor {
 
     /// Answers a question in one piece.
     pub async fn ask(&self, question: Question) -> Result<(Answer, Retrieval), ChatError> {
+        let asked = std::time::Instant::now();
         let (plan, question) = self.plan_off_thread(question).await?;
         let Plan {
             retrieval,
@@ -373,6 +504,7 @@ impl Tutor {
             request,
         } = plan;
         if let Some(refusal) = refusal {
+            self.record(&question, &refusal, asked);
             return Ok((refusal, retrieval));
         }
         let request = request.ok_or_else(|| ChatError::Internal("no model request".to_string()))?;
@@ -391,6 +523,7 @@ impl Tutor {
         let answer = self
             .finish(&question, &reply.text, &citations, &reply.backend)
             .await?;
+        self.record(&question, &answer, asked);
         Ok((answer, retrieval))
     }
 
@@ -447,6 +580,8 @@ impl Tutor {
             )));
         }
         Ok(Answer {
+            answer_id: answer_id(),
+            refusal_reason: None,
             answer: text,
             refused: false,
             citations: given
@@ -466,8 +601,10 @@ impl Tutor {
         &self,
         question: Question,
     ) -> Result<BoxStream<'static, ChatEvent>, ChatError> {
+        let asked = std::time::Instant::now();
         let (plan, question) = self.plan_off_thread(question).await?;
         if let Some(refusal) = plan.refusal {
+            self.record(&question, &refusal, asked);
             let events = vec![
                 ChatEvent::Citations(Vec::new()),
                 ChatEvent::Delta(refusal.answer.clone()),
@@ -489,6 +626,7 @@ impl Tutor {
         telemetry::model_first_token(&reply.backend, started.elapsed().as_secs_f64());
         let prompt_tokens = prompt_tokens(&request);
         let state = StreamState {
+            asked,
             _in_flight: telemetry::StreamInFlight::start(),
             started,
             prompt_tokens,
@@ -517,6 +655,8 @@ impl Tutor {
 
 /// The state of one streamed answer.
 struct StreamState {
+    /// When the question arrived.
+    asked: std::time::Instant,
     /// Counts this stream in `tutor_streams_in_flight` until it is dropped.
     _in_flight: telemetry::StreamInFlight,
     /// When the model call began.
@@ -629,13 +769,22 @@ impl StreamState {
             .finish(&self.question, &self.raw, &self.given, &self.backend)
             .await
         {
-            Ok(answer) if answer.refused && self.shown.is_empty() => {
+            Ok(answer) => {
+                self.tutor.record(&self.question, &answer, self.asked);
+                self.done_event(answer)
+            }
+            Err(error) => ChatEvent::Error(error),
+        }
+    }
+
+    fn done_event(&mut self, answer: Answer) -> ChatEvent {
+        match answer {
+            answer if answer.refused && self.shown.is_empty() => {
                 let text = answer.answer.clone();
                 self.queued = Some(ChatEvent::Done(answer));
                 ChatEvent::Delta(text)
             }
-            Ok(answer) => ChatEvent::Done(answer),
-            Err(error) => ChatEvent::Error(error),
+            answer => ChatEvent::Done(answer),
         }
     }
 }

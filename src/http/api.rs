@@ -34,6 +34,20 @@ pub struct ChatRequest {
     /// Stream the answer as Server-Sent Events (also chosen by `Accept: text/event-stream`).
     #[serde(default)]
     stream: Option<bool>,
+    /// An anonymous id for the conversation (the widget makes one), kept in the log when on.
+    #[serde(default)]
+    conversation_id: Option<String>,
+}
+
+/// The body of `POST /v1/feedback`.
+#[derive(Deserialize, ToSchema)]
+pub struct FeedbackRequest {
+    /// The `answer_id` of a chat answer.
+    answer_id: String,
+    rating: crate::conversation_log::Rating,
+    /// An optional short comment (up to 500 characters), usually with "down".
+    #[serde(default)]
+    comment: Option<String>,
 }
 
 /// A section of a lesson.
@@ -156,7 +170,8 @@ async fn chat_inner(state: AppState, headers: HeaderMap, body: Body) -> Result<R
         request.lesson_id,
         request.message,
         request.history.unwrap_or_default(),
-    )?;
+    )?
+    .with_conversation(request.conversation_id)?;
     let tutor = state.tutor()?;
     if !stream {
         let (answer, _) = tutor.ask(question).await?;
@@ -319,6 +334,42 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         .into_response(),
         Err(error) => error.into_response(),
     }
+}
+
+/// Rate an answer up or down (the last rating wins).
+#[utoipa::path(post, path = "/v1/feedback", tag = "tutor", request_body = FeedbackRequest,
+    responses(
+        (status = 200, description = "`{\"status\": \"recorded\"}`"),
+        (status = 400, body = ErrorBody), (status = 404, description = "Unknown answer id", body = ErrorBody),
+        (status = 422, description = "Comment too long", body = ErrorBody),
+    ))]
+pub async fn feedback(State(state): State<AppState>, body: Body) -> Result<Json<Value>, ApiError> {
+    let request: FeedbackRequest = read_json(body).await?;
+    if request
+        .comment
+        .as_ref()
+        .is_some_and(|c| c.chars().count() > 500)
+    {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_message",
+            "`comment` is longer than 500 characters",
+        ));
+    }
+    let tutor = state.tutor()?;
+    let comment = request
+        .comment
+        .as_deref()
+        .map(crate::conversation_log::redact)
+        .filter(|c| !c.trim().is_empty());
+    if !tutor.rate(&request.answer_id, request.rating, comment.as_deref()) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "answer_not_found",
+            "no answer has this `answer_id`",
+        ));
+    }
+    Ok(Json(json!({"status": "recorded"})))
 }
 
 /// Service metrics in Prometheus text format.

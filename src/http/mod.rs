@@ -165,7 +165,8 @@ pub fn documented_routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(api::chat))
         .routes(routes!(api::lessons))
         .routes(routes!(api::lesson))
-        .routes(routes!(api::search));
+        .routes(routes!(api::search))
+        .routes(routes!(api::feedback));
     let compat = OpenApiRouter::new()
         .routes(routes!(compat::models))
         .routes(routes!(compat::model))

@@ -7,6 +7,7 @@ mod compat;
 mod faults;
 mod helpers;
 mod injection;
+mod log;
 mod metrics;
 mod model;
 mod openapi;

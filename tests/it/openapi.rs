@@ -34,6 +34,7 @@ async fn every_route_is_in_the_openapi_document_and_every_documented_route_is_se
         "GET /healthz",
         "GET /lessons/{id}",
         "GET /metrics",
+        "POST /v1/feedback",
         "GET /openapi.json",
         "GET /page.css",
         "GET /readyz",
