@@ -64,6 +64,22 @@ enum Command {
         /// The key (prefer standard input: arguments end up in shell history).
         key: Option<String>,
     },
+    /// Report what learners asked, per lesson and section, from the conversation log: refusal
+    /// and thumbs-down rates, and clusters of questions the lessons could not answer.
+    Report {
+        /// The conversation log (default: `log` from tutor.toml or TUTOR_LOG_DB).
+        #[arg(long, value_name = "FILE")]
+        log: Option<PathBuf>,
+        /// Only this lesson.
+        #[arg(long)]
+        lesson: Option<String>,
+        /// Only questions since this date (YYYY-MM-DD) or this many days (e.g. 7d).
+        #[arg(long)]
+        since: Option<String>,
+        /// markdown (default), json or csv.
+        #[arg(long, default_value = "markdown")]
+        format: String,
+    },
     /// Run every lesson's golden questions; exits non-zero if any fails.
     Check {
         /// Only this lesson.
@@ -123,6 +139,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => ask(&config, lesson, question.join(" "), json),
         Command::Check { lesson, json } => check(&config, lesson.as_deref(), json),
         Command::HashKey { .. } => Ok(ExitCode::SUCCESS),
+        Command::Report {
+            log,
+            lesson,
+            since,
+            format,
+        } => report(&config, log, lesson.as_deref(), since.as_deref(), &format),
     }
 }
 
@@ -346,6 +368,64 @@ fn ask(
             text.replace('\n', " ")
         )?;
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Parses `--since`: `YYYY-MM-DD` or `Nd`, into Unix seconds.
+fn parse_since(since: &str) -> anyhow::Result<u64> {
+    if let Some(days) = since.strip_suffix('d') {
+        let days: u64 = days
+            .parse()
+            .context("`--since Nd` takes a whole number of days")?;
+        return Ok(crate::conversation_log::now().saturating_sub(days * 86_400));
+    }
+    let parts: Vec<i64> = since
+        .split('-')
+        .map(|p| p.parse::<i64>())
+        .collect::<Result<_, _>>()
+        .context("`--since` takes YYYY-MM-DD or Nd")?;
+    let [y, m, d] = parts[..] else {
+        anyhow::bail!("`--since` takes YYYY-MM-DD or Nd");
+    };
+    anyhow::ensure!(
+        (1..=12).contains(&m) && (1..=31).contains(&d),
+        "`--since`: no such date"
+    );
+    // Days from the civil date (Howard Hinnant's algorithm), then seconds.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Ok(u64::try_from(days * 86_400).unwrap_or(0))
+}
+
+fn report(
+    config: &Config,
+    log: Option<PathBuf>,
+    lesson: Option<&str>,
+    since: Option<&str>,
+    format: &str,
+) -> anyhow::Result<ExitCode> {
+    let path = log.or(config.log.clone()).context(
+        "no conversation log: pass --log FILE, or set `log` in tutor.toml / TUTOR_LOG_DB",
+    )?;
+    anyhow::ensure!(path.exists(), "no conversation log at {}", path.display());
+    let since = since.map(parse_since).transpose()?.unwrap_or(0);
+    let store = crate::conversation_log::SqliteStore::open(&path)?;
+    use crate::conversation_log::LogStore;
+    let records = store.records(since, lesson)?;
+    let loaded = app::load(config)?;
+    let report = crate::report::build(&records, loaded.tutor.retriever());
+    let text = match format {
+        "markdown" | "md" => crate::report::markdown(&report),
+        "json" => serde_json::to_string_pretty(&report)? + "\n",
+        "csv" => crate::report::csv(&report),
+        other => anyhow::bail!("unknown --format `{other}`: use markdown, json or csv"),
+    };
+    std::io::stdout().lock().write_all(text.as_bytes())?;
     Ok(ExitCode::SUCCESS)
 }
 

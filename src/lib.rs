@@ -28,6 +28,7 @@ pub mod index;
 pub mod lessons;
 pub mod llm;
 pub mod prompts;
+pub mod report;
 pub mod retrieve;
 pub mod telemetry;
 pub mod text;

@@ -328,6 +328,11 @@ impl Retriever {
         index::terms(&mut self.analyzer.clone(), text)
     }
 
+    /// The key terms of a text: analyzed, without question words, deduplicated.
+    pub fn key_terms(&self, text: &str) -> Vec<String> {
+        self.content_terms(text)
+    }
+
     /// The content terms of a message: analyzed, without question words, deduplicated.
     fn content_terms(&self, text: &str) -> Vec<String> {
         let mut seen = HashSet::new();

@@ -12,5 +12,6 @@ mod metrics;
 mod model;
 mod openapi;
 mod reload;
+mod report;
 mod retrieval;
 mod robust;

@@ -1,0 +1,312 @@
+//! `tutor report`: what learners asked, per lesson and per section, from the conversation log:
+//! questions asked, refusal rate, thumbs-down rate, and the questions a lesson could not answer,
+//! grouped into clusters of similar questions (shared key terms), biggest first, each with the
+//! nearest section as the likely place to add the explanation. Markdown to-do lists (default),
+//! JSON or CSV.
+
+use crate::conversation_log::{Rating, Record};
+use crate::retrieve::Retriever;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+/// Figures of one section.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SectionReport {
+    pub id: String,
+    pub title: String,
+    /// Answers citing this section.
+    pub answered: usize,
+    pub thumbs_down: usize,
+}
+
+/// Similar questions the lesson could not answer.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Gap {
+    pub questions: Vec<String>,
+    /// Terms most of the questions share.
+    pub key_terms: Vec<String>,
+    /// The section closest to them: the likely place to add the explanation.
+    pub nearest_section: Option<SectionRef>,
+}
+
+/// A section named in a report.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SectionRef {
+    pub id: String,
+    pub title: String,
+}
+
+/// Figures of one lesson.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LessonReport {
+    pub lesson_id: String,
+    pub title: String,
+    pub asked: usize,
+    pub refused: usize,
+    pub refusal_rate: f64,
+    pub thumbs_down: usize,
+    pub thumbs_down_rate: f64,
+    pub sections: Vec<SectionReport>,
+    pub gaps: Vec<Gap>,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Report {
+    pub lessons: Vec<LessonReport>,
+}
+
+fn rate(part: usize, whole: usize) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        (part as f64 / whole as f64 * 1000.0).round() / 1000.0
+    }
+}
+
+/// Builds the report from log records, using the retriever for key terms and nearest sections.
+pub fn build(records: &[Record], retriever: &Retriever) -> Report {
+    let mut by_lesson: BTreeMap<&str, Vec<&Record>> = BTreeMap::new();
+    for record in records {
+        by_lesson.entry(&record.lesson_id).or_default().push(record);
+    }
+    let catalog = retriever.catalog();
+    let mut lessons = Vec::new();
+    for (lesson_id, records) in by_lesson {
+        let lesson = catalog.get(lesson_id);
+        let title = lesson.map_or_else(|| lesson_id.to_string(), |l| l.title.clone());
+        let asked = records.len();
+        let refused = records.iter().filter(|r| r.refused).count();
+        let down = records
+            .iter()
+            .filter(|r| r.rating == Some(Rating::Down))
+            .count();
+        let mut sections: Vec<SectionReport> = lesson
+            .map(|l| {
+                l.sections
+                    .iter()
+                    .map(|s| SectionReport {
+                        id: s.slug.clone(),
+                        title: s.title.clone(),
+                        answered: 0,
+                        thumbs_down: 0,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        for record in records.iter().filter(|r| !r.refused) {
+            let cited: BTreeSet<&str> = record.cited.iter().filter_map(|p| section_of(p)).collect();
+            for slug in cited {
+                if let Some(section) = sections.iter_mut().find(|s| s.id == slug) {
+                    section.answered += 1;
+                    if record.rating == Some(Rating::Down) {
+                        section.thumbs_down += 1;
+                    }
+                }
+            }
+        }
+        sections.retain(|s| s.answered > 0);
+        sections.sort_by(|a, b| b.answered.cmp(&a.answered).then(a.id.cmp(&b.id)));
+        let unanswered: Vec<&str> = records
+            .iter()
+            .filter(|r| r.refused)
+            .map(|r| r.question.as_str())
+            .collect();
+        let gaps = clusters(&unanswered, retriever)
+            .into_iter()
+            .map(|(questions, key_terms)| {
+                let probe = questions.join(" ");
+                let nearest_section = lesson.and_then(|l| {
+                    retriever.search(Some(&l.id), &probe, 1).first().map(|hit| {
+                        let section = hit.lesson.section_of(hit.passage());
+                        SectionRef {
+                            id: section.slug.clone(),
+                            title: section.title.clone(),
+                        }
+                    })
+                });
+                Gap {
+                    questions,
+                    key_terms,
+                    nearest_section,
+                }
+            })
+            .collect();
+        lessons.push(LessonReport {
+            lesson_id: lesson_id.to_string(),
+            title,
+            asked,
+            refused,
+            refusal_rate: rate(refused, asked),
+            thumbs_down: down,
+            thumbs_down_rate: rate(down, asked),
+            sections,
+            gaps,
+        });
+    }
+    Report { lessons }
+}
+
+/// `LESSON#SECTION-N` → `SECTION`.
+fn section_of(passage_id: &str) -> Option<&str> {
+    let (_, rest) = passage_id.split_once('#')?;
+    rest.rsplit_once('-').map(|(slug, _)| slug)
+}
+
+/// Groups questions that share key terms: a question joins the cluster it shares the most
+/// terms with when that is at least half of the smaller term set; biggest clusters first.
+fn clusters(questions: &[&str], retriever: &Retriever) -> Vec<(Vec<String>, Vec<String>)> {
+    let mut groups: Vec<(Vec<String>, Vec<BTreeSet<String>>)> = Vec::new();
+    for question in questions {
+        let terms: BTreeSet<String> = retriever.key_terms(question).into_iter().collect();
+        let best = groups
+            .iter()
+            .enumerate()
+            .map(|(i, (_, sets))| {
+                let shared = sets
+                    .iter()
+                    .map(|s| s.intersection(&terms).count() * 2 >= s.len().min(terms.len()).max(1))
+                    .filter(|close| *close)
+                    .count();
+                (i, shared)
+            })
+            .filter(|(_, shared)| *shared > 0)
+            .max_by_key(|(_, shared)| *shared)
+            .map(|(i, _)| i);
+        match best {
+            Some(i) if !terms.is_empty() => {
+                groups[i].0.push(question.to_string());
+                groups[i].1.push(terms);
+            }
+            _ => groups.push((vec![question.to_string()], vec![terms])),
+        }
+    }
+    let mut out: Vec<(Vec<String>, Vec<String>)> = groups
+        .into_iter()
+        .map(|(questions, sets)| {
+            let mut counts: BTreeMap<&String, usize> = BTreeMap::new();
+            for set in &sets {
+                for term in set {
+                    *counts.entry(term).or_default() += 1;
+                }
+            }
+            let mut key: Vec<(&String, usize)> = counts
+                .into_iter()
+                .filter(|(_, n)| n * 2 >= sets.len())
+                .collect();
+            key.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+            // Show each stem as a word the learners used ("caching", not "cach").
+            let key_terms = key
+                .into_iter()
+                .take(5)
+                .map(|(stem, _)| surface_word(stem, &questions, retriever))
+                .collect();
+            (questions, key_terms)
+        })
+        .collect();
+    out.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.1.cmp(&b.1)));
+    out
+}
+
+/// The first word of the questions whose analyzed form is `stem`, lower-cased.
+fn surface_word(stem: &str, questions: &[String], retriever: &Retriever) -> String {
+    questions
+        .iter()
+        .flat_map(|q| q.split(|c: char| !c.is_alphanumeric()))
+        .filter(|w| !w.is_empty())
+        .find(|w| retriever.analyze(w).first().is_some_and(|t| t == stem))
+        .map_or_else(|| stem.to_string(), str::to_lowercase)
+}
+
+/// The report as Markdown to-do lists.
+pub fn markdown(report: &Report) -> String {
+    let mut out = String::from("# What learners asked\n");
+    if report.lessons.is_empty() {
+        out.push_str("\nNo questions in the log for this period.\n");
+    }
+    for lesson in &report.lessons {
+        let _ = writeln!(out, "\n## {} (`{}`)\n", lesson.title, lesson.lesson_id);
+        let _ = writeln!(
+            out,
+            "{} questions; {} refused ({:.0}%); {} rated down ({:.0}%).",
+            lesson.asked,
+            lesson.refused,
+            lesson.refusal_rate * 100.0,
+            lesson.thumbs_down,
+            lesson.thumbs_down_rate * 100.0
+        );
+        if !lesson.sections.is_empty() {
+            out.push_str("\n| section | answers citing it | rated down |\n|---|---|---|\n");
+            for s in &lesson.sections {
+                let _ = writeln!(
+                    out,
+                    "| {} (`{}`) | {} | {} |",
+                    s.title, s.id, s.answered, s.thumbs_down
+                );
+            }
+        }
+        if !lesson.gaps.is_empty() {
+            out.push_str("\n### Questions the lesson could not answer\n\n");
+            for gap in &lesson.gaps {
+                let place = gap.nearest_section.as_ref().map_or_else(
+                    || "a new section".to_string(),
+                    |s| format!("section \"{}\" (`{}`)", s.title, s.id),
+                );
+                let _ = writeln!(
+                    out,
+                    "- [ ] {} asked about **{}**: consider explaining it in {}",
+                    plural(gap.questions.len()),
+                    gap.key_terms.join(", "),
+                    place
+                );
+                for question in &gap.questions {
+                    let _ = writeln!(out, "  - \"{question}\"");
+                }
+            }
+        }
+    }
+    out
+}
+
+fn plural(n: usize) -> String {
+    if n == 1 {
+        "1 question".to_string()
+    } else {
+        format!("{n} questions")
+    }
+}
+
+/// The report as CSV: one row per section and one per gap (`kind` tells which).
+pub fn csv(report: &Report) -> String {
+    fn field(text: &str) -> String {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    }
+    let mut out = String::from(
+        "kind,lesson_id,section_id,answered,thumbs_down,questions,key_terms,examples\n",
+    );
+    for lesson in &report.lessons {
+        for s in &lesson.sections {
+            let _ = writeln!(
+                out,
+                "section,{},{},{},{},,,",
+                field(&lesson.lesson_id),
+                field(&s.id),
+                s.answered,
+                s.thumbs_down
+            );
+        }
+        for gap in &lesson.gaps {
+            let _ = writeln!(
+                out,
+                "gap,{},{},,,{},{},{}",
+                field(&lesson.lesson_id),
+                field(gap.nearest_section.as_ref().map_or("", |s| s.id.as_str())),
+                gap.questions.len(),
+                field(&gap.key_terms.join(" ")),
+                field(&gap.questions.join(" | "))
+            );
+        }
+    }
+    out
+}

@@ -1,0 +1,139 @@
+//! `tutor report` on a seeded log: per-section figures, and clusters of unanswered questions
+//! with the nearest section, snapshot-tested.
+
+use crate::helpers::{config, sample_lessons};
+use std::process::Command;
+use tutor::conversation_log::{LogStore, Rating, Record, SqliteStore};
+
+fn record(
+    i: usize,
+    question: &str,
+    refused: bool,
+    cited: &[&str],
+    rating: Option<Rating>,
+) -> Record {
+    Record {
+        answer_id: format!("a{i:03}"),
+        time: 1_790_000_000 + i as u64,
+        lesson_id: "hybrid-routing".to_string(),
+        question: question.to_string(),
+        answer: "…".to_string(),
+        refused,
+        refusal_reason: refused.then(|| "not_covered".to_string()),
+        cited: cited.iter().map(|c| c.to_string()).collect(),
+        backend: "extractive".to_string(),
+        latency_ms: 3,
+        conversation_id: Some("c1".to_string()),
+        rating,
+        comment: None,
+    }
+}
+
+fn seeded() -> Vec<Record> {
+    vec![
+        record(
+            1,
+            "What are fallbacks for?",
+            false,
+            &["hybrid-routing#fallbacks-and-failover-1"],
+            Some(Rating::Up),
+        ),
+        record(
+            2,
+            "How do fallbacks work?",
+            false,
+            &[
+                "hybrid-routing#fallbacks-and-failover-1",
+                "hybrid-routing#fallbacks-and-failover-2",
+            ],
+            Some(Rating::Down),
+        ),
+        record(
+            3,
+            "What is a cascade?",
+            false,
+            &["hybrid-routing#cascades-and-escalation-1"],
+            None,
+        ),
+        record(
+            4,
+            "What is a learned router?",
+            false,
+            &["hybrid-routing#learned-routers-1"],
+            Some(Rating::Down),
+        ),
+        record(5, "How much do GPUs cost per hour?", true, &[], None),
+        record(
+            6,
+            "What does a GPU hour cost on the cloud?",
+            true,
+            &[],
+            None,
+        ),
+        record(
+            7,
+            "Is GPU cost per hour higher for bigger models?",
+            true,
+            &[],
+            None,
+        ),
+        record(8, "How do I cache prompts to save tokens?", true, &[], None),
+        record(9, "Can prompt caching cut token bills?", true, &[], None),
+        record(10, "Who painted the Mona Lisa?", true, &[], None),
+    ]
+}
+
+#[test]
+fn the_report_groups_unanswered_questions_and_names_the_nearest_sections() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let loaded = tutor::app::load(&config(&dir)).expect("loads");
+    let report = tutor::report::build(&seeded(), loaded.tutor.retriever());
+    let lesson = &report.lessons[0];
+    assert_eq!(
+        (lesson.asked, lesson.refused, lesson.thumbs_down),
+        (10, 6, 2)
+    );
+    let sizes: Vec<usize> = lesson.gaps.iter().map(|g| g.questions.len()).collect();
+    assert_eq!(sizes, vec![3, 2, 1], "{:#?}", lesson.gaps);
+    insta::assert_snapshot!(tutor::report::markdown(&report));
+    insta::assert_snapshot!(tutor::report::csv(&report));
+}
+
+#[test]
+fn tutor_report_reads_the_log_file_and_filters_by_date_and_lesson() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("log.sqlite");
+    SqliteStore::open(&db)
+        .expect("opens")
+        .append(&seeded())
+        .expect("seeded");
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_tutor"))
+            .current_dir(dir.path())
+            .args([
+                "--lessons",
+                sample_lessons().to_str().expect("path"),
+                "--index",
+                "idx",
+                "report",
+                "--log",
+            ])
+            .arg(&db)
+            .args(args)
+            .output()
+            .expect("runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let json: serde_json::Value = serde_json::from_str(&run(&["--format", "json"])).expect("JSON");
+    assert_eq!(json["lessons"][0]["asked"], 10);
+    let later = run(&["--since", "2099-01-01"]);
+    assert!(later.contains("No questions"), "{later}");
+    let other = run(&["--lesson", "the-policy-layer"]);
+    assert!(other.contains("No questions"), "{other}");
+    assert!(run(&[]).contains("- [ ] 3 questions asked about"));
+}
