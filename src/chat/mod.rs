@@ -521,7 +521,13 @@ impl Tutor {
         telemetry::model_total(&reply.backend, seconds);
         telemetry::model_tokens(&reply.backend, prompt_tokens(&request), tokens(&reply.text));
         let answer = self
-            .finish(&question, &reply.text, &citations, &reply.backend)
+            .finish(
+                &question,
+                &reply.text,
+                &citations,
+                &reply.backend,
+                reply.verbatim,
+            )
             .await?;
         self.record(&question, &answer, asked);
         Ok((answer, retrieval))
@@ -534,8 +540,10 @@ impl Tutor {
         raw: &str,
         given: &[Citation],
         backend: &str,
+        verbatim: bool,
     ) -> Result<Answer, ChatError> {
-        let leaked = self.prompts.reveals_rules(raw);
+        // Quoted lesson text needs no leak or grounding check (and they cost a re-analysis).
+        let leaked = !verbatim && self.prompts.reveals_rules(raw);
         if leaked {
             tracing::warn!(
                 backend,
@@ -543,7 +551,11 @@ impl Tutor {
             );
         }
         let texts: Vec<&str> = given.iter().map(|c| c.text.as_str()).collect();
-        let grounding = self.retriever.grounding(raw, &texts);
+        let grounding = if verbatim {
+            1.0
+        } else {
+            self.retriever.grounding(raw, &texts)
+        };
         let ungrounded = grounding < MIN_GROUNDING;
         if ungrounded {
             tracing::warn!(
@@ -632,6 +644,7 @@ impl Tutor {
             prompt_tokens,
             _slot: slot,
             backend: reply.backend,
+            verbatim: reply.verbatim,
             tutor: self.clone(),
             question,
             text: reply.text,
@@ -666,6 +679,8 @@ struct StreamState {
     _slot: Option<tokio::sync::OwnedSemaphorePermit>,
     /// Which model is answering.
     backend: String,
+    /// The answer is quoted lesson text (see [`crate::llm::Reply::verbatim`]).
+    verbatim: bool,
     tutor: Tutor,
     question: Question,
     text: TextStream,
@@ -699,7 +714,7 @@ impl StreamState {
             match self.text.next().await {
                 Some(Ok(piece)) => {
                     self.raw.push_str(&piece);
-                    if self.tutor.prompts.reveals_rules(&self.raw) {
+                    if !self.verbatim && self.tutor.prompts.reveals_rules(&self.raw) {
                         // Stop at once: `done` carries a refusal in place of the leak.
                         return Some(self.done().await);
                     }
@@ -766,7 +781,13 @@ impl StreamState {
         self.text = Box::pin(futures::stream::empty());
         match self
             .tutor
-            .finish(&self.question, &self.raw, &self.given, &self.backend)
+            .finish(
+                &self.question,
+                &self.raw,
+                &self.given,
+                &self.backend,
+                self.verbatim,
+            )
             .await
         {
             Ok(answer) => {

@@ -242,6 +242,7 @@ impl ChatModel for Extractive {
             Ok(Reply {
                 backend: self.name(),
                 text: sentences.join(" "),
+                verbatim: true,
             })
         })
     }
@@ -261,6 +262,7 @@ impl ChatModel for Extractive {
             Ok(ReplyStream {
                 backend: self.name(),
                 text,
+                verbatim: true,
             })
         })
     }

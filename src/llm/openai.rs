@@ -167,6 +167,7 @@ impl ChatModel for OpenAiModel {
                 .map(|text| Reply {
                     backend: self.name(),
                     text,
+                    verbatim: false,
                 })
                 .ok_or_else(|| {
                     ModelError::Upstream("the response has no message content".to_string())
@@ -226,6 +227,7 @@ impl ChatModel for OpenAiModel {
             Ok(ReplyStream {
                 backend: self.name(),
                 text,
+                verbatim: false,
             })
         })
     }
