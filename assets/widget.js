@@ -10,6 +10,9 @@
  *
  * Everything lives in the open shadow root of one <lesson-tutor> element, so the host page's CSS
  * cannot reach it. Model and lesson text enters the DOM only as text nodes, never as HTML.
+ *
+ * Each conversation carries an anonymous random id (sent as conversation_id, replaced by Clear),
+ * and each answer can be rated up or down (POST /v1/feedback), with an optional comment.
  */
 (() => {
 "use strict";
@@ -18,6 +21,7 @@ const TAG = "lesson-tutor";
 const HISTORY_MESSAGES = 6; // earlier messages sent with a follow-up question
 const MAX_CHARS = 4000; // the API's limit on one message
 const HIGHLIGHT_MS = 2000;
+const MAX_COMMENT = 500; // the API's limit on a feedback comment
 
 // Captured now: document.currentScript is null once this first run of the script is over.
 const script = document.currentScript || document.querySelector('script[data-lesson][src*="widget.js"]');
@@ -34,6 +38,10 @@ function readOptions(data, src) {
     key: data.key || "",
   };
 }
+
+/** A fresh anonymous conversation id: 32 random hex digits (also outside secure contexts). */
+const newConversationId = () =>
+  Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
 
 const reducedMotion = () => matchMedia("(prefers-reduced-motion: reduce)").matches;
 const scrollBehavior = () => (reducedMotion() ? "auto" : "smooth");
@@ -179,7 +187,7 @@ const CSS = `
 @media (prefers-color-scheme:dark){.root{--a:var(--tutor-accent,#8ab4ff);
  --af:var(--tutor-accent-fg,#0b1220);--bg:var(--tutor-bg,#16181d);--fg:var(--tutor-fg,#e6e8eb);
  --mu:#a9b1bc;--bd:#3a404a;--sf:#22262d;--er:#ff8a80;--fo:#8ab4ff}}
-button,textarea{font:inherit;color:inherit;margin:0}
+button,textarea,input{font:inherit;color:inherit;margin:0}
 button{cursor:pointer;line-height:1.2;border-radius:8px}
 :focus{outline:none}
 :focus-visible{outline:3px solid var(--fo);outline-offset:2px}
@@ -223,6 +231,17 @@ code{font:13px/1.4 ui-monospace,Menlo,Consolas,monospace;background:var(--bg);bo
 .quote{margin-top:8px;font-size:14px;border-left:3px solid var(--a);padding:2px 0 2px 10px}
 summary{cursor:pointer;font-weight:600}
 blockquote{margin:6px 0 0;white-space:pre-wrap}
+.fb{display:flex;align-items:center;gap:6px;margin-top:6px;font-size:13px;color:var(--mu)}
+.thumb{display:flex;padding:5px;border:1px solid var(--bd);background:none;color:var(--mu)}
+.thumb:hover{background:var(--sf)}
+.thumb[aria-pressed=true]{background:var(--a);border-color:var(--a);color:var(--af)}
+.thumb svg{width:16px;height:16px}
+.down svg{transform:rotate(180deg)}
+.fb .failed{color:var(--er)}
+.comment{margin-top:8px}
+.comment .row{margin-top:0}
+.comment input{flex:1;min-width:0;padding:6px 10px;border:1px solid var(--mu);border-radius:8px;background:var(--bg)}
+.comment .secondary{margin:0}
 .error{padding:10px 12px;border-left:4px solid var(--er);background:var(--sf);border-radius:6px}
 .dots{display:flex;gap:4px;padding:7px 0}
 .dots i{width:7px;height:7px;border-radius:50%;background:var(--mu);animation:dot 1s infinite}
@@ -236,6 +255,13 @@ textarea{display:block;width:100%;min-height:64px;max-height:160px;resize:vertic
 .hint{flex:1;font-size:12px;color:var(--mu)}
 .primary{border:0;padding:8px 16px;background:var(--a);color:var(--af);font-weight:600;font-size:14px}
 .secondary{border:1px solid var(--mu);padding:6px 12px;background:var(--bg);font-size:14px;margin-top:8px}
+.feedback{display:flex;align-items:center;flex-wrap:wrap;gap:6px;margin-top:6px;font-size:13px;color:var(--mu)}
+.thumb{display:inline-flex;align-items:center;border:1px solid var(--bd);background:var(--bg);padding:3px 8px;font-size:14px}
+.thumb svg{width:16px;height:16px}
+.thumb[aria-pressed=true]{border-color:var(--a);background:var(--sf);color:var(--a);font-weight:600}
+.comment{display:flex;gap:6px;width:100%;margin-top:4px}
+.comment input{flex:1;min-width:0;font:inherit;padding:5px 8px;border:1px solid var(--mu);border-radius:8px;
+ background:var(--bg);color:inherit}
 .sr{position:absolute;width:1px;height:1px;overflow:hidden;clip-path:inset(50%);white-space:nowrap}
 @media (max-width:480px){.panel{inset:0;width:auto;height:auto;max-width:none;max-height:none;
  border:0;border-radius:0}[aria-expanded=true]{visibility:hidden}}
@@ -246,6 +272,13 @@ const svg = (body) =>
   '<svg viewBox="0 0 24 24" aria-hidden="true" fill="none" stroke="currentColor" stroke-width="2" ' +
   `stroke-linecap="round">${body}</svg>`;
 const INFO_ICON = svg('<circle cx="12" cy="12" r="9"/><path d="M12 11v6M12 7.5v.01"/>');
+const THUMB_ICON = svg(
+  '<path stroke-linejoin="round" d="M7 10v11H3V10zm0 0 4-7c1.7 0 2.8 1.3 2.4 3L13 9h6a2 2 0 0 1 2 2.3l-1.2 ' +
+    '7.4a2.5 2.5 0 0 1-2.5 2.3H7"/>',
+);
+const THUMB = '<path d="M7 10v11H3V10h4zm0 0 4-8a3 3 0 0 1 3 3v3h5a2 2 0 0 1 2 2.3l-1.3 8a2 2 0 0 1-2 1.7H7"/>';
+const THUMB_UP = svg(THUMB);
+const THUMB_DOWN = svg(`<g transform="rotate(180 12 12)">${THUMB}</g>`);
 
 // The skeleton: fixed markup only. The title is set later as text.
 const SKELETON = `
@@ -271,6 +304,7 @@ function sectionIdOf(citation) {
   return citation.section_id || passage.replace(/^[^#]*#?/, "").replace(/-\d+$/, "");
 }
 
+let fieldCount = 0; // makes ids unique among the shadow root's comment fields
 let highlighted = null;
 let highlightTimer = 0;
 
@@ -301,6 +335,7 @@ class LessonTutor extends HTMLElement {
     if (!this.options.lesson) return;
     this.storageKey = "tutor:conversation:" + this.options.lesson;
     this.conversation = this.load();
+    this.conversationId = this.loadConversationId();
     this.controller = null; // AbortController of the answer being streamed, if any
     this.build();
     if (this.options.open) this.open(false);
@@ -379,6 +414,26 @@ class LessonTutor extends HTMLElement {
     }
   }
 
+  /** The anonymous id of this conversation (kept with it; a new one after Clear). */
+  loadConversationId(fresh = false) {
+    const key = this.storageKey + ":id";
+    let id = null;
+    try {
+      id = fresh ? null : localStorage.getItem(key);
+    } catch (_) {
+      /* blocked storage: an id for this page only */
+    }
+    if (!/^[A-Za-z0-9_-]{1,64}$/.test(id || "")) {
+      id = crypto.randomUUID ? crypto.randomUUID() : String(Math.random()).slice(2) + Date.now();
+      try {
+        localStorage.setItem(key, id);
+      } catch (_) {
+        /* as above */
+      }
+    }
+    return id;
+  }
+
   save() {
     try {
       if (this.conversation.length) localStorage.setItem(this.storageKey, JSON.stringify(this.conversation));
@@ -396,6 +451,7 @@ class LessonTutor extends HTMLElement {
     }
     this.conversation = [];
     this.save();
+    this.conversationId = this.loadConversationId(true);
     this.renderAll();
     this.announce("Conversation cleared.");
     this.input.focus();
@@ -468,6 +524,7 @@ class LessonTutor extends HTMLElement {
         list.append(el("li", null, button(c, "source", `[${c.n}] ${c.section || "Passage"}`)));
       node.append(list);
     }
+    if (!message.refused && !message.incomplete && message.answer_id) node.append(this.renderFeedback(message));
     const related = message.related_lesson;
     if (related?.id) {
       const href = this.options.api + "/lessons/" + encodeURIComponent(related.id);
@@ -475,6 +532,63 @@ class LessonTutor extends HTMLElement {
       node.append(el("p", { class: "note" }, "Try the lesson: ", link));
     }
     return node;
+  }
+
+  /** Thumbs up/down under an answer; "down" offers an optional comment. The last rating wins. */
+  renderFeedback(message) {
+    const row = el("div", { class: "feedback" }, el("span", null, "Helpful?"));
+    const note = el("span", { class: "sr-note", role: "status" });
+    const thumb = (rating, label, icon) => {
+      const b = el("button", { type: "button", class: "thumb", "data-rating": rating, "aria-label": label, title: label });
+      b.innerHTML = icon; // constant markup
+      b.setAttribute("aria-pressed", String(message.rating === rating));
+      b.onclick = () => this.rate(message, rating, null, row, note);
+      return b;
+    };
+    row.append(thumb("up", "This answer helped", THUMB_UP), thumb("down", "This answer did not help", THUMB_DOWN), note);
+    return row;
+  }
+
+  /** Sends a rating (and comment); marks the pressed thumb; offers a comment box on "down". */
+  async rate(message, rating, comment, row, note) {
+    message.rating = rating;
+    this.save();
+    for (const b of row.querySelectorAll(".thumb[data-rating]"))
+      b.setAttribute("aria-pressed", String(b.dataset.rating === rating));
+    note.textContent = "";
+    try {
+      const headers = { "Content-Type": "application/json" };
+      if (this.options.key) headers["X-Tutor-Key"] = this.options.key;
+      const body = { answer_id: message.answer_id, rating };
+      if (comment) body.comment = comment;
+      const response = await fetch(this.options.api + "/v1/feedback", {
+        method: "POST",
+        headers,
+        body: JSON.stringify(body),
+      });
+      if (!response.ok) throw new Error(String(response.status));
+      note.textContent = comment ? "Thanks for the feedback." : "";
+    } catch (_) {
+      note.textContent = "Could not send feedback.";
+      return;
+    }
+    row.querySelector(".comment")?.remove();
+    if (rating === "down" && !comment) {
+      const input = el("input", { type: "text", maxlength: "500", id: "c-" + message.answer_id });
+      const label = el("label", { class: "sr", for: input.id }, "What was missing? (optional)");
+      input.placeholder = "What was missing? (optional)";
+      const send = el("button", { type: "button", class: "thumb" }, "Send");
+      const submit = () => this.rate(message, "down", input.value.trim().slice(0, 500) || null, row, note);
+      send.onclick = submit;
+      input.onkeydown = (e) => {
+        if (e.key === "Enter") {
+          e.preventDefault();
+          submit();
+        }
+      };
+      row.append(el("div", { class: "comment" }, label, input, send));
+      input.focus();
+    }
   }
 
   /** Jumps to the cited section of the host page, or else shows the quoted passage here. */
@@ -557,7 +671,13 @@ class LessonTutor extends HTMLElement {
       const response = await fetch(this.options.api + "/v1/chat", {
         method: "POST",
         headers,
-        body: JSON.stringify({ lesson_id: this.options.lesson, message: question, history, stream: true }),
+        body: JSON.stringify({
+          lesson_id: this.options.lesson,
+          message: question,
+          history,
+          stream: true,
+          conversation_id: this.conversationId,
+        }),
         signal: controller.signal,
       });
       if (!response.ok) throw await responseFailure(response);
@@ -593,6 +713,8 @@ class LessonTutor extends HTMLElement {
         citations: finished.citations || [],
         refused: !!finished.refused,
         related_lesson: finished.related_lesson || null,
+        answer_id: typeof finished.answer_id === "string" ? finished.answer_id : null,
+        rating: null,
       };
       this.conversation.push(answer);
       this.save();

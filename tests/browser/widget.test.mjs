@@ -532,6 +532,48 @@ test("an off-topic question is refused, visibly, without asking the model", { ti
   await page.context().close();
 });
 
+test("thumbs up and down are sent by keyboard, with a comment, and kept across a reload", { timeout: 60_000 }, async () => {
+  const page = await newPage();
+  await page.goto(`${hostOrigin}/`);
+  await openWidget(page);
+  const chat = page.waitForRequest((r) => r.method() === "POST" && r.url() === `${tutorOrigin}/v1/chat`);
+  await ask(page, "Which deployment should I start with?");
+  const sent = JSON.parse((await chat).postData());
+  assert.match(sent.conversation_id, /^[A-Za-z0-9_-]{1,64}$/, "an anonymous conversation id is sent");
+
+  const down = widget(page, '.msg.assistant .thumb[data-rating="down"]').last();
+  assert.equal(await down.getAttribute("aria-pressed"), "false");
+  const rated = page.waitForResponse((r) => r.url() === `${tutorOrigin}/v1/feedback`);
+  await down.focus();
+  await page.keyboard.press("Enter");
+  assert.equal((await rated).status(), 200);
+  assert.equal(await down.getAttribute("aria-pressed"), "true");
+
+  const comment = widget(page, ".comment input");
+  await comment.waitFor();
+  assert.equal(await widget(page, ".comment label").textContent(), "What was missing? (optional)");
+  const commented = page.waitForResponse((r) => r.url() === `${tutorOrigin}/v1/feedback`);
+  await comment.fill("It did not say what the costs are.");
+  await comment.press("Enter");
+  const response = await commented;
+  assert.equal(response.status(), 200);
+  assert.equal(JSON.parse(response.request().postData()).comment, "It did not say what the costs are.");
+  await widget(page, ".feedback").getByText("Thanks for the feedback.").waitFor();
+  assert.deepEqual(await axeViolations(page), []);
+
+  await page.reload();
+  await openWidget(page);
+  const restored = widget(page, '.msg.assistant .thumb[data-rating="down"]').last();
+  assert.equal(await restored.getAttribute("aria-pressed"), "true", "the rating is kept with the conversation");
+
+  // Clear starts a new conversation id.
+  const before = await page.evaluate((k) => localStorage.getItem(k), `tutor:conversation:${LESSON}:id`);
+  await widget(page, ".clear").click();
+  const after = await page.evaluate((k) => localStorage.getItem(k), `tutor:conversation:${LESSON}:id`);
+  assert.ok(after && after !== before, "Clear makes a fresh conversation id");
+  await page.context().close();
+});
+
 test("the widget works by keyboard alone", { timeout: 30_000 }, async () => {
   const page = await newPage();
   await page.goto(`${hostOrigin}/`);
