@@ -75,13 +75,8 @@ pub fn uses_provider(config: &Config) -> bool {
     config.openai.is_some() || !config.providers.is_empty()
 }
 
-/// Everything `serve`, `ask` and `check` need.
-pub fn load(config: &Config) -> anyhow::Result<Loaded> {
-    let started = Instant::now();
-    let (catalog, refresh) = index(config)?;
-    let problems = catalog.problems.clone();
-    let lessons = catalog.lessons.len();
-    let passages = catalog.passage_count();
+/// Opens the index for `catalog` and loads the prompts: what every load and reload builds.
+fn open_parts(config: &Config, catalog: Catalog) -> anyhow::Result<(Arc<Retriever>, Arc<Prompts>)> {
     let retriever = Retriever::open(
         Arc::new(catalog),
         &config.index_dir,
@@ -89,7 +84,18 @@ pub fn load(config: &Config) -> anyhow::Result<Loaded> {
     )
     .context("cannot open the index")?;
     let prompts = Prompts::load(&config.prompts_dir).context("cannot load the prompts")?;
-    let mut tutor = Tutor::new(Arc::new(retriever), Arc::new(prompts), model(config)?);
+    Ok((Arc::new(retriever), Arc::new(prompts)))
+}
+
+/// Everything `serve`, `ask` and `check` need.
+pub fn load(config: &Config) -> anyhow::Result<Loaded> {
+    let started = Instant::now();
+    let (catalog, refresh) = index(config)?;
+    let problems = catalog.problems.clone();
+    let lessons = catalog.lessons.len();
+    let passages = catalog.passage_count();
+    let (retriever, prompts) = open_parts(config, catalog)?;
+    let mut tutor = Tutor::new(retriever, prompts, model(config)?);
     if uses_provider(config) {
         tutor = tutor.with_model_slots(config.max_model_calls, config.model_queue);
     }
@@ -131,18 +137,8 @@ pub fn reload(
     let refresh =
         index::refresh(&config.index_dir, &catalog).context("cannot refresh the index")?;
     let problems = catalog.problems.clone();
-    let retriever = Retriever::open(
-        Arc::new(catalog),
-        &config.index_dir,
-        config.retrieval.clone(),
-    )
-    .context("cannot open the index")?;
-    let prompts = Prompts::load(&config.prompts_dir).context("cannot load the prompts")?;
-    Ok((
-        current.reloaded(Arc::new(retriever), Arc::new(prompts)),
-        problems,
-        refresh,
-    ))
+    let (retriever, prompts) = open_parts(config, catalog)?;
+    Ok((current.reloaded(retriever, prompts), problems, refresh))
 }
 
 /// What the watcher compares: every lesson, questions and prompt file with its size and

@@ -233,55 +233,31 @@ impl Config {
         let api_key = env("OPENAI_API_KEY");
         let base_url = env("OPENAI_BASE_URL").or(model_file.base_url.clone());
         let model = env("TUTOR_MODEL").or(model_file.model.clone());
-        let openai = if api_key.is_some() || base_url.is_some() || model.is_some() {
-            Some(OpenAiSettings {
+        // Limits and timeouts shared by the single model and every `[[providers]]` entry.
+        let shared = OpenAiSettings {
+            base_url: DEFAULT_BASE_URL.to_string(),
+            api_key: String::new(),
+            model: DEFAULT_MODEL.to_string(),
+            max_tokens: model_file.max_tokens.unwrap_or(400),
+            temperature: model_file.temperature.unwrap_or(0.2),
+            connect_timeout: seconds(model_file.connect_timeout_secs, 5.0, "connect_timeout_secs")?,
+            first_token_timeout: seconds(
+                model_file.first_token_timeout_secs,
+                20.0,
+                "first_token_timeout_secs",
+            )?,
+            total_timeout: seconds(model_file.total_timeout_secs, 60.0, "total_timeout_secs")?,
+        };
+        let openai =
+            (api_key.is_some() || base_url.is_some() || model.is_some()).then(|| OpenAiSettings {
                 base_url: base_url.unwrap_or_else(|| DEFAULT_BASE_URL.to_string()),
                 api_key: api_key.unwrap_or_default(),
                 model: model.unwrap_or_else(|| DEFAULT_MODEL.to_string()),
-                max_tokens: model_file.max_tokens.unwrap_or(400),
-                temperature: model_file.temperature.unwrap_or(0.2),
-                connect_timeout: seconds(
-                    model_file.connect_timeout_secs,
-                    5.0,
-                    "connect_timeout_secs",
-                )?,
-                first_token_timeout: seconds(
-                    model_file.first_token_timeout_secs,
-                    20.0,
-                    "first_token_timeout_secs",
-                )?,
-                total_timeout: seconds(model_file.total_timeout_secs, 60.0, "total_timeout_secs")?,
-            })
-        } else {
-            None
-        };
+                ..shared.clone()
+            });
         let mut providers = Vec::new();
         for provider in &file.providers {
-            let mut settings = match &openai {
-                Some(s) => s.clone(),
-                None => OpenAiSettings {
-                    base_url: String::new(),
-                    api_key: String::new(),
-                    model: String::new(),
-                    max_tokens: model_file.max_tokens.unwrap_or(400),
-                    temperature: model_file.temperature.unwrap_or(0.2),
-                    connect_timeout: seconds(
-                        model_file.connect_timeout_secs,
-                        5.0,
-                        "connect_timeout_secs",
-                    )?,
-                    first_token_timeout: seconds(
-                        model_file.first_token_timeout_secs,
-                        20.0,
-                        "first_token_timeout_secs",
-                    )?,
-                    total_timeout: seconds(
-                        model_file.total_timeout_secs,
-                        60.0,
-                        "total_timeout_secs",
-                    )?,
-                },
-            };
+            let mut settings = shared.clone();
             settings.base_url = provider.base_url.clone();
             settings.model = provider.model.clone();
             settings.api_key = provider
