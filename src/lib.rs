@@ -14,7 +14,8 @@
 //!   extractive answerer.
 //! - [`chat`]: [`chat::Tutor`] ties them together: retrieve → refuse, or prompt → model →
 //!   check citations → answer (whole or streamed).
-//! - [`telemetry`]: Prometheus metrics.
+//! - [`telemetry`]: Prometheus metrics; [`conversation_log`]: the optional SQLite log of
+//!   answers and ratings; [`report`]: what learners asked, per lesson and section.
 //! - [`http`]: the axum router of API.md, pages and widget; [`cli`]: the `tutor` commands;
 //!   [`config`]: layered configuration; [`app`]: start-up shared by the commands.
 
