@@ -10,9 +10,7 @@
  *
  * Everything lives in the open shadow root of one <lesson-tutor> element, so the host page's CSS
  * cannot reach it. Model and lesson text enters the DOM only as text nodes, never as HTML.
- *
- * Each conversation carries an anonymous random id (sent as conversation_id, replaced by Clear),
- * and each answer can be rated up or down (POST /v1/feedback), with an optional comment.
+ * Answers can be rated (/v1/feedback); a conversation has an anonymous id, new after Clear.
  */
 (() => {
 "use strict";
@@ -39,7 +37,7 @@ function readOptions(data, src) {
   };
 }
 
-/** A fresh anonymous conversation id: 32 random hex digits (also outside secure contexts). */
+/** A fresh anonymous conversation id: 32 random hex digits (works without HTTPS). */
 const newConversationId = () =>
   Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
 
@@ -238,10 +236,11 @@ blockquote{margin:6px 0 0;white-space:pre-wrap}
 .thumb svg{width:16px;height:16px}
 .down svg{transform:rotate(180deg)}
 .fb .failed{color:var(--er)}
-.comment{margin-top:8px}
-.comment .row{margin-top:0}
-.comment input{flex:1;min-width:0;padding:6px 10px;border:1px solid var(--mu);border-radius:8px;background:var(--bg)}
-.comment .secondary{margin:0}
+.comment{display:flex;flex-wrap:wrap;gap:4px 8px;margin-top:8px}
+.comment label{width:100%;margin:0}
+.comment input{flex:1;min-width:0;padding:6px 10px;border:1px solid var(--mu);border-radius:8px;
+ background:var(--bg)}
+.comment button{margin:0}
 .error{padding:10px 12px;border-left:4px solid var(--er);background:var(--sf);border-radius:6px}
 .dots{display:flex;gap:4px;padding:7px 0}
 .dots i{width:7px;height:7px;border-radius:50%;background:var(--mu);animation:dot 1s infinite}
@@ -255,13 +254,6 @@ textarea{display:block;width:100%;min-height:64px;max-height:160px;resize:vertic
 .hint{flex:1;font-size:12px;color:var(--mu)}
 .primary{border:0;padding:8px 16px;background:var(--a);color:var(--af);font-weight:600;font-size:14px}
 .secondary{border:1px solid var(--mu);padding:6px 12px;background:var(--bg);font-size:14px;margin-top:8px}
-.feedback{display:flex;align-items:center;flex-wrap:wrap;gap:6px;margin-top:6px;font-size:13px;color:var(--mu)}
-.thumb{display:inline-flex;align-items:center;border:1px solid var(--bd);background:var(--bg);padding:3px 8px;font-size:14px}
-.thumb svg{width:16px;height:16px}
-.thumb[aria-pressed=true]{border-color:var(--a);background:var(--sf);color:var(--a);font-weight:600}
-.comment{display:flex;gap:6px;width:100%;margin-top:4px}
-.comment input{flex:1;min-width:0;font:inherit;padding:5px 8px;border:1px solid var(--mu);border-radius:8px;
- background:var(--bg);color:inherit}
 .sr{position:absolute;width:1px;height:1px;overflow:hidden;clip-path:inset(50%);white-space:nowrap}
 @media (max-width:480px){.panel{inset:0;width:auto;height:auto;max-width:none;max-height:none;
  border:0;border-radius:0}[aria-expanded=true]{visibility:hidden}}
@@ -276,9 +268,6 @@ const THUMB_ICON = svg(
   '<path stroke-linejoin="round" d="M7 10v11H3V10zm0 0 4-7c1.7 0 2.8 1.3 2.4 3L13 9h6a2 2 0 0 1 2 2.3l-1.2 ' +
     '7.4a2.5 2.5 0 0 1-2.5 2.3H7"/>',
 );
-const THUMB = '<path d="M7 10v11H3V10h4zm0 0 4-8a3 3 0 0 1 3 3v3h5a2 2 0 0 1 2 2.3l-1.3 8a2 2 0 0 1-2 1.7H7"/>';
-const THUMB_UP = svg(THUMB);
-const THUMB_DOWN = svg(`<g transform="rotate(180 12 12)">${THUMB}</g>`);
 
 // The skeleton: fixed markup only. The title is set later as text.
 const SKELETON = `
@@ -304,7 +293,6 @@ function sectionIdOf(citation) {
   return citation.section_id || passage.replace(/^[^#]*#?/, "").replace(/-\d+$/, "");
 }
 
-let fieldCount = 0; // makes ids unique among the shadow root's comment fields
 let highlighted = null;
 let highlightTimer = 0;
 
@@ -327,6 +315,7 @@ function highlightOnPage(target) {
   target.scrollIntoView({ behavior: scrollBehavior(), block: "start" });
 }
 
+let fieldCount = 0; // ids for the comment fields' labels
 
 class LessonTutor extends HTMLElement {
   connectedCallback() {
@@ -334,8 +323,8 @@ class LessonTutor extends HTMLElement {
     this.options ||= readOptions(this.dataset, null);
     if (!this.options.lesson) return;
     this.storageKey = "tutor:conversation:" + this.options.lesson;
+    this.idKey = this.storageKey + ":id"; // its anonymous id
     this.conversation = this.load();
-    this.conversationId = this.loadConversationId();
     this.controller = null; // AbortController of the answer being streamed, if any
     this.build();
     if (this.options.open) this.open(false);
@@ -406,7 +395,10 @@ class LessonTutor extends HTMLElement {
   // The conversation, kept in localStorage.
 
   load() {
+    this.conversationId = newConversationId();
     try {
+      const id = localStorage.getItem(this.idKey);
+      if (/^[\w-]{1,64}$/.test(id || "")) this.conversationId = id; // test(null) sees "null"
       const saved = JSON.parse(localStorage.getItem(this.storageKey)) || [];
       return saved.filter((m) => typeof m?.content === "string" && /^(user|assistant)$/.test(m.role));
     } catch (_) {
@@ -414,30 +406,15 @@ class LessonTutor extends HTMLElement {
     }
   }
 
-  /** The anonymous id of this conversation (kept with it; a new one after Clear). */
-  loadConversationId(fresh = false) {
-    const key = this.storageKey + ":id";
-    let id = null;
-    try {
-      id = fresh ? null : localStorage.getItem(key);
-    } catch (_) {
-      /* blocked storage: an id for this page only */
-    }
-    if (!/^[A-Za-z0-9_-]{1,64}$/.test(id || "")) {
-      id = crypto.randomUUID ? crypto.randomUUID() : String(Math.random()).slice(2) + Date.now();
-      try {
-        localStorage.setItem(key, id);
-      } catch (_) {
-        /* as above */
-      }
-    }
-    return id;
-  }
-
   save() {
     try {
-      if (this.conversation.length) localStorage.setItem(this.storageKey, JSON.stringify(this.conversation));
-      else localStorage.removeItem(this.storageKey);
+      if (this.conversation.length) {
+        localStorage.setItem(this.storageKey, JSON.stringify(this.conversation));
+        localStorage.setItem(this.idKey, this.conversationId);
+      } else {
+        localStorage.removeItem(this.storageKey);
+        localStorage.removeItem(this.idKey);
+      }
     } catch (_) {
       /* full or blocked: the conversation still lives in the page */
     }
@@ -450,8 +427,8 @@ class LessonTutor extends HTMLElement {
       this.setBusy(false);
     }
     this.conversation = [];
+    this.conversationId = newConversationId(); // a new conversation, unlinked from the last
     this.save();
-    this.conversationId = this.loadConversationId(true);
     this.renderAll();
     this.announce("Conversation cleared.");
     this.input.focus();
@@ -524,71 +501,79 @@ class LessonTutor extends HTMLElement {
         list.append(el("li", null, button(c, "source", `[${c.n}] ${c.section || "Passage"}`)));
       node.append(list);
     }
-    if (!message.refused && !message.incomplete && message.answer_id) node.append(this.renderFeedback(message));
     const related = message.related_lesson;
     if (related?.id) {
       const href = this.options.api + "/lessons/" + encodeURIComponent(related.id);
       const link = el("a", { href }, related.title || related.id);
       node.append(el("p", { class: "note" }, "Try the lesson: ", link));
     }
+    if (message.answer_id && !message.refused && !message.incomplete)
+      node.append(...this.renderFeedback(message));
     return node;
   }
 
-  /** Thumbs up/down under an answer; "down" offers an optional comment. The last rating wins. */
+  /** Thumbs up and down under an answer; "down" opens a box for an optional comment. */
   renderFeedback(message) {
-    const row = el("div", { class: "feedback" }, el("span", null, "Helpful?"));
-    const note = el("span", { class: "sr-note", role: "status" });
-    const thumb = (rating, label, icon) => {
-      const b = el("button", { type: "button", class: "thumb", "data-rating": rating, "aria-label": label, title: label });
-      b.innerHTML = icon; // constant markup
-      b.setAttribute("aria-pressed", String(message.rating === rating));
-      b.onclick = () => this.rate(message, rating, null, row, note);
+    const note = el("span");
+    const thumb = (rating, label) => {
+      const b = el("button", { type: "button", class: "thumb " + rating, "aria-label": label, title: label });
+      b.innerHTML = THUMB_ICON; // constant markup
+      b.onclick = () => rate(rating);
       return b;
     };
-    row.append(thumb("up", "This answer helped", THUMB_UP), thumb("down", "This answer did not help", THUMB_DOWN), note);
-    return row;
+    const up = thumb("up", "This answer helped");
+    const down = thumb("down", "This answer did not help");
+    const input = el("input", { id: "comment" + ++fieldCount, maxlength: MAX_COMMENT });
+    const send = el("button", { type: "button", class: "secondary" }, "Send");
+    const label = el("label", { for: input.id }, "What was missing? (optional)");
+    const box = el("div", { class: "comment", hidden: "" }, label, input, send);
+    const show = (rating, text, failed) => {
+      up.setAttribute("aria-pressed", rating === "up");
+      down.setAttribute("aria-pressed", rating === "down");
+      note.className = failed ? "failed" : "";
+      note.textContent = text || "";
+    };
+    let latest = 0; // only the last click's outcome is shown
+    const rate = async (rating, comment) => {
+      const before = message.rating;
+      const mine = ++latest;
+      show(rating);
+      if (rating === "up") box.hidden = true;
+      const ok = await fetch(this.options.api + "/v1/feedback", {
+        method: "POST",
+        headers: this.headers({}),
+        body: JSON.stringify({ answer_id: message.answer_id, rating, comment: comment?.trim() || undefined }),
+      }).then((response) => response.ok, () => false);
+      if (mine !== latest) return;
+      if (!ok) return show(before, "Could not send feedback", true);
+      message.rating = rating;
+      this.save();
+      if (rating === "down" && comment === undefined) return (box.hidden = false);
+      const focused = box.contains(this.shadowRoot.activeElement);
+      box.hidden = true;
+      show(rating, "Thanks for the feedback");
+      if (focused) down.focus(); // not lost with the closing box
+    };
+    send.onclick = () => rate("down", input.value);
+    input.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && !event.isComposing) {
+        event.preventDefault();
+        send.click();
+      } else if (event.key === "Escape") {
+        event.stopPropagation(); // closes this box, not the panel
+        box.hidden = true;
+        down.focus();
+      }
+    });
+    show(message.rating);
+    return [el("div", { class: "fb" }, el("span", null, "Helpful?"), up, down, note), box];
   }
 
-  /** Sends a rating (and comment); marks the pressed thumb; offers a comment box on "down". */
-  async rate(message, rating, comment, row, note) {
-    message.rating = rating;
-    this.save();
-    for (const b of row.querySelectorAll(".thumb[data-rating]"))
-      b.setAttribute("aria-pressed", String(b.dataset.rating === rating));
-    note.textContent = "";
-    try {
-      const headers = { "Content-Type": "application/json" };
-      if (this.options.key) headers["X-Tutor-Key"] = this.options.key;
-      const body = { answer_id: message.answer_id, rating };
-      if (comment) body.comment = comment;
-      const response = await fetch(this.options.api + "/v1/feedback", {
-        method: "POST",
-        headers,
-        body: JSON.stringify(body),
-      });
-      if (!response.ok) throw new Error(String(response.status));
-      note.textContent = comment ? "Thanks for the feedback." : "";
-    } catch (_) {
-      note.textContent = "Could not send feedback.";
-      return;
-    }
-    row.querySelector(".comment")?.remove();
-    if (rating === "down" && !comment) {
-      const input = el("input", { type: "text", maxlength: "500", id: "c-" + message.answer_id });
-      const label = el("label", { class: "sr", for: input.id }, "What was missing? (optional)");
-      input.placeholder = "What was missing? (optional)";
-      const send = el("button", { type: "button", class: "thumb" }, "Send");
-      const submit = () => this.rate(message, "down", input.value.trim().slice(0, 500) || null, row, note);
-      send.onclick = submit;
-      input.onkeydown = (e) => {
-        if (e.key === "Enter") {
-          e.preventDefault();
-          submit();
-        }
-      };
-      row.append(el("div", { class: "comment" }, label, input, send));
-      input.focus();
-    }
+  /** Request headers: JSON, the page's key if it has one, and `extra`. */
+  headers(extra) {
+    const headers = { "Content-Type": "application/json", ...extra };
+    if (this.options.key) headers["X-Tutor-Key"] = this.options.key;
+    return headers;
   }
 
   /** Jumps to the cited section of the host page, or else shows the quoted passage here. */
@@ -666,11 +651,9 @@ class LessonTutor extends HTMLElement {
     };
 
     try {
-      const headers = { "Content-Type": "application/json", Accept: "text/event-stream" };
-      if (this.options.key) headers["X-Tutor-Key"] = this.options.key;
       const response = await fetch(this.options.api + "/v1/chat", {
         method: "POST",
-        headers,
+        headers: this.headers({ Accept: "text/event-stream" }),
         body: JSON.stringify({
           lesson_id: this.options.lesson,
           message: question,
@@ -713,8 +696,7 @@ class LessonTutor extends HTMLElement {
         citations: finished.citations || [],
         refused: !!finished.refused,
         related_lesson: finished.related_lesson || null,
-        answer_id: typeof finished.answer_id === "string" ? finished.answer_id : null,
-        rating: null,
+        answer_id: finished.answer_id, // for feedback; older servers send none
       };
       this.conversation.push(answer);
       this.save();

@@ -52,6 +52,7 @@ let hostOrigin = "";
 let sections = []; // [{id, title}] of LESSON, from the API
 const modelRequests = []; // bodies the fake model received
 const fakeApiRequests = []; // {headers, body} the scripted tutor API received
+const fakeFeedbackRequests = []; // {headers, body} of POST /fake/v1/feedback, which always fails
 
 function listen(server) {
   servers.push(server);
@@ -161,7 +162,14 @@ async function fakeTutorApi(request, response) {
   fakeApiRequests.push({ headers: request.headers, body });
   const attempt = (fakeAttempts.get(body.message) || 0) + 1;
   fakeAttempts.set(body.message, attempt);
-  const done = { answer: FAKE_ANSWER, refused: false, citations: [FAKE_CITATION], backend: "fake", related_lesson: null };
+  const done = {
+    answer_id: `fake-${fakeApiRequests.length}`,
+    answer: FAKE_ANSWER,
+    refused: false,
+    citations: [FAKE_CITATION],
+    backend: "fake",
+    related_lesson: null,
+  };
   const json = (status, value, extra = {}) => {
     response.writeHead(status, { ...headers, "Content-Type": "application/json", ...extra });
     response.end(JSON.stringify(value));
@@ -263,6 +271,14 @@ function escapeHtml(text) {
 function hostServer() {
   return http.createServer((request, response) => {
     const url = new URL(request.url, "http://host");
+    if (url.pathname === "/fake/v1/feedback") {
+      readBody(request).then((body) => {
+        fakeFeedbackRequests.push({ headers: request.headers, body: JSON.parse(body) });
+        response.writeHead(503, { "Content-Type": "application/json" });
+        response.end(JSON.stringify({ error: { code: "internal", message: "The feedback store is down." } }));
+      });
+      return;
+    }
     if (url.pathname.startsWith("/fake/v1/chat")) {
       fakeTutorApi(request, response).catch(() => response.destroy());
       return;
@@ -532,45 +548,96 @@ test("an off-topic question is refused, visibly, without asking the model", { ti
   await page.context().close();
 });
 
-test("thumbs up and down are sent by keyboard, with a comment, and kept across a reload", { timeout: 60_000 }, async () => {
-  const page = await newPage();
+test("an answer is rated by keyboard, with a comment, and the rating outlives a reload", { timeout: 60_000 }, async () => {
+  const page = await newPage({ deviceScaleFactor: 2 });
   await page.goto(`${hostOrigin}/`);
   await openWidget(page);
-  const chat = page.waitForRequest((r) => r.method() === "POST" && r.url() === `${tutorOrigin}/v1/chat`);
-  await ask(page, "Which deployment should I start with?");
-  const sent = JSON.parse((await chat).postData());
-  assert.match(sent.conversation_id, /^[A-Za-z0-9_-]{1,64}$/, "an anonymous conversation id is sent");
+  const key = `tutor:conversation:${LESSON}`;
+  const chat = () => page.waitForRequest((r) => r.method() === "POST" && r.url() === `${tutorOrigin}/v1/chat`);
+  const feedback = () =>
+    page.waitForResponse((r) => r.request().method() === "POST" && r.url() === `${tutorOrigin}/v1/feedback`);
+  const active = () => page.evaluate(() => document.querySelector("lesson-tutor").shadowRoot.activeElement?.className);
 
-  const down = widget(page, '.msg.assistant .thumb[data-rating="down"]').last();
-  assert.equal(await down.getAttribute("aria-pressed"), "false");
-  const rated = page.waitForResponse((r) => r.url() === `${tutorOrigin}/v1/feedback`);
+  let request = chat();
+  await ask(page, "Which deployment should I start with?");
+  const { conversation_id } = JSON.parse((await request).postData());
+  assert.match(conversation_id, /^[A-Za-z0-9_-]{1,64}$/, "an anonymous conversation id is sent");
+  assert.equal(await page.evaluate((k) => localStorage.getItem(k), `${key}:id`), conversation_id, "kept beside it");
+  const [, answer] = JSON.parse(await page.evaluate((k) => localStorage.getItem(k), key));
+  assert.equal(typeof answer.answer_id, "string");
+
+  const up = widget(page, ".msg.assistant .thumb.up");
+  const down = widget(page, ".msg.assistant .thumb.down");
+  assert.equal(await up.getAttribute("aria-label"), "This answer helped");
+  assert.equal(await down.getAttribute("aria-label"), "This answer did not help");
+  assert.deepEqual([await up.getAttribute("aria-pressed"), await down.getAttribute("aria-pressed")], ["false", "false"]);
+
+  // Thumbs down, by keyboard: sent, pressed, and a comment box opens after it.
+  let response = feedback();
   await down.focus();
   await page.keyboard.press("Enter");
-  assert.equal((await rated).status(), 200);
-  assert.equal(await down.getAttribute("aria-pressed"), "true");
-
+  response = await response;
+  assert.equal(response.status(), 200);
+  assert.deepEqual(JSON.parse(response.request().postData()), { answer_id: answer.answer_id, rating: "down" });
+  assert.deepEqual([await up.getAttribute("aria-pressed"), await down.getAttribute("aria-pressed")], ["false", "true"]);
   const comment = widget(page, ".comment input");
   await comment.waitFor();
+  assert.equal(await comment.getAttribute("maxlength"), "500");
   assert.equal(await widget(page, ".comment label").textContent(), "What was missing? (optional)");
-  const commented = page.waitForResponse((r) => r.url() === `${tutorOrigin}/v1/feedback`);
-  await comment.fill("It did not say what the costs are.");
-  await comment.press("Enter");
-  const response = await commented;
-  assert.equal(response.status(), 200);
-  assert.equal(JSON.parse(response.request().postData()).comment, "It did not say what the costs are.");
-  await widget(page, ".feedback").getByText("Thanks for the feedback.").waitFor();
-  assert.deepEqual(await axeViolations(page), []);
+  for (const colorScheme of ["dark", "light"]) {
+    await page.emulateMedia({ colorScheme });
+    assert.deepEqual(await axeViolations(page), [], `the widget with its feedback controls (${colorScheme})`);
+  }
+  await widget(page, ".panel").screenshot({ path: path.join(screenshotDir, "widget-feedback.png") });
 
+  // Tab reaches the comment, and again its Send button.
+  await page.keyboard.press("Tab");
+  assert.equal(await page.evaluate(() => document.querySelector("lesson-tutor").shadowRoot.activeElement?.localName), "input");
+  await page.keyboard.type("It did not say what the costs are.");
+  await page.keyboard.press("Tab");
+  response = feedback();
+  await page.keyboard.press("Space");
+  response = await response;
+  assert.equal(response.status(), 200);
+  assert.deepEqual(JSON.parse(response.request().postData()), {
+    answer_id: answer.answer_id,
+    rating: "down",
+    comment: "It did not say what the costs are.",
+  });
+  await widget(page, ".fb").getByText("Thanks for the feedback").waitFor();
+  assert.equal(await comment.isVisible(), false);
+  assert.equal(await active(), "thumb down", "focus goes back to the thumb, not lost with the box");
+
+  // After a reload the rating still shows; Esc closes the comment box first, then the panel.
   await page.reload();
   await openWidget(page);
-  const restored = widget(page, '.msg.assistant .thumb[data-rating="down"]').last();
-  assert.equal(await restored.getAttribute("aria-pressed"), "true", "the rating is kept with the conversation");
+  assert.deepEqual([await up.getAttribute("aria-pressed"), await down.getAttribute("aria-pressed")], ["false", "true"]);
+  assert.equal(JSON.parse(await page.evaluate((k) => localStorage.getItem(k), key))[1].rating, "down");
+  response = feedback();
+  await down.press("Enter");
+  assert.equal((await response).status(), 200);
+  await comment.press("Escape");
+  await comment.waitFor({ state: "hidden" });
+  assert.ok(await widget(page, ".panel").isVisible(), "the first Esc only closes the comment box");
+  assert.equal(await active(), "thumb down");
+  await page.keyboard.press("Escape");
+  await widget(page, ".panel").waitFor({ state: "hidden" });
+  assert.equal(await active(), "launcher");
 
-  // Clear starts a new conversation id.
-  const before = await page.evaluate((k) => localStorage.getItem(k), `tutor:conversation:${LESSON}:id`);
+  // Thumbs up replaces the rating.
+  await openWidget(page);
+  response = feedback();
+  await up.click();
+  assert.equal((await response).status(), 200);
+  assert.deepEqual([await up.getAttribute("aria-pressed"), await down.getAttribute("aria-pressed")], ["true", "false"]);
+
+  // Clear starts a new conversation, with a new id.
   await widget(page, ".clear").click();
-  const after = await page.evaluate((k) => localStorage.getItem(k), `tutor:conversation:${LESSON}:id`);
-  assert.ok(after && after !== before, "Clear makes a fresh conversation id");
+  request = chat();
+  await ask(page, "Which deployment should I start with?");
+  const next = JSON.parse((await request).postData()).conversation_id;
+  assert.match(next, /^[A-Za-z0-9_-]{1,64}$/);
+  assert.notEqual(next, conversation_id);
   await page.context().close();
 });
 
@@ -798,6 +865,28 @@ test("failures show a friendly message with Retry, and never a dead panel", { ti
   assert.match(stopped.text, /incomplete/i);
 
   // The panel still works after all that.
+  await ask(page, "a normal question");
+  assert.match((await lastMessage(page)).text, /café crème/);
+  await page.context().close();
+});
+
+test("feedback that cannot be sent says so, and the panel goes on working", { timeout: 30_000 }, async () => {
+  const page = await newPage();
+  await page.goto(`${hostOrigin}/fake`);
+  await widget(page, ".panel").waitFor({ state: "visible" });
+  await ask(page, "rate this one");
+  const up = widget(page, ".msg.assistant .thumb.up").last();
+  await up.click();
+  await widget(page, ".fb").last().getByText("Could not send feedback").waitFor();
+  assert.equal(await up.getAttribute("aria-pressed"), "false", "a rating that was not recorded is not shown");
+  const sent = fakeFeedbackRequests.at(-1);
+  assert.equal(sent.headers["x-tutor-key"], "k-123");
+  const saved = JSON.parse(await page.evaluate(() => localStorage.getItem("tutor:conversation:fake-lesson")));
+  assert.deepEqual(sent.body, { answer_id: saved.at(-1).answer_id, rating: "up" });
+  assert.equal(saved.at(-1).rating, undefined, "nor kept");
+  assert.equal(fakeApiRequests.at(-1).headers["x-tutor-key"], "k-123");
+  assert.match(fakeApiRequests.at(-1).body.conversation_id, /^[A-Za-z0-9_-]{1,64}$/);
+
   await ask(page, "a normal question");
   assert.match((await lastMessage(page)).text, /café crème/);
   await page.context().close();
