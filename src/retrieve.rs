@@ -203,7 +203,8 @@ pub struct Hit {
     pub passage: usize,
     /// BM25 score.
     pub score: f32,
-    /// Share of the question's term weight this passage (with its section title) contains.
+    /// Share of the question's term weight this passage (with its section title) contains
+    /// (computed by the gate; 0 for plain [`Retriever::search`]).
     pub coverage: f32,
     /// (lesson, passage) position in the catalog: the tie-breaker between equal scores.
     order: (u32, u32),
@@ -357,24 +358,13 @@ impl Retriever {
     pub fn retrieve(&self, lesson_id: &str, message: &str, history: &[String]) -> Retrieval {
         let searcher = self.reader.searcher();
         let message_terms = self.content_terms(message);
-        let mut terms: Vec<QueryTerm> = message_terms
-            .iter()
-            .map(|t| QueryTerm {
-                term: t.clone(),
-                idf: self.idf(&searcher, t),
-                weight: 1.0,
-            })
-            .collect();
+        let mut terms = self.query_terms(&searcher, message_terms.clone(), 1.0);
         // The most recent history first; only a few turns.
         let mut history_terms: Vec<QueryTerm> = Vec::new();
         for turn in history.iter().rev().take(3) {
             for t in self.content_terms(turn) {
                 if !message_terms.contains(&t) && !history_terms.iter().any(|h| h.term == t) {
-                    history_terms.push(QueryTerm {
-                        idf: self.idf(&searcher, &t),
-                        term: t,
-                        weight: self.settings.history_weight,
-                    });
+                    history_terms.push(self.query_term(&searcher, t, self.settings.history_weight));
                 }
             }
         }
@@ -434,15 +424,7 @@ impl Retriever {
     /// Finds the best other lesson that covers the question, for a refusal's pointer.
     pub fn lesson_covering(&self, message: &str, except: &str) -> Option<Arc<Lesson>> {
         let searcher = self.reader.searcher();
-        let terms: Vec<QueryTerm> = self
-            .content_terms(message)
-            .into_iter()
-            .map(|t| QueryTerm {
-                idf: self.idf(&searcher, &t),
-                term: t,
-                weight: 1.0,
-            })
-            .collect();
+        let terms = self.query_terms(&searcher, self.content_terms(message), 1.0);
         self.best_other_lesson(&searcher, &terms, except)
             .filter(|(_, coverage)| *coverage >= self.settings.sure_coverage)
             .map(|(lesson, _)| lesson)
@@ -488,26 +470,39 @@ impl Retriever {
         words.iter().filter(|w| known.contains(*w)).count() as f32 / words.len() as f32
     }
 
-    /// Plain search for `/v1/search` and the CLI: BM25 hits, no gate.
+    /// Plain search for `/v1/search`, the report and evaluations: BM25 hits, no gate (so
+    /// `coverage` is left at 0: nothing reads it, and computing it re-analyzes every hit).
     pub fn search(&self, lesson_id: Option<&str>, text: &str, k: usize) -> Vec<Hit> {
         let searcher = self.reader.searcher();
         let mut seen = HashSet::new();
-        let terms: Vec<QueryTerm> = self
+        let words = self
             .analyze(text)
             .into_iter()
-            .filter(|t| seen.insert(t.clone()))
-            .map(|t| QueryTerm {
-                idf: self.idf(&searcher, &t),
-                term: t,
-                weight: 1.0,
-            })
-            .collect();
-        let gate_terms: Vec<&QueryTerm> = terms.iter().collect();
-        let mut hits = self.search_with(&searcher, lesson_id, &terms, k);
-        for hit in &mut hits {
-            hit.coverage = self.coverage(&gate_terms, hit);
+            .filter(|t| seen.insert(t.clone()));
+        let terms = self.query_terms(&searcher, words, 1.0);
+        self.search_with(&searcher, lesson_id, &terms, k)
+    }
+
+    /// A term with its catalog idf and a weight.
+    fn query_term(&self, searcher: &Searcher, term: String, weight: f32) -> QueryTerm {
+        QueryTerm {
+            idf: self.idf(searcher, &term),
+            term,
+            weight,
         }
-        hits
+    }
+
+    /// [`Retriever::query_term`] for each of `terms`.
+    fn query_terms(
+        &self,
+        searcher: &Searcher,
+        terms: impl IntoIterator<Item = String>,
+        weight: f32,
+    ) -> Vec<QueryTerm> {
+        terms
+            .into_iter()
+            .map(|t| self.query_term(searcher, t, weight))
+            .collect()
     }
 
     fn search_with(
