@@ -74,13 +74,8 @@ impl Extractive {
         else {
             return Vec::new();
         };
-        let mut chosen = vec![best];
-        let mut covered: HashSet<&str> = terms
-            .iter()
-            .filter(|t| units[best].terms.contains(&t.term))
-            .map(|t| t.term.as_str())
-            .collect();
-        let mut length = units[best].text.len();
+        let mut picked = Picked::default();
+        picked.take(best, &units[best], terms);
 
         // A short best sentence that the next one continues ("It ...", "This ...") keeps it.
         if units[best].text.len() < 140
@@ -88,8 +83,7 @@ impl Extractive {
             && next.n == units[best].n
             && starts_with_reference(next.text)
         {
-            length += next.text.len();
-            chosen.push(best + 1);
+            picked.add(best + 1, next);
         }
 
         // An answer drawn from a lower-ranked passage also quotes the best-ranked passage when
@@ -101,37 +95,30 @@ impl Extractive {
                 .enumerate()
                 .filter(|(i, u)| {
                     u.rank == 0
-                        && !chosen.contains(i)
+                        && !picked.chosen.contains(i)
                         && u.score >= 0.5 * units[best].score
-                        && length + u.text.len() <= MAX_ANSWER_CHARS
+                        && picked.length + u.text.len() <= MAX_ANSWER_CHARS
                 })
                 .max_by(|a, b| a.1.score.total_cmp(&b.1.score))
         {
-            covered.extend(
-                terms
-                    .iter()
-                    .filter(|t| units[i].terms.contains(&t.term))
-                    .map(|t| t.term.as_str()),
-            );
-            length += units[i].text.len();
-            chosen.push(i);
+            picked.take(i, &units[i], terms);
         }
 
         // Then sentences that add question words not yet covered, while they score well.
-        while chosen.len() < MAX_SENTENCES {
+        while picked.chosen.len() < MAX_SENTENCES {
             let candidate = units
                 .iter()
                 .enumerate()
                 .filter(|(i, u)| {
-                    !chosen.contains(i)
+                    !picked.chosen.contains(i)
                         && u.score >= 0.5 * units[best].score
                         && u.score > 0.15
-                        && length + u.text.len() <= MAX_ANSWER_CHARS
+                        && picked.length + u.text.len() <= MAX_ANSWER_CHARS
                 })
                 .map(|(i, u)| {
                     let gain: f32 = terms
                         .iter()
-                        .filter(|t| u.terms.contains(&t.term) && !covered.contains(t.term.as_str()))
+                        .filter(|t| u.terms.contains(&t.term) && !picked.covered.contains(&t.term))
                         .map(|t| t.idf * t.weight)
                         .sum();
                     (i, gain)
@@ -139,20 +126,41 @@ impl Extractive {
                 .filter(|(_, gain)| *gain > 0.0)
                 .max_by(|a, b| a.1.total_cmp(&b.1));
             let Some((i, _)) = candidate else { break };
-            covered.extend(
-                terms
-                    .iter()
-                    .filter(|t| units[i].terms.contains(&t.term))
-                    .map(|t| t.term.as_str()),
-            );
-            length += units[i].text.len();
-            chosen.push(i);
+            picked.take(i, &units[i], terms);
         }
+        let mut chosen = picked.chosen;
         chosen.sort_by_key(|&i| (units[i].rank, units[i].position));
         chosen
             .into_iter()
             .map(|i| format!("{} [{}]", with_full_stop(units[i].text), units[i].n))
             .collect()
+    }
+}
+
+/// The units chosen so far, the question terms they cover, and their length.
+#[derive(Default)]
+struct Picked {
+    chosen: Vec<usize>,
+    covered: HashSet<String>,
+    length: usize,
+}
+
+impl Picked {
+    /// Adds unit `i` to the answer.
+    fn add(&mut self, i: usize, unit: &Unit<'_>) {
+        self.length += unit.text.len();
+        self.chosen.push(i);
+    }
+
+    /// Adds unit `i` and counts the question terms it covers.
+    fn take(&mut self, i: usize, unit: &Unit<'_>, terms: &[QueryTerm]) {
+        self.add(i, unit);
+        self.covered.extend(
+            terms
+                .iter()
+                .filter(|t| unit.terms.contains(&t.term))
+                .map(|t| t.term.clone()),
+        );
     }
 }
 
