@@ -5,7 +5,8 @@
  *
  * Options, as data-* on that tag: data-lesson (required); data-api (API base, default: this
  * script's origin); data-title; data-placement ("right" | "left"); data-open ("true" opens the
- * panel on load); data-key (sent as X-Tutor-Key). Theme: --tutor-accent, --tutor-bg, --tutor-fg
+ * panel on load); data-key (sent as X-Tutor-Key); data-token (a session token from an LMS
+ * launch, sent as Authorization: Bearer). Theme: --tutor-accent, --tutor-bg, --tutor-fg
  * (and --tutor-accent-fg) set on the host page pass into the shadow root.
  *
  * Everything lives in the open shadow root of one <lesson-tutor> element, so the host page's CSS
@@ -34,6 +35,7 @@ function readOptions(data, src) {
     placement: data.placement === "left" ? "left" : "right",
     open: data.open === "true",
     key: data.key || "",
+    token: data.token || "",
   };
 }
 
@@ -573,6 +575,7 @@ class LessonTutor extends HTMLElement {
   headers(extra) {
     const headers = { "Content-Type": "application/json", ...extra };
     if (this.options.key) headers["X-Tutor-Key"] = this.options.key;
+    if (this.options.token) headers.Authorization = "Bearer " + this.options.token;
     return headers;
   }
 

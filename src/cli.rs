@@ -1,4 +1,4 @@
-//! The `tutor` command line: `index`, `serve`, `ask`, `check`. Parses flags (clap), builds the
+//! The `tutor` command line: `index`, `serve`, `ask`, `check`, `report`, `hash-key`, `lti-key`. Parses flags (clap), builds the
 //! [`Config`], and runs the command. Output for people goes to stdout; logs go to stderr.
 
 use crate::app;
@@ -80,6 +80,12 @@ enum Command {
         #[arg(long, default_value = "markdown")]
         format: String,
     },
+    /// List the LTI tool keys (the newest signs; all are published), or add one to rotate.
+    LtiKey {
+        /// Generate a new key; keep the old one until platforms have refetched the JWKS.
+        #[arg(long)]
+        new: bool,
+    },
     /// Run every lesson's golden questions; exits non-zero if any fails.
     Check {
         /// Only this lesson.
@@ -138,6 +144,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             question,
         } => ask(&config, lesson, question.join(" "), json),
         Command::Check { lesson, json } => check(&config, lesson.as_deref(), json),
+        Command::LtiKey { new } => lti_key(&config, new),
         Command::HashKey { .. } => Ok(ExitCode::SUCCESS),
         Command::Report {
             log,
@@ -179,6 +186,34 @@ fn index(config: &Config) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn lti_key(config: &Config, new: bool) -> anyhow::Result<ExitCode> {
+    let Some(lti) = &config.lti else {
+        anyhow::bail!("LTI is not configured: add an [lti] section to tutor.toml");
+    };
+    if new {
+        let path = crate::lti::keys::generate(&lti.keys_dir).map_err(anyhow::Error::msg)?;
+        println!("added {}", path.display());
+    }
+    let keys =
+        crate::lti::keys::ToolKeys::load_or_generate(&lti.keys_dir).map_err(anyhow::Error::msg)?;
+    let kids = keys.kids();
+    for (i, kid) in kids.iter().enumerate() {
+        let role = if i + 1 == kids.len() {
+            "signs"
+        } else {
+            "published"
+        };
+        println!("{kid}\t{role}");
+    }
+    println!(
+        "{} key(s) in {}; JWKS at {}/.well-known/jwks.json",
+        kids.len(),
+        lti.keys_dir.display(),
+        lti.base_url()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 fn serve(config: Config, watch: bool) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async move {
         let listener = tokio::net::TcpListener::bind(config.addr)
@@ -192,9 +227,22 @@ fn serve(config: Config, watch: bool) -> anyhow::Result<ExitCode> {
                 "NO API KEYS ARE CONFIGURED AND THE TUTOR LISTENS BEYOND LOOPBACK: anyone who can reach it can use it (and your model budget). Add [[keys]] to tutor.toml and [limits]."
             );
         }
+        let lti = match &config.lti {
+            Some(settings) => {
+                let lti = crate::lti::Lti::new(settings.clone()).map_err(anyhow::Error::msg)?;
+                tracing::info!(
+                    launch = %settings.launch_url(),
+                    platforms = settings.platforms.len(),
+                    "LTI 1.3 enabled"
+                );
+                Some(lti)
+            }
+            None => None,
+        };
         let state = AppState::new(config.cors_origins.clone())
             .with_keys(keys)
-            .with_limits(config.limits.clone());
+            .with_limits(config.limits.clone())
+            .with_lti(lti);
         let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<anyhow::Error>();
         let loader_state = state.clone();
         let loader_config = config.clone();

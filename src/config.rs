@@ -150,6 +150,7 @@ struct FileConfig {
     model: FileModel,
     #[serde(default)]
     retrieval: Option<RetrievalSettings>,
+    lti: Option<crate::lti::LtiSettings>,
 }
 
 /// Everything the tutor needs to run.
@@ -181,6 +182,8 @@ pub struct Config {
     pub log: Option<PathBuf>,
     /// Records older than this are pruned.
     pub log_retention: Duration,
+    /// LTI 1.3 (`[lti]`); `None`: LMS launches are not configured.
+    pub lti: Option<crate::lti::LtiSettings>,
 }
 
 /// Reads an environment variable, treating an empty value as unset.
@@ -297,6 +300,9 @@ impl Config {
                 "`limits.burst` must be at least 1".to_string(),
             ));
         }
+        if let Some(lti) = &file.lti {
+            lti.validate().map_err(ConfigError::Invalid)?;
+        }
         if retrieval.passages == 0 || retrieval.candidates < retrieval.passages {
             return Err(ConfigError::Invalid(
                 "`retrieval.passages` must be at least 1 and at most `retrieval.candidates`"
@@ -350,6 +356,7 @@ impl Config {
                         .unwrap_or(30),
                 ) * 86_400,
             ),
+            lti: file.lti,
         })
     }
 }

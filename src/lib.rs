@@ -16,6 +16,7 @@
 //!   check citations → answer (whole or streamed).
 //! - [`telemetry`]: Prometheus metrics; [`conversation_log`]: the optional SQLite log of
 //!   answers and ratings; [`report`]: what learners asked, per lesson and section.
+//! - [`lti`]: LTI 1.3 launches from an LMS (login, launch checks, deep linking, tool keys).
 //! - [`http`]: the axum router of API.md, pages and widget; [`cli`]: the `tutor` commands;
 //!   [`config`]: layered configuration; [`app`]: start-up shared by the commands.
 
@@ -28,6 +29,7 @@ pub mod http;
 pub mod index;
 pub mod lessons;
 pub mod llm;
+pub mod lti;
 pub mod prompts;
 pub mod report;
 pub mod retrieve;

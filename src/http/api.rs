@@ -145,14 +145,41 @@ fn wants_stream(headers: &HeaderMap, flag: Option<bool>) -> bool {
         (status = 503, description = "Loading, or every model slot is busy", body = ErrorBody),
         (status = 504, description = "The model provider timed out", body = ErrorBody),
     ))]
-pub async fn chat(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    match chat_inner(state, headers, body).await {
+pub async fn chat(
+    State(state): State<AppState>,
+    caller: Option<axum::Extension<super::Caller>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match chat_inner(state, caller.map(|c| c.0), headers, body).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     }
 }
 
-async fn chat_inner(state: AppState, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+/// A learner's LTI session is for one lesson only.
+pub(super) fn check_lesson(
+    caller: Option<&super::Caller>,
+    lesson_id: &str,
+) -> Result<(), ApiError> {
+    match caller {
+        Some(super::Caller::Learner { lesson, .. }) if lesson.as_ref() != lesson_id => {
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("this session is for lesson `{lesson}`, not `{lesson_id}`"),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+async fn chat_inner(
+    state: AppState,
+    caller: Option<super::Caller>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     if headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
@@ -172,6 +199,7 @@ async fn chat_inner(state: AppState, headers: HeaderMap, body: Body) -> Result<R
         request.history.unwrap_or_default(),
     )?
     .with_conversation(request.conversation_id)?;
+    check_lesson(caller.as_ref(), &question.lesson_id)?;
     let tutor = state.tutor()?;
     if !stream {
         let (answer, _) = tutor.ask(question).await?;

@@ -153,14 +153,22 @@ pub async fn model(
         (status = 404, description = "`model_not_found`"), (status = 429, description = "Rate limited"),
         (status = 502, description = "The model provider failed"), (status = 504, description = "The model provider timed out"),
     ))]
-pub async fn completions(State(state): State<AppState>, body: Body) -> Response {
-    match completions_inner(state, body).await {
+pub async fn completions(
+    State(state): State<AppState>,
+    caller: Option<axum::Extension<super::Caller>>,
+    body: Body,
+) -> Response {
+    match completions_inner(state, caller.map(|c| c.0), body).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     }
 }
 
-async fn completions_inner(state: AppState, body: Body) -> Result<Response, ApiError> {
+async fn completions_inner(
+    state: AppState,
+    caller: Option<super::Caller>,
+    body: Body,
+) -> Result<Response, ApiError> {
     let request: CompletionRequest = read_json(body).await?;
     let tutor = state.tutor()?;
     let lesson_id = request
@@ -169,6 +177,7 @@ async fn completions_inner(state: AppState, body: Body) -> Result<Response, ApiE
         .filter(|id| tutor.retriever().catalog().get(id).is_some())
         .ok_or_else(|| model_not_found(&request.model))?
         .to_string();
+    super::api::check_lesson(caller.as_ref(), &lesson_id)?;
     // The question is the last user message; earlier user and assistant turns are history.
     let last_user = request
         .messages

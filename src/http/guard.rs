@@ -2,6 +2,10 @@
 //! valid only from their listed origins), configured by SHA-256 digest and compared in constant
 //! time, and rate limits per server key or per client IP (tower_governor).
 //!
+//! A learner launched from an LMS (LTI) has no key: the lesson page carries a short-lived
+//! session token, signed by the tool, that the widget sends as `Authorization: Bearer`. It is
+//! valid for the one lesson it was issued for and rate-limited per learner.
+//!
 //! With no keys configured the API is open, as suits the zero-configuration local mode; `serve`
 //! warns loudly when such an open tutor listens beyond loopback.
 
@@ -30,6 +34,9 @@ pub enum Caller {
     Server(Arc<str>),
     /// A public widget key, used from one of its origins: rate-limited per client IP.
     Widget(Arc<str>),
+    /// A learner launched from an LMS, with a session token for one lesson: rate-limited per
+    /// learner.
+    Learner { subject: Arc<str>, lesson: Arc<str> },
 }
 
 /// A configured key, by digest.
@@ -159,6 +166,21 @@ pub async fn authenticate(
             "an API key is required: send `Authorization: Bearer KEY` (or `X-Tutor-Key` from a widget)",
         );
     };
+    // A session token is a JWT (three dot-separated parts); keys never contain dots.
+    if let Some(lti) = &state.lti
+        && presented.trim().matches('.').count() == 2
+    {
+        return match lti.session(presented.trim()) {
+            Ok(session) => {
+                request.extensions_mut().insert(Caller::Learner {
+                    subject: Arc::from(session.sub.as_str()),
+                    lesson: Arc::from(session.lesson.as_str()),
+                });
+                next.run(request).await
+            }
+            Err(reason) => unauthorized(reason),
+        };
+    }
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
     match state.keys.check(&presented, origin) {
         Ok(caller) => {
@@ -196,8 +218,10 @@ impl KeyExtractor for CallerKey {
     type Key = String;
 
     fn extract<T>(&self, request: &axum::http::Request<T>) -> Result<String, GovernorError> {
-        if let Some(Caller::Server(name)) = request.extensions().get::<Caller>() {
-            return Ok(format!("key:{name}"));
+        match request.extensions().get::<Caller>() {
+            Some(Caller::Server(name)) => return Ok(format!("key:{name}")),
+            Some(Caller::Learner { subject, .. }) => return Ok(format!("learner:{subject}")),
+            _ => {}
         }
         if let Some(header) = &self.client_ip_header
             && let Some(ip) = request

@@ -6,6 +6,7 @@ mod api;
 mod compat;
 mod error;
 mod guard;
+mod lti;
 mod pages;
 
 pub use error::ApiError;
@@ -48,6 +49,8 @@ pub struct AppState {
     keys: Arc<Keys>,
     /// Rate limits, when configured.
     limits: Option<RateLimits>,
+    /// LTI 1.3, when configured.
+    lti: Option<Arc<crate::lti::Lti>>,
 }
 
 impl AppState {
@@ -60,7 +63,14 @@ impl AppState {
             dev_assets: std::env::var_os("TUTOR_DEV_ASSETS").map(|p| Arc::new(p.into())),
             keys: Arc::new(Keys::default()),
             limits: None,
+            lti: None,
         }
+    }
+
+    /// Accepts LTI launches (and the session tokens they issue).
+    pub fn with_lti(mut self, lti: Option<crate::lti::Lti>) -> AppState {
+        self.lti = lti.map(Arc::new);
+        self
     }
 
     /// Requires one of `keys` on the API (none: the API stays open).
@@ -184,6 +194,10 @@ pub fn documented_routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(pages::openapi_json))
         .routes(routes!(pages::docs))
         .routes(routes!(api::metrics))
+        .routes(routes!(lti::login))
+        .routes(routes!(lti::launch))
+        .routes(routes!(lti::deep_link))
+        .routes(routes!(lti::jwks))
 }
 
 /// Wraps API routes in, from the outside in: the origin check, keys, then rate limits.

@@ -16,6 +16,20 @@ const PAGE_CSS: &str = include_str!("../../assets/page.css");
 const CATALOG_HTML: &str = include_str!("../../assets/templates/catalog.html");
 const LESSON_HTML: &str = include_str!("../../assets/templates/lesson.html");
 const DOCS_HTML: &str = include_str!("../../assets/docs.html");
+const LTI_TEMPLATES: [(&str, &str); 3] = [
+    (
+        "lti-message.html",
+        include_str!("../../assets/templates/lti-message.html"),
+    ),
+    (
+        "lti-picker.html",
+        include_str!("../../assets/templates/lti-picker.html"),
+    ),
+    (
+        "lti-return.html",
+        include_str!("../../assets/templates/lti-return.html"),
+    ),
+];
 
 /// The OpenAPI document, rendered once when the router is built.
 pub static OPENAPI_JSON: OnceLock<String> = OnceLock::new();
@@ -60,10 +74,13 @@ fn environment(state: &AppState) -> Result<Environment<'static>, minijinja::Erro
         "lesson.html",
         asset(state, "templates/lesson.html", LESSON_HTML),
     )?;
+    for (name, built_in) in LTI_TEMPLATES {
+        env.add_template_owned(name, asset(state, &format!("templates/{name}"), built_in))?;
+    }
     Ok(env)
 }
 
-fn render(state: &AppState, name: &str, ctx: minijinja::Value) -> Response {
+pub(super) fn render(state: &AppState, name: &str, ctx: minijinja::Value) -> Response {
     static BUILT_IN: OnceLock<Result<Environment<'static>, String>> = OnceLock::new();
     let rendered = if state.dev_assets.is_some() {
         environment(state).and_then(|env| env.get_template(name)?.render(ctx))
@@ -117,13 +134,19 @@ pub async fn catalog(State(state): State<AppState>) -> Response {
 #[utoipa::path(get, path = "/lessons/{id}", tag = "pages", params(("id" = String, Path, description = "Lesson id")),
     responses((status = 200, content_type = "text/html", description = "HTML"), (status = 404, description = "Unknown lesson")))]
 pub async fn lesson(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    lesson_page(&state, &id, None)
+}
+
+/// A lesson's page; with a session token (after an LMS launch) it stands alone, without links
+/// to the rest of the catalog, and its widget sends the token.
+pub(super) fn lesson_page(state: &AppState, id: &str, session_token: Option<&str>) -> Response {
     let tutor = match state.tutor() {
         Ok(tutor) => tutor,
         Err(error) => return error.into_response(),
     };
     let catalog = tutor.retriever().catalog();
-    let Some(lesson) = catalog.get(&id) else {
-        return ApiError::lesson_not_found(&id).into_response();
+    let Some(lesson) = catalog.get(id) else {
+        return ApiError::lesson_not_found(id).into_response();
     };
     let related: Vec<minijinja::Value> = lesson
         .related
@@ -132,9 +155,11 @@ pub async fn lesson(State(state): State<AppState>, Path(id): Path<String>) -> Re
         .map(|l| context! { id => l.id, title => l.title, summary => l.summary })
         .collect();
     render(
-        &state,
+        state,
         "lesson.html",
         context! {
+            lti => session_token.is_some(),
+            session_token => session_token,
             lesson => context! { id => lesson.id, title => lesson.title, summary => lesson.summary, track => lesson.track, minutes => lesson.minutes },
             body_html => lesson_html(lesson),
             related => related,

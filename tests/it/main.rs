@@ -8,6 +8,7 @@ mod faults;
 mod helpers;
 mod injection;
 mod log;
+mod lti;
 mod metrics;
 mod model;
 mod openapi;

@@ -46,6 +46,11 @@ async fn every_route_is_in_the_openapi_document_and_every_documented_route_is_se
         "GET /widget.js",
         "POST /v1/chat",
         "POST /v1/chat/completions",
+        "GET /lti/login",
+        "POST /lti/login",
+        "POST /lti/launch",
+        "POST /lti/deep-link",
+        "GET /.well-known/jwks.json",
     ]
     .into_iter()
     .map(String::from)
