@@ -150,7 +150,7 @@ const fakeAttempts = new Map();
 async function fakeTutorApi(request, response) {
   const headers = {
     "Access-Control-Allow-Origin": "*",
-    "Access-Control-Allow-Headers": "content-type, x-tutor-key",
+    "Access-Control-Allow-Headers": "content-type, x-tutor-key, authorization",
     "Access-Control-Expose-Headers": "retry-after",
   };
   if (request.method === "OPTIONS") {
@@ -253,13 +253,15 @@ ${blocks}
 </body></html>`;
 }
 
-/** A page whose widget talks to the scripted API, with every option set. */
-function fakeApiPage() {
+/** A page whose widget talks to the scripted API, with every option set (a session token
+ * from an LMS launch instead of a key when `token` is given). */
+function fakeApiPage(token) {
+  const credential = token ? `data-token="${token}"` : 'data-key="k-123"';
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Scripted API</title>
 <style>:root { --tutor-accent: #7a1fa2; --tutor-accent-fg: #ffffff }</style></head>
 <body><main><h1>Cafés</h1><p>No section of this page carries a citation's id.</p></main>
-<script src="/widget.js" data-lesson="fake-lesson" data-api="${hostOrigin}/fake" data-key="k-123"
+<script src="/widget.js" data-lesson="fake-lesson" data-api="${hostOrigin}/fake" ${credential}
   data-title="Questions about cafés" data-placement="left" data-open="true" defer></script>
 </body></html>`;
 }
@@ -289,7 +291,7 @@ function hostServer() {
       return;
     }
     const page =
-      url.pathname === "/fake" ? fakeApiPage() : url.pathname === "/" ? hostPage(url.searchParams.has("hostile")) : null;
+      url.pathname === "/fake" ? fakeApiPage(url.searchParams.get("token")) : url.pathname === "/" ? hostPage(url.searchParams.has("hostile")) : null;
     response.writeHead(page ? 200 : 404, { "Content-Type": "text/html; charset=utf-8" });
     response.end(page || "not found");
   });
@@ -889,5 +891,17 @@ test("feedback that cannot be sent says so, and the panel goes on working", { ti
 
   await ask(page, "a normal question");
   assert.match((await lastMessage(page)).text, /café crème/);
+  await page.context().close();
+});
+
+test("after an LMS launch the widget sends its session token, not a key", { timeout: 30_000 }, async () => {
+  const page = await newPage();
+  await page.goto(`${hostOrigin}/fake?token=lti.session.token`);
+  await widget(page, ".panel").waitFor({ state: "visible" });
+  await ask(page, "a question from the LMS");
+  assert.match((await lastMessage(page)).text, /café crème/);
+  const sent = fakeApiRequests.at(-1);
+  assert.equal(sent.headers.authorization, "Bearer lti.session.token");
+  assert.equal(sent.headers["x-tutor-key"], undefined);
   await page.context().close();
 });
