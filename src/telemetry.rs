@@ -126,6 +126,11 @@ pub fn log_dropped() {
     counter!("tutor_log_writes_dropped_total").increment(1);
 }
 
+/// An LTI launch: `resource_link`, `deep_linking`, or the check that refused it.
+pub fn lti_launch(outcome: &'static str) {
+    counter!("tutor_lti_launches_total", "outcome" => outcome).increment(1);
+}
+
 /// Counts a stream in flight from creation to drop (finished, failed or abandoned).
 pub struct StreamInFlight;
 

@@ -51,7 +51,7 @@ fn refusal(rejection: &Rejection, issuer: Option<&str>, state: &AppState) -> Res
         reason = %rejection.message,
         "LTI launch rejected"
     );
-    metrics::counter!("tutor_lti_launches_total", "outcome" => rejection.check).increment(1);
+    crate::telemetry::lti_launch(rejection.check);
     let status = match rejection.check {
         "login" | "claims" => StatusCode::BAD_REQUEST,
         "lesson" => StatusCode::NOT_FOUND,
@@ -75,7 +75,7 @@ fn refusal(rejection: &Rejection, issuer: Option<&str>, state: &AppState) -> Res
         "lti-message.html",
         context! {
             title => "This lesson could not be opened",
-            message => rejection.message,
+            message => sentence(&rejection.message),
             check => rejection.check,
             advice => advice,
         },
@@ -86,6 +86,19 @@ fn refusal(rejection: &Rejection, issuer: Option<&str>, state: &AppState) -> Res
     }
     no_store(&mut response);
     response
+}
+
+/// `message` with a capital first letter and a full stop, for the page.
+fn sentence(message: &str) -> String {
+    let mut chars = message.chars();
+    let mut text: String = chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default();
+    if !text.ends_with('.') {
+        text.push('.');
+    }
+    text
 }
 
 fn no_store(response: &mut Response) {
@@ -248,8 +261,7 @@ pub async fn launch(
                 }
             };
             tracing::info!(platform = %launch.platform, lesson = %lesson_id, "LTI launch");
-            metrics::counter!("tutor_lti_launches_total", "outcome" => "resource_link")
-                .increment(1);
+            crate::telemetry::lti_launch("resource_link");
             pages::lesson_page(&state, &lesson_id, Some(&token))
         }
         Ok(Launch::DeepLinking(context)) => {
@@ -271,7 +283,7 @@ pub async fn launch(
                 .iter()
                 .map(|l| context! { id => l.id, title => l.title, summary => l.summary, track => l.track })
                 .collect();
-            metrics::counter!("tutor_lti_launches_total", "outcome" => "deep_linking").increment(1);
+            crate::telemetry::lti_launch("deep_linking");
             pages::render(
                 &state,
                 "lti-picker.html",

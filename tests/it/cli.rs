@@ -250,3 +250,82 @@ async fn sigterm_stops_accepting_lets_streams_in_flight_finish_and_exits_zero() 
     let status = child.wait().expect("exits");
     assert!(status.success(), "exit status {status}");
 }
+
+const LTI_TOML: &str = r#"
+[lti]
+url = "https://tutor.example.edu"
+keys_dir = "keys"
+
+[[lti.platforms]]
+issuer = "https://moodle.example.edu"
+client_id = "abc"
+auth_url = "https://moodle.example.edu/mod/lti/auth.php"
+jwks_url = "https://moodle.example.edu/mod/lti/certs.php"
+deployments = ["1"]
+"#;
+
+#[test]
+fn lti_key_generates_the_first_key_and_rotation_adds_a_signing_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("tutor.toml"), LTI_TOML).expect("config");
+    let first = tutor(dir.path(), &["lti-key"]);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let listed = text(&first.stdout);
+    let kids: Vec<&str> = listed.lines().filter(|l| l.contains('\t')).collect();
+    assert_eq!(kids.len(), 1, "{listed}");
+    assert!(kids[0].ends_with("\tsigns"));
+    assert!(listed.contains("https://tutor.example.edu/.well-known/jwks.json"));
+    let files: Vec<_> = std::fs::read_dir(dir.path().join("keys"))
+        .expect("keys dir")
+        .flatten()
+        .collect();
+    assert_eq!(files.len(), 1);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = files[0].metadata().expect("metadata").permissions().mode();
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "the private key is readable by its owner only"
+        );
+    }
+
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let rotated = tutor(dir.path(), &["lti-key", "--new"]);
+    assert!(rotated.status.success(), "{}", text(&rotated.stderr));
+    let listed = text(&rotated.stdout);
+    let lines: Vec<&str> = listed.lines().filter(|l| l.contains('\t')).collect();
+    assert_eq!(lines.len(), 2, "{listed}");
+    assert_eq!(
+        lines[0],
+        kids[0].replace("signs", "published"),
+        "the old key stays published"
+    );
+    assert!(lines[1].ends_with("\tsigns"));
+}
+
+#[test]
+fn a_broken_lti_section_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join("tutor.toml"),
+        LTI_TOML.replace("https://tutor.example.edu", "not a url"),
+    )
+    .expect("config");
+    let output = tutor(dir.path(), &["lti-key"]);
+    assert!(!output.status.success());
+    assert!(
+        text(&output.stderr).contains("lti.url"),
+        "{}",
+        text(&output.stderr)
+    );
+    let no_lti = tempfile::tempdir().expect("temp dir");
+    let output = tutor(no_lti.path(), &["lti-key"]);
+    assert!(!output.status.success());
+    assert!(
+        text(&output.stderr).contains("[lti]"),
+        "{}",
+        text(&output.stderr)
+    );
+}

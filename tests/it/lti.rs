@@ -440,6 +440,20 @@ async fn every_failed_check_is_refused_with_its_reason() {
     let token = platform.key.sign(&platform.resource_link("made-up-nonce"));
     let (_, check, _) = launch(&app, &login_a.state, Some(&login_a.cookie), &token).await;
     assert_eq!(check, "nonce");
+
+    // Operators see launches by outcome.
+    let metrics = reqwest::get(format!("{}/metrics", app.base))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for outcome in ["resource_link", "state", "nonce", "expired", "audience"] {
+        assert!(
+            metrics.contains(&format!("tutor_lti_launches_total{{outcome=\"{outcome}\"}}")),
+            "{outcome} counted"
+        );
+    }
 }
 
 #[tokio::test]
