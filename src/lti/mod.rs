@@ -474,10 +474,7 @@ impl Lti {
                 ),
             ));
         }
-        if !request
-            .target_link_uri
-            .starts_with(self.settings.base_url())
-        {
+        if !self.is_tool_url(&request.target_link_uri) {
             return Err(Rejection::new(
                 "login",
                 format!(
@@ -714,6 +711,14 @@ impl Lti {
         }
     }
 
+    /// True for the base URL itself or a page under it (not merely a URL sharing its prefix,
+    /// such as `https://tutor.example.edu.evil.test`).
+    fn is_tool_url(&self, url: &str) -> bool {
+        let base = self.settings.base_url();
+        url.strip_prefix(base)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(['/', '?', '#']))
+    }
+
     /// The registration of (iss, aud/azp).
     fn registration(&self, claims: &Map<String, Value>) -> Result<&Registration, Rejection> {
         let issuer = string_claim(claims, "iss").unwrap_or("");
@@ -877,6 +882,24 @@ mod tests {
             }))),
             None
         );
+    }
+
+    #[test]
+    fn only_pages_under_the_tool_url_are_its_own() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let lti = Lti::new(LtiSettings {
+            url: "https://tutor.example.edu/".to_string(),
+            keys_dir: dir.path().to_path_buf(),
+            session_minutes: 60,
+            platforms: Vec::new(),
+        })
+        .expect("tool");
+        assert!(lti.is_tool_url("https://tutor.example.edu"));
+        assert!(lti.is_tool_url("https://tutor.example.edu/lti/launch"));
+        assert!(lti.is_tool_url("https://tutor.example.edu?lesson=x"));
+        assert!(!lti.is_tool_url("https://tutor.example.edu.evil.test/lti/launch"));
+        assert!(!lti.is_tool_url("https://tutor.example.education/"));
+        assert!(!lti.is_tool_url("http://tutor.example.edu/lti/launch"));
     }
 
     #[test]

@@ -35,6 +35,10 @@ pub enum KeyError {
 pub struct PlatformKeys {
     client: reqwest::Client,
     sets: Mutex<HashMap<String, CachedSet>>,
+    /// Held while fetching, so a burst of launches on a cold cache fetches once.
+    fetching: tokio::sync::Mutex<()>,
+    max_age: Duration,
+    cooldown: Duration,
 }
 
 impl Default for PlatformKeys {
@@ -45,6 +49,12 @@ impl Default for PlatformKeys {
 
 impl PlatformKeys {
     pub fn new() -> PlatformKeys {
+        PlatformKeys::with_timings(MAX_AGE, COOLDOWN)
+    }
+
+    /// A cache trusting a set for `max_age` and refetching for unknown key ids at most once per
+    /// `cooldown`.
+    pub fn with_timings(max_age: Duration, cooldown: Duration) -> PlatformKeys {
         PlatformKeys {
             client: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(5))
@@ -52,25 +62,55 @@ impl PlatformKeys {
                 .build()
                 .unwrap_or_default(),
             sets: Mutex::new(HashMap::new()),
+            fetching: tokio::sync::Mutex::new(()),
+            max_age,
+            cooldown,
+        }
+    }
+
+    /// What the cache says about `kid` at `url`: the key or a definite no; else `Err(refetch)`,
+    /// a fetch is needed (`refetch`: because of an unknown key id).
+    fn cached(&self, url: &str, kid: &str) -> Result<Result<DecodingKey, KeyError>, bool> {
+        let sets = self.sets.lock().unwrap_or_else(|e| e.into_inner());
+        match sets.get(url) {
+            Some(set) if set.fetched.elapsed() < self.max_age => match set.keys.get(kid) {
+                Some(key) => Ok(Ok(key.clone())),
+                None if set.refetched.is_some_and(|at| at.elapsed() < self.cooldown) => {
+                    Ok(Err(KeyError::UnknownKid))
+                }
+                None => Err(true),
+            },
+            _ => Err(false),
         }
     }
 
     /// The key `kid` of the set at `url`.
     pub async fn key(&self, url: &str, kid: &str) -> Result<DecodingKey, KeyError> {
-        let refetch = {
-            let sets = self.sets.lock().unwrap_or_else(|e| e.into_inner());
-            match sets.get(url) {
-                Some(set) if set.fetched.elapsed() < MAX_AGE => match set.keys.get(kid) {
-                    Some(key) => return Ok(key.clone()),
-                    None if set.refetched.is_some_and(|at| at.elapsed() < COOLDOWN) => {
-                        return Err(KeyError::UnknownKid);
-                    }
-                    None => true,
-                },
-                _ => false,
+        if let Ok(answer) = self.cached(url, kid) {
+            return answer;
+        }
+        let _fetching = self.fetching.lock().await;
+        // Another launch may have fetched while this one waited.
+        let refetch = match self.cached(url, kid) {
+            Ok(answer) => return answer,
+            Err(refetch) => refetch,
+        };
+        let keys = match self.fetch(url).await {
+            Ok(keys) => keys,
+            Err(error) => {
+                // A platform's brief outage should not stop launches its known keys verify.
+                let sets = self.sets.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(key) = sets.get(url).and_then(|s| s.keys.get(kid)) {
+                    tracing::warn!(
+                        url,
+                        ?error,
+                        "platform keys not refreshed; using the cached set"
+                    );
+                    return Ok(key.clone());
+                }
+                return Err(error);
             }
         };
-        let keys = self.fetch(url).await?;
         let found = keys.get(kid).cloned();
         let now = Instant::now();
         let mut sets = self.sets.lock().unwrap_or_else(|e| e.into_inner());
@@ -116,5 +156,83 @@ impl PlatformKeys {
             .collect();
         tracing::info!(url, keys = keys.len(), "fetched platform keys");
         Ok(keys)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    /// A JWKS server: its URL, its fetch count and a switch that makes it fail.
+    async fn jwks_server(set: serde_json::Value) -> (String, Arc<AtomicUsize>, Arc<AtomicBool>) {
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let failing = Arc::new(AtomicBool::new(false));
+        let (count, fail) = (fetches.clone(), failing.clone());
+        let app = axum::Router::new().route(
+            "/jwks",
+            axum::routing::get(move || {
+                let (count, fail, set) = (count.clone(), fail.clone(), set.clone());
+                async move {
+                    count.fetch_add(1, Ordering::SeqCst);
+                    // Slow enough that concurrent callers overlap.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    if fail.load(Ordering::SeqCst) {
+                        Err(axum::http::StatusCode::SERVICE_UNAVAILABLE)
+                    } else {
+                        Ok(axum::Json(set))
+                    }
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await.expect("serves") });
+        (format!("http://{addr}/jwks"), fetches, failing)
+    }
+
+    fn platform_set() -> (serde_json::Value, String) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let keys = crate::lti::keys::ToolKeys::load_or_generate(dir.path()).expect("key");
+        (keys.jwks().clone(), keys.kids()[0].to_string())
+    }
+
+    #[tokio::test]
+    async fn a_burst_on_a_cold_cache_fetches_once() {
+        let (set, kid) = platform_set();
+        let (url, fetches, _) = jwks_server(set).await;
+        let cache = Arc::new(PlatformKeys::new());
+        let calls = (0..8).map(|_| {
+            let (cache, url, kid) = (cache.clone(), url.clone(), kid.clone());
+            tokio::spawn(async move { cache.key(&url, &kid).await.is_ok() })
+        });
+        for call in calls {
+            assert!(call.await.expect("task"));
+        }
+        assert_eq!(fetches.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_platform_outage_keeps_known_keys_working_but_not_unknown_ones() {
+        let (set, kid) = platform_set();
+        let (url, fetches, failing) = jwks_server(set).await;
+        // Every call refreshes (max age zero), as after an hour.
+        let cache = PlatformKeys::with_timings(Duration::ZERO, Duration::ZERO);
+        assert!(cache.key(&url, &kid).await.is_ok());
+        failing.store(true, Ordering::SeqCst);
+        assert!(cache.key(&url, &kid).await.is_ok(), "the cached key serves");
+        assert_eq!(fetches.load(Ordering::SeqCst), 2, "a refresh was tried");
+        assert!(matches!(
+            cache.key(&url, "other").await,
+            Err(KeyError::Unavailable(_))
+        ));
+        let cold = PlatformKeys::new();
+        assert!(matches!(
+            cold.key(&url, &kid).await,
+            Err(KeyError::Unavailable(_))
+        ));
     }
 }

@@ -450,7 +450,9 @@ async fn every_failed_check_is_refused_with_its_reason() {
         .expect("text");
     for outcome in ["resource_link", "state", "nonce", "expired", "audience"] {
         assert!(
-            metrics.contains(&format!("tutor_lti_launches_total{{outcome=\"{outcome}\"}}")),
+            metrics.contains(&format!(
+                "tutor_lti_launches_total{{outcome=\"{outcome}\"}}"
+            )),
             "{outcome} counted"
         );
     }
