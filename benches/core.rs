@@ -1,6 +1,6 @@
 //! Micro-benchmarks over the 2,116-lesson scale catalog (generated at start, not committed):
 //! parsing one lesson, building the index cold and refreshing it warm, one retrieval, the gate
-//! plus the extractive answer, and prompt rendering. After criterion's figures, prints the
+//! plus the extractive answer, prompt rendering, and signing and verifying an LTI session token. After criterion's figures, prints the
 //! retrieval latency distribution (p50/p99), which criterion does not report.
 //!
 //! `cargo bench --bench core` (`LESSONS_N` overrides 2116).
@@ -144,6 +144,30 @@ fn main() {
     };
     c.bench_function("render the system prompt (4 passages)", |b| {
         b.iter(|| prompts.system(&prompt_lesson, &passages).expect("renders"))
+    });
+
+    // What an LTI learner's every request adds: verifying the session token (RS256).
+    let keys_dir = tempfile::tempdir().expect("keys dir");
+    let lti = tutor::lti::Lti::new(tutor::lti::LtiSettings {
+        url: "https://tutor.example.edu".to_string(),
+        keys_dir: keys_dir.path().to_path_buf(),
+        session_minutes: 60,
+        platforms: Vec::new(),
+    })
+    .expect("LTI tool");
+    let launch = tutor::lti::ResourceLaunch {
+        lesson_id: Some(lesson.id.clone()),
+        subject: Some("learner-42".to_string()),
+        issuer: "https://lms.example".to_string(),
+        platform: "lms".to_string(),
+        context_title: None,
+    };
+    c.bench_function("sign an LTI session token (RS256)", |b| {
+        b.iter(|| lti.session_token(&launch, &lesson.id).expect("signed"))
+    });
+    let token = lti.session_token(&launch, &lesson.id).expect("signed");
+    c.bench_function("verify an LTI session token (RS256)", |b| {
+        b.iter(|| lti.session(black_box(&token)).expect("valid"))
     });
     c.final_summary();
 
