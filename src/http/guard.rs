@@ -166,20 +166,22 @@ pub async fn authenticate(
             "an API key is required: send `Authorization: Bearer KEY` (or `X-Tutor-Key` from a widget)",
         );
     };
-    // A session token is a JWT (three dot-separated parts); keys never contain dots.
+    // A session token is a JWT (three dot-separated parts). A key could look like one too, so
+    // a token that is not a valid session is still tried as a key.
+    let mut session_error = None;
     if let Some(lti) = &state.lti
         && presented.trim().matches('.').count() == 2
     {
-        return match lti.session(presented.trim()) {
+        match lti.session(presented.trim()) {
             Ok(session) => {
                 request.extensions_mut().insert(Caller::Learner {
                     subject: Arc::from(session.sub.as_str()),
                     lesson: Arc::from(session.lesson.as_str()),
                 });
-                next.run(request).await
+                return next.run(request).await;
             }
-            Err(reason) => unauthorized(reason),
-        };
+            Err(reason) => session_error = Some(reason),
+        }
     }
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
     match state.keys.check(&presented, origin) {
@@ -187,7 +189,7 @@ pub async fn authenticate(
             request.extensions_mut().insert(caller);
             next.run(request).await
         }
-        Err(reason) => unauthorized(reason),
+        Err(reason) => unauthorized(session_error.unwrap_or(reason)),
     }
 }
 

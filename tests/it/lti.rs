@@ -151,7 +151,8 @@ async fn tool(platform: &Platform) -> (App, tempfile::TempDir) {
     let lti = Lti::new(settings).expect("LTI tool");
     let keys = Keys::new(&[ApiKey {
         name: "lms-backend".to_string(),
-        sha256: key_digest_hex("server-secret"),
+        // A key that looks like a JWT must still work as a key.
+        sha256: key_digest_hex("server.secret.key"),
         origins: None,
     }])
     .expect("keys");
@@ -337,6 +338,11 @@ async fn a_resource_link_launch_opens_the_lesson_and_its_token_answers_questions
 
     let (status, body) = ask(None, LESSON).await;
     assert_eq!(status, 401, "keys are required without a session: {body}");
+    let (status, body) = ask(Some("server.secret.key".to_string()), "hybrid-routing").await;
+    assert_eq!(
+        status, 200,
+        "server keys work beside sessions, for any lesson: {body}"
+    );
     let (status, body) = ask(Some(token.clone()), "hybrid-routing").await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
@@ -347,6 +353,12 @@ async fn a_resource_link_launch_opens_the_lesson_and_its_token_answers_questions
     tampered.push('x');
     let (status, body) = ask(Some(tampered), LESSON).await;
     assert_eq!(status, 401, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("session")),
+        "a bad session says so: {body}"
+    );
 }
 
 /// A change to a valid launch's claims.
