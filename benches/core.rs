@@ -146,7 +146,7 @@ fn main() {
         b.iter(|| prompts.system(&prompt_lesson, &passages).expect("renders"))
     });
 
-    // What an LTI learner's every request adds: verifying the session token (RS256).
+    // What an LTI learner's every request adds: verifying the session token (HS256).
     let keys_dir = tempfile::tempdir().expect("keys dir");
     let lti = tutor::lti::Lti::new(tutor::lti::LtiSettings {
         url: "https://tutor.example.edu".to_string(),
@@ -162,11 +162,11 @@ fn main() {
         platform: "lms".to_string(),
         context_title: None,
     };
-    c.bench_function("sign an LTI session token (RS256)", |b| {
+    c.bench_function("sign an LTI session token (HS256)", |b| {
         b.iter(|| lti.session_token(&launch, &lesson.id).expect("signed"))
     });
     let token = lti.session_token(&launch, &lesson.id).expect("signed");
-    c.bench_function("verify an LTI session token (RS256)", |b| {
+    c.bench_function("verify an LTI session token (HS256)", |b| {
         b.iter(|| lti.session(black_box(&token)).expect("valid"))
     });
     c.final_summary();
