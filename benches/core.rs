@@ -1,7 +1,8 @@
 //! Micro-benchmarks over the 2,116-lesson scale catalog (generated at start, not committed):
 //! parsing one lesson, building the index cold and refreshing it warm, one retrieval, the gate
-//! plus the extractive answer, prompt rendering, and signing and verifying an LTI session token. After criterion's figures, prints the
-//! retrieval latency distribution (p50/p99), which criterion does not report.
+//! plus the extractive answer, prompt rendering, and signing and verifying an LTI session token.
+//! After criterion's figures, prints the retrieval latency distribution (p50/p99), which
+//! criterion does not report.
 //!
 //! `cargo bench --bench core` (`LESSONS_N` overrides 2116).
 
