@@ -1,6 +1,7 @@
-//! The widget and the lesson pages in a real browser: headless Chromium driven by Playwright
-//! (`tests/browser/`), against the built `tutor` binary and a fake streaming model on
-//! 127.0.0.1. `run.sh` installs Debian's Chromium and the pinned npm packages when missing.
+//! The widget, the lesson pages and LTI launches in a real browser: headless Chromium driven by
+//! Playwright (`tests/browser/`), against the built `tutor` binary, a fake streaming model and a
+//! fake LMS on 127.0.0.1. `run.sh` installs Debian's Chromium and the pinned npm packages when
+//! missing.
 
 use std::process::Command;
 

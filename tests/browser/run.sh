@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Browser tests of the widget and the lesson pages.
+# Browser tests of the widget, the lesson pages and LTI launches from an LMS page.
 # Usage: tests/browser/run.sh PATH/TO/tutor
 # Installs Debian's chromium when missing and the npm packages pinned in package-lock.json.
 set -euo pipefail
@@ -30,4 +30,4 @@ if [ ! -d node_modules ]; then
 fi
 
 mkdir -p "$repo/target/screenshots"
-TUTOR_BIN="$tutor_bin" TUTOR_LESSONS="$repo/lessons" node --test widget.test.mjs
+TUTOR_BIN="$tutor_bin" TUTOR_LESSONS="$repo/lessons" node --test widget.test.mjs lti.test.mjs
