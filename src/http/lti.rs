@@ -4,7 +4,7 @@
 //! check, in the `X-Tutor-Lti-Check` header too, and a log line).
 
 use super::{AppState, pages};
-use crate::lti::{Launch, LoginRequest, Rejection, STATE_TTL};
+use crate::lti::{Launch, LoginRequest, Lti, Rejection, STATE_TTL};
 use axum::Json;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, State};
@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use minijinja::context;
 use serde::Deserialize;
 use serde_json::Value;
+use std::sync::Arc;
 
 /// Cookies holding a login's nonce are named by its state, so two launches in one browser
 /// (two activities on one course page) do not overwrite each other.
@@ -124,6 +125,22 @@ fn form_error(error: &FormRejection) -> Rejection {
     }
 }
 
+/// The tool and the request's form, or why there are none.
+fn tool_and_form<T>(
+    state: &AppState,
+    form: Result<Form<T>, FormRejection>,
+) -> Result<(Arc<Lti>, T), Rejection> {
+    let lti = state.lti.clone().ok_or_else(not_configured)?;
+    let Form(form) = form.map_err(|e| form_error(&e))?;
+    Ok((lti, form))
+}
+
+/// A token the tool could not sign: a server fault, logged, never the platform's.
+fn signing_failed(what: &str, error: &str) -> Response {
+    tracing::error!(%error, "cannot sign {what}");
+    StatusCode::INTERNAL_SERVER_ERROR.into_response()
+}
+
 /// The state cookie's value for `state`, if the browser sent it.
 fn state_cookie(headers: &HeaderMap, state: &str) -> Option<String> {
     let name = format!("{STATE_COOKIE_PREFIX}{state}");
@@ -159,12 +176,9 @@ pub async fn login(
     State(state): State<AppState>,
     form: Result<Form<LoginRequest>, FormRejection>,
 ) -> Response {
-    let Some(lti) = state.lti.clone() else {
-        return refusal(&not_configured(), None, &state);
-    };
-    let request = match form {
-        Ok(Form(request)) => request,
-        Err(error) => return refusal(&form_error(&error), None, &state),
+    let (lti, request) = match tool_and_form(&state, form) {
+        Ok(parts) => parts,
+        Err(rejection) => return refusal(&rejection, None, &state),
     };
     match lti.login(&request) {
         Ok(redirect) => {
@@ -197,12 +211,9 @@ pub async fn launch(
     headers: HeaderMap,
     form: Result<Form<LaunchForm>, FormRejection>,
 ) -> Response {
-    let Some(lti) = state.lti.clone() else {
-        return refusal(&not_configured(), None, &state);
-    };
-    let form = match form {
-        Ok(Form(form)) => form,
-        Err(error) => return refusal(&form_error(&error), None, &state),
+    let (lti, form) = match tool_and_form(&state, form) {
+        Ok(parts) => parts,
+        Err(rejection) => return refusal(&rejection, None, &state),
     };
     if let Some(error) = &form.error {
         let rejection = Rejection {
@@ -255,10 +266,7 @@ pub async fn launch(
             }
             let token = match lti.session_token(&launch, &lesson_id) {
                 Ok(token) => token,
-                Err(error) => {
-                    tracing::error!(%error, "cannot sign an LTI session");
-                    return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-                }
+                Err(error) => return signing_failed("an LTI session", &error),
             };
             tracing::info!(platform = %launch.platform, lesson = %lesson_id, "LTI launch");
             crate::telemetry::lti_launch("resource_link");
@@ -267,10 +275,7 @@ pub async fn launch(
         Ok(Launch::DeepLinking(context)) => {
             let token = match lti.picker_token(&context) {
                 Ok(token) => token,
-                Err(error) => {
-                    tracing::error!(%error, "cannot sign the lesson picker");
-                    return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-                }
+                Err(error) => return signing_failed("the lesson picker", &error),
             };
             let tutor = match state.tutor() {
                 Ok(tutor) => tutor,
@@ -318,12 +323,9 @@ pub async fn deep_link(
     State(state): State<AppState>,
     form: Result<Form<PickForm>, FormRejection>,
 ) -> Response {
-    let Some(lti) = state.lti.clone() else {
-        return refusal(&not_configured(), None, &state);
-    };
-    let form = match form {
-        Ok(Form(form)) => form,
-        Err(error) => return refusal(&form_error(&error), None, &state),
+    let (lti, form) = match tool_and_form(&state, form) {
+        Ok(parts) => parts,
+        Err(rejection) => return refusal(&rejection, None, &state),
     };
     let context = match lti.picker_context(&form.context) {
         Ok(context) => context,
@@ -342,10 +344,7 @@ pub async fn deep_link(
     };
     let jwt = match lti.deep_link_response(&context, &lesson.id, &lesson.title) {
         Ok(jwt) => jwt,
-        Err(error) => {
-            tracing::error!(%error, "cannot sign the deep-linking response");
-            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-        }
+        Err(error) => return signing_failed("the deep-linking response", &error),
     };
     tracing::info!(platform = %context.platform, lesson = %lesson.id, "LTI deep link chosen");
     let mut response = pages::render(

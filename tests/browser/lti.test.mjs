@@ -15,19 +15,16 @@
 
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import crypto from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
-import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { axeViolations, freePort, launchChromium, listen, readBody, startTutor as runTutor } from "./support.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, "..", "..");
-const axePath = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
 const TUTOR_BIN = process.env.TUTOR_BIN;
 const TUTOR_LESSONS = process.env.TUTOR_LESSONS || path.join(repo, "lessons");
 
@@ -38,12 +35,9 @@ const LESSON = "hybrid-routing";
 const LTI = "https://purl.imsglobal.org/spec/lti/claim/";
 const DL = "https://purl.imsglobal.org/spec/lti-dl/claim/";
 
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
 let platform = null;
 let platformPort = 0;
-let tutorProcess = null;
-let tutorOutput = "";
+let tutor = null; // the real tutor: { origin, output(), stop() }
 let tutorOrigin = "";
 let workDir = null;
 let browser = null;
@@ -115,15 +109,6 @@ function idToken(query) {
 const escapeHtml = (text) =>
   String(text).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
 
-function readBody(request) {
-  return new Promise((resolve, reject) => {
-    const chunks = [];
-    request.on("data", (chunk) => chunks.push(chunk));
-    request.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
-    request.on("error", reject);
-  });
-}
-
 function html(response, body, status = 200) {
   response.writeHead(status, { "Content-Type": "text/html; charset=utf-8" });
   response.end(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>LMS</title></head><body>${body}</body></html>`);
@@ -185,21 +170,6 @@ function platformServer() {
 
 // ------------------------------------------------------------------------------------------------
 
-function listen(server, host) {
-  return new Promise((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(0, host, () => resolve(server.address().port));
-  });
-}
-
-async function freePort() {
-  const server = http.createServer();
-  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
 async function startTutor() {
   const port = await freePort();
   tutorOrigin = `http://127.0.0.1:${port}`;
@@ -233,58 +203,27 @@ deployments = ["${DEPLOYMENT}"]
   for (const name of ["OPENAI_API_KEY", "OPENAI_BASE_URL", "TUTOR_MODEL", "TUTOR_LESSONS", "TUTOR_INDEX", "TUTOR_PAGES_KEY"]) {
     delete env[name];
   }
-  tutorProcess = spawn(TUTOR_BIN, ["--config", config, "serve"], { cwd: workDir, env, stdio: ["ignore", "pipe", "pipe"] });
-  const keep = (chunk) => (tutorOutput = (tutorOutput + chunk).slice(-20000));
-  tutorProcess.stdout.on("data", keep);
-  tutorProcess.stderr.on("data", keep);
-  const deadline = Date.now() + 60_000;
-  while (Date.now() < deadline) {
-    if (tutorProcess.exitCode !== null) throw new Error(`tutor exited with ${tutorProcess.exitCode}:\n${tutorOutput}`);
-    try {
-      if ((await fetch(`${tutorOrigin}/readyz`)).status === 200) return;
-    } catch (_) {
-      /* not listening yet */
-    }
-    await sleep(250);
-  }
-  throw new Error(`tutor was not ready within 60 s:\n${tutorOutput}`);
+  tutor = await runTutor(TUTOR_BIN, port, ["--config", config, "serve"], { cwd: workDir, env });
 }
 
 before(async () => {
   assert.ok(TUTOR_BIN, "TUTOR_BIN must name the tutor binary");
   platform = platformServer();
   // Bound on 127.0.0.1 but addressed as `localhost` by the browser: another site.
-  platformPort = await listen(platform, "127.0.0.1");
+  platformPort = await listen(platform);
   await startTutor();
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    args: ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {
   if (browser) await browser.close().catch(() => {});
-  if (tutorProcess && tutorProcess.exitCode === null) {
-    const exited = new Promise((resolve) => tutorProcess.once("exit", resolve));
-    tutorProcess.kill("SIGTERM");
-    const timer = setTimeout(() => tutorProcess.kill("SIGKILL"), 5000);
-    await exited;
-    clearTimeout(timer);
-  }
+  if (tutor) await tutor.stop();
   if (platform) {
     platform.closeAllConnections?.();
     await new Promise((resolve) => platform.close(resolve));
   }
   if (workDir) rmSync(workDir, { recursive: true, force: true });
 });
-
-async function axeViolations(frame) {
-  await frame.addScriptTag({ path: axePath });
-  const results = await frame.evaluate(() => window.axe.run(document, { resultTypes: ["violations"] }));
-  return results.violations
-    .filter((v) => v.impact === "serious" || v.impact === "critical")
-    .map((v) => `${v.impact} ${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(" ")).join(", ")})`);
-}
 
 /** The tool's frame once it shows a page of the tutor other than the login redirect. */
 async function toolFrame(page, selector) {
@@ -320,7 +259,7 @@ test("a learner launched from the LMS gets the lesson and answers, inside the co
     const node = [...document.querySelector("lesson-tutor").shadowRoot.querySelectorAll(".msg")].pop();
     return { className: node.className, text: node.textContent };
   });
-  assert.match(last.className, /assistant/, `an answer, not an error: ${last.text}\n${tutorOutput}`);
+  assert.match(last.className, /assistant/, `an answer, not an error: ${last.text}\n${tutor.output()}`);
   assert.ok(last.text.length > 40, last.text);
   assert.equal(chatRequests.length, 1);
   assert.match(chatRequests[0].authorization || "", /^Bearer [\w-]+\.[\w-]+\.[\w-]+$/, "the session token rode along");

@@ -11,18 +11,15 @@
 
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import http from "node:http";
-import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { axeViolations, freePort, launchChromium, listen as listenOn, readBody, sleep, startTutor as runTutor } from "./support.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, "..", "..");
-const axePath = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
 const widgetPath = path.join(repo, "assets", "widget.js");
 const screenshotDir = path.join(repo, "target", "screenshots");
 
@@ -36,14 +33,11 @@ const MODEL_WORDS = ["Start ", "with ", "a ", "hosted ", "API, ", "then ", "move
 const MODEL_ANSWER = MODEL_WORDS.join("");
 const WORD_DELAY_MS = 120;
 
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
 // ------------------------------------------------------------------------------------------------
 // Processes and servers, all stopped in after() through the handles kept here.
 
 const servers = [];
-let tutorProcess = null;
-let tutorOutput = "";
+let tutor = null; // the real tutor: { origin, output(), stop() }
 let indexDir = null;
 let browser = null;
 
@@ -56,27 +50,7 @@ const fakeFeedbackRequests = []; // {headers, body} of POST /fake/v1/feedback, w
 
 function listen(server) {
   servers.push(server);
-  return new Promise((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => resolve(server.address().port));
-  });
-}
-
-async function freePort() {
-  const server = http.createServer();
-  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
-function readBody(request) {
-  return new Promise((resolve, reject) => {
-    const chunks = [];
-    request.on("data", (chunk) => chunks.push(chunk));
-    request.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
-    request.on("error", reject);
-  });
+  return listenOn(server);
 }
 
 /** A stand-in for an OpenAI-compatible provider: POST /v1/chat/completions, SSE or JSON. */
@@ -300,8 +274,9 @@ function hostServer() {
 async function startTutor(modelPort, hostPort) {
   const port = await freePort();
   indexDir = mkdtempSync(path.join(tmpdir(), "tutor-browser-index-"));
-  tutorProcess = spawn(
+  tutor = await runTutor(
     TUTOR_BIN,
+    port,
     ["--lessons", TUTOR_LESSONS, "--index", indexDir, "serve", "--addr", `127.0.0.1:${port}`],
     {
       env: {
@@ -311,27 +286,9 @@ async function startTutor(modelPort, hostPort) {
         TUTOR_MODEL: "fake-model",
         TUTOR_CORS_ORIGINS: `http://127.0.0.1:${hostPort}`,
       },
-      stdio: ["ignore", "pipe", "pipe"],
     },
   );
-  const keep = (chunk) => (tutorOutput = (tutorOutput + chunk).slice(-20000));
-  tutorProcess.stdout.on("data", keep);
-  tutorProcess.stderr.on("data", keep);
-  const origin = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 60_000;
-  while (Date.now() < deadline) {
-    if (tutorProcess.exitCode !== null) {
-      throw new Error(`tutor exited with ${tutorProcess.exitCode}:\n${tutorOutput}`);
-    }
-    try {
-      const response = await fetch(`${origin}/readyz`);
-      if (response.status === 200) return origin;
-    } catch (_) {
-      /* not listening yet */
-    }
-    await sleep(250);
-  }
-  throw new Error(`tutor was not ready within 60 s:\n${tutorOutput}`);
+  return tutor.origin;
 }
 
 before(async () => {
@@ -344,30 +301,12 @@ before(async () => {
   const lesson = await (await fetch(`${tutorOrigin}/v1/lessons/${LESSON}`)).json();
   sections = lesson.sections;
   assert.ok(sections.length >= 2, `lesson ${LESSON} should have sections: ${JSON.stringify(lesson)}`);
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    args: [
-      "--headless=new",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {
   if (browser) await browser.close().catch(() => {});
-  if (tutorProcess && tutorProcess.exitCode === null) {
-    const exited = new Promise((resolve) => tutorProcess.once("exit", resolve));
-    tutorProcess.kill("SIGTERM");
-    const timer = setTimeout(() => tutorProcess.kill("SIGKILL"), 5000);
-    await exited;
-    clearTimeout(timer);
-  }
+  if (tutor) await tutor.stop();
   for (const server of servers) {
     server.closeAllConnections?.();
     await new Promise((resolve) => server.close(resolve));
@@ -426,14 +365,6 @@ function lastMessage(page) {
     const node = [...root.querySelectorAll(".msg")].pop();
     return node && { className: node.className, text: node.textContent, html: node.innerHTML };
   });
-}
-
-async function axeViolations(page) {
-  await page.addScriptTag({ path: axePath });
-  const results = await page.evaluate(() => window.axe.run(document, { resultTypes: ["violations"] }));
-  return results.violations
-    .filter((v) => v.impact === "serious" || v.impact === "critical")
-    .map((v) => `${v.impact} ${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(" ")).join(", ")})`);
 }
 
 // ------------------------------------------------------------------------------------------------
