@@ -310,6 +310,22 @@ pub async fn launch(
     response
 }
 
+/// The launch URL opened directly (a bookmark, an administrator checking the address): a page
+/// saying where launches come from.
+#[utoipa::path(get, path = "/lti/launch", tag = "lti",
+    responses((status = 200, content_type = "text/html", description = "A page saying that launches are posted by the LMS")))]
+pub async fn launch_page(State(state): State<AppState>) -> Response {
+    pages::render(
+        &state,
+        "lti-message.html",
+        context! {
+            title => "Open this lesson from your course",
+            message => "This address receives launches from a learning platform (LTI 1.3); it cannot be opened on its own.",
+            advice => "Go to your course in the LMS and open the activity there.",
+        },
+    )
+}
+
 /// The deep-linking picker's choice, returned to the platform as a signed
 /// `LtiDeepLinkingResponse` in an auto-submitting form.
 #[utoipa::path(post, path = "/lti/deep-link", tag = "lti",

@@ -195,7 +195,7 @@ pub fn documented_routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(pages::docs))
         .routes(routes!(api::metrics))
         .routes(routes!(lti::login))
-        .routes(routes!(lti::launch))
+        .routes(routes!(lti::launch, lti::launch_page))
         .routes(routes!(lti::deep_link))
         .routes(routes!(lti::jwks))
 }

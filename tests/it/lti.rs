@@ -778,4 +778,18 @@ async fn without_lti_configured_the_routes_say_so_and_the_key_set_is_empty() {
         .await
         .expect("JSON");
     assert_eq!(set, json!({"keys": []}));
+    // Someone opening the launch URL in a browser is told where launches come from.
+    let response = client()
+        .get(format!("{}/lti/launch", app.base))
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(
+        response
+            .text()
+            .await
+            .expect("text")
+            .contains("from your course")
+    );
 }
