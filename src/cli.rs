@@ -235,6 +235,11 @@ fn serve(config: Config, watch: bool) -> anyhow::Result<ExitCode> {
                     platforms = settings.platforms.len(),
                     "LTI 1.3 enabled"
                 );
+                if keys.is_empty() {
+                    tracing::warn!(
+                        "LTI is on but no API keys are configured, so the API is open to anyone, not only to launched learners: add one [[keys]] entry to close it"
+                    );
+                }
                 Some(lti)
             }
             None => None,

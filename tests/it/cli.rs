@@ -329,3 +329,57 @@ fn a_broken_lti_section_is_a_clear_error() {
         text(&output.stderr)
     );
 }
+
+#[tokio::test]
+async fn serve_with_lti_generates_its_key_publishes_it_and_warns_when_the_api_is_open() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("tutor.toml"), LTI_TOML).expect("config");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("free port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let lessons = sample_lessons();
+    let child = Command::new(env!("CARGO_BIN_EXE_tutor"))
+        .current_dir(dir.path())
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("OPENAI_BASE_URL")
+        .env_remove("TUTOR_MODEL")
+        .args([
+            "--lessons",
+            lessons.to_str().expect("path"),
+            "--index",
+            "idx",
+        ])
+        .args(["serve", "--addr"])
+        .arg(format!("127.0.0.1:{port}"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("tutor starts");
+    let base = format!("http://127.0.0.1:{port}");
+    let mut jwks = None;
+    for _ in 0..200 {
+        if let Ok(response) = reqwest::get(format!("{base}/.well-known/jwks.json")).await {
+            jwks = Some(response.json::<serde_json::Value>().await.expect("JSON"));
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let jwks = jwks.expect("the key set is served");
+    let keys = jwks["keys"].as_array().expect("keys");
+    assert_eq!(keys.len(), 1, "{jwks}");
+    assert_eq!(keys[0]["alg"], "RS256");
+    assert_eq!(keys[0]["use"], "sig");
+    assert!(keys[0]["kid"].as_str().is_some_and(|k| !k.is_empty()));
+    assert!(dir.path().join("keys").is_dir(), "generated on first run");
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let output = child.wait_with_output().expect("tutor exits");
+    let log = text(&output.stderr);
+    assert!(log.contains("LTI 1.3 enabled"), "{log}");
+    assert!(log.contains("no API keys are configured"), "{log}");
+}
