@@ -222,7 +222,10 @@ impl KeyExtractor for CallerKey {
     fn extract<T>(&self, request: &axum::http::Request<T>) -> Result<String, GovernorError> {
         match request.extensions().get::<Caller>() {
             Some(Caller::Server(name)) => return Ok(format!("key:{name}")),
-            Some(Caller::Learner { subject, .. }) => return Ok(format!("learner:{subject}")),
+            // Anonymous launches (no user id: `issuer#`) share nothing but their IP.
+            Some(Caller::Learner { subject, .. }) if !subject.ends_with('#') => {
+                return Ok(format!("learner:{subject}"));
+            }
             _ => {}
         }
         if let Some(header) = &self.client_ip_header

@@ -4,20 +4,16 @@
 //! check, in the `X-Tutor-Lti-Check` header too, and a log line).
 
 use super::{AppState, pages};
-use crate::lti::{Launch, LoginRequest, Lti, Rejection, STATE_TTL};
+use crate::lti::{Launch, LoginRequest, Lti, Rejection, STATE_TTL, state_cookie_name};
 use axum::Json;
 use axum::extract::rejection::FormRejection;
-use axum::extract::{Form, State};
+use axum::extract::{Form, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use minijinja::context;
 use serde::Deserialize;
 use serde_json::Value;
 use std::sync::Arc;
-
-/// Cookies holding a login's nonce are named by its state, so two launches in one browser
-/// (two activities on one course page) do not overwrite each other.
-const STATE_COOKIE_PREFIX: &str = "tutor_lti_";
 
 /// What the platform posts to the launch URL.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -61,6 +57,9 @@ fn refusal(rejection: &Rejection, issuer: Option<&str>, state: &AppState) -> Res
         _ => StatusCode::UNAUTHORIZED,
     };
     let advice = match rejection.check {
+        "state" if rejection.restart.is_some() => {
+            "Open the lesson in a window of its own with the link below; it signs you in again through your course."
+        }
         "state" | "nonce" | "expired" | "picker" => {
             "Go back to your course and open the activity again. If this keeps happening, your browser may be blocking this tool's cookies: try opening the activity in a new window."
         }
@@ -79,6 +78,7 @@ fn refusal(rejection: &Rejection, issuer: Option<&str>, state: &AppState) -> Res
             message => sentence(&rejection.message),
             check => rejection.check,
             advice => advice,
+            restart => rejection.restart,
         },
     );
     *response.status_mut() = status;
@@ -112,17 +112,17 @@ fn no_store(response: &mut Response) {
 }
 
 fn not_configured() -> Rejection {
-    Rejection {
-        check: "not_configured",
-        message: "LTI is not configured on this tutor (add [lti] to tutor.toml)".to_string(),
-    }
+    Rejection::new(
+        "not_configured",
+        "LTI is not configured on this tutor (add [lti] to tutor.toml)",
+    )
 }
 
 fn form_error(error: &FormRejection) -> Rejection {
-    Rejection {
-        check: "login",
-        message: format!("the request's form cannot be read: {}", error.body_text()),
-    }
+    Rejection::new(
+        "login",
+        format!("the request's form cannot be read: {}", error.body_text()),
+    )
 }
 
 /// The tool and the request's form, or why there are none.
@@ -143,7 +143,7 @@ fn signing_failed(what: &str, error: &str) -> Response {
 
 /// The state cookie's value for `state`, if the browser sent it.
 fn state_cookie(headers: &HeaderMap, state: &str) -> Option<String> {
-    let name = format!("{STATE_COOKIE_PREFIX}{state}");
+    let name = state_cookie_name(state);
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -156,10 +156,12 @@ fn state_cookie(headers: &HeaderMap, state: &str) -> Option<String> {
 
 /// `Set-Cookie` for a login's state. `SameSite=None; Secure` because the launch is a
 /// cross-site POST from the platform; `Partitioned` so browsers that block third-party cookies
-/// in iframes still keep it for this one embedding.
+/// in iframes still keep it for this one embedding; named per state, so two launches in one
+/// browser (two activities on one course page) do not overwrite each other.
 fn set_state_cookie(state: &str, nonce: &str, max_age: u64) -> Option<HeaderValue> {
     HeaderValue::from_str(&format!(
-        "{STATE_COOKIE_PREFIX}{state}={nonce}; Path=/lti/; Max-Age={max_age}; HttpOnly; Secure; SameSite=None; Partitioned"
+        "{}={nonce}; Path=/; Max-Age={max_age}; HttpOnly; Secure; SameSite=None; Partitioned",
+        state_cookie_name(state)
     ))
     .ok()
 }
@@ -216,23 +218,20 @@ pub async fn launch(
         Err(rejection) => return refusal(&rejection, None, &state),
     };
     if let Some(error) = &form.error {
-        let rejection = Rejection {
-            check: "platform",
-            message: format!(
+        let rejection = Rejection::new(
+            "platform",
+            format!(
                 "the platform did not sign you in: {error}{}",
                 form.error_description
                     .as_deref()
                     .map(|d| format!(" ({d})"))
                     .unwrap_or_default()
             ),
-        };
+        );
         return refusal(&rejection, None, &state);
     }
     if form.id_token.is_empty() {
-        let rejection = Rejection {
-            check: "claims",
-            message: "the launch carries no id_token".to_string(),
-        };
+        let rejection = Rejection::new("claims", "the launch carries no id_token");
         return refusal(&rejection, None, &state);
     }
     let cookie = state_cookie(&headers, &form.state);
@@ -242,10 +241,10 @@ pub async fn launch(
     let mut response = match launched {
         Ok(Launch::ResourceLink(launch)) => {
             let Some(lesson_id) = launch.lesson_id.clone() else {
-                let rejection = Rejection {
-                    check: "lesson",
-                    message: "this link does not say which lesson to open (no `lesson_id` custom parameter)".to_string(),
-                };
+                let rejection = Rejection::new(
+                    "lesson",
+                    "this link does not say which lesson to open (no `lesson_id` custom parameter)",
+                );
                 return refusal(&rejection, Some(&launch.issuer), &state);
             };
             let known = state
@@ -254,12 +253,12 @@ pub async fn launch(
             match known {
                 Ok(true) => {}
                 Ok(false) => {
-                    let rejection = Rejection {
-                        check: "lesson",
-                        message: format!(
+                    let rejection = Rejection::new(
+                        "lesson",
+                        format!(
                             "this link opens lesson `{lesson_id}`, which is not in this tutor's catalog"
                         ),
-                    };
+                    );
                     return refusal(&rejection, Some(&launch.issuer), &state);
                 }
                 Err(error) => return error.into_response(),
@@ -270,7 +269,12 @@ pub async fn launch(
             };
             tracing::info!(platform = %launch.platform, lesson = %lesson_id, "LTI launch");
             crate::telemetry::lti_launch("resource_link");
-            pages::lesson_page(&state, &lesson_id, Some(&token))
+            // Post/redirect/get: the lesson page is a GET a reload repeats harmlessly. The token
+            // rides in the fragment, which browsers never send to a server nor in a Referer.
+            let mut response =
+                Redirect::to(&format!("/lti/lessons/{lesson_id}#session={token}")).into_response();
+            *response.status_mut() = StatusCode::SEE_OTHER;
+            response
         }
         Ok(Launch::DeepLinking(context)) => {
             let token = match lti.picker_token(&context) {
@@ -306,6 +310,16 @@ pub async fn launch(
     if let Some(cookie) = set_state_cookie(&form.state, "", 0) {
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
+    no_store(&mut response);
+    response
+}
+
+/// The lesson page a launch redirects to: the lesson and its tutor, standing alone in the
+/// course page's frame; its widget takes the session token from the URL's fragment.
+#[utoipa::path(get, path = "/lti/lessons/{id}", tag = "lti", params(("id" = String, Path, description = "Lesson id")),
+    responses((status = 200, content_type = "text/html", description = "The lesson page"), (status = 404, description = "Unknown lesson")))]
+pub async fn lesson(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    let mut response = pages::lesson_page(&state, &id, true);
     no_store(&mut response);
     response
 }
@@ -352,10 +366,10 @@ pub async fn deep_link(
         Err(error) => return error.into_response(),
     };
     let Some(lesson) = tutor.retriever().catalog().get(&form.lesson) else {
-        let rejection = Rejection {
-            check: "lesson",
-            message: format!("lesson `{}` is not in this tutor's catalog", form.lesson),
-        };
+        let rejection = Rejection::new(
+            "lesson",
+            format!("lesson `{}` is not in this tutor's catalog", form.lesson),
+        );
         return refusal(&rejection, Some(&context.platform), &state);
     };
     let jwt = match lti.deep_link_response(&context, &lesson.id, &lesson.title) {

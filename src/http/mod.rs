@@ -197,6 +197,7 @@ pub fn documented_routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(lti::login))
         .routes(routes!(lti::launch, lti::launch_page))
         .routes(routes!(lti::deep_link))
+        .routes(routes!(lti::lesson))
         .routes(routes!(lti::jwks))
 }
 

@@ -134,12 +134,12 @@ pub async fn catalog(State(state): State<AppState>) -> Response {
 #[utoipa::path(get, path = "/lessons/{id}", tag = "pages", params(("id" = String, Path, description = "Lesson id")),
     responses((status = 200, content_type = "text/html", description = "HTML"), (status = 404, description = "Unknown lesson")))]
 pub async fn lesson(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    lesson_page(&state, &id, None)
+    lesson_page(&state, &id, false)
 }
 
-/// A lesson's page; with a session token (after an LMS launch) it stands alone, without links
-/// to the rest of the catalog, and its widget sends the token.
-pub(super) fn lesson_page(state: &AppState, id: &str, session_token: Option<&str>) -> Response {
+/// A lesson's page; after an LMS launch (`lti`) it stands alone, without links to the rest of
+/// the catalog, and its widget sends the session token the launch put in the URL's fragment.
+pub(super) fn lesson_page(state: &AppState, id: &str, lti: bool) -> Response {
     let tutor = match state.tutor() {
         Ok(tutor) => tutor,
         Err(error) => return error.into_response(),
@@ -158,8 +158,7 @@ pub(super) fn lesson_page(state: &AppState, id: &str, session_token: Option<&str
         state,
         "lesson.html",
         context! {
-            lti => session_token.is_some(),
-            session_token => session_token,
+            lti => lti,
             lesson => context! { id => lesson.id, title => lesson.title, summary => lesson.summary, track => lesson.track, minutes => lesson.minutes },
             body_html => lesson_html(lesson),
             related => related,

@@ -56,6 +56,7 @@ const PICKER_TTL_SECS: u64 = 900;
 /// Audiences of the tool's own tokens (never accepted for one another).
 const SESSION_AUDIENCE: &str = "tutor:session";
 const PICKER_AUDIENCE: &str = "tutor:deep-link";
+const STATE_AUDIENCE: &str = "tutor:state";
 
 /// One platform (`[[lti.platforms]]`), keyed by issuer and client id.
 #[derive(Debug, Clone, Deserialize)]
@@ -122,8 +123,17 @@ impl LtiSettings {
     pub fn validate(&self) -> Result<(), String> {
         let url = reqwest::Url::parse(&self.url)
             .map_err(|e| format!("`lti.url` `{}` is not a URL: {e}", self.url))?;
-        if !matches!(url.scheme(), "https" | "http") {
-            return Err("`lti.url` must be an https:// URL".to_string());
+        if !is_secure_url(&url) {
+            return Err(format!(
+                "`lti.url` `{}` must be https:// (browsers drop the launch's Secure cookie elsewhere; http:// is only for localhost)",
+                self.url
+            ));
+        }
+        if !matches!(url.path(), "" | "/") || url.query().is_some() {
+            return Err(format!(
+                "`lti.url` `{}` must be the tool's origin only (scheme, host, port): the tutor serves LTI at /lti/ of its own host",
+                self.url
+            ));
         }
         if self.session_minutes == 0 {
             return Err("`lti.session_minutes` must be at least 1".to_string());
@@ -134,12 +144,24 @@ impl LtiSettings {
                 ("auth_url", &platform.auth_url),
                 ("jwks_url", &platform.jwks_url),
             ] {
-                reqwest::Url::parse(value).map_err(|e| {
+                let url = reqwest::Url::parse(value).map_err(|e| {
                     format!(
                         "lti platform `{}`: `{field}` is not a URL: {e}",
                         platform.label()
                     )
                 })?;
+                if !is_secure_url(&url) {
+                    return Err(format!(
+                        "lti platform `{}`: `{field}` must be https:// (http:// is only for localhost)",
+                        platform.label()
+                    ));
+                }
+            }
+            if platform.issuer.trim().is_empty() || platform.client_id.trim().is_empty() {
+                return Err(format!(
+                    "lti platform `{}`: `issuer` and `client_id` must not be empty",
+                    platform.label()
+                ));
             }
             if platform.deployments.is_empty() {
                 return Err(format!(
@@ -166,15 +188,42 @@ pub struct Rejection {
     /// `platform_keys`, `login`, `picker`.
     pub check: &'static str,
     pub message: String,
+    /// Set when starting the login again in a window of its own would succeed (the browser
+    /// did not keep the state cookie inside the course page's frame): that login's URL.
+    pub restart: Option<String>,
 }
 
 impl Rejection {
-    fn new(check: &'static str, message: impl Into<String>) -> Rejection {
+    pub fn new(check: &'static str, message: impl Into<String>) -> Rejection {
         Rejection {
             check,
             message: message.into(),
+            restart: None,
         }
     }
+}
+
+/// https, or http on a loopback host (for trying things on one machine).
+fn is_secure_url(url: &reqwest::Url) -> bool {
+    match url.scheme() {
+        "https" => true,
+        "http" => match url.host_str() {
+            Some("localhost") => true,
+            Some(host) => host
+                .trim_matches(['[', ']'])
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback()),
+            None => false,
+        },
+        _ => false,
+    }
+}
+
+/// The name of the cookie holding a login's nonce: bound to the state, and `__Host-` so that
+/// no sibling subdomain can plant one.
+pub fn state_cookie_name(state: &str) -> String {
+    let digest = blake3::hash(state.as_bytes()).to_hex();
+    format!("__Host-tutor_lti_{}", &digest[..32])
 }
 
 impl std::fmt::Display for Rejection {
@@ -184,7 +233,7 @@ impl std::fmt::Display for Rejection {
 }
 
 /// An OIDC login initiation, as the platform sends it.
-#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LoginRequest {
     /// The platform's issuer.
     pub iss: String,
@@ -257,6 +306,20 @@ struct PickerClaims {
     context: PickerContext,
 }
 
+/// What a login's `state` carries (signed by the tool): the registration it chose, and the
+/// login itself, so that a launch whose cookie the browser did not keep can start over in a
+/// window of its own.
+#[derive(Serialize, Deserialize)]
+struct StateClaims {
+    aud: String,
+    exp: u64,
+    issuer: String,
+    client_id: String,
+    login: LoginRequest,
+    /// Randomness, so no two states are alike.
+    n: String,
+}
+
 /// A learner's session after a launch: what the widget's token proves.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Session {
@@ -272,16 +335,19 @@ pub struct Session {
 /// Nonces already used, with when they may be forgotten.
 #[derive(Default)]
 struct NonceLedger {
-    used: Mutex<HashMap<String, Instant>>,
+    used: Mutex<(HashMap<String, Instant>, usize)>,
 }
 
 impl NonceLedger {
     /// Records `nonce`; false when it was already used.
     fn consume(&self, nonce: &str) -> bool {
-        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        let (used, prune_at) = &mut *guard;
         let now = Instant::now();
-        if used.len() >= 1024 {
+        // Forget expired nonces when the map has doubled since the last sweep: amortized O(1).
+        if used.len() >= (*prune_at).max(1024) {
             used.retain(|_, forget_at| *forget_at > now);
+            *prune_at = used.len() * 2;
         }
         match used.get(nonce) {
             Some(forget_at) if *forget_at > now => false,
@@ -484,7 +550,17 @@ impl Lti {
                 ),
             ));
         }
-        let state = random_token();
+        let state = self
+            .keys
+            .sign_own(&StateClaims {
+                aud: STATE_AUDIENCE.to_string(),
+                exp: now_secs() + STATE_TTL.as_secs(),
+                issuer: registration.issuer.clone(),
+                client_id: registration.client_id.clone(),
+                login: request.clone(),
+                n: random_token(),
+            })
+            .map_err(|e| Rejection::new("login", format!("the state cannot be signed: {e}")))?;
         let nonce = random_token();
         let launch_url = self.settings.launch_url();
         let mut params = vec![
@@ -524,11 +600,23 @@ impl Lti {
         if form_state.is_empty() {
             return Err(Rejection::new("state", "the launch carries no state"));
         }
-        let Some(expected_nonce) = cookie_nonce else {
+        let Ok(state) = self
+            .keys
+            .verify_own::<StateClaims>(form_state, STATE_AUDIENCE)
+        else {
             return Err(Rejection::new(
                 "state",
-                "the state does not match this browser's login (no state cookie: the login was started elsewhere, took over 10 minutes, or the browser blocks the tool's cookies)",
+                "the launch's state was not issued by this tool's login, or the login took over 10 minutes",
             ));
+        };
+        let Some(expected_nonce) = cookie_nonce else {
+            return Err(Rejection {
+                restart: self.login_url(&state.login),
+                ..Rejection::new(
+                    "state",
+                    "this browser did not keep the tool's login cookie: browsers often block cookies inside course pages, and a page reloaded after its launch has none either",
+                )
+            });
         };
         // 2. Algorithm and key id, before anything is trusted.
         let (alg, kid) = header_alg_and_kid(id_token)?;
@@ -544,6 +632,12 @@ impl Lti {
         // 3. Registration by issuer and audience (or authorized party).
         let unverified = unverified_claims(id_token)?;
         let registration = self.registration(&unverified)?;
+        if registration.issuer != state.issuer || registration.client_id != state.client_id {
+            return Err(Rejection::new(
+                "state",
+                "the launch comes from another platform registration than its login",
+            ));
+        }
         // 4. Signature, with the platform key of that id; 5. times, within the leeway.
         let key = match self.platform_keys.key(&registration.jwks_url, &kid).await {
             Ok(key) => key,
@@ -593,11 +687,15 @@ impl Lti {
             })?
             .claims;
         match claims.get("iat").and_then(Value::as_u64) {
-            Some(iat) if iat <= now_secs() + LEEWAY_SECS => {}
+            // Not from the future, and not older than a login may last (so a token cannot be
+            // replayed once its nonce is forgotten).
+            Some(iat)
+                if iat <= now_secs() + LEEWAY_SECS
+                    && iat + STATE_TTL.as_secs() + LEEWAY_SECS >= now_secs() => {}
             _ => {
                 return Err(Rejection::new(
                     "issued_at",
-                    "the id_token's `iat` is missing or in the future",
+                    "the id_token's `iat` is missing, in the future, or older than a login may last",
                 ));
             }
         }
@@ -675,11 +773,11 @@ impl Lti {
                 let return_url = settings
                     .and_then(|s| s.get("deep_link_return_url"))
                     .and_then(Value::as_str)
-                    .filter(|u| reqwest::Url::parse(u).is_ok());
+                    .filter(|u| reqwest::Url::parse(u).is_ok_and(|u| is_secure_url(&u)));
                 let Some(return_url) = return_url else {
                     return Err(Rejection::new(
                         "claims",
-                        "the deep-linking request has no valid `deep_link_return_url`",
+                        "the deep-linking request has no valid https `deep_link_return_url`",
                     ));
                 };
                 let accepts_links = settings
@@ -709,6 +807,28 @@ impl Lti {
                 format!("message type `{other}` is not supported"),
             )),
         }
+    }
+
+    /// The tool's login initiation URL for `login` (to start it again in a new window).
+    fn login_url(&self, login: &LoginRequest) -> Option<String> {
+        let mut url =
+            reqwest::Url::parse(&format!("{}/lti/login", self.settings.base_url())).ok()?;
+        {
+            let mut query = url.query_pairs_mut();
+            query.append_pair("iss", &login.iss);
+            query.append_pair("login_hint", &login.login_hint);
+            query.append_pair("target_link_uri", &login.target_link_uri);
+            for (name, value) in [
+                ("lti_message_hint", &login.lti_message_hint),
+                ("client_id", &login.client_id),
+                ("lti_deployment_id", &login.lti_deployment_id),
+            ] {
+                if let Some(value) = value {
+                    query.append_pair(name, value);
+                }
+            }
+        }
+        Some(url.into())
     }
 
     /// True for the base URL itself or a page under it (not merely a URL sharing its prefix,
@@ -835,7 +955,10 @@ impl Lti {
             claim::CONTENT_ITEMS: [{
                 "type": "ltiResourceLink",
                 "title": title,
-                "url": self.settings.launch_url(),
+                // The lesson in the URL too, for platforms that drop custom parameters.
+                "url": reqwest::Url::parse_with_params(&self.settings.launch_url(), [("lesson", lesson_id)])
+                    .map(String::from)
+                    .unwrap_or_else(|_| self.settings.launch_url()),
                 "custom": { "lesson_id": lesson_id },
             }],
         });
@@ -929,13 +1052,40 @@ mod tests {
         assert!(settings.validate().expect_err("dup").contains("twice"));
         settings.platforms = vec![Registration {
             deployments: Vec::new(),
-            ..platform
+            ..platform.clone()
         }];
         assert!(
             settings
                 .validate()
                 .expect_err("empty")
                 .contains("deployment")
+        );
+        settings.platforms = Vec::new();
+        for (url, problem) in [
+            ("http://tutor.example", "https://"),
+            ("https://tutor.example/tutor", "origin only"),
+        ] {
+            settings.url = url.to_string();
+            let error = settings.validate().expect_err(url);
+            assert!(error.contains(problem), "{url}: {error}");
+        }
+        for url in [
+            "http://127.0.0.1:8080",
+            "http://localhost:8080/",
+            "https://t.example",
+        ] {
+            settings.url = url.to_string();
+            assert!(settings.validate().is_ok(), "{url}");
+        }
+        settings.platforms = vec![Registration {
+            jwks_url: "http://lms.example/jwks".to_string(),
+            ..platform.clone()
+        }];
+        assert!(
+            settings
+                .validate()
+                .expect_err("http jwks")
+                .contains("jwks_url")
         );
     }
 }

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 /// How long a fetched key set is trusted before it is fetched again.
 const MAX_AGE: Duration = Duration::from_secs(3600);
-/// Least time between two refetches caused by unknown key ids.
+/// Least time between two refetches caused by unknown key ids, and between two tries to
+/// refresh a set whose platform failed to answer.
 const COOLDOWN: Duration = Duration::from_secs(60);
 
 struct CachedSet {
@@ -20,6 +21,8 @@ struct CachedSet {
     fetched: Instant,
     /// When an unknown key id last caused a refetch.
     refetched: Option<Instant>,
+    /// After a failed refresh: the stale set serves until then.
+    retry_at: Option<Instant>,
 }
 
 /// Why no key could be found.
@@ -35,8 +38,9 @@ pub enum KeyError {
 pub struct PlatformKeys {
     client: reqwest::Client,
     sets: Mutex<HashMap<String, CachedSet>>,
-    /// Held while fetching, so a burst of launches on a cold cache fetches once.
-    fetching: tokio::sync::Mutex<()>,
+    /// One lock per URL, held while fetching it: a burst of launches on a cold cache fetches
+    /// once, and a slow platform holds up only its own launches.
+    fetching: Mutex<HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
     max_age: Duration,
     cooldown: Duration,
 }
@@ -62,7 +66,7 @@ impl PlatformKeys {
                 .build()
                 .unwrap_or_default(),
             sets: Mutex::new(HashMap::new()),
-            fetching: tokio::sync::Mutex::new(()),
+            fetching: Mutex::new(HashMap::new()),
             max_age,
             cooldown,
         }
@@ -73,13 +77,18 @@ impl PlatformKeys {
     fn cached(&self, url: &str, kid: &str) -> Result<Result<DecodingKey, KeyError>, bool> {
         let sets = self.sets.lock().unwrap_or_else(|e| e.into_inner());
         match sets.get(url) {
-            Some(set) if set.fetched.elapsed() < self.max_age => match set.keys.get(kid) {
-                Some(key) => Ok(Ok(key.clone())),
-                None if set.refetched.is_some_and(|at| at.elapsed() < self.cooldown) => {
-                    Ok(Err(KeyError::UnknownKid))
+            Some(set)
+                if set.fetched.elapsed() < self.max_age
+                    || set.retry_at.is_some_and(|at| Instant::now() < at) =>
+            {
+                match set.keys.get(kid) {
+                    Some(key) => Ok(Ok(key.clone())),
+                    None if set.refetched.is_some_and(|at| at.elapsed() < self.cooldown) => {
+                        Ok(Err(KeyError::UnknownKid))
+                    }
+                    None => Err(true),
                 }
-                None => Err(true),
-            },
+            }
             _ => Err(false),
         }
     }
@@ -89,7 +98,14 @@ impl PlatformKeys {
         if let Ok(answer) = self.cached(url, kid) {
             return answer;
         }
-        let _fetching = self.fetching.lock().await;
+        let lock = self
+            .fetching
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(url.to_string())
+            .or_default()
+            .clone();
+        let _fetching = lock.lock().await;
         // Another launch may have fetched while this one waited.
         let refetch = match self.cached(url, kid) {
             Ok(answer) => return answer,
@@ -98,15 +114,19 @@ impl PlatformKeys {
         let keys = match self.fetch(url).await {
             Ok(keys) => keys,
             Err(error) => {
-                // A platform's brief outage should not stop launches its known keys verify.
-                let sets = self.sets.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some(key) = sets.get(url).and_then(|s| s.keys.get(kid)) {
+                // A platform's outage should not stop launches its known keys verify: keep the
+                // set, and try again only after the cooldown, not on every launch.
+                let mut sets = self.sets.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(set) = sets.get_mut(url)
+                    && let Some(key) = set.keys.get(kid).cloned()
+                {
                     tracing::warn!(
                         url,
                         ?error,
                         "platform keys not refreshed; using the cached set"
                     );
-                    return Ok(key.clone());
+                    set.retry_at = Some(Instant::now() + self.cooldown);
+                    return Ok(key);
                 }
                 return Err(error);
             }
@@ -121,6 +141,7 @@ impl PlatformKeys {
                 keys,
                 fetched: now,
                 refetched: if refetch { Some(now) } else { previous },
+                retry_at: None,
             },
         );
         found.ok_or(KeyError::UnknownKid)
@@ -229,6 +250,20 @@ mod tests {
             cache.key(&url, "other").await,
             Err(KeyError::Unavailable(_))
         ));
+        // With a cooldown, a failed refresh is not retried on every launch.
+        let patient = PlatformKeys::with_timings(Duration::ZERO, Duration::from_secs(60));
+        failing.store(false, Ordering::SeqCst);
+        assert!(patient.key(&url, &kid).await.is_ok());
+        failing.store(true, Ordering::SeqCst);
+        let before = fetches.load(Ordering::SeqCst);
+        for _ in 0..3 {
+            assert!(patient.key(&url, &kid).await.is_ok());
+        }
+        assert_eq!(
+            fetches.load(Ordering::SeqCst),
+            before + 1,
+            "one failed refresh, then the cooldown"
+        );
         let cold = PlatformKeys::new();
         assert!(matches!(
             cold.key(&url, &kid).await,

@@ -242,7 +242,9 @@ test("a learner launched from the LMS gets the lesson and answers, inside the co
   await page.goto(`http://localhost:${platformPort}/course`);
   const frame = await toolFrame(page, "h1");
   assert.equal(await frame.locator("h1").first().textContent(), "Hybrid Routing Between Open and Closed Models");
-  assert.ok(frame.url().endsWith("/lti/launch"), `the launch answered in the frame: ${frame.url()}`);
+  const landed = new URL(frame.url());
+  assert.equal(landed.pathname, `/lti/lessons/${LESSON}`, "the launch redirected to the lesson page");
+  assert.match(landed.hash, /^#session=[\w-]+\.[\w-]+\.[\w-]+$/);
   assert.equal(authRequests.at(-1).lti_message_hint, "resource");
   assert.equal(await frame.locator('a[href="/"]').count(), 0, "no way out of the course into the catalog");
 
@@ -263,6 +265,34 @@ test("a learner launched from the LMS gets the lesson and answers, inside the co
   assert.ok(last.text.length > 40, last.text);
   assert.equal(chatRequests.length, 1);
   assert.match(chatRequests[0].authorization || "", /^Bearer [\w-]+\.[\w-]+\.[\w-]+$/, "the session token rode along");
+
+  // Reloading the frame keeps the lesson and the session (the page is a GET, the token in its
+  // fragment): the learner can go on asking.
+  await frame.evaluate(() => location.reload());
+  const reloaded = await toolFrame(page, "h1");
+  const again = (selector) => reloaded.locator("lesson-tutor").locator(selector);
+  await again(".launcher").waitFor();
+  if ((await again(".launcher").getAttribute("aria-expanded")) !== "true") await again(".launcher").click();
+  const finished = () =>
+    reloaded.evaluate(
+      () => document.querySelector("lesson-tutor").shadowRoot.querySelectorAll(".msg.assistant:not(.streaming), .msg.error").length,
+    );
+  const before = await finished();
+  await again("textarea").fill("What does a router do?");
+  await again("textarea").press("Enter");
+  await reloaded.waitForFunction(
+    (count) =>
+      document.querySelector("lesson-tutor").shadowRoot.querySelectorAll(".msg.assistant:not(.streaming), .msg.error").length > count,
+    before,
+    { timeout: 30_000 },
+  );
+  const after = await reloaded.evaluate(() => {
+    const node = [...document.querySelector("lesson-tutor").shadowRoot.querySelectorAll(".msg")].pop();
+    return node.className;
+  });
+  assert.match(after, /assistant/, "answered after the reload");
+  assert.equal(chatRequests.length, 2);
+  assert.equal(chatRequests[1].authorization, chatRequests[0].authorization);
 
   // The API itself stays closed to anyone without a key or a session.
   const open = await fetch(`${tutorOrigin}/v1/chat`, {

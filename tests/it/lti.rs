@@ -240,8 +240,12 @@ async fn login(app: &App) -> Login {
         .expect("cookie pair")
         .to_string();
     assert!(
-        cookie.contains(&state) && cookie.ends_with(&nonce),
+        cookie.starts_with("__Host-tutor_lti_") && cookie.ends_with(&format!("={nonce}")),
         "{cookie}"
+    );
+    assert!(
+        set_cookie.contains("Path=/;"),
+        "__Host- cookies live at /: {set_cookie}"
     );
     Login {
         state,
@@ -250,13 +254,13 @@ async fn login(app: &App) -> Login {
     }
 }
 
-/// Posts a launch; returns the status, the failed check (if any) and the page.
-async fn launch(
+/// Posts a launch as the platform's auto-submitted form does.
+async fn post_launch(
     app: &App,
     state: &str,
     cookie: Option<&str>,
     id_token: &str,
-) -> (u16, String, String) {
+) -> reqwest::Response {
     let mut request = client()
         .post(format!("{}/lti/launch", app.base))
         .header(
@@ -267,7 +271,29 @@ async fn launch(
     if let Some(cookie) = cookie {
         request = request.header(reqwest::header::COOKIE, cookie);
     }
-    let response = request.send().await.expect("launch sent");
+    request.send().await.expect("launch sent")
+}
+
+/// Posts a launch and follows its redirect, as a browser would; returns the status, the failed
+/// check (if any) and the page.
+async fn launch(
+    app: &App,
+    state: &str,
+    cookie: Option<&str>,
+    id_token: &str,
+) -> (u16, String, String) {
+    let mut response = post_launch(app, state, cookie, id_token).await;
+    if response.status() == reqwest::StatusCode::SEE_OTHER {
+        let location = response.headers()[reqwest::header::LOCATION]
+            .to_str()
+            .expect("location")
+            .to_string();
+        response = client()
+            .get(format!("{}{location}", app.base))
+            .send()
+            .await
+            .expect("redirect followed");
+    }
     let status = response.status().as_u16();
     let check = response
         .headers()
@@ -296,8 +322,54 @@ async fn a_resource_link_launch_opens_the_lesson_and_its_token_answers_questions
     let (app, _keys) = tool(&platform).await;
     let login = login(&app).await;
     let id_token = platform.key.sign(&platform.resource_link(&login.nonce));
-    let (status, check, page) = launch(&app, &login.state, Some(&login.cookie), &id_token).await;
-    assert_eq!((status, check.as_str()), (200, ""), "{page}");
+    // The launch redirects (post/redirect/get) to the lesson page, the token in the fragment.
+    let launched = post_launch(&app, &login.state, Some(&login.cookie), &id_token).await;
+    assert_eq!(launched.status().as_u16(), 303);
+    let location = launched.headers()[reqwest::header::LOCATION]
+        .to_str()
+        .expect("location")
+        .to_string();
+    let cleared = launched.headers()[reqwest::header::SET_COOKIE]
+        .to_str()
+        .expect("cookie")
+        .to_string();
+    assert!(
+        cleared.contains("Max-Age=0")
+            && login
+                .cookie
+                .starts_with(cleared.split('=').next().unwrap_or("-")),
+        "the spent state cookie is cleared: {cleared}"
+    );
+    let (path, fragment) = location.split_once('#').expect("a fragment");
+    assert_eq!(path, format!("/lti/lessons/{LESSON}"));
+    let token = fragment
+        .strip_prefix("session=")
+        .expect("the session token")
+        .to_string();
+    // The page is a GET: reloading it is harmless.
+    for _ in 0..2 {
+        let response = client()
+            .get(format!("{}{path}", app.base))
+            .send()
+            .await
+            .expect("page");
+        assert_eq!(response.status().as_u16(), 200);
+        assert_eq!(
+            response.headers()[reqwest::header::CACHE_CONTROL],
+            "no-store"
+        );
+    }
+    let (status, check, _) = launch(&app, &login.state, Some(&login.cookie), &id_token).await;
+    assert_eq!(check, "nonce", "the same launch posted again is a replay");
+    assert_eq!(status, 401);
+    let page = client()
+        .get(format!("{}{path}", app.base))
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("text");
     assert!(
         page.contains("What Open Means for AI Models"),
         "the lesson page"
@@ -307,7 +379,10 @@ async fn a_resource_link_launch_opens_the_lesson_and_its_token_answers_questions
         !page.contains("All lessons"),
         "no links out of the LMS frame"
     );
-    let token = attribute(&page, "data-token").expect("the widget gets a session token");
+    assert!(
+        page.contains("location.hash") && page.contains("dataset.token"),
+        "the page hands the fragment's token to the widget"
+    );
 
     let ask = |token: Option<String>, lesson: &'static str| {
         let app_base = app.base.clone();
@@ -376,8 +451,31 @@ async fn every_failed_check_is_refused_with_its_reason() {
     let (status, check, page) = launch(&app, &first.state, Some(&second.cookie), &token).await;
     assert_eq!((status, check.as_str()), (401, "state"), "{page}");
     assert!(page.contains("This lesson could not be opened"));
-    let (_, check, _) = launch(&app, &first.state, None, &token).await;
-    assert_eq!(check, "state", "no cookie at all");
+    // No cookie at all (a browser that blocks it in the course page's frame): the page offers
+    // to start the same login in a window of its own, and that login works.
+    let (status, check, page) = launch(&app, &first.state, None, &token).await;
+    assert_eq!((status, check.as_str()), (401, "state"));
+    let restart = attribute(&page, "class=\"button\" href").expect("a link to start again");
+    let restart = reqwest::Url::parse(&restart).expect("URL");
+    assert_eq!(restart.path(), "/lti/login");
+    let again = client()
+        .get(format!(
+            "{}/lti/login?{}",
+            app.base,
+            restart.query().unwrap_or("")
+        ))
+        .send()
+        .await
+        .expect("login again");
+    assert_eq!(
+        again.status().as_u16(),
+        302,
+        "the restarted login redirects to the platform"
+    );
+    assert!(page.contains("new window"));
+    // A state this tool never issued.
+    let (_, check, _) = launch(&app, "forged-state", Some(&first.cookie), &token).await;
+    assert_eq!(check, "state");
 
     // Replayed nonce: the same launch posted twice.
     let (status, check, _) = launch(&app, &first.state, Some(&first.cookie), &token).await;
@@ -394,6 +492,15 @@ async fn every_failed_check_is_refused_with_its_reason() {
                 let now = jsonwebtoken::get_current_timestamp();
                 c["iat"] = json!(now - 3600);
                 c["exp"] = json!(now - 600);
+            }),
+        ),
+        (
+            "issued_at",
+            Box::new(|c: &mut Value| {
+                // Still unexpired, but older than any login may last: a replay.
+                let now = jsonwebtoken::get_current_timestamp();
+                c["iat"] = json!(now - 1800);
+                c["exp"] = json!(now + 600);
             }),
         ),
         (
@@ -748,7 +855,11 @@ async fn deep_linking_returns_a_signed_link_that_verifies_against_the_tool_jwks(
     let item = &claims["https://purl.imsglobal.org/spec/lti-dl/claim/content_items"][0];
     assert_eq!(item["type"], "ltiResourceLink");
     assert_eq!(item["custom"]["lesson_id"], LESSON);
-    assert_eq!(item["url"], format!("{TOOL_URL}/lti/launch"));
+    assert_eq!(
+        item["url"],
+        format!("{TOOL_URL}/lti/launch?lesson={LESSON}"),
+        "the lesson is in the link too, for platforms that drop custom parameters"
+    );
     assert_eq!(item["title"], "What Open Means for AI Models");
 }
 
@@ -792,4 +903,26 @@ async fn without_lti_configured_the_routes_say_so_and_the_key_set_is_empty() {
             .expect("text")
             .contains("from your course")
     );
+}
+
+#[tokio::test]
+async fn a_deep_linking_return_url_that_is_not_https_is_refused() {
+    let platform = Platform::start().await;
+    let (app, _keys) = tool(&platform).await;
+    for url in [
+        "javascript:alert(document.domain)",
+        "http://lms.test/return",
+    ] {
+        let login = login(&app).await;
+        let mut claims = platform.resource_link(&login.nonce);
+        let map = claims.as_object_mut().expect("claims");
+        map.insert(format!("{LTI}message_type"), json!("LtiDeepLinkingRequest"));
+        map.insert(
+            "https://purl.imsglobal.org/spec/lti-dl/claim/deep_linking_settings".to_string(),
+            json!({"deep_link_return_url": url, "accept_types": ["ltiResourceLink"]}),
+        );
+        let token = platform.key.sign(&claims);
+        let (status, check, page) = launch(&app, &login.state, Some(&login.cookie), &token).await;
+        assert_eq!((status, check.as_str()), (400, "claims"), "{url}: {page}");
+    }
 }

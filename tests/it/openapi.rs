@@ -50,6 +50,7 @@ async fn every_route_is_in_the_openapi_document_and_every_documented_route_is_se
         "POST /lti/login",
         "POST /lti/launch",
         "GET /lti/launch",
+        "GET /lti/lessons/{id}",
         "POST /lti/deep-link",
         "GET /.well-known/jwks.json",
     ]
