@@ -267,8 +267,9 @@ test("a learner launched from the LMS gets the lesson and answers, inside the co
   assert.match(chatRequests[0].authorization || "", /^Bearer [\w-]+\.[\w-]+\.[\w-]+$/, "the session token rode along");
 
   // Reloading the frame keeps the lesson and the session (the page is a GET, the token in its
-  // fragment): the learner can go on asking.
-  await frame.evaluate(() => location.reload());
+  // fragment): the learner can go on asking. (Chromium denies localStorage to this third-party
+  // frame, so the widget keeps the conversation in the page only and a reload starts afresh.)
+  await Promise.all([frame.waitForNavigation(), frame.evaluate(() => location.reload())]);
   const reloaded = await toolFrame(page, "h1");
   const again = (selector) => reloaded.locator("lesson-tutor").locator(selector);
   await again(".launcher").waitFor();
