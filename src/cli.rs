@@ -1,5 +1,6 @@
-//! The `tutor` command line: `index`, `serve`, `ask`, `check`, `report`, `hash-key`, `lti-key`. Parses flags (clap), builds the
-//! [`Config`], and runs the command. Output for people goes to stdout; logs go to stderr.
+//! The `tutor` command line: `index`, `serve`, `ask`, `check`, `report`, `hash-key`,
+//! `lti-key`. Parses flags (clap), builds the [`Config`], and runs the command. Output for
+//! people goes to stdout; logs go to stderr.
 
 use crate::app;
 use crate::chat::{Answer, Question};

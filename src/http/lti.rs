@@ -12,7 +12,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use minijinja::context;
 use serde::Deserialize;
-use serde_json::Value;
 use std::sync::Arc;
 
 /// What the platform posts to the launch URL.
@@ -203,7 +202,8 @@ pub async fn login(
 #[utoipa::path(post, path = "/lti/launch", tag = "lti",
     request_body(content = LaunchForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 200, content_type = "text/html", description = "The lesson page with the tutor (resource link) or the lesson picker (deep linking)"),
+        (status = 303, description = "A resource link: to `/lti/lessons/{id}`, the session token in the fragment"),
+        (status = 200, content_type = "text/html", description = "A deep-linking request: the lesson picker"),
         (status = 400, content_type = "text/html", description = "Malformed launch; the page and `X-Tutor-Lti-Check` name the failed check"),
         (status = 401, content_type = "text/html", description = "A failed check (state, algorithm, kid, issuer, audience, key, signature, expired, issued_at, nonce, deployment, version, message_type)"),
         (status = 404, content_type = "text/html", description = "The link's lesson is not in the catalog"),
@@ -300,9 +300,7 @@ pub async fn launch(
             )
         }
         Err(rejection) => {
-            let issuer = jsonwebtoken::dangerous::insecure_decode::<Value>(&form.id_token)
-                .ok()
-                .and_then(|t| t.claims.get("iss")?.as_str().map(str::to_string));
+            let issuer = crate::lti::claimed_issuer(&form.id_token);
             return refusal(&rejection, issuer.as_deref(), &state);
         }
     };

@@ -108,18 +108,6 @@ impl ToolKeys {
         Ok(ToolKeys::from_keys(keys))
     }
 
-    /// Keys from PEM texts, oldest first (the last signs).
-    pub fn from_pems(pems: &[&[u8]]) -> Result<ToolKeys, String> {
-        let keys = pems
-            .iter()
-            .map(|p| ToolKey::from_pem(p).map_err(|e| e.to_string()))
-            .collect::<Result<Vec<_>, _>>()?;
-        if keys.is_empty() {
-            return Err("no key".to_string());
-        }
-        Ok(ToolKeys::from_keys(keys))
-    }
-
     fn from_keys(keys: Vec<ToolKey>) -> ToolKeys {
         let jwks = serde_json::json!({ "keys": keys.iter().map(|k| &k.jwk).collect::<Vec<_>>() });
         ToolKeys { keys, jwks }

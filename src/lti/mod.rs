@@ -81,6 +81,20 @@ impl Registration {
     fn label(&self) -> &str {
         self.name.as_deref().unwrap_or(&self.issuer)
     }
+
+    /// Whether `deployment` may launch, as the rejection a login or launch returns.
+    fn check_deployment(&self, deployment: &str) -> Result<(), Rejection> {
+        if self.deployments.iter().any(|d| d == deployment) {
+            return Ok(());
+        }
+        Err(Rejection::new(
+            "deployment",
+            format!(
+                "deployment `{deployment}` of `{}` is not allowed here",
+                self.label()
+            ),
+        ))
+    }
 }
 
 /// `[lti]` in `tutor.toml`.
@@ -398,6 +412,11 @@ fn unverified_claims(token: &str) -> Result<Map<String, Value>, Rejection> {
         .map_err(|e| Rejection::new("claims", format!("the id_token cannot be read: {e}")))
 }
 
+/// The issuer a token claims, unverified: for the log line of a refused launch.
+pub fn claimed_issuer(token: &str) -> Option<String> {
+    string_claim(&unverified_claims(token).ok()?, "iss").map(str::to_string)
+}
+
 /// The token's header `alg`, read without trusting the token (so `none` and HS* get a named
 /// refusal, not a parse error), and its `kid`.
 fn header_alg_and_kid(token: &str) -> Result<(String, Option<String>), Rejection> {
@@ -452,21 +471,12 @@ impl Lti {
     pub fn new(settings: LtiSettings) -> Result<Lti, String> {
         settings.validate()?;
         let keys = ToolKeys::load_or_generate(&settings.keys_dir)?;
-        Ok(Lti::with_keys(settings, keys))
-    }
-
-    /// The tool with the given keys.
-    pub fn with_keys(settings: LtiSettings, keys: ToolKeys) -> Lti {
-        Lti {
+        Ok(Lti {
             settings,
             keys,
             platform_keys: PlatformKeys::new(),
             nonces: NonceLedger::default(),
-        }
-    }
-
-    pub fn settings(&self) -> &LtiSettings {
-        &self.settings
+        })
     }
 
     /// The tool's public keys (`/.well-known/jwks.json`).
@@ -529,16 +539,8 @@ impl Lti {
                 ));
             }
         };
-        if let Some(deployment) = request.lti_deployment_id.as_deref()
-            && !registration.deployments.iter().any(|d| d == deployment)
-        {
-            return Err(Rejection::new(
-                "deployment",
-                format!(
-                    "deployment `{deployment}` of `{}` is not allowed here",
-                    registration.label()
-                ),
-            ));
+        if let Some(deployment) = request.lti_deployment_id.as_deref() {
+            registration.check_deployment(deployment)?;
         }
         if !self.is_tool_url(&request.target_link_uri) {
             return Err(Rejection::new(
@@ -715,15 +717,7 @@ impl Lti {
         }
         // 7. Deployment.
         let deployment = string_claim(&claims, claim::DEPLOYMENT_ID).unwrap_or("");
-        if !registration.deployments.iter().any(|d| d == deployment) {
-            return Err(Rejection::new(
-                "deployment",
-                format!(
-                    "deployment `{deployment}` of `{}` is not allowed here",
-                    registration.label()
-                ),
-            ));
-        }
+        registration.check_deployment(deployment)?;
         // 8. Version.
         let version = string_claim(&claims, claim::VERSION).unwrap_or("");
         if version != "1.3.0" {

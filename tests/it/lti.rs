@@ -115,6 +115,20 @@ impl Platform {
         self.fetches.load(Ordering::SeqCst)
     }
 
+    /// The claims of a deep-linking request with `nonce` and these settings.
+    fn deep_linking(&self, nonce: &str, settings: Value) -> Value {
+        let mut claims = self.resource_link(nonce);
+        let map = claims.as_object_mut().expect("claims");
+        map.remove(&format!("{LTI}resource_link"));
+        map.remove(&format!("{LTI}custom"));
+        map.insert(format!("{LTI}message_type"), json!("LtiDeepLinkingRequest"));
+        map.insert(
+            "https://purl.imsglobal.org/spec/lti-dl/claim/deep_linking_settings".to_string(),
+            settings,
+        );
+        claims
+    }
+
     /// The claims of a valid resource link launch with `nonce`.
     fn resource_link(&self, nonce: &str) -> Value {
         let now = jsonwebtoken::get_current_timestamp();
@@ -765,13 +779,8 @@ async fn deep_linking_returns_a_signed_link_that_verifies_against_the_tool_jwks(
     let platform = Platform::start().await;
     let (app, _keys) = tool(&platform).await;
     let login = login(&app).await;
-    let mut claims = platform.resource_link(&login.nonce);
-    let map = claims.as_object_mut().expect("claims");
-    map.remove(&format!("{LTI}resource_link"));
-    map.remove(&format!("{LTI}custom"));
-    map.insert(format!("{LTI}message_type"), json!("LtiDeepLinkingRequest"));
-    map.insert(
-        "https://purl.imsglobal.org/spec/lti-dl/claim/deep_linking_settings".to_string(),
+    let claims = platform.deep_linking(
+        &login.nonce,
         json!({
             "deep_link_return_url": "https://lms.test/deep-link-return?course=1",
             "accept_types": ["ltiResourceLink"],
@@ -914,11 +923,8 @@ async fn a_deep_linking_return_url_that_is_not_https_is_refused() {
         "http://lms.test/return",
     ] {
         let login = login(&app).await;
-        let mut claims = platform.resource_link(&login.nonce);
-        let map = claims.as_object_mut().expect("claims");
-        map.insert(format!("{LTI}message_type"), json!("LtiDeepLinkingRequest"));
-        map.insert(
-            "https://purl.imsglobal.org/spec/lti-dl/claim/deep_linking_settings".to_string(),
+        let claims = platform.deep_linking(
+            &login.nonce,
             json!({"deep_link_return_url": url, "accept_types": ["ltiResourceLink"]}),
         );
         let token = platform.key.sign(&claims);
