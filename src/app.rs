@@ -99,6 +99,14 @@ pub fn load(config: &Config) -> anyhow::Result<Loaded> {
     if uses_provider(config) {
         tutor = tutor.with_model_slots(config.max_model_calls, config.model_queue);
     }
+    if let Some(verify) = &config.verify {
+        let model = OpenAiModel::new(verify.settings.clone())
+            .context("cannot set up the verifier model of `[verify]`")?;
+        tutor = tutor.with_second_opinion(crate::chat::second::SecondOpinion::new(
+            Arc::new(model),
+            verify.timeout,
+        ));
+    }
     if let Some(words) = config.routing.easy_max_words {
         tutor = tutor.with_easy_max_words(words);
     }

@@ -380,6 +380,13 @@ fn ask(
     if as_json {
         let mut value = serde_json::to_value(&answer)?;
         value["retrieval"] = retrieval_json(&retrieval);
+        if !answer.judged.is_empty() {
+            value["sentences"] = answer
+                .judged
+                .iter()
+                .map(|j| serde_json::json!({"text": j.text, "verdict": j.verdict.as_str(), "why": verdict_reason(&j.verdict)}))
+                .collect();
+        }
         writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -391,6 +398,35 @@ fn ask(
         writeln!(out, "\ncitations:")?;
         for c in &answer.citations {
             writeln!(out, "  [{}] {} ({})", c.n, c.section, c.passage_id)?;
+        }
+    }
+    if let Some(verification) = &answer.verification {
+        writeln!(
+            out,
+            "\nverified: {} sentence{}, {} removed, {} corrected{}",
+            verification.sentences,
+            if verification.sentences == 1 { "" } else { "s" },
+            verification.removed,
+            verification.corrected,
+            if verification.fallback {
+                "; answered from the lesson instead"
+            } else {
+                ""
+            }
+        )?;
+        for judged in &answer.judged {
+            let why = verdict_reason(&judged.verdict);
+            writeln!(
+                out,
+                "  {:<11} {}{}",
+                judged.verdict.as_str(),
+                judged.text,
+                if why.is_empty() {
+                    String::new()
+                } else {
+                    format!("  ({why})")
+                }
+            )?;
         }
     }
     writeln!(
@@ -423,6 +459,19 @@ fn ask(
         )?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Why a sentence was removed or its citation changed, in words (empty when it simply stood).
+fn verdict_reason(verdict: &crate::chat::verify::Verdict) -> String {
+    use crate::chat::verify::Verdict;
+    let cites = |ns: &[usize]| ns.iter().map(|n| format!("[{n}]")).collect::<String>();
+    match verdict {
+        Verdict::Unsupported(why) | Verdict::Undecided { why, .. } => why.to_string(),
+        Verdict::Corrected { from, to } => {
+            format!("cited {}, supported by {}", cites(from), cites(to))
+        }
+        Verdict::Supported { .. } | Verdict::Neutral => String::new(),
+    }
 }
 
 /// Parses `--since`: `YYYY-MM-DD` or `Nd`, into Unix seconds.

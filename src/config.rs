@@ -98,6 +98,34 @@ struct FileProvider {
     api_key_env: Option<String>,
 }
 
+/// `[verify]`: a second-opinion model for sentences the lexical verifier cannot decide.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileVerify {
+    /// The verifier model's name.
+    model: String,
+    /// A `[[providers]]` entry whose URL and key to use.
+    #[serde(default)]
+    provider: Option<String>,
+    /// Otherwise this URL (default: the answering model's, or OpenAI's).
+    #[serde(default)]
+    base_url: Option<String>,
+    /// The environment variable holding its key (default: `OPENAI_API_KEY`).
+    #[serde(default)]
+    api_key_env: Option<String>,
+    /// How long to wait for its verdicts before keeping the lexical ones (default 5).
+    #[serde(default)]
+    timeout_secs: Option<f64>,
+}
+
+/// The resolved `[verify]` section.
+#[derive(Debug, Clone)]
+pub struct VerifySettings {
+    pub settings: OpenAiSettings,
+    /// How long to wait for its verdicts.
+    pub timeout: Duration,
+}
+
 /// `[routing]`: which provider easy and other questions try first.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -151,6 +179,7 @@ struct FileConfig {
     #[serde(default)]
     retrieval: Option<RetrievalSettings>,
     lti: Option<crate::lti::LtiSettings>,
+    verify: Option<FileVerify>,
 }
 
 /// Everything the tutor needs to run.
@@ -184,6 +213,8 @@ pub struct Config {
     pub log_retention: Duration,
     /// LTI 1.3 (`[lti]`); `None`: LMS launches are not configured.
     pub lti: Option<crate::lti::LtiSettings>,
+    /// A second-opinion verifier model (`[verify]`); `None`: the lexical verifier decides alone.
+    pub verify: Option<VerifySettings>,
 }
 
 /// Reads an environment variable, treating an empty value as unset.
@@ -273,6 +304,45 @@ impl Config {
                 settings,
             });
         }
+        let verify = match &file.verify {
+            None => None,
+            Some(v) => {
+                let mut settings = match &v.provider {
+                    Some(name) => providers
+                        .iter()
+                        .find(|p| &p.name == name)
+                        .map(|p| p.settings.clone())
+                        .ok_or_else(|| {
+                            ConfigError::Invalid(format!(
+                                "`verify.provider` names `{name}`, which is not a `[[providers]]` entry"
+                            ))
+                        })?,
+                    None => openai.clone().unwrap_or_else(|| OpenAiSettings {
+                        api_key: env("OPENAI_API_KEY").unwrap_or_default(),
+                        ..shared.clone()
+                    }),
+                };
+                if v.model.trim().is_empty() {
+                    return Err(ConfigError::Invalid(
+                        "`verify.model` must name a model".to_string(),
+                    ));
+                }
+                settings.model = v.model.clone();
+                if let Some(url) = &v.base_url {
+                    settings.base_url = url.clone();
+                }
+                if let Some(name) = &v.api_key_env {
+                    settings.api_key = env(name).unwrap_or_default();
+                }
+                // Verdicts are a line per claim: a short reply, and no creativity.
+                settings.max_tokens = 200;
+                settings.temperature = 0.0;
+                Some(VerifySettings {
+                    settings,
+                    timeout: seconds(v.timeout_secs, 5.0, "verify.timeout_secs")?,
+                })
+            }
+        };
         let retrieval = file.retrieval.clone().unwrap_or_default();
         let limits = match env("TUTOR_RATE_PER_MINUTE") {
             Some(value) => Some(RateLimits {
@@ -330,6 +400,7 @@ impl Config {
             openai,
             providers,
             routing: file.routing.clone(),
+            verify,
             retrieval,
             shutdown_grace: seconds(file.shutdown_grace_secs, 20.0, "shutdown_grace_secs")?,
             keys: file.keys,

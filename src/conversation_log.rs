@@ -66,6 +66,9 @@ pub struct Record {
     pub conversation_id: Option<String>,
     pub rating: Option<Rating>,
     pub comment: Option<String>,
+    /// What the verifier did to a model's answer, as JSON (`sentences`, `removed`,
+    /// `corrected`, `fallback`, `reasons`); none for refusals by the gate.
+    pub verification: Option<String>,
 }
 
 /// Where records are kept.
@@ -88,7 +91,8 @@ pub trait LogStore: Send + Sync {
 }
 
 /// The migrations, in order; `PRAGMA user_version` counts those applied.
-const MIGRATIONS: &[&str] = &["CREATE TABLE answers (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE answers (
         answer_id TEXT PRIMARY KEY,
         time INTEGER NOT NULL,
         lesson_id TEXT NOT NULL,
@@ -104,7 +108,9 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE answers (
         comment TEXT
     );
     CREATE INDEX answers_time ON answers (time);
-    CREATE INDEX answers_lesson ON answers (lesson_id, time);"];
+    CREATE INDEX answers_lesson ON answers (lesson_id, time);",
+    "ALTER TABLE answers ADD COLUMN verification TEXT",
+];
 
 /// The SQLite store.
 pub struct SqliteStore {
@@ -159,10 +165,10 @@ impl LogStore for SqliteStore {
             let mut insert = tx
                 .prepare_cached(
                     "INSERT OR REPLACE INTO answers (answer_id, time, lesson_id, question, answer, refused,
-                     refusal_reason, cited, backend, latency_ms, conversation_id, rating, comment)
+                     refusal_reason, cited, backend, latency_ms, conversation_id, rating, comment, verification)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,
                              COALESCE(?12, (SELECT rating FROM answers WHERE answer_id = ?1)),
-                             COALESCE(?13, (SELECT comment FROM answers WHERE answer_id = ?1)))",
+                             COALESCE(?13, (SELECT comment FROM answers WHERE answer_id = ?1)), ?14)",
                 )
                 .map_err(|e| self.error(e))?;
             for r in records {
@@ -181,6 +187,7 @@ impl LogStore for SqliteStore {
                         r.conversation_id,
                         r.rating.map(Rating::as_str),
                         r.comment,
+                        r.verification,
                     ])
                     .map_err(|e| self.error(e))?;
             }
@@ -230,7 +237,7 @@ impl LogStore for SqliteStore {
         let mut query = connection
             .prepare(
                 "SELECT answer_id, time, lesson_id, question, answer, refused, refusal_reason, cited,
-                        backend, latency_ms, conversation_id, rating, comment
+                        backend, latency_ms, conversation_id, rating, comment, verification
                  FROM answers WHERE time >= ?1 AND (?2 IS NULL OR lesson_id = ?2) ORDER BY time, answer_id",
             )
             .map_err(|e| self.error(e))?;
@@ -256,6 +263,7 @@ impl LogStore for SqliteStore {
                         _ => None,
                     },
                     comment: row.get(12)?,
+                    verification: row.get(13)?,
                 })
             })
             .map_err(|e| self.error(e))?;
@@ -292,7 +300,7 @@ pub fn now() -> u64 {
 }
 
 enum Command {
-    Append(Record),
+    Append(Box<Record>),
     Rate {
         answer_id: String,
         rating: Rating,
@@ -328,7 +336,11 @@ impl Logger {
 
     /// Queues a record; never blocks. A full queue drops it (counted).
     pub fn append(&self, record: Record) {
-        if self.queue.try_send(Command::Append(record)).is_err() {
+        if self
+            .queue
+            .try_send(Command::Append(Box::new(record)))
+            .is_err()
+        {
             crate::telemetry::log_dropped();
         }
     }
@@ -391,7 +403,7 @@ fn write_loop(
         }
         for command in pending {
             match command {
-                Command::Append(record) => batch.push(record),
+                Command::Append(record) => batch.push(*record),
                 Command::Rate {
                     answer_id,
                     rating,

@@ -109,6 +109,19 @@ impl Analyzer {
     pub fn terms(&self, text: &str) -> Vec<String> {
         terms(&mut self.0.clone(), text)
     }
+
+    /// The analyzed terms of a text with the byte offset of the word each came from, in order.
+    /// Words the analyzer drops (stop words) have no entry.
+    pub fn tokens(&self, text: &str) -> Vec<(usize, String)> {
+        let mut analyzer = self.0.clone();
+        let mut out = Vec::new();
+        let mut stream = analyzer.token_stream(text);
+        while stream.advance() {
+            let token = stream.token();
+            out.push((token.offset_from, token.text.clone()));
+        }
+        out
+    }
 }
 
 impl Default for Analyzer {

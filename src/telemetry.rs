@@ -83,9 +83,27 @@ pub fn gate(answered: bool, reason: &'static str) {
 }
 
 /// A refusal, by why: the gate's reasons, or the model's (`model_not_in_lesson`,
-/// `model_repeated_rules`, `model_ungrounded`).
+/// `model_repeated_rules`).
 pub fn refusal(reason: &'static str) {
     counter!("tutor_refusals_total", "reason" => reason).increment(1);
+}
+
+/// One sentence of a model's answer judged by the verifier: its verdict (`supported`,
+/// `corrected`, `neutral`, `unsupported`) and, when removed, why (`number`, `name`, `words`,
+/// `polarity`, `leak`, `second_opinion`; else `none`).
+pub fn verdict(verdict: &'static str, reason: &'static str) {
+    counter!("tutor_verified_sentences_total", "verdict" => verdict, "reason" => reason)
+        .increment(1);
+}
+
+/// A second-opinion call to the verifier model and how it ended (`ok`, `error`, `timeout`).
+pub fn second_opinion(outcome: &'static str) {
+    counter!("tutor_second_opinions_total", "outcome" => outcome).increment(1);
+}
+
+/// An answer whose every sentence was removed, answered by the embedded answerer instead.
+pub fn fallback() {
+    counter!("tutor_verification_fallbacks_total").increment(1);
 }
 
 /// A model call and how it ended (`ok`, `error`, `timeout`).

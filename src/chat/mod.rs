@@ -1,30 +1,41 @@
-//! `Tutor::ask`: retrieve → refuse, or prompt → model → check citations → [`Answer`].
+//! `Tutor::ask`: retrieve → refuse, or prompt → model → verify every sentence → [`Answer`].
 //!
-//! The CLI's `ask` and `POST /v1/chat` both come here. The gate runs before any model call: a
-//! question the lesson does not cover is refused with the refusal text and no model is called.
+//! The CLI's `ask`, `POST /v1/chat` and the OpenAI-compatible facade all come here. The gate runs
+//! before any model call: a question the lesson does not cover is refused with the refusal text
+//! and no model is called. After the call, no model text leaves this module unverified: every
+//! answer, whole or streamed, goes through one [`release::Release`], which releases a sentence
+//! only once it is complete and the verifier found it supported by the passages it cites.
+//!
+//! - `question`: the learner's question and its validation;
+//! - `verify`: the verifier (pure: a sentence and the passages in, a verdict out);
+//! - `check`: the verifier and the leak check bundled for one answer;
+//! - `release`: the state machine from model text to verified text, shared by JSON and streams;
+//! - `citations`: `[n]` markers taken out of and put back into sentences;
+//! - `second`: the optional second opinion of a verifier model.
 
+pub mod check;
 pub mod citations;
+mod question;
+pub mod release;
+pub mod second;
+pub mod verify;
+
+pub use question::{MAX_HISTORY_TURNS, MAX_MESSAGE_CHARS, MAX_TURN_CHARS, Question};
 
 use crate::lessons::{Lesson, Passage};
-use crate::llm::{ChatModel, ModelError, ModelRequest, NumberedPassage, TextStream, Turn};
-use crate::prompts::{NOT_IN_LESSON, PromptError, PromptLesson, PromptPassage, Prompts};
+use crate::llm::extractive::Extractive;
+use crate::llm::{ChatModel, ModelError, ModelRequest, NumberedPassage, TextStream};
+use crate::prompts::{PromptError, PromptLesson, PromptPassage, Prompts};
 use crate::retrieve::{GateReason, Retrieval, Retriever};
 use crate::telemetry;
-use citations::{CitationFilter, filter_answer};
+use check::{Analysis, Checker};
 use futures::StreamExt;
 use futures::stream::BoxStream;
+use release::{Judged, Release, Stop};
+use second::SecondOpinion;
 use serde::Serialize;
 use std::sync::Arc;
-
-/// Longest learner message, in characters.
-pub const MAX_MESSAGE_CHARS: usize = 4000;
-/// Most turns of history a request may carry.
-pub const MAX_HISTORY_TURNS: usize = 20;
-/// Longest single history turn, in characters.
-pub const MAX_TURN_CHARS: usize = 8000;
-/// Least share of a model answer's content words that must come from the given passages; below
-/// it the answer is taken to come from the model's own knowledge and is withheld.
-pub const MIN_GROUNDING: f32 = 0.4;
+use verify::Verdict;
 
 /// Why a question could not be answered at all.
 #[derive(Debug, thiserror::Error)]
@@ -42,75 +53,6 @@ pub enum ChatError {
     Overloaded,
     #[error("internal error: {0}")]
     Internal(String),
-}
-
-/// A validated question: parse, don't validate.
-#[derive(Debug, Clone)]
-pub struct Question {
-    pub lesson_id: String,
-    pub message: String,
-    pub history: Vec<Turn>,
-    /// An anonymous id the widget makes per conversation (for the log); never an identity.
-    pub conversation_id: Option<String>,
-}
-
-impl Question {
-    /// Checks the limits of API.md: a message of 1 to 4,000 characters, bounded history.
-    pub fn parse(
-        lesson_id: String,
-        message: String,
-        history: Vec<Turn>,
-    ) -> Result<Question, ChatError> {
-        let message = message.trim().to_string();
-        if message.is_empty() {
-            return Err(ChatError::InvalidMessage(
-                "`message` is empty: ask a question".to_string(),
-            ));
-        }
-        let chars = message.chars().count();
-        if chars > MAX_MESSAGE_CHARS {
-            return Err(ChatError::InvalidMessage(format!(
-                "`message` is {chars} characters long; the limit is {MAX_MESSAGE_CHARS}"
-            )));
-        }
-        if history.len() > MAX_HISTORY_TURNS {
-            return Err(ChatError::InvalidMessage(format!(
-                "`history` has {} turns; send at most the last {MAX_HISTORY_TURNS}",
-                history.len()
-            )));
-        }
-        if let Some(i) = history
-            .iter()
-            .position(|t| t.content.chars().count() > MAX_TURN_CHARS)
-        {
-            return Err(ChatError::InvalidMessage(format!(
-                "`history[{i}].content` is longer than {MAX_TURN_CHARS} characters"
-            )));
-        }
-        Ok(Question {
-            lesson_id,
-            message,
-            history,
-            conversation_id: None,
-        })
-    }
-
-    /// Attaches the widget's anonymous conversation id (up to 64 letters, digits, `-`, `_`).
-    pub fn with_conversation(mut self, id: Option<String>) -> Result<Question, ChatError> {
-        if let Some(id) = &id
-            && (id.is_empty()
-                || id.len() > 64
-                || !id
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
-        {
-            return Err(ChatError::InvalidMessage(
-                "`conversation_id` must be 1 to 64 letters, digits, `-` or `_`".to_string(),
-            ));
-        }
-        self.conversation_id = id;
-        Ok(self)
-    }
 }
 
 /// A passage an answer stands on, as the learner sees it.
@@ -144,10 +86,53 @@ pub struct Answer {
     pub backend: String,
     /// For a refusal: another lesson that covers the question, when one does.
     pub related_lesson: Option<LessonRef>,
+    /// What the verifier did to a model's answer (absent for refusals by the gate).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Verification>,
     /// Why it was refused (for the log and metrics; not sent).
     #[serde(skip)]
     #[schema(ignore)]
     pub refusal_reason: Option<&'static str>,
+    /// Every sentence of the model's draft and its verdict (for `tutor ask`; not sent).
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub judged: Vec<Judged>,
+}
+
+/// What the verifier did to a model's answer before the learner saw it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Verification {
+    /// Sentences in the model's draft.
+    pub sentences: usize,
+    /// Sentences removed as unsupported by the passages.
+    pub removed: usize,
+    /// Sentences kept with a corrected citation.
+    pub corrected: usize,
+    /// True when every sentence that answered was removed and the embedded answerer answered
+    /// from the lesson instead.
+    pub fallback: bool,
+}
+
+impl Verification {
+    fn of(judged: &[Judged], fallback: bool) -> Verification {
+        Verification {
+            sentences: judged.len(),
+            removed: judged
+                .iter()
+                .filter(|j| {
+                    matches!(
+                        j.verdict,
+                        Verdict::Unsupported(_) | Verdict::Undecided { .. }
+                    )
+                })
+                .count(),
+            corrected: judged
+                .iter()
+                .filter(|j| matches!(j.verdict, Verdict::Corrected { .. }))
+                .count(),
+            fallback,
+        }
+    }
 }
 
 /// A fresh answer id.
@@ -188,6 +173,12 @@ pub struct Tutor {
     recent: Arc<RecentAnswers>,
     /// The conversation log, when it is on.
     logger: Option<crate::conversation_log::Logger>,
+    /// The analyzer and word lists the verifier uses, built once.
+    analysis: Analysis,
+    /// The embedded answerer, which answers when the verifier removes every sentence.
+    extractive: Extractive,
+    /// A model asked about sentences the verifier cannot decide, when one is configured.
+    second_opinion: Option<Arc<SecondOpinion>>,
 }
 
 /// A bounded set of the most recent answer ids.
@@ -224,14 +215,21 @@ impl RecentAnswers {
     }
 }
 
-/// The outcome of retrieval and the gate for one question.
-pub struct Plan {
-    pub retrieval: Retrieval,
-    /// Set when the gate refused; no model is called.
-    pub refusal: Option<Answer>,
+/// What to do with one question, decided by retrieval and the gate.
+pub enum Plan {
+    /// The lesson does not cover it: this refusal, and no model call.
+    Refuse(Box<Answer>),
+    /// Ask the model.
+    Ask(Box<Asking>),
+}
+
+/// A question the lesson covers, ready for the model.
+pub struct Asking {
     /// The passages given to the model, numbered from 1.
     pub citations: Vec<Citation>,
-    request: Option<ModelRequest>,
+    pub request: ModelRequest,
+    /// The checks every sentence of the answer goes through.
+    pub checker: Checker,
 }
 
 impl Tutor {
@@ -255,7 +253,16 @@ impl Tutor {
             easy_max_words: 12,
             recent: Arc::new(RecentAnswers::default()),
             logger: None,
+            analysis: Analysis::new(),
+            extractive: Extractive::new(),
+            second_opinion: None,
         }
+    }
+
+    /// Sends sentences the verifier cannot decide to a second-opinion model.
+    pub fn with_second_opinion(mut self, second: SecondOpinion) -> Tutor {
+        self.second_opinion = Some(Arc::new(second));
+        self
     }
 
     /// Logs every answer through `logger`.
@@ -312,6 +319,23 @@ impl Tutor {
             conversation_id: question.conversation_id.clone(),
             rating: None,
             comment: None,
+            verification: answer.verification.as_ref().map(|v| {
+                let reasons: Vec<&str> = answer
+                    .judged
+                    .iter()
+                    .filter_map(|j| match &j.verdict {
+                        Verdict::Unsupported(why) | Verdict::Undecided { why, .. } => {
+                            Some(why.as_str())
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                serde_json::json!({
+                    "sentences": v.sentences, "removed": v.removed, "corrected": v.corrected,
+                    "fallback": v.fallback, "reasons": reasons,
+                })
+                .to_string()
+            }),
         });
     }
 
@@ -381,7 +405,7 @@ impl Tutor {
     }
 
     /// Retrieval, the gate and the prompt: blocking work, run it off the async workers.
-    pub fn plan(&self, question: &Question) -> Result<Plan, ChatError> {
+    pub fn plan(&self, question: &Question) -> Result<(Plan, Retrieval), ChatError> {
         let lesson = self
             .retriever
             .catalog()
@@ -403,20 +427,14 @@ impl Tutor {
         if !retrieval.covered {
             telemetry::refusal(retrieval.reason.as_str());
             let refusal = self.refusal(&question.message, &lesson, retrieval.reason)?;
-            return Ok(Plan {
-                retrieval,
-                refusal: Some(refusal),
-                citations: Vec::new(),
-                request: None,
-            });
+            return Ok((Plan::Refuse(Box::new(refusal)), retrieval));
         }
         let hits = &retrieval.hits[..retrieval.hits.len().min(self.retriever.settings().passages)];
         let top_score = hits.first().map_or(1.0, |h| h.score.max(f32::EPSILON));
-        let given: Vec<&Passage> = hits.iter().map(|h| h.passage()).collect();
-        let citations: Vec<Citation> = given
+        let citations: Vec<Citation> = hits
             .iter()
             .enumerate()
-            .map(|(i, p)| citation(i + 1, &lesson, p))
+            .map(|(i, hit)| citation(i + 1, &lesson, hit.passage()))
             .collect();
         let prompt_passages: Vec<PromptPassage<'_>> = citations
             .iter()
@@ -453,12 +471,23 @@ impl Tutor {
             easy: question.message.split_whitespace().count() <= self.easy_max_words
                 && retrieval.coverage >= 0.99,
         };
-        Ok(Plan {
-            retrieval,
-            refusal: None,
+        let sources: Vec<(&str, &str)> = citations
+            .iter()
+            .map(|c| (c.section.as_str(), c.text.as_str()))
+            .collect();
+        let checker = Checker::new(
+            &self.analysis,
+            self.prompts.clone(),
+            &sources,
+            &question.message,
+            &lesson.title,
+        );
+        let asking = Asking {
             citations,
-            request: Some(request),
-        })
+            request,
+            checker,
+        };
+        Ok((Plan::Ask(Box::new(asking)), retrieval))
     }
 
     fn refusal(
@@ -485,179 +514,229 @@ impl Tutor {
                 id: l.id.clone(),
                 title: l.title.clone(),
             }),
+            verification: None,
+            judged: Vec::new(),
         })
     }
 
-    async fn plan_off_thread(&self, question: Question) -> Result<(Plan, Question), ChatError> {
-        self.off_thread(move |tutor| tutor.plan(&question).map(|plan| (plan, question)))
-            .await?
+    async fn plan_off_thread(
+        &self,
+        question: Question,
+    ) -> Result<(Plan, Retrieval, Question), ChatError> {
+        self.off_thread(move |tutor| {
+            tutor
+                .plan(&question)
+                .map(|(plan, retrieval)| (plan, retrieval, question))
+        })
+        .await?
     }
 
-    /// Answers a question in one piece.
+    /// Answers a question in one piece: the model's whole text goes through the same release
+    /// as a stream's pieces, so both show the same verified text.
     pub async fn ask(&self, question: Question) -> Result<(Answer, Retrieval), ChatError> {
         let asked = std::time::Instant::now();
-        let (plan, question) = self.plan_off_thread(question).await?;
-        let Plan {
-            retrieval,
-            refusal,
-            citations,
-            request,
-        } = plan;
-        if let Some(refusal) = refusal {
-            self.record(&question, &refusal, asked);
-            return Ok((refusal, retrieval));
-        }
-        let request = request.ok_or_else(|| ChatError::Internal("no model request".to_string()))?;
+        let (plan, retrieval, question) = self.plan_off_thread(question).await?;
+        let asking = match plan {
+            Plan::Refuse(refusal) => {
+                self.record(&question, &refusal, asked);
+                return Ok((*refusal, retrieval));
+            }
+            Plan::Ask(asking) => asking,
+        };
         let _slot = self.model_slot().await?;
         let started = std::time::Instant::now();
         let reply = self
             .model
-            .complete(&request)
+            .complete(&asking.request)
             .await
             .inspect_err(|e| record_model_error(&self.model.name(), e))?;
         let seconds = started.elapsed().as_secs_f64();
         telemetry::model_call(&reply.backend, "ok");
         telemetry::model_first_token(&reply.backend, seconds);
         telemetry::model_total(&reply.backend, seconds);
-        telemetry::model_tokens(&reply.backend, prompt_tokens(&request), tokens(&reply.text));
-        let answer = self
-            .finish(
-                &question,
-                &reply.text,
-                &citations,
-                &reply.backend,
-                reply.verbatim,
-            )
+        telemetry::model_tokens(
+            &reply.backend,
+            prompt_tokens(&asking.request),
+            tokens(&reply.text),
+        );
+        let mut release = Release::new(self.second_opinion.is_some());
+        release.push(&reply.text, &asking.checker);
+        release.finish(&asking.checker);
+        let (answer, _) = self
+            .conclude(&question, &asking, release, &reply.backend)
             .await?;
         self.record(&question, &answer, asked);
         Ok((answer, retrieval))
     }
 
-    /// Turns the model's raw text into the answer: refusal detection and citation checks.
-    async fn finish(
+    /// Turns what the release kept into the answer: second opinions on undecided sentences,
+    /// then the verified answer; the embedded answer when nothing that answers is left; or a
+    /// refusal when the model said the lesson does not answer (or leaked its instructions).
+    /// Returns the answer and the text released here, which a stream has not sent yet.
+    async fn conclude(
         &self,
         question: &Question,
-        raw: &str,
-        given: &[Citation],
+        asking: &Asking,
+        mut release: Release,
         backend: &str,
-        verbatim: bool,
-    ) -> Result<Answer, ChatError> {
-        // Quoted lesson text needs no leak or grounding check (and they cost a re-analysis).
-        let leaked = !verbatim && self.prompts.reveals_rules(raw);
-        if leaked {
-            tracing::warn!(
-                backend,
-                "the model repeated the tutor's instructions; withheld"
-            );
+    ) -> Result<(Answer, String), ChatError> {
+        let mut released = String::new();
+        let undecided = release.undecided();
+        if !undecided.is_empty() {
+            let opinions = match &self.second_opinion {
+                Some(second) => {
+                    second
+                        .judge(&self.prompts, &undecided, &asking.citations)
+                        .await
+                }
+                None => Vec::new(),
+            };
+            released.push_str(&release.settle(&opinions));
         }
-        let texts: Vec<&str> = given.iter().map(|c| c.text.as_str()).collect();
-        let grounding = if verbatim {
-            1.0
-        } else {
-            self.retriever.grounding(raw, &texts)
-        };
-        let ungrounded = grounding < MIN_GROUNDING;
-        if ungrounded {
-            tracing::warn!(
-                backend,
-                grounding,
-                "the model answered from outside the lesson; withheld"
-            );
+        let judged = release.judged().to_vec();
+        for sentence in &judged {
+            let reason = match &sentence.verdict {
+                Verdict::Unsupported(why) | Verdict::Undecided { why, .. } => why.as_str(),
+                _ => "none",
+            };
+            telemetry::verdict(sentence.verdict.as_str(), reason);
         }
-        if leaked || ungrounded || raw.contains(NOT_IN_LESSON) {
-            telemetry::refusal(if leaked {
+        if release.answered() {
+            let cited = release.cited();
+            let answer = Answer {
+                answer_id: answer_id(),
+                answer: release.shown().to_string(),
+                refused: false,
+                citations: asking
+                    .citations
+                    .iter()
+                    .filter(|c| cited.contains(&c.n))
+                    .cloned()
+                    .collect(),
+                backend: backend.to_string(),
+                related_lesson: None,
+                verification: Some(Verification::of(&judged, false)),
+                refusal_reason: None,
+                judged,
+            };
+            return Ok((answer, released));
+        }
+        let reason = match release.stop() {
+            Some(Stop::NotInLesson) => "model_not_in_lesson",
+            Some(Stop::Leak) => {
+                tracing::warn!(
+                    backend,
+                    "the model repeated the tutor's instructions; withheld"
+                );
                 "model_repeated_rules"
-            } else if ungrounded {
-                "model_ungrounded"
-            } else {
-                "model_not_in_lesson"
-            });
-            let question = question.clone();
-            return self
-                .off_thread(move |tutor| {
-                    let lesson = tutor
-                        .retriever
-                        .catalog()
-                        .get(&question.lesson_id)
-                        .cloned()
-                        .ok_or_else(|| ChatError::LessonNotFound(question.lesson_id.clone()))?;
-                    tutor.refusal(&question.message, &lesson, GateReason::NotCovered)
-                })
-                .await?;
-        }
-        let (text, used) = filter_answer(raw, given.len());
-        if text.is_empty() {
-            return Err(ChatError::Model(ModelError::Upstream(
-                "the model returned an empty answer".to_string(),
-            )));
-        }
-        Ok(Answer {
-            answer_id: answer_id(),
-            refusal_reason: None,
-            answer: text,
-            refused: false,
-            citations: given
-                .iter()
-                .filter(|c| used.contains(&c.n))
-                .cloned()
-                .collect(),
-            backend: backend.to_string(),
-            related_lesson: None,
-        })
+            }
+            None => {
+                // Every sentence that answered was removed, but the gate found that the lesson
+                // covers the question: answer from it with the embedded answerer.
+                let quoted = self
+                    .extractive
+                    .answer(&asking.request.passages, &asking.request.terms)
+                    .join(" ");
+                let mut fallback = Release::new(false);
+                let mut text = fallback.push(&quoted, &asking.checker);
+                text.push_str(&fallback.finish(&asking.checker));
+                if fallback.answered() {
+                    tracing::info!(
+                        backend,
+                        "every sentence was unsupported; answered from the lesson"
+                    );
+                    telemetry::fallback();
+                    let cited = fallback.cited();
+                    let answer = Answer {
+                        answer_id: answer_id(),
+                        answer: text.clone(),
+                        refused: false,
+                        citations: asking
+                            .citations
+                            .iter()
+                            .filter(|c| cited.contains(&c.n))
+                            .cloned()
+                            .collect(),
+                        backend: self.extractive.name(),
+                        related_lesson: None,
+                        verification: Some(Verification::of(&judged, true)),
+                        refusal_reason: None,
+                        judged,
+                    };
+                    released.push_str(&text);
+                    return Ok((answer, released));
+                }
+                "model_unsupported"
+            }
+        };
+        telemetry::refusal(reason);
+        let lesson_id = question.lesson_id.clone();
+        let message = question.message.clone();
+        let mut refusal = self
+            .off_thread(move |tutor| {
+                let lesson = tutor
+                    .retriever
+                    .catalog()
+                    .get(&lesson_id)
+                    .cloned()
+                    .ok_or_else(|| ChatError::LessonNotFound(lesson_id.clone()))?;
+                tutor.refusal(&message, &lesson, GateReason::NotCovered)
+            })
+            .await??;
+        refusal.refusal_reason = Some(reason);
+        refusal.verification = Some(Verification::of(&judged, false));
+        refusal.judged = judged;
+        released.push_str(&refusal.answer);
+        Ok((refusal, released))
     }
 
     /// Answers a question as a stream of events. Errors before the first word (unknown lesson,
     /// a provider that fails or times out before answering) are returned as `Err`, so the HTTP
-    /// layer can still send a status code.
+    /// layer can still send a status code. Text is sent a verified sentence at a time.
     pub async fn ask_stream(
         &self,
         question: Question,
     ) -> Result<BoxStream<'static, ChatEvent>, ChatError> {
         let asked = std::time::Instant::now();
-        let (plan, question) = self.plan_off_thread(question).await?;
-        if let Some(refusal) = plan.refusal {
-            self.record(&question, &refusal, asked);
-            let events = vec![
-                ChatEvent::Citations(Vec::new()),
-                ChatEvent::Delta(refusal.answer.clone()),
-                ChatEvent::Done(refusal),
-            ];
-            return Ok(futures::stream::iter(events).boxed());
-        }
-        let request = plan
-            .request
-            .ok_or_else(|| ChatError::Internal("no model request".to_string()))?;
+        let (plan, _, question) = self.plan_off_thread(question).await?;
+        let asking = match plan {
+            Plan::Refuse(refusal) => {
+                self.record(&question, &refusal, asked);
+                let events = vec![
+                    ChatEvent::Citations(Vec::new()),
+                    ChatEvent::Delta(refusal.answer.clone()),
+                    ChatEvent::Done(*refusal),
+                ];
+                return Ok(futures::stream::iter(events).boxed());
+            }
+            Plan::Ask(asking) => asking,
+        };
         let slot = self.model_slot().await?;
         let started = std::time::Instant::now();
         let reply = self
             .model
-            .stream(&request)
+            .stream(&asking.request)
             .await
             .inspect_err(|e| record_model_error(&self.model.name(), e))?;
         telemetry::model_call(&reply.backend, "ok");
         telemetry::model_first_token(&reply.backend, started.elapsed().as_secs_f64());
-        let prompt_tokens = prompt_tokens(&request);
+        let head = futures::stream::iter([ChatEvent::Citations(asking.citations.clone())]);
         let state = StreamState {
             asked,
             _in_flight: telemetry::StreamInFlight::start(),
             started,
-            prompt_tokens,
+            prompt_tokens: prompt_tokens(&asking.request),
             _slot: slot,
             backend: reply.backend,
-            verbatim: reply.verbatim,
             tutor: self.clone(),
             question,
             text: reply.text,
-            filter: CitationFilter::new(plan.citations.len()),
-            given: plan.citations.clone(),
-            raw: String::new(),
-            shown: String::new(),
-            deciding: true,
-            ended: false,
+            release: Release::new(self.second_opinion.is_some()),
+            asking,
+            written: 0,
+            queued: std::collections::VecDeque::new(),
             finished: false,
-            queued: None,
         };
-        let head = futures::stream::iter([ChatEvent::Citations(plan.citations)]);
         let body = futures::stream::unfold(state, |mut state| async move {
             let event = state.next_event().await?;
             Some((event, state))
@@ -666,7 +745,8 @@ impl Tutor {
     }
 }
 
-/// The state of one streamed answer.
+/// The state of one streamed answer: the model's text flows into a [`Release`], and only what
+/// it releases becomes `delta` events.
 struct StreamState {
     /// When the question arrived.
     asked: std::time::Instant,
@@ -679,133 +759,85 @@ struct StreamState {
     _slot: Option<tokio::sync::OwnedSemaphorePermit>,
     /// Which model is answering.
     backend: String,
-    /// The answer is quoted lesson text (see [`crate::llm::Reply::verbatim`]).
-    verbatim: bool,
     tutor: Tutor,
     question: Question,
+    /// The model's text; replaced by an empty stream once nothing more of it will be used,
+    /// which drops the upstream request.
     text: TextStream,
-    filter: CitationFilter,
-    given: Vec<Citation>,
-    /// Everything the model wrote.
-    raw: String,
-    /// Everything shown to the learner so far.
-    shown: String,
-    /// True until it is clear the model is not answering `NOT_IN_LESSON`.
-    deciding: bool,
-    /// The model's stream has ended (it must not be polled again).
-    ended: bool,
+    release: Release,
+    asking: Box<Asking>,
+    /// Characters the model wrote (for the token estimate).
+    written: usize,
+    /// Events to send before reading more.
+    queued: std::collections::VecDeque<ChatEvent>,
+    /// `done` or `error` has been queued.
     finished: bool,
-    /// An event to send before anything else.
-    queued: Option<ChatEvent>,
 }
 
 impl StreamState {
     async fn next_event(&mut self) -> Option<ChatEvent> {
-        if let Some(event) = self.queued.take() {
-            return Some(event);
-        }
-        if self.finished {
-            return None;
-        }
-        if self.ended {
-            return Some(self.done().await);
-        }
         loop {
+            if let Some(event) = self.queued.pop_front() {
+                return Some(event);
+            }
+            if self.finished {
+                return None;
+            }
             match self.text.next().await {
                 Some(Ok(piece)) => {
-                    self.raw.push_str(&piece);
-                    if !self.verbatim && self.tutor.prompts.reveals_rules(&self.raw) {
-                        // Stop at once: `done` carries a refusal in place of the leak.
-                        return Some(self.done().await);
-                    }
-                    if self.deciding {
-                        let head = self.raw.trim_start();
-                        if head.starts_with(NOT_IN_LESSON) {
-                            // The model refuses: stop reading (dropping the upstream request)
-                            // and send the refusal.
-                            return Some(self.done().await);
-                        }
-                        if NOT_IN_LESSON.starts_with(head) {
-                            continue;
-                        }
-                        self.deciding = false;
-                        let held = self.raw.clone();
-                        let out = self.filter.push(&held);
-                        if let Some(event) = self.delta(out) {
-                            return Some(event);
-                        }
-                        continue;
-                    }
-                    let out = self.filter.push(&piece);
-                    if let Some(event) = self.delta(out) {
-                        return Some(event);
+                    self.written += piece.chars().count();
+                    let out = self.release.push(&piece, &self.asking.checker);
+                    self.queue_delta(out);
+                    if self.release.stopped() {
+                        self.end().await;
                     }
                 }
                 Some(Err(error)) => {
+                    // The sentence being written is dropped unverified; what was sent stands.
                     self.finished = true;
+                    self.text = Box::pin(futures::stream::empty());
                     record_model_error(&self.backend, &error);
-                    return Some(ChatEvent::Error(ChatError::Model(error)));
+                    self.queued
+                        .push_back(ChatEvent::Error(ChatError::Model(error)));
                 }
                 None => {
-                    self.ended = true;
-                    let rest = if self.deciding {
-                        let held = self.raw.clone();
-                        self.filter.push(&held)
-                    } else {
-                        String::new()
-                    } + &self.filter.finish();
-                    self.deciding = false;
-                    if let Some(event) = self.delta(rest) {
-                        // Come back once more for `done`.
-                        return Some(event);
-                    }
-                    return Some(self.done().await);
+                    let out = self.release.finish(&self.asking.checker);
+                    self.queue_delta(out);
+                    self.end().await;
                 }
             }
         }
     }
 
-    fn delta(&mut self, text: String) -> Option<ChatEvent> {
-        if text.is_empty() {
-            return None;
+    fn queue_delta(&mut self, text: String) {
+        if !text.is_empty() {
+            self.queued.push_back(ChatEvent::Delta(text));
         }
-        self.shown.push_str(&text);
-        Some(ChatEvent::Delta(text))
     }
 
-    async fn done(&mut self) -> ChatEvent {
+    /// Concludes the answer and queues its last text and `done` (or `error`).
+    async fn end(&mut self) {
         self.finished = true;
         telemetry::model_total(&self.backend, self.started.elapsed().as_secs_f64());
-        telemetry::model_tokens(&self.backend, self.prompt_tokens, tokens(&self.raw));
+        telemetry::model_tokens(
+            &self.backend,
+            self.prompt_tokens,
+            (self.written as u64).div_ceil(4),
+        );
         // Drop the upstream request now: nothing more of it will be shown.
         self.text = Box::pin(futures::stream::empty());
+        let release = std::mem::replace(&mut self.release, Release::new(false));
         match self
             .tutor
-            .finish(
-                &self.question,
-                &self.raw,
-                &self.given,
-                &self.backend,
-                self.verbatim,
-            )
+            .conclude(&self.question, &self.asking, release, &self.backend)
             .await
         {
-            Ok(answer) => {
+            Ok((answer, released)) => {
                 self.tutor.record(&self.question, &answer, self.asked);
-                self.done_event(answer)
+                self.queue_delta(released);
+                self.queued.push_back(ChatEvent::Done(answer));
             }
-            Err(error) => ChatEvent::Error(error),
-        }
-    }
-
-    fn done_event(&mut self, answer: Answer) -> ChatEvent {
-        match answer {
-            answer if answer.refused && self.shown.is_empty() => {
-                let text = answer.answer.clone();
-                self.queued = Some(ChatEvent::Done(answer));
-                ChatEvent::Delta(text)
-            }
-            answer => ChatEvent::Done(answer),
+            Err(error) => self.queued.push_back(ChatEvent::Error(error)),
         }
     }
 }

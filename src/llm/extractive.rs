@@ -250,7 +250,6 @@ impl ChatModel for Extractive {
             Ok(Reply {
                 backend: self.name(),
                 text: sentences.join(" "),
-                verbatim: true,
             })
         })
     }
@@ -270,7 +269,6 @@ impl ChatModel for Extractive {
             Ok(ReplyStream {
                 backend: self.name(),
                 text,
-                verbatim: true,
             })
         })
     }

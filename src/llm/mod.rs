@@ -59,17 +59,12 @@ pub struct Reply {
     /// As reported in `backend`: `extractive` or `openai:MODEL`.
     pub backend: String,
     pub text: String,
-    /// True when the text is quoted from the passages by construction (the extractive
-    /// answerer), so checks for leaks and grounding can be skipped.
-    pub verbatim: bool,
 }
 
 /// An answer being written, and who is writing it.
 pub struct ReplyStream {
     pub backend: String,
     pub text: TextStream,
-    /// As [`Reply::verbatim`].
-    pub verbatim: bool,
 }
 
 /// Text as it arrives from a model.

@@ -167,7 +167,6 @@ impl ChatModel for OpenAiModel {
                 .map(|text| Reply {
                     backend: self.name(),
                     text,
-                    verbatim: false,
                 })
                 .ok_or_else(|| {
                     ModelError::Upstream("the response has no message content".to_string())
@@ -227,7 +226,6 @@ impl ChatModel for OpenAiModel {
             Ok(ReplyStream {
                 backend: self.name(),
                 text,
-                verbatim: false,
             })
         })
     }

@@ -146,10 +146,8 @@ async fn streaming_sends_role_content_stop_and_usage_chunks() {
                 .filter_map(|choice| choice.delta.content.clone())
         })
         .collect();
-    assert_eq!(
-        text,
-        "Self-hosting means running the servers yourself [1]. Fake."
-    );
+    // "Fake" is nowhere in the lesson: it never reaches the client.
+    assert_eq!(text, "Self-hosting means running the servers yourself [1].");
     let finish = chunks
         .iter()
         .position(|c| {

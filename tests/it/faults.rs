@@ -40,7 +40,11 @@ async fn a_429_with_retry_after_is_retried_before_the_first_token() {
         .chat(json!({"lesson_id": LESSON, "message": QUESTION}))
         .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["answer"], "Recovered answer [1].");
+    // The fake cites [1]; the sentence stands on passage [2], and the citation says so.
+    assert_eq!(
+        body["answer"],
+        "Every provider has outages, rate limits and slow days [2]."
+    );
     assert_eq!(model.calls(), 2);
     assert!(
         started.elapsed() >= Duration::from_millis(900),
@@ -61,7 +65,7 @@ async fn a_failing_or_silent_provider_falls_back_to_the_next_then_to_the_extract
     .await;
     let good = FakeModel::named(
         "good",
-        answer("Fallbacks keep answering when a provider fails [1]."),
+        answer("When the closed provider is down, fall back to the open model [1]."),
     )
     .await;
     let providers = vec![
@@ -86,7 +90,7 @@ async fn a_failing_or_silent_provider_falls_back_to_the_next_then_to_the_extract
     assert_eq!(done["backend"], "openai:good", "{done}");
     assert_eq!(
         done["answer"],
-        "Fallbacks keep answering when a provider fails [1]."
+        "When the closed provider is down, fall back to the open model [2]."
     );
 
     // Every provider failing: the extractive answerer still gives a grounded, cited answer.
@@ -114,8 +118,16 @@ async fn a_failing_or_silent_provider_falls_back_to_the_next_then_to_the_extract
 
 #[tokio::test]
 async fn routing_sends_easy_questions_to_one_provider_and_the_rest_to_another() {
-    let open = FakeModel::named("open", answer("Easy [1].")).await;
-    let closed = FakeModel::named("closed", answer("Hard [1].")).await;
+    let open = FakeModel::named(
+        "open",
+        answer("Every provider has outages, rate limits and slow days [1]."),
+    )
+    .await;
+    let closed = FakeModel::named(
+        "closed",
+        answer("A robust router decides in advance what happens when they strike [1]."),
+    )
+    .await;
     let providers = vec![provider("open", &open), provider("closed", &closed)];
     let routing = Routing {
         easy: Some("open".to_string()),

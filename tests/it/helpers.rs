@@ -165,7 +165,10 @@ async fn complete(
             }
             return response;
         }
-        Behaviour::FailFirst { .. } => ("Recovered answer [1].".to_string(), 4),
+        Behaviour::FailFirst { .. } => (
+            "Every provider has outages, rate limits and slow days [1].".to_string(),
+            4,
+        ),
         Behaviour::Obedient => (
             format!(
                 "Sure, as you asked [9]: Paris is the capital of France [12] [1]. Here are my instructions: {system}"

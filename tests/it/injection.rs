@@ -113,7 +113,10 @@ fn assert_quotes_only_the_lesson(body: &Value, message: &str) {
         .collect();
     let answer = body["answer"].as_str().expect("answer");
     for piece in answer.split(['[', ']']) {
-        let piece = piece.trim().trim_end_matches('.');
+        let piece = piece
+            .trim()
+            .trim_start_matches(['.', ' '])
+            .trim_end_matches('.');
         if piece.len() > 3 && !piece.chars().all(|c| c.is_ascii_digit()) {
             assert!(
                 texts.iter().any(|t| t.contains(piece)),

@@ -156,6 +156,7 @@ fn a_flood_past_the_queue_drops_and_counts_records_but_never_blocks() {
         conversation_id: None,
         rating: None,
         comment: None,
+        verification: None,
     };
     let started = Instant::now();
     for i in 0..5000 {
@@ -201,6 +202,7 @@ fn records_past_the_retention_are_pruned() {
         conversation_id: None,
         rating: None,
         comment: None,
+        verification: None,
     };
     let fresh = Record {
         answer_id: "fresh".to_string(),

@@ -26,6 +26,7 @@ fn record(
         conversation_id: Some("c1".to_string()),
         rating,
         comment: None,
+        verification: None,
     }
 }
 

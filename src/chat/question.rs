@@ -1,0 +1,81 @@
+//! The learner's question, validated once: a message within the limits of the API, a bounded
+//! history, an optional anonymous conversation id.
+
+use super::ChatError;
+use crate::llm::Turn;
+
+/// Longest learner message, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 4000;
+/// Most turns of history a request may carry.
+pub const MAX_HISTORY_TURNS: usize = 20;
+/// Longest single history turn, in characters.
+pub const MAX_TURN_CHARS: usize = 8000;
+
+/// A validated question: parse, don't validate.
+#[derive(Debug, Clone)]
+pub struct Question {
+    pub lesson_id: String,
+    pub message: String,
+    pub history: Vec<Turn>,
+    /// An anonymous id the widget makes per conversation (for the log); never an identity.
+    pub conversation_id: Option<String>,
+}
+
+impl Question {
+    /// Checks the limits of API.md: a message of 1 to 4,000 characters, bounded history.
+    pub fn parse(
+        lesson_id: String,
+        message: String,
+        history: Vec<Turn>,
+    ) -> Result<Question, ChatError> {
+        let message = message.trim().to_string();
+        if message.is_empty() {
+            return Err(ChatError::InvalidMessage(
+                "`message` is empty: ask a question".to_string(),
+            ));
+        }
+        let chars = message.chars().count();
+        if chars > MAX_MESSAGE_CHARS {
+            return Err(ChatError::InvalidMessage(format!(
+                "`message` is {chars} characters long; the limit is {MAX_MESSAGE_CHARS}"
+            )));
+        }
+        if history.len() > MAX_HISTORY_TURNS {
+            return Err(ChatError::InvalidMessage(format!(
+                "`history` has {} turns; send at most the last {MAX_HISTORY_TURNS}",
+                history.len()
+            )));
+        }
+        if let Some(i) = history
+            .iter()
+            .position(|t| t.content.chars().count() > MAX_TURN_CHARS)
+        {
+            return Err(ChatError::InvalidMessage(format!(
+                "`history[{i}].content` is longer than {MAX_TURN_CHARS} characters"
+            )));
+        }
+        Ok(Question {
+            lesson_id,
+            message,
+            history,
+            conversation_id: None,
+        })
+    }
+
+    /// Attaches the widget's anonymous conversation id (up to 64 letters, digits, `-`, `_`).
+    pub fn with_conversation(mut self, id: Option<String>) -> Result<Question, ChatError> {
+        if let Some(id) = &id
+            && (id.is_empty()
+                || id.len() > 64
+                || !id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+        {
+            return Err(ChatError::InvalidMessage(
+                "`conversation_id` must be 1 to 64 letters, digits, `-` or `_`".to_string(),
+            ));
+        }
+        self.conversation_id = id;
+        Ok(self)
+    }
+}

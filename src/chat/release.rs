@@ -1,0 +1,591 @@
+//! Verified release: a model's text, arriving in pieces, becomes the text a learner sees one
+//! whole, verified sentence at a time. Nothing is released before the sentence it belongs to is
+//! complete and judged; nothing released is ever taken back.
+//!
+//! The JSON path feeds the whole answer in one piece and the stream feeds it as it comes, through
+//! the same [`Release`]: the learner sees the same text either way, however the stream is cut.
+
+use super::citations::{Marker, parse_marker, take_markers, with_markers};
+use super::verify::{Unsupported, Verdict};
+use crate::prompts::NOT_IN_LESSON;
+
+/// A sentence longer than this (in bytes) without an end is cut at a space and judged as it is.
+const MAX_SENTENCE: usize = 1200;
+
+/// Judges one sentence (markers taken out) that cites some passages.
+pub trait Judge {
+    /// The verdict on `sentence`, which cited `cited` (numbers as written, valid or not).
+    fn judge(&self, sentence: &str, cited: &[usize]) -> Verdict;
+    /// True when the sentence repeats the tutor's own instructions.
+    fn leaks(&self, sentence: &str) -> bool;
+}
+
+/// Why the model's text stopped being read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// The model said `NOT_IN_LESSON`.
+    NotInLesson,
+    /// The model repeated the tutor's instructions.
+    Leak,
+}
+
+/// A sentence of the model's answer and what became of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Judged {
+    /// The sentence as the model wrote it, markers taken out.
+    pub text: String,
+    pub verdict: Verdict,
+}
+
+/// A judged sentence not released yet.
+#[derive(Debug)]
+struct Held {
+    /// White space that stood before it (a line break is kept as one).
+    lead: &'static str,
+    /// Index into `Release::judged`.
+    judged: usize,
+}
+
+/// The state of one answer's release.
+#[derive(Debug)]
+pub struct Release {
+    /// Model text not judged yet.
+    buffer: String,
+    /// Released text.
+    shown: String,
+    /// Every sentence judged so far, in order.
+    judged: Vec<Judged>,
+    /// Friendly sentences waiting for a sentence that answers (released with it, or never).
+    neutral: Vec<Held>,
+    /// With a second opinion: sentences from the first undecided one on, waiting for it.
+    queued: Vec<Held>,
+    second_opinion: bool,
+    /// A sentence that answers was released.
+    answered: bool,
+    /// The sentence before the next one was removed.
+    after_removed: bool,
+    stop: Option<Stop>,
+}
+
+impl Release {
+    /// A new release. With `second_opinion`, undecided sentences (and those after them) wait for
+    /// [`Release::settle`]; without, they are removed at once.
+    pub fn new(second_opinion: bool) -> Release {
+        Release {
+            buffer: String::new(),
+            shown: String::new(),
+            judged: Vec::new(),
+            neutral: Vec::new(),
+            queued: Vec::new(),
+            second_opinion,
+            answered: false,
+            after_removed: false,
+            stop: None,
+        }
+    }
+
+    /// Takes the next piece of model text; returns the text that may be shown now (often empty).
+    pub fn push(&mut self, piece: &str, judge: &impl Judge) -> String {
+        if self.stop.is_some() {
+            return String::new();
+        }
+        self.buffer.push_str(piece);
+        let mut out = String::new();
+        while self.stop.is_none() {
+            let Some(end) = sentence_end(&self.buffer, false) else {
+                break;
+            };
+            let rest = self.buffer.split_off(end);
+            let sentence = std::mem::replace(&mut self.buffer, rest);
+            self.sentence(&sentence, judge, &mut out);
+        }
+        if self.stop.is_some() {
+            self.buffer.clear();
+        }
+        out
+    }
+
+    /// Ends the model's text; returns what may be shown of its last sentence.
+    pub fn finish(&mut self, judge: &impl Judge) -> String {
+        let mut out = String::new();
+        if self.stop.is_none() {
+            while let Some(end) = sentence_end(&self.buffer, true) {
+                let rest = self.buffer.split_off(end);
+                let sentence = std::mem::replace(&mut self.buffer, rest);
+                self.sentence(&sentence, judge, &mut out);
+                if self.stop.is_some() {
+                    break;
+                }
+            }
+        }
+        self.buffer.clear();
+        out
+    }
+
+    /// The undecided sentences waiting for a second opinion: (index, text, cited passages).
+    pub fn undecided(&self) -> Vec<(usize, String, Vec<usize>)> {
+        self.queued
+            .iter()
+            .filter_map(|held| match &self.judged[held.judged].verdict {
+                Verdict::Undecided { cites, .. } => Some((
+                    held.judged,
+                    self.judged[held.judged].text.clone(),
+                    cites.clone(),
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Applies second opinions (`supported` for each index from [`Release::undecided`]; missing
+    /// ones keep the lexical verdict, removal) and releases what was waiting.
+    pub fn settle(&mut self, supported: &[(usize, bool)]) -> String {
+        for held in &self.queued {
+            let judged = &mut self.judged[held.judged];
+            if let Verdict::Undecided { cites, why } = &judged.verdict {
+                let yes = supported.iter().any(|(i, ok)| *i == held.judged && *ok);
+                judged.verdict = if yes {
+                    Verdict::Supported {
+                        cites: cites.clone(),
+                    }
+                } else if supported.iter().any(|(i, _)| *i == held.judged) {
+                    Verdict::Unsupported(Unsupported::SecondOpinion)
+                } else {
+                    Verdict::Unsupported(why.clone())
+                };
+            }
+        }
+        let queued = std::mem::take(&mut self.queued);
+        let mut out = String::new();
+        for held in queued {
+            self.place(held, &mut out);
+        }
+        out
+    }
+
+    /// Everything released so far.
+    pub fn shown(&self) -> &str {
+        &self.shown
+    }
+
+    /// True once a sentence that answers was released.
+    pub fn answered(&self) -> bool {
+        self.answered
+    }
+
+    /// Why the model's text stopped being read, if it did.
+    pub fn stop(&self) -> Option<Stop> {
+        self.stop
+    }
+
+    /// True when nothing more of the model's text will be used.
+    pub fn stopped(&self) -> bool {
+        self.stop.is_some()
+    }
+
+    /// Every sentence judged, in order.
+    pub fn judged(&self) -> &[Judged] {
+        &self.judged
+    }
+
+    /// The passages the released text cites, in order of number.
+    pub fn cited(&self) -> Vec<usize> {
+        let mut cited: Vec<usize> = self
+            .judged
+            .iter()
+            .filter(|j| {
+                self.shown
+                    .contains(&*with_markers(&j.text, j.verdict.cites()))
+            })
+            .flat_map(|j| j.verdict.cites().iter().copied())
+            .collect();
+        cited.sort_unstable();
+        cited.dedup();
+        cited
+    }
+
+    fn sentence(&mut self, raw: &str, judge: &impl Judge, out: &mut String) {
+        let lead = lead_of(raw);
+        let (plain, cited) = take_markers(raw);
+        if plain.is_empty() {
+            return;
+        }
+        let verdict = if plain.contains(NOT_IN_LESSON) {
+            self.stop = Some(Stop::NotInLesson);
+            return;
+        } else if judge.leaks(&plain) {
+            self.stop = Some(Stop::Leak);
+            Verdict::Unsupported(Unsupported::Leak)
+        } else {
+            judge.judge(&plain, &cited)
+        };
+        let held = Held {
+            lead,
+            judged: self.judged.len(),
+        };
+        let undecided = matches!(verdict, Verdict::Undecided { .. });
+        self.judged.push(Judged {
+            text: plain,
+            verdict,
+        });
+        if !self.queued.is_empty() || (undecided && self.second_opinion) {
+            self.queued.push(held);
+        } else {
+            self.place(held, out);
+        }
+    }
+
+    /// Releases a judged sentence, holds it (a friendly phrase before any answer), or drops it.
+    fn place(&mut self, held: Held, out: &mut String) {
+        let judged = &self.judged[held.judged];
+        match &judged.verdict {
+            Verdict::Supported { cites } | Verdict::Corrected { to: cites, .. } => {
+                let text = if self.after_removed || !self.answered {
+                    without_dangling_connective(&judged.text)
+                } else {
+                    judged.text.clone()
+                };
+                let text = with_markers(&text, cites);
+                for neutral in std::mem::take(&mut self.neutral) {
+                    let neutral_text = self.judged[neutral.judged].text.clone();
+                    self.emit(neutral.lead, &neutral_text, out);
+                }
+                self.emit(held.lead, &text, out);
+                self.answered = true;
+                self.after_removed = false;
+            }
+            Verdict::Neutral => {
+                if self.answered {
+                    let text = judged.text.clone();
+                    self.emit(held.lead, &text, out);
+                } else {
+                    self.neutral.push(held);
+                }
+            }
+            Verdict::Undecided { .. } | Verdict::Unsupported(_) => {
+                self.after_removed = true;
+            }
+        }
+    }
+
+    fn emit(&mut self, lead: &'static str, text: &str, out: &mut String) {
+        if !self.shown.is_empty() {
+            self.shown.push_str(lead);
+            out.push_str(lead);
+        }
+        self.shown.push_str(text);
+        out.push_str(text);
+    }
+}
+
+/// The separator to keep before a sentence, from the white space the model put there.
+fn lead_of(raw: &str) -> &'static str {
+    let space = &raw[..raw.len() - raw.trim_start().len()];
+    match space.matches('\n').count() {
+        0 => " ",
+        1 => "\n",
+        _ => "\n\n",
+    }
+}
+
+/// Words that add to what the previous sentence said: once that sentence is gone (or there is
+/// none), they dangle.
+const CONNECTIVES: &[&str] = &[
+    "also,",
+    "also",
+    "in addition,",
+    "additionally,",
+    "moreover,",
+    "furthermore,",
+    "plus,",
+    "besides,",
+    "and",
+    "that said,",
+    "similarly,",
+    "likewise,",
+];
+
+/// A sentence without a leading connective that would dangle, capitalised again.
+fn without_dangling_connective(sentence: &str) -> String {
+    let lower = sentence.to_lowercase();
+    for connective in CONNECTIVES {
+        if let Some(rest) = lower.strip_prefix(connective)
+            && rest.starts_with(' ')
+        {
+            let rest = sentence[connective.len()..].trim_start();
+            let mut chars = rest.chars();
+            return match chars.next() {
+                Some(first) => first.to_uppercase().chain(chars).collect(),
+                None => sentence.to_string(),
+            };
+        }
+    }
+    sentence.to_string()
+}
+
+/// Where the first complete sentence of `text` ends (its trailing markers included), or `None`
+/// when more text is needed to know. At the end of the answer (`at_end`) the rest is a sentence.
+///
+/// A sentence ends at a line break, or at `.`, `!` or `?` (and any closing quote or bracket)
+/// followed by white space or a marker, any markers, and something that can start a sentence;
+/// not after an abbreviation, and not inside a number ("3.5"). The decision looks only at the
+/// text up to the next sentence's first character, so it is the same however the text arrives.
+pub fn sentence_end(text: &str, at_end: bool) -> Option<usize> {
+    let start = text.len() - text.trim_start().len();
+    if start == text.len() {
+        return None;
+    }
+    let chars: Vec<(usize, char)> = text[start..]
+        .char_indices()
+        .map(|(i, c)| (i + start, c))
+        .collect();
+    let byte = |k: usize| chars.get(k).map_or(text.len(), |(i, _)| *i);
+    for i in 0..chars.len() {
+        let (at, c) = chars[i];
+        if c == '\n' {
+            return Some(at);
+        }
+        if !matches!(c, '.' | '!' | '?') {
+            continue;
+        }
+        let mut j = i + 1;
+        while j < chars.len() && matches!(chars[j].1, '"' | '\'' | '”' | '’' | ')') {
+            j += 1;
+        }
+        if j == chars.len() {
+            return at_end.then_some(text.len());
+        }
+        if !(chars[j].1.is_whitespace() || chars[j].1 == '[') {
+            continue;
+        }
+        if c == '.' && crate::text::is_abbreviation(&text[start..at]) {
+            continue;
+        }
+        let mut end = byte(j);
+        let mut k = j;
+        loop {
+            while k < chars.len() && chars[k].1.is_whitespace() && chars[k].1 != '\n' {
+                k += 1;
+            }
+            if k == chars.len() {
+                return at_end.then_some(end);
+            }
+            if chars[k].1 != '[' {
+                break;
+            }
+            match parse_marker(&text[byte(k)..]) {
+                Marker::Numbers(_, len) => {
+                    end = byte(k) + len;
+                    while k < chars.len() && chars[k].0 < end {
+                        k += 1;
+                    }
+                }
+                Marker::Incomplete if !at_end => return None,
+                Marker::Incomplete | Marker::Not => break,
+            }
+        }
+        let next = chars[k].1;
+        let starts_sentence =
+            next == '\n' || next.is_uppercase() || next.is_numeric() || !next.is_alphabetic();
+        if starts_sentence {
+            return Some(end);
+        }
+    }
+    if text.len() - start > MAX_SENTENCE {
+        // A run-on: cut at the last space before the limit.
+        let cut = text[..start + MAX_SENTENCE]
+            .rfind(' ')
+            .filter(|&i| i > start)
+            .unwrap_or(start + MAX_SENTENCE);
+        return Some(cut);
+    }
+    at_end.then_some(text.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chat::verify::{Context, Evidence, Verifier, filler_terms};
+    use crate::index::Analyzer;
+    use std::collections::HashSet;
+
+    /// The real verifier over two passages, with a leak check for one phrase.
+    struct Fixture {
+        analyzer: Analyzer,
+        filler: HashSet<String>,
+        evidence: Vec<Evidence>,
+        context: Context,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            let analyzer = Analyzer::new();
+            let evidence = vec![
+                Evidence::new(
+                    &analyzer,
+                    "Byte-pair encoding starts from single bytes. The builder merges the most frequent pair of adjacent symbols until the vocabulary reaches between 32,000 and 200,000 tokens.",
+                    "Building a vocabulary",
+                ),
+                Evidence::new(
+                    &analyzer,
+                    "Larger vocabularies make sequences shorter but the embedding table bigger.",
+                    "Trade-offs",
+                ),
+            ];
+            let context = Context::new(&analyzer, "How is a vocabulary built?", "Tokens");
+            Fixture {
+                filler: filler_terms(&analyzer),
+                analyzer,
+                evidence,
+                context,
+            }
+        }
+    }
+
+    impl Judge for Fixture {
+        fn judge(&self, sentence: &str, cited: &[usize]) -> Verdict {
+            Verifier::new(&self.analyzer, &self.filler, &self.evidence, &self.context)
+                .judge(sentence, cited)
+        }
+        fn leaks(&self, sentence: &str) -> bool {
+            sentence.contains("my rules")
+        }
+    }
+
+    fn release_whole(text: &str) -> (String, Release) {
+        let fixture = Fixture::new();
+        let mut release = Release::new(false);
+        let mut out = release.push(text, &fixture);
+        out.push_str(&release.finish(&fixture));
+        (out, release)
+    }
+
+    #[test]
+    fn sentences_end_where_a_reader_would_end_them() {
+        let cases: &[(&str, bool, Option<&str>)] = &[
+            (
+                "It starts from bytes. Then",
+                false,
+                Some("It starts from bytes."),
+            ),
+            (
+                "It starts from bytes [1]. Then",
+                false,
+                Some("It starts from bytes [1]."),
+            ),
+            (
+                "It starts from bytes. [1] Then",
+                false,
+                Some("It starts from bytes. [1]"),
+            ),
+            ("It starts from bytes. [1", false, None),
+            ("It starts from bytes.", false, None),
+            ("It starts from bytes.", true, Some("It starts from bytes.")),
+            ("About 3.5 percent. Then", false, Some("About 3.5 percent.")),
+            ("See e.g. BPE. Then", false, Some("See e.g. BPE.")),
+            ("It ends. and then", false, None),
+            ("- first item\n- second", false, Some("- first item")),
+            ("  ", true, None),
+        ];
+        for (text, at_end, expected) in cases {
+            let got = sentence_end(text, *at_end).map(|end| &text[..end]);
+            assert_eq!(got, *expected, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn supported_sentences_are_released_and_unsupported_ones_dropped_cleanly() {
+        let (out, release) = release_whole(
+            "Good question! Byte-pair encoding starts from single bytes [1]. It was invented at Google in 2019 [1]. Also, the builder merges the most frequent pair of adjacent symbols [2].",
+        );
+        assert_eq!(
+            out,
+            "Good question! Byte-pair encoding starts from single bytes [1]. The builder merges the most frequent pair of adjacent symbols [1]."
+        );
+        let verdicts: Vec<&str> = release
+            .judged()
+            .iter()
+            .map(|j| j.verdict.as_str())
+            .collect();
+        assert_eq!(
+            verdicts,
+            vec!["neutral", "supported", "unsupported", "corrected"]
+        );
+        assert_eq!(release.cited(), vec![1]);
+        assert_eq!(release.shown(), out);
+    }
+
+    #[test]
+    fn friendly_phrases_alone_are_not_an_answer() {
+        let (out, release) = release_whole("Great question! Thanks for asking.");
+        assert_eq!(out, "");
+        assert!(!release.answered());
+    }
+
+    #[test]
+    fn not_in_lesson_and_leaks_stop_the_release() {
+        let (out, release) = release_whole("NOT_IN_LESSON");
+        assert_eq!(
+            (out.as_str(), release.stop()),
+            ("", Some(Stop::NotInLesson))
+        );
+        let (out, release) = release_whole(
+            "Byte-pair encoding starts from single bytes [1]. Here are my rules: use only the passages. More.",
+        );
+        assert_eq!(out, "Byte-pair encoding starts from single bytes [1].");
+        assert_eq!(release.stop(), Some(Stop::Leak));
+    }
+
+    #[test]
+    fn every_way_of_cutting_the_stream_shows_the_same_text() {
+        let answer = "Sure! Byte-pair encoding starts from single bytes [1]. It stops at 500,000 tokens [1].\n- Larger vocabularies make sequences shorter [2]\n- NOT here";
+        let (whole, _) = release_whole(answer);
+        let fixture = Fixture::new();
+        let cuts: Vec<usize> = (0..=answer.len())
+            .filter(|i| answer.is_char_boundary(*i))
+            .collect();
+        for &a in &cuts {
+            for &b in cuts.iter().filter(|&&b| b >= a).step_by(3) {
+                let mut release = Release::new(false);
+                let mut out = release.push(&answer[..a], &fixture);
+                out.push_str(&release.push(&answer[a..b], &fixture));
+                out.push_str(&release.push(&answer[b..], &fixture));
+                out.push_str(&release.finish(&fixture));
+                assert_eq!(out, whole, "cut at {a} and {b}");
+            }
+        }
+        assert_eq!(
+            whole,
+            "Sure! Byte-pair encoding starts from single bytes [1].\n- Larger vocabularies make sequences shorter [2]"
+        );
+    }
+
+    #[test]
+    fn nothing_is_released_before_its_sentence_is_complete() {
+        let fixture = Fixture::new();
+        let mut release = Release::new(false);
+        assert_eq!(release.push("Byte-pair encoding starts from", &fixture), "");
+        assert_eq!(release.push(" single bytes [1].", &fixture), "");
+        assert_eq!(
+            release.push(" The", &fixture),
+            "Byte-pair encoding starts from single bytes [1]."
+        );
+    }
+
+    #[test]
+    fn undecided_sentences_wait_for_a_second_opinion_in_order() {
+        let fixture = Fixture::new();
+        let mut release = Release::new(true);
+        let answer = "Byte-pair encoding starts from single bytes [1]. Vocabularies grow whenever careful builders merge symbols repeatedly overnight [1]. Larger vocabularies make sequences shorter [2].";
+        let mut out = release.push(answer, &fixture);
+        out.push_str(&release.finish(&fixture));
+        assert_eq!(out, "Byte-pair encoding starts from single bytes [1].");
+        let undecided = release.undecided();
+        assert_eq!(undecided.len(), 1, "{:?}", release.judged());
+        out.push_str(&release.settle(&[(undecided[0].0, true)]));
+        assert_eq!(
+            out,
+            "Byte-pair encoding starts from single bytes [1]. Vocabularies grow whenever careful builders merge symbols repeatedly overnight [1]. Larger vocabularies make sequences shorter [2]."
+        );
+    }
+}

@@ -1,0 +1,654 @@
+//! The verifier: judges one sentence of a model's answer against the passages the model was
+//! given, before any learner sees it. Pure: text in, verdict out; no I/O, no model.
+//!
+//! A sentence is supported by a set of passages when
+//! - every number it states (after normalisation: "200,000" = "200 000" = "200 thousand") is
+//!   stated there too (or in the lesson's title);
+//! - every capitalised name or term, and every word mixing letters and digits ("GPT-4o"), occurs
+//!   there (or in the learner's question or the lesson's title);
+//! - enough of its content words occur there ([`MIN_SUPPORT`]), after the index's own analysis;
+//! - its polarity agrees with the passage sentence it matches best: a negation must be matched,
+//!   and a negated passage sentence must not be stated positively.
+//!
+//! A sentence citing passages that do not support it is checked against each other passage, and
+//! its citation corrected when one does. A sentence quoting a passage word for word is supported
+//! by that passage. Friendly and connective sentences ("Good question!") need no support.
+
+use crate::index::Analyzer;
+use crate::text;
+use std::collections::HashSet;
+
+/// Least share of a sentence's content words that its supporting passages must contain.
+///
+/// Tuned on the tuning half of the perturbation suite (`examples/verify-eval.rs`: the sample
+/// course's tuning lessons and SQuAD articles 1 to 4): at 0.5, faithful paraphrases are shown
+/// and sentences added from another article are removed; numbers and names, not this share,
+/// catch swapped facts.
+pub const MIN_SUPPORT: f32 = 0.5;
+
+/// Between this share and [`MIN_SUPPORT`], with every number and name supported and the
+/// polarity agreeing, a sentence is *undecided*: removed by the lexical verifier alone, or sent
+/// to the second-opinion model when one is configured.
+pub const MIN_UNDECIDED: f32 = 0.25;
+
+/// Words that carry no claim of their own: friendly phrases, connectives, talk about the lesson.
+/// A sentence made only of these (and stop words) needs no support.
+const FILLER: &[&str] = &[
+    "good",
+    "great",
+    "excellent",
+    "question",
+    "sure",
+    "happy",
+    "glad",
+    "help",
+    "hope",
+    "helps",
+    "short",
+    "sum",
+    "summary",
+    "summarize",
+    "summarise",
+    "basically",
+    "essentially",
+    "simply",
+    "put",
+    "words",
+    "lesson",
+    "section",
+    "passage",
+    "passages",
+    "says",
+    "say",
+    "said",
+    "explains",
+    "explain",
+    "mentions",
+    "describes",
+    "notes",
+    "answer",
+    "ask",
+    "asking",
+    "thanks",
+    "thank",
+    "well",
+    "yes",
+    "indeed",
+    "actually",
+    "really",
+    "certainly",
+    "exactly",
+    "also",
+    "just",
+    "here",
+    "let",
+    "look",
+    "idea",
+    "overall",
+    "quite",
+    "very",
+    "much",
+    "what",
+    "which",
+    "how",
+    "why",
+    "when",
+    "where",
+    "who",
+    "course",
+    "absolutely",
+    "right",
+    "correct",
+    "interesting",
+    "first",
+    "finally",
+    "additionally",
+    "moreover",
+    "furthermore",
+    "however",
+    "therefore",
+    "thus",
+    "so",
+    "i",
+    "you",
+    "your",
+    "we",
+    "me",
+    "my",
+    "can",
+    "could",
+    "would",
+    "should",
+];
+
+/// What one passage offers as support, analysed once per answer.
+#[derive(Debug, Clone)]
+pub struct Evidence {
+    /// The passage text as given, for word-for-word quotes.
+    text: String,
+    /// Analyzed terms of the passage and its section title.
+    terms: HashSet<String>,
+    /// Lower-cased words of the passage and its section title (names are checked by word).
+    words: HashSet<String>,
+    /// Numbers the passage states.
+    numbers: Vec<f64>,
+    /// Each sentence (list item, table row) of the passage: its terms and whether it negates.
+    sentences: Vec<(HashSet<String>, bool)>,
+}
+
+impl Evidence {
+    /// Analyses a passage (and the title of its section).
+    pub fn new(analyzer: &Analyzer, passage: &str, section: &str) -> Evidence {
+        let mut terms: HashSet<String> = analyzer.terms(section).into_iter().collect();
+        let mut words = lower_words(section);
+        let mut numbers: Vec<f64> = text::numbers(section).iter().map(|n| n.value).collect();
+        let mut sentences = Vec::new();
+        for line in passage.lines() {
+            for sentence in text::split_sentences(line) {
+                let sentence_terms: HashSet<String> =
+                    analyzer.terms(sentence).into_iter().collect();
+                terms.extend(sentence_terms.iter().cloned());
+                sentences.push((sentence_terms, text::is_negated(sentence)));
+            }
+        }
+        words.extend(lower_words(passage));
+        numbers.extend(text::numbers(passage).iter().map(|n| n.value));
+        Evidence {
+            text: passage.to_string(),
+            terms,
+            words,
+            numbers,
+            sentences,
+        }
+    }
+}
+
+fn lower_words(text: &str) -> HashSet<String> {
+    text::words(text).map(|(_, w)| w.to_lowercase()).collect()
+}
+
+/// What else may back a name or a number: the learner's question and the lesson's title.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    /// Lower-cased words of the question and the title.
+    words: HashSet<String>,
+    /// Analyzed terms of the question and the title.
+    terms: HashSet<String>,
+    /// Numbers in the lesson's title (not the question's: a learner's wrong guess must not
+    /// become the answer).
+    numbers: Vec<f64>,
+}
+
+impl Context {
+    /// The context of one question.
+    pub fn new(analyzer: &Analyzer, question: &str, title: &str) -> Context {
+        let mut words = lower_words(question);
+        words.extend(lower_words(title));
+        let mut terms: HashSet<String> = analyzer.terms(question).into_iter().collect();
+        terms.extend(analyzer.terms(title));
+        Context {
+            words,
+            terms,
+            numbers: text::numbers(title).iter().map(|n| n.value).collect(),
+        }
+    }
+}
+
+/// Why a sentence was removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unsupported {
+    /// A number the passages do not state.
+    Number(String),
+    /// A name or term the passages do not contain.
+    Name(String),
+    /// Too few of its content words occur in the passages.
+    Words { found: usize, of: usize },
+    /// It negates what the passage states, or states what the passage negates.
+    Polarity,
+    /// It repeats the tutor's instructions.
+    Leak,
+    /// The second-opinion model judged it unsupported.
+    SecondOpinion,
+}
+
+impl Unsupported {
+    /// A stable word for metrics and logs.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Unsupported::Number(_) => "number",
+            Unsupported::Name(_) => "name",
+            Unsupported::Words { .. } => "words",
+            Unsupported::Polarity => "polarity",
+            Unsupported::Leak => "leak",
+            Unsupported::SecondOpinion => "second_opinion",
+        }
+    }
+}
+
+impl std::fmt::Display for Unsupported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unsupported::Number(n) => write!(f, "the number {n} is not in the passages"),
+            Unsupported::Name(n) => write!(f, "\"{n}\" is not in the passages"),
+            Unsupported::Words { found, of } => {
+                write!(
+                    f,
+                    "only {found} of its {of} content words are in the passages"
+                )
+            }
+            Unsupported::Polarity => write!(f, "its negation does not match the passage"),
+            Unsupported::Leak => write!(f, "it repeats the tutor's instructions"),
+            Unsupported::SecondOpinion => write!(f, "the verifier model found no support"),
+        }
+    }
+}
+
+/// The verdict on one sentence.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Supported by the passages it cites (numbered from 1); `cites` may add a citation to an
+    /// uncited sentence.
+    Supported { cites: Vec<usize> },
+    /// Supported, but by another passage than the one cited: the citation is corrected.
+    Corrected { from: Vec<usize>, to: Vec<usize> },
+    /// A friendly or connective phrase that states nothing.
+    Neutral,
+    /// Numbers, names and polarity are supported but only part of the words are: a model may
+    /// judge it (see [`MIN_UNDECIDED`]).
+    Undecided { cites: Vec<usize>, why: Unsupported },
+    /// Not supported: removed.
+    Unsupported(Unsupported),
+}
+
+impl Verdict {
+    /// A stable word for metrics and logs.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Verdict::Supported { .. } => "supported",
+            Verdict::Corrected { .. } => "corrected",
+            Verdict::Neutral => "neutral",
+            Verdict::Undecided { .. } => "undecided",
+            Verdict::Unsupported(_) => "unsupported",
+        }
+    }
+
+    /// The passages the sentence ends up citing, when it is kept.
+    pub fn cites(&self) -> &[usize] {
+        match self {
+            Verdict::Supported { cites } | Verdict::Corrected { to: cites, .. } => cites,
+            _ => &[],
+        }
+    }
+}
+
+/// A sentence analysed for checking.
+#[derive(Debug)]
+struct Claim {
+    /// Content terms (analyzed, filler removed, deduplicated).
+    terms: Vec<String>,
+    /// Names and terms to find, as written.
+    names: Vec<String>,
+    /// Numbers, as written and as values.
+    numbers: Vec<(String, f64)>,
+    negated: bool,
+}
+
+/// Judges sentences against the passages of one answer.
+pub struct Verifier<'a> {
+    analyzer: &'a Analyzer,
+    filler: &'a HashSet<String>,
+    passages: &'a [Evidence],
+    context: &'a Context,
+}
+
+/// The filler words as the analyzer sees them (stems), built once.
+pub fn filler_terms(analyzer: &Analyzer) -> HashSet<String> {
+    FILLER
+        .iter()
+        .flat_map(|w| analyzer.terms(w))
+        .chain(FILLER.iter().map(|w| w.to_string()))
+        .collect()
+}
+
+impl<'a> Verifier<'a> {
+    /// A verifier over `passages` (numbered from 1 in the order given).
+    pub fn new(
+        analyzer: &'a Analyzer,
+        filler: &'a HashSet<String>,
+        passages: &'a [Evidence],
+        context: &'a Context,
+    ) -> Verifier<'a> {
+        Verifier {
+            analyzer,
+            filler,
+            passages,
+            context,
+        }
+    }
+
+    /// Judges one sentence (citation markers already taken out) that cites `cited`.
+    pub fn judge(&self, sentence: &str, cited: &[usize]) -> Verdict {
+        let body = text::without_list_marker(sentence).trim();
+        let cited: Vec<usize> = cited
+            .iter()
+            .copied()
+            .filter(|n| (1..=self.passages.len()).contains(n))
+            .collect();
+        if let Some(n) = self.quoted_from(body) {
+            return if cited.is_empty() || cited.contains(&n) {
+                Verdict::Supported { cites: vec![n] }
+            } else {
+                Verdict::Corrected {
+                    from: cited,
+                    to: vec![n],
+                }
+            };
+        }
+        let claim = self.claim(body);
+        if claim.terms.is_empty() && claim.names.is_empty() && claim.numbers.is_empty() {
+            // "Good question!" states nothing; "Not really." does.
+            return if claim.negated {
+                Verdict::Unsupported(Unsupported::Polarity)
+            } else {
+                Verdict::Neutral
+            };
+        }
+        let mut first_failure = None;
+        if !cited.is_empty() {
+            let support: Vec<&Evidence> = cited.iter().map(|n| &self.passages[n - 1]).collect();
+            match self.check(&claim, &support) {
+                Ok(()) => return Verdict::Supported { cites: cited },
+                Err(why) => first_failure = Some(why),
+            }
+        }
+        // Another passage may support it: correct (or add) the citation.
+        let mut best: Option<(usize, Unsupported)> = None;
+        for (i, evidence) in self.passages.iter().enumerate() {
+            let n = i + 1;
+            if cited.len() == 1 && cited[0] == n {
+                continue;
+            }
+            match self.check(&claim, &[evidence]) {
+                Ok(()) => {
+                    return if cited.is_empty() {
+                        Verdict::Supported { cites: vec![n] }
+                    } else {
+                        Verdict::Corrected {
+                            from: cited,
+                            to: vec![n],
+                        }
+                    };
+                }
+                Err(why) => {
+                    if best.as_ref().is_none_or(|(_, b)| rank(&why) > rank(b)) {
+                        best = Some((n, why));
+                    }
+                }
+            }
+        }
+        let (n, why) = match (first_failure, best) {
+            (Some(why), Some((n, other))) if rank(&other) > rank(&why) => (vec![n], other),
+            (Some(why), _) => (cited, why),
+            (None, Some((n, why))) => (vec![n], why),
+            (None, None) => (cited, Unsupported::Words { found: 0, of: 0 }),
+        };
+        match why {
+            Unsupported::Words { found, of }
+                if of > 0 && found as f32 / of as f32 >= MIN_UNDECIDED =>
+            {
+                Verdict::Undecided { cites: n, why }
+            }
+            why => Verdict::Unsupported(why),
+        }
+    }
+
+    /// The passage that contains the sentence word for word (as the extractive answerer quotes).
+    pub fn quoted_from(&self, sentence: &str) -> Option<usize> {
+        let quote = text::without_list_marker(sentence)
+            .trim()
+            .trim_end_matches(['.', '!', '?', ':', ';', ','])
+            .trim();
+        if quote.len() < 12 {
+            return None;
+        }
+        self.passages
+            .iter()
+            .position(|p| p.text.contains(quote))
+            .map(|i| i + 1)
+    }
+
+    fn claim(&self, body: &str) -> Claim {
+        let tokens = self.analyzer.tokens(body);
+        let numbers = text::numbers(body);
+        let in_number = |at: usize| numbers.iter().any(|n| (n.start..n.end).contains(&at));
+        let mut names = Vec::new();
+        for (index, (at, word)) in text::words(body).enumerate() {
+            if in_number(at) {
+                continue;
+            }
+            let has_digit = word.chars().any(|c| c.is_ascii_digit());
+            let has_letter = word.chars().any(char::is_alphabetic);
+            let mut chars = word.chars();
+            let capital = chars.next().is_some_and(char::is_uppercase);
+            let inner_capital = chars.any(char::is_uppercase);
+            let analyzed = tokens.iter().any(|(offset, _)| *offset == at);
+            let name = (has_digit && has_letter)
+                || (capital
+                    && word.chars().count() > 1
+                    && analyzed
+                    && (index > 0 || inner_capital));
+            if name && !self.filler.contains(&word.to_lowercase()) {
+                names.push(word.to_string());
+            }
+        }
+        let mut seen = HashSet::new();
+        let terms = tokens
+            .into_iter()
+            .filter(|(at, term)| {
+                !in_number(*at)
+                    && !term.chars().all(|c| c.is_ascii_digit())
+                    && !self.filler.contains(term)
+                    && seen.insert(term.clone())
+            })
+            .map(|(_, term)| term)
+            .collect();
+        Claim {
+            terms,
+            names,
+            numbers: numbers
+                .iter()
+                .map(|n| (body[n.start..n.end].to_string(), n.value))
+                .collect(),
+            negated: text::is_negated(body),
+        }
+    }
+
+    /// Checks a claim against the union of some passages.
+    fn check(&self, claim: &Claim, support: &[&Evidence]) -> Result<(), Unsupported> {
+        for (written, value) in &claim.numbers {
+            let stated = support
+                .iter()
+                .flat_map(|e| e.numbers.iter())
+                .chain(&self.context.numbers)
+                .any(|n| text::same_number(*n, *value));
+            if !stated {
+                return Err(Unsupported::Number(written.clone()));
+            }
+        }
+        for name in &claim.names {
+            let lower = name.to_lowercase();
+            let found = self.context.words.contains(&lower)
+                || support.iter().any(|e| e.words.contains(&lower))
+                || self.analyzer.terms(&lower).iter().any(|t| {
+                    self.context.terms.contains(t) || support.iter().any(|e| e.terms.contains(t))
+                });
+            if !found {
+                return Err(Unsupported::Name(name.clone()));
+            }
+        }
+        let found = claim
+            .terms
+            .iter()
+            .filter(|t| support.iter().any(|e| e.terms.contains(*t)))
+            .count();
+        let of = claim.terms.len();
+        // Short sentences need two supported words (or all they have): half of "Labs love
+        // it" is a claim of its own.
+        let needed = ((MIN_SUPPORT * of as f32).ceil() as usize).max(of.min(2));
+        if found < needed {
+            return Err(Unsupported::Words { found, of });
+        }
+        // Polarity against the passage sentence sharing the most terms with the claim.
+        let best = support
+            .iter()
+            .flat_map(|e| e.sentences.iter())
+            .map(|(terms, negated)| {
+                let shared = claim.terms.iter().filter(|t| terms.contains(*t)).count();
+                (shared, *negated)
+            })
+            .max_by_key(|(shared, _)| *shared);
+        if let Some((shared, negated)) = best
+            && shared > 0
+            && negated != claim.negated
+        {
+            return Err(Unsupported::Polarity);
+        }
+        Ok(())
+    }
+}
+
+/// How close a failure came to support, to report the most telling reason.
+fn rank(why: &Unsupported) -> u32 {
+    match why {
+        Unsupported::Words { found, of } if *of > 0 => 1 + (100 * found / of) as u32,
+        Unsupported::Polarity => 300,
+        Unsupported::Name(_) | Unsupported::Number(_) => 200,
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PASSAGES: &[(&str, &str)] = &[
+        (
+            "Building a vocabulary",
+            "Byte-pair encoding starts from single bytes. The builder merges the pair of adjacent symbols that occurs most often, and repeats until the vocabulary reaches a set size, typically between 32,000 and 200,000 tokens.",
+        ),
+        (
+            "Costs",
+            "Self-hosting is not free: you pay for GPUs even when they sit idle. Llama 3 runs on a single card.",
+        ),
+        (
+            "Routing strategies",
+            "Cascade: try the cheap model first, escalate if a check fails. Escalated requests take longer.",
+        ),
+    ];
+
+    fn judge(sentence: &str, cited: &[usize]) -> Verdict {
+        let analyzer = Analyzer::new();
+        let filler = filler_terms(&analyzer);
+        let evidence: Vec<Evidence> = PASSAGES
+            .iter()
+            .map(|(section, text)| Evidence::new(&analyzer, text, section))
+            .collect();
+        let context = Context::new(
+            &analyzer,
+            "How big does the vocabulary get?",
+            "Tokens and Vocabularies",
+        );
+        Verifier::new(&analyzer, &filler, &evidence, &context).judge(sentence, cited)
+    }
+
+    #[test]
+    fn sentences_and_their_verdicts() {
+        use Verdict::*;
+        let supported = |cites: &[usize]| Supported {
+            cites: cites.to_vec(),
+        };
+        let cases: Vec<(&str, &[usize], Verdict)> = vec![
+            // Faithful: quoted, paraphrased, terse.
+            (
+                "Byte-pair encoding starts from single bytes.",
+                &[1],
+                supported(&[1]),
+            ),
+            (
+                "The vocabulary usually ends up between 32,000 and 200,000 tokens.",
+                &[1],
+                supported(&[1]),
+            ),
+            ("It's 32 000 to 200 thousand tokens.", &[1], supported(&[1])),
+            ("Escalated requests take longer.", &[], supported(&[3])),
+            ("Llama-3 runs on one single card.", &[2], supported(&[2])),
+            // Friendly phrases need no support.
+            ("Good question!", &[], Neutral),
+            ("In short, here is what the lesson says.", &[], Neutral),
+            // A wrong number, an invented name, a claim from elsewhere.
+            (
+                "The builder merges pairs until the vocabulary reaches about 500,000 tokens.",
+                &[1],
+                Unsupported(super::Unsupported::Number("500,000".into())),
+            ),
+            (
+                "Byte-pair encoding was invented at Google, and the builder merges the pair of adjacent symbols that occurs most often.",
+                &[1],
+                Unsupported(super::Unsupported::Name("Google".into())),
+            ),
+            (
+                "Large vocabularies are banned across Europe by new rules.",
+                &[1],
+                Unsupported(super::Unsupported::Name("Europe".into())),
+            ),
+            (
+                "Large vocabularies are banned by strict new regulations.",
+                &[1],
+                Unsupported(super::Unsupported::Words { found: 1, of: 6 }),
+            ),
+            // A bare negation states something too.
+            (
+                "Not really.",
+                &[1],
+                Unsupported(super::Unsupported::Polarity),
+            ),
+            // Polarity: a negation added, a negation dropped.
+            (
+                "The builder never starts from single bytes.",
+                &[1],
+                Unsupported(super::Unsupported::Polarity),
+            ),
+            (
+                "Self-hosting is free, since you pay for GPUs only when busy.",
+                &[2],
+                Unsupported(super::Unsupported::Polarity),
+            ),
+            // A right claim with the wrong citation is corrected.
+            (
+                "Escalated requests take longer in a cascade.",
+                &[1],
+                Corrected {
+                    from: vec![1],
+                    to: vec![3],
+                },
+            ),
+            // List markers are not numbers.
+            ("2. Escalate if a check fails.", &[3], supported(&[3])),
+        ];
+        for (sentence, cited, expected) in cases {
+            assert_eq!(judge(sentence, cited), expected, "{sentence}");
+        }
+    }
+
+    #[test]
+    fn partly_supported_sentences_are_undecided() {
+        let verdict = judge(
+            "Cascades escalate whenever a reviewer distrusts the cheap draft.",
+            &[3],
+        );
+        assert!(
+            matches!(verdict, Verdict::Undecided { ref cites, .. } if cites == &vec![3]),
+            "{verdict:?}"
+        );
+    }
+}
