@@ -176,6 +176,16 @@ async fn a_stream_that_breaks_after_it_began_ends_with_one_error_event() {
         events.last().expect("error").1["error"]["code"],
         "upstream_error"
     );
+    // The whole, verified sentence was sent; the half sentence never was.
+    let streamed: String = events
+        .iter()
+        .filter(|(n, _)| n == "delta")
+        .map(|(_, d)| d["text"].as_str().expect("text"))
+        .collect();
+    assert_eq!(
+        streamed,
+        "Every provider has outages, rate limits and slow days [2]."
+    );
 }
 
 #[tokio::test]

@@ -38,7 +38,7 @@ pub enum Behaviour {
         times: usize,
         retry_after: Option<u64>,
     },
-    /// Streams a few words, then drops the connection.
+    /// Streams a whole sentence and half of the next, then drops the connection.
     DropMidStream,
     /// Streams `chunks` words, one every `delay`.
     SlowStream { chunks: usize, delay: Duration },
@@ -179,8 +179,13 @@ async fn complete(
             let body = futures::stream::unfold(0usize, move |i| async move {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 match i {
-                    0 => Some((Ok::<_, std::io::Error>(chunk_json("Half an")), 1)),
-                    1 => Some((Ok(chunk_json(" answer")), 2)),
+                    0 => Some((
+                        Ok::<_, std::io::Error>(chunk_json(
+                            "Every provider has outages, rate limits and slow days [2].",
+                        )),
+                        1,
+                    )),
+                    1 => Some((Ok(chunk_json(" When the closed provider")), 2)),
                     2 => Some((Err(std::io::Error::other("connection lost")), 3)),
                     _ => None,
                 }

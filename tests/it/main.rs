@@ -16,3 +16,4 @@ mod reload;
 mod report;
 mod retrieval;
 mod robust;
+mod verify;
