@@ -147,6 +147,61 @@ fn main() {
         b.iter(|| prompts.system(&prompt_lesson, &passages).expect("renders"))
     });
 
+    // Verifying a model's four-sentence answer: each sentence reworded a little, so none is a
+    // word-for-word quote and every one goes through the lexical checks.
+    let analysis = tutor::chat::check::Analysis::new();
+    let shared_prompts = Arc::new(Prompts::built_in());
+    let sources: Vec<(&str, &str)> = lesson
+        .passages
+        .iter()
+        .take(4)
+        .map(|p| (lesson.section_of(p).title.as_str(), p.text.as_str()))
+        .collect();
+    let answer: String = sources
+        .iter()
+        .enumerate()
+        .map(|(i, (_, text))| {
+            let first = tutor::text::split_sentences(text)
+                .into_iter()
+                .next()
+                .unwrap_or("");
+            format!("Put simply, {} [{}]. ", first.trim_end_matches('.'), i + 1)
+        })
+        .collect();
+    let release = |checker: &tutor::chat::check::Checker| {
+        let mut release = tutor::chat::release::Release::new(false);
+        release.push(&answer, checker);
+        release.finish(checker);
+        black_box(release.shown().len())
+    };
+    let question = "What does this part of the lesson say?";
+    c.bench_function(
+        "verify a four-sentence answer (passages analysed too)",
+        |b| {
+            b.iter(|| {
+                let checker = tutor::chat::check::Checker::new(
+                    &analysis,
+                    shared_prompts.clone(),
+                    &sources,
+                    question,
+                    &lesson.title,
+                );
+                release(&checker)
+            })
+        },
+    );
+    let checker = tutor::chat::check::Checker::new(
+        &analysis,
+        shared_prompts.clone(),
+        &sources,
+        question,
+        &lesson.title,
+    );
+    release(&checker);
+    c.bench_function("verify a four-sentence answer (sentences only)", |b| {
+        b.iter(|| release(&checker))
+    });
+
     // What an LTI learner's every request adds: verifying the session token (HS256).
     let keys_dir = tempfile::tempdir().expect("keys dir");
     let lti = tutor::lti::Lti::new(tutor::lti::LtiSettings {

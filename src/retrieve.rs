@@ -459,17 +459,6 @@ impl Retriever {
         best.map(|(coverage, _, lesson)| (lesson, coverage))
     }
 
-    /// Share of an answer's content words that the given passages contain: low when a model
-    /// answers from its own knowledge instead of the lesson.
-    pub fn grounding(&self, answer: &str, passages: &[&str]) -> f32 {
-        let words = self.content_terms(answer);
-        if words.len() < 4 {
-            return 1.0;
-        }
-        let known: HashSet<String> = passages.iter().flat_map(|p| self.analyze(p)).collect();
-        words.iter().filter(|w| known.contains(*w)).count() as f32 / words.len() as f32
-    }
-
     /// Plain search for `/v1/search`, the report and evaluations: BM25 hits, no gate (so
     /// `coverage` is left at 0: nothing reads it, and computing it re-analyzes every hit).
     pub fn search(&self, lesson_id: Option<&str>, text: &str, k: usize) -> Vec<Hit> {

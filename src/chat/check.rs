@@ -2,11 +2,11 @@
 //! the passages given to the model, and the leak check of the tutor's own instructions.
 
 use super::release::Judge;
-use super::verify::{Context, Evidence, Verdict, Verifier};
+use super::verify::{Context, Evidence, Verdict, Verifier, quoted_in};
 use crate::index::Analyzer;
 use crate::prompts::Prompts;
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// What a verifier needs that does not change between answers: the analyzer and the filler
 /// words as it sees them.
@@ -34,12 +34,16 @@ impl Default for Analysis {
     }
 }
 
-/// The checks of one answer.
+/// The checks of one answer. The passages are analysed only when a sentence is not a
+/// word-for-word quote of one (so the embedded answerer's answers cost no analysis).
 pub struct Checker {
     analysis: Analysis,
     prompts: Arc<Prompts>,
-    evidence: Vec<Evidence>,
-    context: Context,
+    /// (section title, text) of each passage, numbered from 1.
+    passages: Vec<(String, String)>,
+    question: String,
+    title: String,
+    analysed: OnceLock<(Vec<Evidence>, Context)>,
 }
 
 impl Checker {
@@ -52,35 +56,60 @@ impl Checker {
         question: &str,
         title: &str,
     ) -> Checker {
-        let analyzer = &analysis.analyzer;
         Checker {
-            evidence: passages
-                .iter()
-                .map(|(section, text)| Evidence::new(analyzer, text, section))
-                .collect(),
-            context: Context::new(analyzer, question, title),
             analysis: analysis.clone(),
             prompts,
+            passages: passages
+                .iter()
+                .map(|(s, t)| (s.to_string(), t.to_string()))
+                .collect(),
+            question: question.to_string(),
+            title: title.to_string(),
+            analysed: OnceLock::new(),
         }
     }
 
+    fn quoted(&self, sentence: &str) -> Option<usize> {
+        quoted_in(self.passages.iter().map(|(_, t)| t.as_str()), sentence)
+    }
+
     fn verifier(&self) -> Verifier<'_> {
-        Verifier::new(
-            &self.analysis.analyzer,
-            &self.analysis.filler,
-            &self.evidence,
-            &self.context,
-        )
+        let analyzer = &self.analysis.analyzer;
+        let (evidence, context) = self.analysed.get_or_init(|| {
+            (
+                self.passages
+                    .iter()
+                    .map(|(section, text)| Evidence::new(analyzer, text, section))
+                    .collect(),
+                Context::new(analyzer, &self.question, &self.title),
+            )
+        });
+        Verifier::new(analyzer, &self.analysis.filler, evidence, context)
     }
 }
 
 impl Judge for Checker {
     fn judge(&self, sentence: &str, cited: &[usize]) -> Verdict {
+        if let Some(n) = self.quoted(sentence) {
+            let valid: Vec<usize> = cited
+                .iter()
+                .copied()
+                .filter(|c| (1..=self.passages.len()).contains(c))
+                .collect();
+            return if valid.is_empty() || valid.contains(&n) {
+                Verdict::Supported { cites: vec![n] }
+            } else {
+                Verdict::Corrected {
+                    from: valid,
+                    to: vec![n],
+                }
+            };
+        }
         self.verifier().judge(sentence, cited)
     }
 
     fn leaks(&self, sentence: &str) -> bool {
         // Quoting the lesson is never a leak, whatever the lesson says.
-        self.verifier().quoted_from(sentence).is_none() && self.prompts.reveals_rules(sentence)
+        self.quoted(sentence).is_none() && self.prompts.reveals_rules(sentence)
     }
 }

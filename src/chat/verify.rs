@@ -370,15 +370,23 @@ impl Evidence {
         let mut terms: HashSet<String> = analyzer.terms(section).into_iter().collect();
         let mut words = lower_words(section);
         let mut numbers: Vec<f64> = text::numbers(section).iter().map(|n| n.value).collect();
+        // One analysis of the whole passage, its terms then assigned to sentences by offset.
+        let tokens = analyzer.tokens(passage);
         let mut sentences = Vec::new();
         for line in passage.lines() {
             for sentence in text::split_sentences(line) {
-                let sentence_terms: HashSet<String> =
-                    analyzer.terms(sentence).into_iter().collect();
-                terms.extend(sentence_terms.iter().cloned());
+                // `sentence` is a slice of `passage`: its offset is the distance between them.
+                let start = sentence.as_ptr() as usize - passage.as_ptr() as usize;
+                let end = start + sentence.len();
+                let sentence_terms: HashSet<String> = tokens
+                    .iter()
+                    .filter(|(at, _)| (start..end).contains(at))
+                    .map(|(_, t)| t.clone())
+                    .collect();
                 sentences.push((sentence_terms, text::is_negated(sentence)));
             }
         }
+        terms.extend(tokens.into_iter().map(|(_, t)| t));
         words.extend(lower_words(passage));
         numbers.extend(text::numbers(passage).iter().map(|n| n.value));
         Evidence {
@@ -516,6 +524,8 @@ struct Claim {
     terms: Vec<String>,
     /// Names and terms to find, as written.
     names: Vec<String>,
+    /// Each name's lower-cased form and its analyzed term, in the order of `names`.
+    name_forms: Vec<(String, Option<String>)>,
     /// Numbers, as written and as values.
     numbers: Vec<(String, f64)>,
     negated: bool,
@@ -632,17 +642,7 @@ impl<'a> Verifier<'a> {
 
     /// The passage that contains the sentence word for word (as the extractive answerer quotes).
     pub fn quoted_from(&self, sentence: &str) -> Option<usize> {
-        let quote = text::without_list_marker(sentence)
-            .trim()
-            .trim_end_matches(['.', '!', '?', ':', ';', ','])
-            .trim();
-        if quote.len() < 12 {
-            return None;
-        }
-        self.passages
-            .iter()
-            .position(|p| p.text.contains(quote))
-            .map(|i| i + 1)
+        quoted_in(self.passages.iter().map(|p| p.text.as_str()), sentence)
     }
 
     fn claim(&self, body: &str) -> Claim {
@@ -650,6 +650,7 @@ impl<'a> Verifier<'a> {
         let numbers = text::numbers(body);
         let in_number = |at: usize| numbers.iter().any(|n| (n.start..n.end).contains(&at));
         let mut names = Vec::new();
+        let mut name_forms = Vec::new();
         for (index, (at, word)) in text::words(body).enumerate() {
             if in_number(at) {
                 continue;
@@ -667,6 +668,11 @@ impl<'a> Verifier<'a> {
                     && (index > 0 || inner_capital || !is_starter(word)));
             if name && !self.filler.contains(&word.to_lowercase()) {
                 names.push(word.to_string());
+                let stem = tokens
+                    .iter()
+                    .find(|(offset, _)| *offset == at)
+                    .map(|(_, t)| t.clone());
+                name_forms.push((word.to_lowercase(), stem));
             }
         }
         let mut seen = HashSet::new();
@@ -685,6 +691,7 @@ impl<'a> Verifier<'a> {
         Claim {
             terms,
             names,
+            name_forms,
             numbers: numbers
                 .iter()
                 .map(|n| (body[n.start..n.end].to_string(), n.value))
@@ -705,11 +712,10 @@ impl<'a> Verifier<'a> {
                 return Err(Unsupported::Number(written.clone()));
             }
         }
-        for name in &claim.names {
-            let lower = name.to_lowercase();
-            let found = self.context.words.contains(&lower)
-                || support.iter().any(|e| e.words.contains(&lower))
-                || self.analyzer.terms(&lower).iter().any(|t| {
+        for (name, (lower, stem)) in claim.names.iter().zip(&claim.name_forms) {
+            let found = self.context.words.contains(lower)
+                || support.iter().any(|e| e.words.contains(lower))
+                || stem.as_ref().is_some_and(|t| {
                     self.context.terms.contains(t) || support.iter().any(|e| e.terms.contains(t))
                 });
             if !found {
@@ -745,6 +751,22 @@ impl<'a> Verifier<'a> {
         }
         Ok(())
     }
+}
+
+/// The passage (numbered from 1) of `passages` that contains the sentence word for word, as the
+/// extractive answerer quotes; short fragments do not count.
+pub fn quoted_in<'a>(passages: impl IntoIterator<Item = &'a str>, sentence: &str) -> Option<usize> {
+    let quote = text::without_list_marker(sentence)
+        .trim()
+        .trim_end_matches(['.', '!', '?', ':', ';', ','])
+        .trim();
+    if quote.len() < 12 {
+        return None;
+    }
+    passages
+        .into_iter()
+        .position(|p| p.contains(quote))
+        .map(|i| i + 1)
 }
 
 /// How close a failure came to support, to report the most telling reason.

@@ -28,8 +28,15 @@ const TUTOR_LESSONS = process.env.TUTOR_LESSONS || path.join(repo, "lessons");
 const LESSON = "choosing-a-deployment";
 const OFF_TOPIC = "How do I bake sourdough bread?";
 
-// The fake model's streamed answer: ten pieces, one [1] marker.
-const MODEL_WORDS = ["Start ", "with ", "a ", "hosted ", "API, ", "then ", "move ", "when ", "costs ", "grow [1]."];
+// The fake model's streamed answer, word by word: two sentences the lesson supports around one it
+// does not (an invented company and year), which the tutor must never show, even for a moment.
+const MODEL_WORDS = (
+  "Choose the deployment you can operate well today [1]. " +
+  "Closed APIs were invented by Globex in 1987 [1]. " +
+  "If the task demands the very best reasoning, start with a closed API [2]."
+)
+  .split(/(?<= )/);
+const INVENTED = /Globex|1987/;
 const MODEL_ANSWER = MODEL_WORDS.join("");
 const WORD_DELAY_MS = 120;
 
@@ -399,12 +406,15 @@ test("an answer streams in, cites the lesson, and its citation jumps to the host
   for (let i = 1; i < states.length; i++) {
     assert.ok(states[i].startsWith(states[i - 1].trimEnd()), `text should only grow: ${JSON.stringify(states)}`);
   }
+  // Verified sentence by sentence: the invented one never reached the page, not even briefly.
+  for (const state of states) assert.doesNotMatch(state, INVENTED, `shown: ${state}`);
   assert.ok(modelRequests.length >= 1, "the fake model was never asked");
 
   const final = await lastMessage(page);
   assert.match(final.className, /assistant/);
   assert.doesNotMatch(final.className, /refusal/);
-  assert.match(final.text, /hosted API/);
+  assert.match(final.text, /start with a closed API/);
+  assert.doesNotMatch(final.text, INVENTED);
   assert.match(final.text, /Sources:/);
   const cite = widget(page, ".msg.assistant:not(.streaming) .cite").first();
   await cite.waitFor();
