@@ -28,11 +28,12 @@ const TUTOR_LESSONS = process.env.TUTOR_LESSONS || path.join(repo, "lessons");
 const LESSON = "choosing-a-deployment";
 const OFF_TOPIC = "How do I bake sourdough bread?";
 
-// The fake model's streamed answer, word by word: two sentences the lesson supports around one it
+// The fake model's streamed answer, word by word: three sentences the lesson supports around one it
 // does not (an invented company and year), which the tutor must never show, even for a moment.
 const MODEL_WORDS = (
   "Choose the deployment you can operate well today [1]. " +
   "Closed APIs were invented by Globex in 1987 [1]. " +
+  "Keep your prompts and evaluations portable so that moving tomorrow stays cheap [1]. " +
   "If the task demands the very best reasoning, start with a closed API [2]."
 )
   .split(/(?<= )/);
