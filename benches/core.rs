@@ -175,28 +175,20 @@ fn main() {
         black_box(release.shown().len())
     };
     let question = "What does this part of the lesson say?";
+    let checker_for_answer = || {
+        tutor::chat::check::Checker::new(
+            &analysis,
+            shared_prompts.clone(),
+            &sources,
+            question,
+            &lesson.title,
+        )
+    };
     c.bench_function(
         "verify a four-sentence answer (passages analysed too)",
-        |b| {
-            b.iter(|| {
-                let checker = tutor::chat::check::Checker::new(
-                    &analysis,
-                    shared_prompts.clone(),
-                    &sources,
-                    question,
-                    &lesson.title,
-                );
-                release(&checker)
-            })
-        },
+        |b| b.iter(|| release(&checker_for_answer())),
     );
-    let checker = tutor::chat::check::Checker::new(
-        &analysis,
-        shared_prompts.clone(),
-        &sources,
-        question,
-        &lesson.title,
-    );
+    let checker = checker_for_answer();
     release(&checker);
     c.bench_function("verify a four-sentence answer (sentences only)", |b| {
         b.iter(|| release(&checker))

@@ -10,8 +10,12 @@
 //! asked in the wrong lesson (cross-lesson), and false refusals.
 //! scifact: nDCG@10 and recall@100 of the Tantivy retriever, one passage per abstract.
 
+#[path = "support/squad.rs"]
+mod squad;
+
 use serde::Deserialize;
 use serde_json::json;
+use squad::ratio;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,15 +24,6 @@ use tutor::lessons::{Catalog, Lesson, Passage, Section, load_catalog};
 use tutor::llm::extractive::Extractive;
 use tutor::prompts::Prompts;
 use tutor::retrieve::{RetrievalSettings, Retriever};
-
-#[derive(Deserialize)]
-struct SquadQuestion {
-    lesson: String,
-    q: String,
-    section: String,
-    answers: Vec<String>,
-    refuse: bool,
-}
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -72,14 +67,6 @@ fn settings() -> RetrievalSettings {
     settings
 }
 
-fn ratio(hits: usize, total: usize) -> f64 {
-    if total == 0 {
-        0.0
-    } else {
-        (hits as f64 / total as f64 * 1000.0).round() / 1000.0
-    }
-}
-
 fn squad(dir: &Path) -> anyhow::Result<serde_json::Value> {
     let catalog = load_catalog(&dir.join("lessons"))?;
     anyhow::ensure!(
@@ -101,12 +88,7 @@ fn squad(dir: &Path) -> anyhow::Result<serde_json::Value> {
         Arc::new(Extractive::new()),
     );
     let runtime = tokio::runtime::Runtime::new()?;
-    let text = std::fs::read_to_string(dir.join("questions.jsonl"))?;
-    let questions: Vec<SquadQuestion> = text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(serde_json::from_str)
-        .collect::<Result<_, _>>()?;
+    let questions = squad::questions(dir)?;
 
     let (mut answerable, mut r1, mut r3, mut answered, mut cited_right, mut contains) =
         (0, 0, 0, 0, 0, 0);

@@ -16,9 +16,13 @@
 //! another lesson (course: hand-written wrong fact); the sentence plus a claim from elsewhere;
 //! the sentence negated; the sentence with the wrong citation.
 
+#[path = "support/squad.rs"]
+mod squad;
+
 use futures::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::json;
+use squad::{SquadQuestion, ratio};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tutor::chat::{Answer, ChatEvent, Plan, Question, Tutor};
@@ -88,15 +92,6 @@ struct CourseCase {
     fact: String,
     swap: String,
     added: String,
-}
-
-#[derive(Deserialize)]
-struct SquadQuestion {
-    lesson: String,
-    q: String,
-    section: String,
-    answers: Vec<String>,
-    refuse: bool,
 }
 
 /// One question and the stand-in's answers to it (sentences without markers).
@@ -202,12 +197,7 @@ fn squad_cases(dir: &Path) -> anyhow::Result<(Vec<Case>, Vec<Case>)> {
     let mut ids: Vec<String> = catalog.lessons.iter().map(|l| l.id.clone()).collect();
     ids.sort();
     let tune_ids: Vec<String> = ids[..ids.len() / 2].to_vec();
-    let text = std::fs::read_to_string(dir.join("questions.jsonl"))?;
-    let questions: Vec<SquadQuestion> = text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(serde_json::from_str)
-        .collect::<Result<_, _>>()?;
+    let questions = squad::questions(dir)?;
     let answerable: Vec<&SquadQuestion> = questions.iter().filter(|q| !q.refuse).collect();
     // Claims from elsewhere: sentences of other lessons with a number or a name in them.
     let mut foreign: Vec<(String, String)> = Vec::new();
@@ -510,14 +500,6 @@ fn run(
         }
     }
     Ok(json!({ "json": figures(&json_tally), "stream": figures(&stream_tally) }))
-}
-
-fn ratio(hits: usize, total: usize) -> f64 {
-    if total == 0 {
-        0.0
-    } else {
-        (hits as f64 / total as f64 * 1000.0).round() / 1000.0
-    }
 }
 
 fn figures(t: &Tally) -> serde_json::Value {

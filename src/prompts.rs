@@ -78,9 +78,9 @@ pub struct Prompts {
     rule_words: Vec<Vec<String>>,
 }
 
-/// The distinctive words of a text, lower-cased.
-fn distinctive_words(text: &str) -> Vec<String> {
-    let mut words: Vec<String> = crate::text::words(&crate::text::normalise(text))
+/// The distinctive words of a [`crate::text::normalise`]d text, lower-cased.
+fn distinctive_words(normalised: &str) -> Vec<String> {
+    let mut words: Vec<String> = crate::text::words(normalised)
         .map(|(_, w)| w.to_lowercase())
         .filter(|w| w.chars().count() > 1 && !COMMON_WORDS.contains(&w.as_str()))
         .collect();
@@ -176,13 +176,13 @@ impl Prompts {
         prompts.rule_skeletons = sentences
             .iter()
             .flat_map(|s| s.split(SAMPLE))
-            .map(crate::text::skeleton)
+            .map(|s| crate::text::skeleton(&crate::text::normalise(s)))
             .filter(|s| s.len() >= 20)
             .collect();
         prompts.rule_words = sentences
             .iter()
             .filter(|s| !s.contains(SAMPLE))
-            .map(|s| distinctive_words(s))
+            .map(|s| distinctive_words(&crate::text::normalise(s)))
             .filter(|w| w.len() >= MIN_RULE_WORDS)
             .collect();
         Ok(prompts)
@@ -209,7 +209,8 @@ impl Prompts {
     /// True when `text` repeats the system prompt: its fence markers, one of its sentences
     /// (after Unicode normalisation, whatever the spacing), or most of a rule's words.
     pub fn reveals_rules(&self, text: &str) -> bool {
-        let skeleton = crate::text::skeleton(text);
+        let normal = crate::text::normalise(text);
+        let skeleton = crate::text::skeleton(&normal);
         if skeleton.contains("lessonpassages") {
             return true;
         }
@@ -220,7 +221,7 @@ impl Prompts {
         {
             return true;
         }
-        let words = distinctive_words(text);
+        let words = distinctive_words(&normal);
         self.rule_words.iter().any(|rule| {
             let found = rule
                 .iter()

@@ -150,7 +150,7 @@ pub fn numbers(text: &str) -> Vec<Number> {
         let (start, word) = words[i];
         let mut end = start + word.len();
         let digits = word.bytes().take_while(u8::is_ascii_digit).count();
-        let mut value = if digits == word.len() {
+        let value = if digits == word.len() {
             word.parse::<f64>().ok()
         } else if digits > 0 {
             // "32k", "7B": digits and a scale suffix.
@@ -162,7 +162,7 @@ pub fn numbers(text: &str) -> Vec<Number> {
                 .find(|(w, _)| *w == lower)
                 .map(|(_, v)| *v)
         };
-        let Some(mut number) = value.take() else {
+        let Some(mut number) = value else {
             i += 1;
             continue;
         };
@@ -257,11 +257,12 @@ pub fn normalise(text: &str) -> String {
     text.nfkc().filter(|c| !is_format_char(*c)).collect()
 }
 
-/// The letters and digits of a text, lower-cased, after [`normalise`]: the form in which one
-/// text is searched inside another whatever spacing, punctuation, width or invisible characters
-/// were put between its letters.
-pub fn skeleton(text: &str) -> String {
-    text.nfkc()
+/// The letters and digits of a [`normalise`]d text, lower-cased: the form in which one text is
+/// searched inside another whatever spacing, punctuation, width or invisible characters were put
+/// between its letters.
+pub fn skeleton(normalised: &str) -> String {
+    normalised
+        .chars()
         .filter(|c| c.is_alphanumeric())
         .flat_map(char::to_lowercase)
         .collect()
@@ -416,10 +417,12 @@ mod tests {
 
     #[test]
     fn the_skeleton_ignores_spacing_width_and_invisible_characters() {
-        let plain = skeleton("Use only what the numbered passages say.");
+        let plain = skeleton(&normalise("Use only what the numbered passages say."));
         assert_eq!(plain, "useonlywhatthenumberedpassagessay");
         assert_eq!(
-            skeleton("U\u{200b}se\u{200b} only\u{2060} what the ｎｕｍｂｅｒｅｄ passages say"),
+            skeleton(&normalise(
+                "U\u{200b}se\u{200b} only\u{2060} what the ｎｕｍｂｅｒｅｄ passages say"
+            )),
             plain
         );
         assert_eq!(normalise("a\u{200b}b\u{feff}c ｆ"), "abc f");

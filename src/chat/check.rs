@@ -2,7 +2,7 @@
 //! the passages given to the model, and the leak check of the tutor's own instructions.
 
 use super::release::Judge;
-use super::verify::{Context, Evidence, Verdict, Verifier, quoted_in};
+use super::verify::{Context, Evidence, Unsupported, Verdict, Verifier, quote_verdict};
 use crate::index::Analyzer;
 use crate::prompts::Prompts;
 use std::collections::HashSet;
@@ -69,10 +69,6 @@ impl Checker {
         }
     }
 
-    fn quoted(&self, sentence: &str) -> Option<usize> {
-        quoted_in(self.passages.iter().map(|(_, t)| t.as_str()), sentence)
-    }
-
     fn verifier(&self) -> Verifier<'_> {
         let analyzer = &self.analysis.analyzer;
         let (evidence, context) = self.analysed.get_or_init(|| {
@@ -90,26 +86,14 @@ impl Checker {
 
 impl Judge for Checker {
     fn judge(&self, sentence: &str, cited: &[usize]) -> Verdict {
-        if let Some(n) = self.quoted(sentence) {
-            let valid: Vec<usize> = cited
-                .iter()
-                .copied()
-                .filter(|c| (1..=self.passages.len()).contains(c))
-                .collect();
-            return if valid.is_empty() || valid.contains(&n) {
-                Verdict::Supported { cites: vec![n] }
-            } else {
-                Verdict::Corrected {
-                    from: valid,
-                    to: vec![n],
-                }
-            };
-        }
-        self.verifier().judge(sentence, cited)
-    }
-
-    fn leaks(&self, sentence: &str) -> bool {
         // Quoting the lesson is never a leak, whatever the lesson says.
-        self.quoted(sentence).is_none() && self.prompts.reveals_rules(sentence)
+        let texts: Vec<&str> = self.passages.iter().map(|(_, t)| t.as_str()).collect();
+        if let Some(verdict) = quote_verdict(&texts, sentence, cited) {
+            return verdict;
+        }
+        if self.prompts.reveals_rules(sentence) {
+            return Verdict::Unsupported(Unsupported::Leak);
+        }
+        self.verifier().judge_claim(sentence, cited)
     }
 }

@@ -68,6 +68,17 @@ pub struct Citation {
     pub text: String,
 }
 
+impl Citation {
+    /// The passage as the prompts show it, under its number.
+    pub fn prompt_passage(&self) -> PromptPassage<'_> {
+        PromptPassage {
+            n: self.n,
+            section: &self.section,
+            text: &self.text,
+        }
+    }
+}
+
 /// A lesson named in a refusal.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct LessonRef {
@@ -436,14 +447,8 @@ impl Tutor {
             .enumerate()
             .map(|(i, hit)| citation(i + 1, &lesson, hit.passage()))
             .collect();
-        let prompt_passages: Vec<PromptPassage<'_>> = citations
-            .iter()
-            .map(|c| PromptPassage {
-                n: c.n,
-                section: &c.section,
-                text: &c.text,
-            })
-            .collect();
+        let prompt_passages: Vec<PromptPassage<'_>> =
+            citations.iter().map(Citation::prompt_passage).collect();
         let system = self.prompts.system(
             &PromptLesson {
                 id: &lesson.id,
@@ -602,23 +607,7 @@ impl Tutor {
             telemetry::verdict(sentence.verdict.as_str(), reason);
         }
         if release.answered() {
-            let cited = release.cited();
-            let answer = Answer {
-                answer_id: answer_id(),
-                answer: release.shown().to_string(),
-                refused: false,
-                citations: asking
-                    .citations
-                    .iter()
-                    .filter(|c| cited.contains(&c.n))
-                    .cloned()
-                    .collect(),
-                backend: backend.to_string(),
-                related_lesson: None,
-                verification: Some(Verification::of(&judged, false)),
-                refusal_reason: None,
-                judged,
-            };
+            let answer = answered(&release, &asking.citations, backend, judged, false);
             return Ok((answer, released));
         }
         let reason = match release.stop() {
@@ -646,23 +635,8 @@ impl Tutor {
                         "every sentence was unsupported; answered from the lesson"
                     );
                     telemetry::fallback();
-                    let cited = fallback.cited();
-                    let answer = Answer {
-                        answer_id: answer_id(),
-                        answer: text.clone(),
-                        refused: false,
-                        citations: asking
-                            .citations
-                            .iter()
-                            .filter(|c| cited.contains(&c.n))
-                            .cloned()
-                            .collect(),
-                        backend: self.extractive.name(),
-                        related_lesson: None,
-                        verification: Some(Verification::of(&judged, true)),
-                        refusal_reason: None,
-                        judged,
-                    };
+                    let backend = self.extractive.name();
+                    let answer = answered(&fallback, &asking.citations, &backend, judged, true);
                     released.push_str(&text);
                     return Ok((answer, released));
                 }
@@ -839,6 +813,33 @@ impl StreamState {
             }
             Err(error) => self.queued.push_back(ChatEvent::Error(error)),
         }
+    }
+}
+
+/// The answer a release arrived at: its text, the given passages it cites, and what the verifier
+/// did to the model's draft (`judged`; `fallback` when the release is the embedded answer's).
+fn answered(
+    release: &Release,
+    given: &[Citation],
+    backend: &str,
+    judged: Vec<Judged>,
+    fallback: bool,
+) -> Answer {
+    let cited = release.cited();
+    Answer {
+        answer_id: answer_id(),
+        answer: release.shown().to_string(),
+        refused: false,
+        citations: given
+            .iter()
+            .filter(|c| cited.contains(&c.n))
+            .cloned()
+            .collect(),
+        backend: backend.to_string(),
+        related_lesson: None,
+        verification: Some(Verification::of(&judged, fallback)),
+        refusal_reason: None,
+        judged,
     }
 }
 

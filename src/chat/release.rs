@@ -8,16 +8,16 @@
 use super::citations::{Marker, parse_marker, take_markers, with_markers};
 use super::verify::{Unsupported, Verdict};
 use crate::prompts::NOT_IN_LESSON;
+use std::collections::BTreeSet;
 
 /// A sentence longer than this (in bytes) without an end is cut at a space and judged as it is.
 const MAX_SENTENCE: usize = 1200;
 
 /// Judges one sentence (markers taken out) that cites some passages.
 pub trait Judge {
-    /// The verdict on `sentence`, which cited `cited` (numbers as written, valid or not).
+    /// The verdict on `sentence`, which cited `cited` (numbers as written, valid or not);
+    /// `Unsupported(Leak)` when it repeats the tutor's own instructions, which ends the release.
     fn judge(&self, sentence: &str, cited: &[usize]) -> Verdict;
-    /// True when the sentence repeats the tutor's own instructions.
-    fn leaks(&self, sentence: &str) -> bool;
 }
 
 /// Why the model's text stopped being read.
@@ -53,6 +53,8 @@ pub struct Release {
     buffer: String,
     /// Released text.
     shown: String,
+    /// The passages the released text cites.
+    cited: BTreeSet<usize>,
     /// Every sentence judged so far, in order.
     judged: Vec<Judged>,
     /// Friendly sentences waiting for a sentence that answers (released with it, or never).
@@ -74,6 +76,7 @@ impl Release {
         Release {
             buffer: String::new(),
             shown: String::new(),
+            cited: BTreeSet::new(),
             judged: Vec::new(),
             neutral: Vec::new(),
             queued: Vec::new(),
@@ -190,18 +193,7 @@ impl Release {
 
     /// The passages the released text cites, in order of number.
     pub fn cited(&self) -> Vec<usize> {
-        let mut cited: Vec<usize> = self
-            .judged
-            .iter()
-            .filter(|j| {
-                self.shown
-                    .contains(&*with_markers(&j.text, j.verdict.cites()))
-            })
-            .flat_map(|j| j.verdict.cites().iter().copied())
-            .collect();
-        cited.sort_unstable();
-        cited.dedup();
-        cited
+        self.cited.iter().copied().collect()
     }
 
     fn sentence(&mut self, raw: &str, judge: &impl Judge, out: &mut String) {
@@ -210,15 +202,14 @@ impl Release {
         if plain.is_empty() {
             return;
         }
-        let verdict = if plain.contains(NOT_IN_LESSON) {
+        if plain.contains(NOT_IN_LESSON) {
             self.stop = Some(Stop::NotInLesson);
             return;
-        } else if judge.leaks(&plain) {
+        }
+        let verdict = judge.judge(&plain, &cited);
+        if verdict == Verdict::Unsupported(Unsupported::Leak) {
             self.stop = Some(Stop::Leak);
-            Verdict::Unsupported(Unsupported::Leak)
-        } else {
-            judge.judge(&plain, &cited)
-        };
+        }
         let held = Held {
             lead,
             judged: self.judged.len(),
@@ -246,6 +237,7 @@ impl Release {
                     judged.text.clone()
                 };
                 let text = with_markers(&text, cites);
+                self.cited.extend(cites.iter().copied());
                 for neutral in std::mem::take(&mut self.neutral) {
                     let neutral_text = self.judged[neutral.judged].text.clone();
                     self.emit(neutral.lead, &neutral_text, out);
@@ -444,11 +436,11 @@ mod tests {
 
     impl Judge for Fixture {
         fn judge(&self, sentence: &str, cited: &[usize]) -> Verdict {
+            if sentence.contains("my rules") {
+                return Verdict::Unsupported(Unsupported::Leak);
+            }
             Verifier::new(&self.analyzer, &self.filler, &self.evidence, &self.context)
                 .judge(sentence, cited)
-        }
-        fn leaks(&self, sentence: &str) -> bool {
-            sentence.contains("my rules")
         }
     }
 
@@ -513,6 +505,18 @@ mod tests {
         );
         assert_eq!(release.cited(), vec![1]);
         assert_eq!(release.shown(), out);
+    }
+
+    #[test]
+    fn a_sentence_kept_without_its_dangling_connective_still_counts_its_citation() {
+        let (out, release) = release_whole(
+            "Byte-pair encoding starts from single bytes [1]. It was invented at Google [1]. Also, larger vocabularies make sequences shorter [2].",
+        );
+        assert_eq!(
+            out,
+            "Byte-pair encoding starts from single bytes [1]. Larger vocabularies make sequences shorter [2]."
+        );
+        assert_eq!(release.cited(), vec![1, 2]);
     }
 
     #[test]

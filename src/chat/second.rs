@@ -31,14 +31,7 @@ impl SecondOpinion {
         undecided: &[(usize, String, Vec<usize>)],
         passages: &[Citation],
     ) -> Vec<(usize, bool)> {
-        let shown: Vec<PromptPassage<'_>> = passages
-            .iter()
-            .map(|c| PromptPassage {
-                n: c.n,
-                section: &c.section,
-                text: &c.text,
-            })
-            .collect();
+        let shown: Vec<PromptPassage<'_>> = passages.iter().map(Citation::prompt_passage).collect();
         let claims: Vec<(String, Vec<usize>)> = undecided
             .iter()
             .map(|(_, text, cites)| (text.clone(), cites.clone()))

@@ -564,24 +564,17 @@ impl<'a> Verifier<'a> {
         }
     }
 
-    /// Judges one sentence (citation markers already taken out) that cites `cited`.
+    /// Judges one sentence (citation markers already taken out) that cites `cited`: a word-for-
+    /// word quote of a passage by [`quote_verdict`], anything else by [`Verifier::judge_claim`].
     pub fn judge(&self, sentence: &str, cited: &[usize]) -> Verdict {
+        let texts: Vec<&str> = self.passages.iter().map(|p| p.text.as_str()).collect();
+        quote_verdict(&texts, sentence, cited).unwrap_or_else(|| self.judge_claim(sentence, cited))
+    }
+
+    /// Judges a sentence by its numbers, names, words and polarity (the lexical checks).
+    pub fn judge_claim(&self, sentence: &str, cited: &[usize]) -> Verdict {
         let body = text::without_list_marker(sentence).trim();
-        let cited: Vec<usize> = cited
-            .iter()
-            .copied()
-            .filter(|n| (1..=self.passages.len()).contains(n))
-            .collect();
-        if let Some(n) = self.quoted_from(body) {
-            return if cited.is_empty() || cited.contains(&n) {
-                Verdict::Supported { cites: vec![n] }
-            } else {
-                Verdict::Corrected {
-                    from: cited,
-                    to: vec![n],
-                }
-            };
-        }
+        let cited = valid_citations(cited, self.passages.len());
         let claim = self.claim(body);
         if claim.terms.is_empty() && claim.names.is_empty() && claim.numbers.is_empty() {
             // "Good question!" states nothing; "Not really." does.
@@ -638,11 +631,6 @@ impl<'a> Verifier<'a> {
             }
             why => Verdict::Unsupported(why),
         }
-    }
-
-    /// The passage that contains the sentence word for word (as the extractive answerer quotes).
-    pub fn quoted_from(&self, sentence: &str) -> Option<usize> {
-        quoted_in(self.passages.iter().map(|p| p.text.as_str()), sentence)
     }
 
     fn claim(&self, body: &str) -> Claim {
@@ -753,9 +741,19 @@ impl<'a> Verifier<'a> {
     }
 }
 
-/// The passage (numbered from 1) of `passages` that contains the sentence word for word, as the
-/// extractive answerer quotes; short fragments do not count.
-pub fn quoted_in<'a>(passages: impl IntoIterator<Item = &'a str>, sentence: &str) -> Option<usize> {
+/// The cited numbers that name one of `passages` passages (numbered from 1).
+fn valid_citations(cited: &[usize], passages: usize) -> Vec<usize> {
+    cited
+        .iter()
+        .copied()
+        .filter(|n| (1..=passages).contains(n))
+        .collect()
+}
+
+/// The verdict on a sentence that quotes one of `passages` (numbered from 1) word for word, as
+/// the extractive answerer does: supported by that passage, its citation corrected when it cites
+/// another. `None` when it quotes none (short fragments do not count).
+pub fn quote_verdict(passages: &[&str], sentence: &str, cited: &[usize]) -> Option<Verdict> {
     let quote = text::without_list_marker(sentence)
         .trim()
         .trim_end_matches(['.', '!', '?', ':', ';', ','])
@@ -763,10 +761,16 @@ pub fn quoted_in<'a>(passages: impl IntoIterator<Item = &'a str>, sentence: &str
     if quote.len() < 12 {
         return None;
     }
-    passages
-        .into_iter()
-        .position(|p| p.contains(quote))
-        .map(|i| i + 1)
+    let n = passages.iter().position(|p| p.contains(quote))? + 1;
+    let cited = valid_citations(cited, passages.len());
+    Some(if cited.is_empty() || cited.contains(&n) {
+        Verdict::Supported { cites: vec![n] }
+    } else {
+        Verdict::Corrected {
+            from: cited,
+            to: vec![n],
+        }
+    })
 }
 
 /// How close a failure came to support, to report the most telling reason.

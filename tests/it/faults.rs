@@ -10,10 +10,7 @@ const LESSON: &str = "hybrid-routing";
 const QUESTION: &str = "What are fallbacks for?";
 
 fn answer(text: &str) -> Behaviour {
-    Behaviour::Answer {
-        text: text.to_string(),
-        chunk: 4,
-    }
+    crate::helpers::answer(text, 4)
 }
 
 fn provider(name: &str, model: &FakeModel) -> NamedProvider {

@@ -47,6 +47,14 @@ pub enum Behaviour {
     Obedient,
 }
 
+/// The fake answers `text`, streamed in pieces of `chunk` characters.
+pub fn answer(text: &str, chunk: usize) -> Behaviour {
+    Behaviour::Answer {
+        text: text.to_string(),
+        chunk,
+    }
+}
+
 /// Counts the fake's streams that ended because the client went away (or finished).
 struct CloseGuard(Arc<std::sync::atomic::AtomicUsize>);
 

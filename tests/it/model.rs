@@ -1,16 +1,9 @@
 //! The full stack through a fake OpenAI-compatible model on 127.0.0.1: what the model is sent,
 //! how its answer is checked, and how its failures reach the client.
 
-use crate::helpers::{Behaviour, FakeModel, spawn_app};
+use crate::helpers::{Behaviour, FakeModel, answer, spawn_app};
 use serde_json::json;
 use std::time::Duration;
-
-fn answer(text: &str, chunk: usize) -> Behaviour {
-    Behaviour::Answer {
-        text: text.to_string(),
-        chunk,
-    }
-}
 
 const QUESTION: &str = "What does open weights mean?";
 

@@ -2,7 +2,7 @@
 //! faithfully or with one thing wrong, and the learner sees the same verified text over JSON,
 //! `/v1/chat` SSE and the OpenAI-compatible stream.
 
-use crate::helpers::{Behaviour, FakeModel, parse_sse, spawn_app, spawn_app_with};
+use crate::helpers::{Behaviour, FakeModel, answer, parse_sse, spawn_app, spawn_app_with};
 use serde_json::{Value, json};
 use std::time::Duration;
 use tutor::config::VerifySettings;
@@ -12,11 +12,9 @@ const QUESTION: &str = "What does open weights mean?";
 /// A sentence of the lesson that answers the question (it is in passage [3] for QUESTION).
 const FAITHFUL: &str = "Open weights means the parameter files can be downloaded and run on your own machines or with any hosting company you choose";
 
+/// A fake model streaming its answer a few characters at a time, as providers stream tokens.
 fn token_by_token(text: &str) -> Behaviour {
-    Behaviour::Answer {
-        text: text.to_string(),
-        chunk: 3,
-    }
+    answer(text, 3)
 }
 
 /// What the learner is shown on each path: (JSON answer body, SSE deltas joined, SSE done,
