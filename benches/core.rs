@@ -168,6 +168,10 @@ fn main() {
             format!("Put simply, {} [{}]. ", first.trim_end_matches('.'), i + 1)
         })
         .collect();
+    eprintln!(
+        "four-sentence answer: {} words",
+        answer.split_whitespace().count()
+    );
     let release = |checker: &tutor::chat::check::Checker| {
         let mut release = tutor::chat::release::Release::new(false);
         release.push(&answer, checker);
@@ -193,6 +197,44 @@ fn main() {
     c.bench_function("verify a four-sentence answer (sentences only)", |b| {
         b.iter(|| release(&checker))
     });
+
+    // The same for an answer as the tutor's prompt asks for (short sentences, ~60 words), on a
+    // lesson of the sample course: a model's paraphrase, nothing quoted word for word.
+    let course = load_catalog(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("lessons"))
+        .expect("sample course loads");
+    let routing = course.get("hybrid-routing").expect("sample lesson");
+    let course_sources: Vec<(&str, &str)> =
+        ["Escalated requests take longer", "Self-reported confidence"]
+            .iter()
+            .filter_map(|words| routing.passages.iter().find(|p| p.text.contains(words)))
+            .map(|p| (routing.section_of(p).title.as_str(), p.text.as_str()))
+            .collect();
+    let short_answer = "A cascade tries the cheap model first and escalates when a check fails [1]. \
+        The catch is that escalated requests take longer [1]. Useful checks include validating \
+        output against a schema or running unit tests on generated code [2]. Self-reported \
+        confidence is an unreliable signal on its own [2].";
+    let course_checker = tutor::chat::check::Checker::new(
+        &analysis,
+        shared_prompts.clone(),
+        &course_sources,
+        "What is the weakness of a cascade?",
+        &routing.title,
+    );
+    let short = |checker: &tutor::chat::check::Checker| {
+        let mut release = tutor::chat::release::Release::new(false);
+        release.push(short_answer, checker);
+        release.finish(checker);
+        black_box(release.shown().to_string())
+    };
+    assert_eq!(
+        short(&course_checker),
+        short_answer,
+        "every sentence stands"
+    );
+    c.bench_function(
+        "verify a four-sentence tutor answer, 60 words (sentences only)",
+        |b| b.iter(|| short(&course_checker)),
+    );
 
     // What an LTI learner's every request adds: verifying the session token (HS256).
     let keys_dir = tempfile::tempdir().expect("keys dir");

@@ -22,6 +22,9 @@ const BUILT_IN: &[(&str, &str)] = &[
     (VERIFY, include_str!("../prompts/verify.j2")),
 ];
 
+/// The letters of the fence markers (`<lesson-passages>`, `</lesson-passages>`).
+const FENCE_SKELETON: &str = "lessonpassages";
+
 /// A reworded rule still counts as repeated when a sentence holds this share of its words.
 const REWORDED_RULE_SHARE: f32 = 0.7;
 /// Rules with fewer distinctive words than this are only matched as written.
@@ -43,6 +46,8 @@ pub enum PromptError {
         #[source]
         source: minijinja::Error,
     },
+    #[error("cannot index the system prompt's rules: {0}")]
+    Rules(String),
     #[error("cannot read {path}: {source}")]
     Read {
         path: String,
@@ -70,12 +75,17 @@ pub struct PromptLesson<'a> {
 /// The loaded templates.
 pub struct Prompts {
     env: Environment<'static>,
-    /// The system prompt's own sentences (its rules, and the fixed words of its first line)
-    /// as letters-only skeletons: a model answer repeating one is withheld, however it is
-    /// spaced, wrapped, widened or sprinkled with invisible characters.
-    rule_skeletons: Vec<String>,
-    /// The distinctive words of each rule: a sentence holding most of them is a reworded rule.
-    rule_words: Vec<Vec<String>>,
+    /// Finds, in one pass over an answer's letters-only skeleton, the skeleton of any of the
+    /// system prompt's own sentences (its rules, and the fixed words of its first line) or of the
+    /// fence: a model answer repeating one is withheld, however it is spaced, wrapped, widened
+    /// or sprinkled with invisible characters.
+    rule_finder: aho_corasick::AhoCorasick,
+    /// How many distinctive words each rule has: a sentence holding most of a rule's words is
+    /// a reworded rule.
+    rule_sizes: Vec<usize>,
+    /// Each distinctive word of the rules: its number (for counting it once) and the rules
+    /// (indices into `rule_sizes`) it is in.
+    rule_index: std::collections::HashMap<String, (usize, Vec<usize>)>,
 }
 
 /// The distinctive words of a [`crate::text::normalise`]d text, lower-cased.
@@ -130,8 +140,11 @@ impl Prompts {
         }
         let mut prompts = Prompts {
             env,
-            rule_skeletons: Vec::new(),
-            rule_words: Vec::new(),
+            // Filled in below, once the rules are known from a rendered sample.
+            rule_finder: aho_corasick::AhoCorasick::new([FENCE_SKELETON])
+                .map_err(|e| PromptError::Rules(e.to_string()))?,
+            rule_sizes: Vec::new(),
+            rule_index: std::collections::HashMap::new(),
         };
         // Render once with sample data so a broken template fails at load, not mid-request,
         // and keep the rules' own sentences (everything outside the fence).
@@ -173,18 +186,31 @@ impl Prompts {
             .collect();
         // Sentences holding the lesson's own words (the first line names the lesson) keep
         // their fixed parts: "You are the tutor beside the lesson".
-        prompts.rule_skeletons = sentences
+        let skeletons = sentences
             .iter()
             .flat_map(|s| s.split(SAMPLE))
             .map(|s| crate::text::skeleton(&crate::text::normalise(s)))
             .filter(|s| s.len() >= 20)
-            .collect();
-        prompts.rule_words = sentences
+            .chain(std::iter::once(FENCE_SKELETON.to_string()));
+        prompts.rule_finder = aho_corasick::AhoCorasick::new(skeletons)
+            .map_err(|e| PromptError::Rules(e.to_string()))?;
+        let rules = sentences
             .iter()
             .filter(|s| !s.contains(SAMPLE))
             .map(|s| distinctive_words(&crate::text::normalise(s)))
-            .filter(|w| w.len() >= MIN_RULE_WORDS)
-            .collect();
+            .filter(|w| w.len() >= MIN_RULE_WORDS);
+        for (rule, words) in rules.enumerate() {
+            prompts.rule_sizes.push(words.len());
+            for word in words {
+                let next = prompts.rule_index.len();
+                prompts
+                    .rule_index
+                    .entry(word)
+                    .or_insert_with(|| (next, Vec::new()))
+                    .1
+                    .push(rule);
+            }
+        }
         Ok(prompts)
     }
 
@@ -210,25 +236,24 @@ impl Prompts {
     /// (after Unicode normalisation, whatever the spacing), or most of a rule's words.
     pub fn reveals_rules(&self, text: &str) -> bool {
         let normal = crate::text::normalise(text);
-        let skeleton = crate::text::skeleton(&normal);
-        if skeleton.contains("lessonpassages") {
+        if self.rule_finder.is_match(&crate::text::skeleton(&normal)) {
             return true;
         }
-        if self
-            .rule_skeletons
+        let mut found = vec![0usize; self.rule_sizes.len()];
+        let mut seen = vec![false; self.rule_index.len()];
+        for (_, word) in crate::text::words(&normal.to_lowercase()) {
+            if let Some((id, rules)) = self.rule_index.get(word)
+                && !std::mem::replace(&mut seen[*id], true)
+            {
+                for &rule in rules {
+                    found[rule] += 1;
+                }
+            }
+        }
+        found
             .iter()
-            .any(|rule| skeleton.contains(rule.as_str()))
-        {
-            return true;
-        }
-        let words = distinctive_words(&normal);
-        self.rule_words.iter().any(|rule| {
-            let found = rule
-                .iter()
-                .filter(|w| words.binary_search(w).is_ok())
-                .count();
-            found as f32 >= REWORDED_RULE_SHARE * rule.len() as f32
-        })
+            .zip(&self.rule_sizes)
+            .any(|(&found, &size)| found as f32 >= REWORDED_RULE_SHARE * size as f32)
     }
 
     /// The prompt asking a verifier model whether each claim is supported by the passages.

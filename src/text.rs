@@ -85,16 +85,10 @@ pub fn is_abbreviation(before: &str) -> bool {
 /// The words of a text with their byte offsets: runs of letters and digits, split exactly as the
 /// index's tokenizer splits them (so "Llama-3" and "Llama 3" are the same two words).
 pub fn words(text: &str) -> impl Iterator<Item = (usize, &str)> {
-    let mut rest = text.char_indices().peekable();
-    std::iter::from_fn(move || {
-        while rest.next_if(|(_, c)| !c.is_alphanumeric()).is_some() {}
-        let (start, _) = *rest.peek()?;
-        let mut end = start;
-        while let Some((i, c)) = rest.next_if(|(_, c)| c.is_alphanumeric()) {
-            end = i + c.len_utf8();
-        }
-        Some((start, &text[start..end]))
-    })
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        // Each word is a slice of `text`: its offset is the distance between them.
+        .map(move |w| (w.as_ptr() as usize - text.as_ptr() as usize, w))
 }
 
 /// A number a text states, with the byte range of its words.
@@ -234,11 +228,19 @@ const NEGATIONS: &[&str] = &[
 
 /// True when a sentence contains a negation ("not", "never", "no", "n't", "without", "cannot").
 pub fn is_negated(sentence: &str) -> bool {
-    let lower = sentence.to_lowercase();
-    if lower.contains("n't") || lower.contains("n’t") {
-        return true;
+    let mut previous = ' ';
+    let mut chars = sentence.chars().peekable();
+    while let Some(c) = chars.next() {
+        // "n't" and "n’t", in any case.
+        if matches!(c, '\'' | '’')
+            && previous.eq_ignore_ascii_case(&'n')
+            && chars.peek().is_some_and(|t| t.eq_ignore_ascii_case(&'t'))
+        {
+            return true;
+        }
+        previous = c;
     }
-    words(&lower).any(|(_, w)| NEGATIONS.contains(&w))
+    words(&sentence.to_lowercase()).any(|(_, w)| NEGATIONS.contains(&w))
 }
 
 /// True for invisible formatting characters (zero-width spaces and joiners, direction marks,
@@ -254,6 +256,10 @@ pub fn is_format_char(c: char) -> bool {
 
 /// Unicode-normalised text (NFKC) without invisible formatting characters.
 pub fn normalise(text: &str) -> String {
+    if text.is_ascii() {
+        // ASCII is its own NFKC form and holds no formatting characters.
+        return text.to_string();
+    }
     text.nfkc().filter(|c| !is_format_char(*c)).collect()
 }
 
@@ -261,6 +267,13 @@ pub fn normalise(text: &str) -> String {
 /// searched inside another whatever spacing, punctuation, width or invisible characters were put
 /// between its letters.
 pub fn skeleton(normalised: &str) -> String {
+    if normalised.is_ascii() {
+        return normalised
+            .bytes()
+            .filter(u8::is_ascii_alphanumeric)
+            .map(|b| char::from(b.to_ascii_lowercase()))
+            .collect();
+    }
     normalised
         .chars()
         .filter(|c| c.is_alphanumeric())

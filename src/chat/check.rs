@@ -5,7 +5,6 @@ use super::release::Judge;
 use super::verify::{Context, Evidence, Unsupported, Verdict, Verifier, quote_verdict};
 use crate::index::Analyzer;
 use crate::prompts::Prompts;
-use std::collections::HashSet;
 use std::sync::{Arc, OnceLock};
 
 /// What a verifier needs that does not change between answers: the analyzer and the filler
@@ -13,7 +12,7 @@ use std::sync::{Arc, OnceLock};
 #[derive(Clone)]
 pub struct Analysis {
     analyzer: Arc<Analyzer>,
-    filler: Arc<HashSet<String>>,
+    filler: Arc<super::verify::WordSet>,
 }
 
 impl Analysis {

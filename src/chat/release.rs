@@ -327,68 +327,55 @@ pub fn sentence_end(text: &str, at_end: bool) -> Option<usize> {
     if start == text.len() {
         return None;
     }
-    let chars: Vec<(usize, char)> = text[start..]
-        .char_indices()
-        .map(|(i, c)| (i + start, c))
-        .collect();
-    let byte = |k: usize| chars.get(k).map_or(text.len(), |(i, _)| *i);
-    for i in 0..chars.len() {
-        let (at, c) = chars[i];
+    for (i, c) in text[start..].char_indices() {
+        let at = start + i;
         if c == '\n' {
             return Some(at);
         }
         if !matches!(c, '.' | '!' | '?') {
             continue;
         }
-        let mut j = i + 1;
-        while j < chars.len() && matches!(chars[j].1, '"' | '\'' | '”' | '’' | ')') {
-            j += 1;
-        }
-        if j == chars.len() {
+        let closed = text[at + 1..].trim_start_matches(['"', '\'', '”', '’', ')']);
+        let Some(after) = closed.chars().next() else {
             return at_end.then_some(text.len());
-        }
-        if !(chars[j].1.is_whitespace() || chars[j].1 == '[') {
+        };
+        if !(after.is_whitespace() || after == '[') {
             continue;
         }
         if c == '.' && crate::text::is_abbreviation(&text[start..at]) {
             continue;
         }
-        let mut end = byte(j);
-        let mut k = j;
-        loop {
-            while k < chars.len() && chars[k].1.is_whitespace() && chars[k].1 != '\n' {
-                k += 1;
-            }
-            if k == chars.len() {
+        // The sentence ends here, with any markers that follow it; look at what comes next.
+        let mut end = text.len() - closed.len();
+        let next = loop {
+            let rest = text[end..].trim_start_matches(|c: char| c.is_whitespace() && c != '\n');
+            if rest.is_empty() {
                 return at_end.then_some(end);
             }
-            if chars[k].1 != '[' {
-                break;
+            if !rest.starts_with('[') {
+                break rest;
             }
-            match parse_marker(&text[byte(k)..]) {
-                Marker::Numbers(_, len) => {
-                    end = byte(k) + len;
-                    while k < chars.len() && chars[k].0 < end {
-                        k += 1;
-                    }
-                }
+            match parse_marker(rest) {
+                Marker::Numbers(_, len) => end = text.len() - rest.len() + len,
                 Marker::Incomplete if !at_end => return None,
-                Marker::Incomplete | Marker::Not => break,
+                Marker::Incomplete | Marker::Not => break rest,
             }
-        }
-        let next = chars[k].1;
-        let starts_sentence =
-            next == '\n' || next.is_uppercase() || next.is_numeric() || !next.is_alphabetic();
-        if starts_sentence {
+        };
+        let first = next.chars().next().unwrap_or(' ');
+        if first == '\n' || first.is_uppercase() || first.is_numeric() || !first.is_alphabetic() {
             return Some(end);
         }
     }
     if text.len() - start > MAX_SENTENCE {
         // A run-on: cut at the last space before the limit.
-        let cut = text[..start + MAX_SENTENCE]
+        let mut limit = start + MAX_SENTENCE;
+        while !text.is_char_boundary(limit) {
+            limit -= 1;
+        }
+        let cut = text[..limit]
             .rfind(' ')
             .filter(|&i| i > start)
-            .unwrap_or(start + MAX_SENTENCE);
+            .unwrap_or(limit);
         return Some(cut);
     }
     at_end.then_some(text.len())
@@ -399,12 +386,11 @@ mod tests {
     use super::*;
     use crate::chat::verify::{Context, Evidence, Verifier, filler_terms};
     use crate::index::Analyzer;
-    use std::collections::HashSet;
 
     /// The real verifier over two passages, with a leak check for one phrase.
     struct Fixture {
         analyzer: Analyzer,
-        filler: HashSet<String>,
+        filler: crate::chat::verify::WordSet,
         evidence: Vec<Evidence>,
         context: Context,
     }
@@ -483,6 +469,14 @@ mod tests {
             let got = sentence_end(text, *at_end).map(|end| &text[..end]);
             assert_eq!(got, *expected, "{text:?}");
         }
+    }
+
+    #[test]
+    fn a_run_on_is_cut_at_a_space_even_in_other_scripts() {
+        let run_on = "éèê ".repeat(400);
+        let end = sentence_end(&run_on, false).expect("cut");
+        assert!(end <= MAX_SENTENCE && run_on.is_char_boundary(end), "{end}");
+        assert!(run_on[..end].ends_with('ê'), "cut at a space");
     }
 
     #[test]

@@ -16,7 +16,11 @@
 
 use crate::index::Analyzer;
 use crate::text;
-use std::collections::HashSet;
+
+/// A set of words or terms. Verification looks words up in a few small sets per sentence, many
+/// times per answer: a fast non-cryptographic hash (FxHash) is what fits (no key is attacker-
+/// chosen in a way that matters: the sets are rebuilt per answer and hold a few hundred words).
+pub type WordSet = rustc_hash::FxHashSet<String>;
 
 /// Least share of a sentence's content words that its supporting passages must contain.
 ///
@@ -355,19 +359,19 @@ pub struct Evidence {
     /// The passage text as given, for word-for-word quotes.
     text: String,
     /// Analyzed terms of the passage and its section title.
-    terms: HashSet<String>,
+    terms: WordSet,
     /// Lower-cased words of the passage and its section title (names are checked by word).
-    words: HashSet<String>,
+    words: WordSet,
     /// Numbers the passage states.
     numbers: Vec<f64>,
     /// Each sentence (list item, table row) of the passage: its terms and whether it negates.
-    sentences: Vec<(HashSet<String>, bool)>,
+    sentences: Vec<(WordSet, bool)>,
 }
 
 impl Evidence {
     /// Analyses a passage (and the title of its section).
     pub fn new(analyzer: &Analyzer, passage: &str, section: &str) -> Evidence {
-        let mut terms: HashSet<String> = analyzer.terms(section).into_iter().collect();
+        let mut terms: WordSet = analyzer.terms(section).into_iter().collect();
         let mut words = lower_words(section);
         let mut numbers: Vec<f64> = text::numbers(section).iter().map(|n| n.value).collect();
         // One analysis of the whole passage, its terms then assigned to sentences by offset.
@@ -378,7 +382,7 @@ impl Evidence {
                 // `sentence` is a slice of `passage`: its offset is the distance between them.
                 let start = sentence.as_ptr() as usize - passage.as_ptr() as usize;
                 let end = start + sentence.len();
-                let sentence_terms: HashSet<String> = tokens
+                let sentence_terms: WordSet = tokens
                     .iter()
                     .filter(|(at, _)| (start..end).contains(at))
                     .map(|(_, t)| t.clone())
@@ -399,7 +403,7 @@ impl Evidence {
     }
 }
 
-fn lower_words(text: &str) -> HashSet<String> {
+fn lower_words(text: &str) -> WordSet {
     text::words(text).map(|(_, w)| w.to_lowercase()).collect()
 }
 
@@ -407,9 +411,9 @@ fn lower_words(text: &str) -> HashSet<String> {
 #[derive(Debug, Clone, Default)]
 pub struct Context {
     /// Lower-cased words of the question and the title.
-    words: HashSet<String>,
+    words: WordSet,
     /// Analyzed terms of the question and the title.
-    terms: HashSet<String>,
+    terms: WordSet,
     /// Numbers in the lesson's title (not the question's: a learner's wrong guess must not
     /// become the answer).
     numbers: Vec<f64>,
@@ -420,7 +424,7 @@ impl Context {
     pub fn new(analyzer: &Analyzer, question: &str, title: &str) -> Context {
         let mut words = lower_words(question);
         words.extend(lower_words(title));
-        let mut terms: HashSet<String> = analyzer.terms(question).into_iter().collect();
+        let mut terms: WordSet = analyzer.terms(question).into_iter().collect();
         terms.extend(analyzer.terms(title));
         Context {
             words,
@@ -534,13 +538,13 @@ struct Claim {
 /// Judges sentences against the passages of one answer.
 pub struct Verifier<'a> {
     analyzer: &'a Analyzer,
-    filler: &'a HashSet<String>,
+    filler: &'a WordSet,
     passages: &'a [Evidence],
     context: &'a Context,
 }
 
 /// The filler words as the analyzer sees them (stems), built once.
-pub fn filler_terms(analyzer: &Analyzer) -> HashSet<String> {
+pub fn filler_terms(analyzer: &Analyzer) -> WordSet {
     FILLER
         .iter()
         .flat_map(|w| analyzer.terms(w))
@@ -552,7 +556,7 @@ impl<'a> Verifier<'a> {
     /// A verifier over `passages` (numbered from 1 in the order given).
     pub fn new(
         analyzer: &'a Analyzer,
-        filler: &'a HashSet<String>,
+        filler: &'a WordSet,
         passages: &'a [Evidence],
         context: &'a Context,
     ) -> Verifier<'a> {
@@ -663,7 +667,7 @@ impl<'a> Verifier<'a> {
                 name_forms.push((word.to_lowercase(), stem));
             }
         }
-        let mut seen = HashSet::new();
+        let mut seen = WordSet::default();
         let terms = tokens
             .into_iter()
             .filter(|(at, term)| {
@@ -761,7 +765,12 @@ pub fn quote_verdict(passages: &[&str], sentence: &str, cited: &[usize]) -> Opti
     if quote.len() < 12 {
         return None;
     }
-    let n = passages.iter().position(|p| p.contains(quote))? + 1;
+    // One searcher for every passage (building it is most of the cost of a search).
+    let finder = memchr::memmem::Finder::new(quote);
+    let n = passages
+        .iter()
+        .position(|p| finder.find(p.as_bytes()).is_some())?
+        + 1;
     let cited = valid_citations(cited, passages.len());
     Some(if cited.is_empty() || cited.contains(&n) {
         Verdict::Supported { cites: vec![n] }
