@@ -151,16 +151,22 @@ fn main() {
     // word-for-word quote and every one goes through the lexical checks.
     let analysis = tutor::chat::check::Analysis::new();
     let shared_prompts = Arc::new(Prompts::built_in());
-    let sources: Vec<(&str, &str)> = lesson
+    let sources: Vec<(&str, &str, &str)> = lesson
         .passages
         .iter()
         .take(4)
-        .map(|p| (lesson.section_of(p).title.as_str(), p.text.as_str()))
+        .map(|p| {
+            (
+                p.id.as_str(),
+                lesson.section_of(p).title.as_str(),
+                p.text.as_str(),
+            )
+        })
         .collect();
     let answer: String = sources
         .iter()
         .enumerate()
-        .map(|(i, (_, text))| {
+        .map(|(i, (_, _, text))| {
             let first = tutor::text::split_sentences(text)
                 .into_iter()
                 .next()
@@ -179,9 +185,10 @@ fn main() {
         black_box(release.shown().len())
     };
     let question = "What does this part of the lesson say?";
+    // A fresh cache each time: the passages are analysed for this answer.
     let checker_for_answer = || {
         tutor::chat::check::Checker::new(
-            &analysis,
+            &analysis.for_new_catalog(),
             shared_prompts.clone(),
             &sources,
             question,
@@ -203,11 +210,14 @@ fn main() {
     let course = load_catalog(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("lessons"))
         .expect("sample course loads");
     let routing = course.get("hybrid-routing").expect("sample lesson");
-    let course_sources: Vec<(&str, &str)> =
+    let course_sources: Vec<(&str, &str, &str)> =
         ["Escalated requests take longer", "Self-reported confidence"]
             .iter()
             .filter_map(|words| routing.passages.iter().find(|p| p.text.contains(words)))
-            .map(|p| (routing.section_of(p).title.as_str(), p.text.as_str()))
+            .map(|p| {
+                let section = routing.section_of(p).title.as_str();
+                (p.id.as_str(), section, p.text.as_str())
+            })
             .collect();
     let short_answer = "A cascade tries the cheap model first and escalates when a check fails [1]. \
         The catch is that escalated requests take longer [1]. Useful checks include validating \

@@ -14,6 +14,8 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=benches/lib.sh
+. "$HERE/benches/lib.sh"
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/tutor-bench"
 RUNS="${RUNS:-3}"
 DURATION="${DURATION:-10s}"
@@ -42,49 +44,14 @@ if [ ! -d "$CATALOG" ]; then
   "$HERE/target/release/examples/gen-catalog" "$LESSONS_N" "$CATALOG" >/dev/null
 fi
 
-FAKE="$CACHE/fake-upstream/target/release/fake-upstream"
-if [ ! -x "$FAKE" ]; then
-  rm -rf "$CACHE/fake-upstream" && mkdir -p "$CACHE" && cp -r "$HERE/../shared/peer/fake-upstream" "$CACHE/fake-upstream"
-  chmod -R u+w "$CACHE/fake-upstream"
-  cargo build --release -q --manifest-path "$CACHE/fake-upstream/Cargo.toml"
-fi
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-now() { date +%s.%N; }
-ms_since() { python3 -c "import sys; print(round((float(sys.argv[2]) - float(sys.argv[1])) * 1000))" "$1" "$(now)"; }
-rss_mb() { awk -v k="$2" '$1 == k":" {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
-median() { sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
-
-wait_ready() {  # PORT -> ms until /readyz is 200
-  local t0 i; t0=$(now)
-  for i in $(seq 1 2000); do
-    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$1/readyz")" = 200 ] && break
-    sleep 0.005
-  done
-  ms_since "$t0"
-}
+FAKE=$(fake_model "$HERE" "$CACHE")
 
 # --- index -------------------------------------------------------------------------------------
 t0=$(now); "$TUTOR" --lessons "$CATALOG" --index "$WORK/index" index >/dev/null; INDEX_COLD=$(ms_since "$t0")
 t0=$(now); "$TUTOR" --lessons "$CATALOG" --index "$WORK/index" index >/dev/null; INDEX_WARM=$(ms_since "$t0")
 
 # --- the request mix: questions built from words of the 8th lesson, plus its golden questions ---
-LESSON=$(python3 - "$CATALOG" "$WORK/chat.lua" "$WORK/stream-question" <<'EOF'
-import json, os, re, sys
-cat, lua, sq = sys.argv[1:4]
-lesson = sorted(f for f in os.listdir(cat) if f.endswith(".md"))[7][:-3]
-body = open(os.path.join(cat, lesson + ".md")).read().split("---", 2)[-1]
-words = re.findall(r"[A-Za-z]{6,}", body)
-qs = [f"What about {words[i]} and {words[i+1]}?" for i in range(0, 40, 2)]
-qs += [l.split('"')[1] for l in open(os.path.join(cat, lesson + ".questions.toml")) if l.startswith("q =")]
-bodies = [json.dumps({"lesson_id": lesson, "message": q}) for q in qs]
-open(lua, "w").write("local b = {" + ",".join("[[" + b + "]]" for b in bodies) + "}\nlocal i = 0\n"
-    "request = function() i = i + 1; return wrk.format('POST', '/v1/chat', "
-    "{['Content-Type']='application/json'}, b[(i % #b) + 1]) end\n")
-open(sq, "w").write(qs[1])
-print(lesson)
-EOF
-)
+LESSON=$(request_mix "$CATALOG" "$WORK/chat.lua" "$WORK/stream-question")
 
 # --- extractive ----------------------------------------------------------------------------------
 PORT=$(free_port)
@@ -98,11 +65,6 @@ wrk -t2 -c"$CONNS" -d2s -s "$WORK/chat.lua" "http://127.0.0.1:$PORT" >/dev/null 
 for r in $(seq 1 "$RUNS"); do
   wrk -t2 -c"$CONNS" -d"$DURATION" --latency -s "$WORK/chat.lua" "http://127.0.0.1:$PORT" >"$WORK/wrk-$r.txt"
 done
-parse() {  # FILE -> rps p50_ms p99_ms non2xx
-  awk 'function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
-       /^ +50%/ { p50 = ms($2) } /^ +99%/ { p99 = ms($2) } /Requests\/sec:/ { rps = $2 }
-       /Non-2xx or 3xx responses:/ { bad = $5 } END { printf "%s %.2f %.2f %d\n", rps, p50, p99, bad }' "$1"
-}
 for r in $(seq 1 "$RUNS"); do parse "$WORK/wrk-$r.txt"; done >"$WORK/runs.txt"
 RPS=$(cut -d' ' -f1 "$WORK/runs.txt" | median); RPS_ALL=$(cut -d' ' -f1 "$WORK/runs.txt" | tr '\n' ' ')
 P50=$(cut -d' ' -f2 "$WORK/runs.txt" | median)

@@ -2,17 +2,23 @@
 //! the passages given to the model, and the leak check of the tutor's own instructions.
 
 use super::release::Judge;
-use super::verify::{Context, Evidence, Unsupported, Verdict, Verifier, quote_verdict};
+use super::verify::{
+    Context, EvidenceCache, Source, Unsupported, Verdict, Verifier, quote_verdict,
+};
 use crate::index::Analyzer;
 use crate::prompts::Prompts;
 use std::sync::{Arc, OnceLock};
 
-/// What a verifier needs that does not change between answers: the analyzer and the filler
-/// words as it sees them.
+/// Passages whose analysis is kept between answers: about 100 lessons' worth, a few megabytes.
+const CACHED_PASSAGES: usize = 1024;
+
+/// What a verifier needs that does not change between answers: the analyzer, the filler words
+/// as it sees them, and the passages analysed for earlier answers.
 #[derive(Clone)]
 pub struct Analysis {
     analyzer: Arc<Analyzer>,
     filler: Arc<super::verify::WordSet>,
+    cache: EvidenceCache,
 }
 
 impl Analysis {
@@ -23,8 +29,24 @@ impl Analysis {
         Analysis {
             analyzer: Arc::new(analyzer),
             filler: Arc::new(filler),
+            cache: new_cache(),
         }
     }
+
+    /// The same analyzer with an empty cache, for a reloaded catalog (where a passage id may
+    /// name new text).
+    pub fn for_new_catalog(&self) -> Analysis {
+        Analysis {
+            cache: new_cache(),
+            ..self.clone()
+        }
+    }
+}
+
+fn new_cache() -> EvidenceCache {
+    EvidenceCache::new(
+        std::num::NonZeroUsize::new(CACHED_PASSAGES).unwrap_or(std::num::NonZeroUsize::MIN),
+    )
 }
 
 impl Default for Analysis {
@@ -38,20 +60,21 @@ impl Default for Analysis {
 pub struct Checker {
     analysis: Analysis,
     prompts: Arc<Prompts>,
-    /// (section title, text) of each passage, numbered from 1.
-    passages: Vec<(String, String)>,
+    /// The passages, numbered from 1; each analysed when a sentence first needs it.
+    passages: Vec<Source>,
     question: String,
     title: String,
-    analysed: OnceLock<(Vec<Evidence>, Context)>,
+    /// The question and the lesson's title, analysed when a sentence first needs them.
+    context: OnceLock<Context>,
 }
 
 impl Checker {
-    /// Checks against `passages` (section title, text), numbered from 1 in this order, for a
-    /// question on a lesson titled `title`.
+    /// Checks against `passages` (passage id, section title, text), numbered from 1 in this
+    /// order, for a question on a lesson titled `title`.
     pub fn new(
         analysis: &Analysis,
         prompts: Arc<Prompts>,
-        passages: &[(&str, &str)],
+        passages: &[(&str, &str, &str)],
         question: &str,
         title: &str,
     ) -> Checker {
@@ -60,33 +83,27 @@ impl Checker {
             prompts,
             passages: passages
                 .iter()
-                .map(|(s, t)| (s.to_string(), t.to_string()))
+                .map(|(id, section, text)| Source::new(section, text).cached(&analysis.cache, id))
                 .collect(),
             question: question.to_string(),
             title: title.to_string(),
-            analysed: OnceLock::new(),
+            context: OnceLock::new(),
         }
     }
 
     fn verifier(&self) -> Verifier<'_> {
         let analyzer = &self.analysis.analyzer;
-        let (evidence, context) = self.analysed.get_or_init(|| {
-            (
-                self.passages
-                    .iter()
-                    .map(|(section, text)| Evidence::new(analyzer, text, section))
-                    .collect(),
-                Context::new(analyzer, &self.question, &self.title),
-            )
-        });
-        Verifier::new(analyzer, &self.analysis.filler, evidence, context)
+        let context = self
+            .context
+            .get_or_init(|| Context::new(analyzer, &self.question, &self.title));
+        Verifier::new(analyzer, &self.analysis.filler, &self.passages, context)
     }
 }
 
 impl Judge for Checker {
     fn judge(&self, sentence: &str, cited: &[usize]) -> Verdict {
         // Quoting the lesson is never a leak, whatever the lesson says.
-        let texts: Vec<&str> = self.passages.iter().map(|(_, t)| t.as_str()).collect();
+        let texts: Vec<&str> = self.passages.iter().map(Source::text).collect();
         if let Some(verdict) = quote_verdict(&texts, sentence, cited) {
             return verdict;
         }

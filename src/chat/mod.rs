@@ -356,6 +356,7 @@ impl Tutor {
         Tutor {
             retriever,
             prompts,
+            analysis: self.analysis.for_new_catalog(),
             ..self.clone()
         }
     }
@@ -476,9 +477,9 @@ impl Tutor {
             easy: question.message.split_whitespace().count() <= self.easy_max_words
                 && retrieval.coverage >= 0.99,
         };
-        let sources: Vec<(&str, &str)> = citations
+        let sources: Vec<(&str, &str, &str)> = citations
             .iter()
-            .map(|c| (c.section.as_str(), c.text.as_str()))
+            .map(|c| (c.passage_id.as_str(), c.section.as_str(), c.text.as_str()))
             .collect();
         let checker = Checker::new(
             &self.analysis,

@@ -384,37 +384,35 @@ pub fn sentence_end(text: &str, at_end: bool) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chat::verify::{Context, Evidence, Verifier, filler_terms};
+    use crate::chat::verify::{Context, Source, Verifier, filler_terms};
     use crate::index::Analyzer;
 
     /// The real verifier over two passages, with a leak check for one phrase.
     struct Fixture {
         analyzer: Analyzer,
         filler: crate::chat::verify::WordSet,
-        evidence: Vec<Evidence>,
+        sources: Vec<Source>,
         context: Context,
     }
 
     impl Fixture {
         fn new() -> Fixture {
             let analyzer = Analyzer::new();
-            let evidence = vec![
-                Evidence::new(
-                    &analyzer,
-                    "Byte-pair encoding starts from single bytes. The builder merges the most frequent pair of adjacent symbols until the vocabulary reaches between 32,000 and 200,000 tokens.",
+            let sources = vec![
+                Source::new(
                     "Building a vocabulary",
+                    "Byte-pair encoding starts from single bytes. The builder merges the most frequent pair of adjacent symbols until the vocabulary reaches between 32,000 and 200,000 tokens.",
                 ),
-                Evidence::new(
-                    &analyzer,
-                    "Larger vocabularies make sequences shorter but the embedding table bigger.",
+                Source::new(
                     "Trade-offs",
+                    "Larger vocabularies make sequences shorter but the embedding table bigger.",
                 ),
             ];
             let context = Context::new(&analyzer, "How is a vocabulary built?", "Tokens");
             Fixture {
                 filler: filler_terms(&analyzer),
                 analyzer,
-                evidence,
+                sources,
                 context,
             }
         }
@@ -425,7 +423,7 @@ mod tests {
             if sentence.contains("my rules") {
                 return Verdict::Unsupported(Unsupported::Leak);
             }
-            Verifier::new(&self.analyzer, &self.filler, &self.evidence, &self.context)
+            Verifier::new(&self.analyzer, &self.filler, &self.sources, &self.context)
                 .judge(sentence, cited)
         }
     }

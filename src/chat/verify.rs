@@ -16,6 +16,7 @@
 
 use crate::index::Analyzer;
 use crate::text;
+use std::sync::Arc;
 
 /// A set of words or terms. Verification looks words up in a few small sets per sentence, many
 /// times per answer: a fast non-cryptographic hash (FxHash) is what fits (no key is attacker-
@@ -353,11 +354,87 @@ fn is_starter(word: &str) -> bool {
     STARTERS.contains(&lower.as_str()) || lower.ends_with("ly")
 }
 
-/// What one passage offers as support, analysed once per answer.
+/// A passage given to the model: its text, and what it offers as support, analysed the first time
+/// a sentence needs it (a sentence citing one passage correctly analyses only that one), or taken
+/// from an [`EvidenceCache`] that analysed it for an earlier answer.
+#[derive(Debug)]
+pub struct Source {
+    section: String,
+    text: String,
+    evidence: std::sync::OnceLock<Arc<Evidence>>,
+    /// Where earlier answers' analyses are kept, and this passage's id there.
+    cache: Option<(EvidenceCache, String)>,
+}
+
+impl Source {
+    /// A passage under its section's title.
+    pub fn new(section: &str, text: &str) -> Source {
+        Source {
+            section: section.to_string(),
+            text: text.to_string(),
+            evidence: std::sync::OnceLock::new(),
+            cache: None,
+        }
+    }
+
+    /// The same, its analysis shared through `cache` under the passage's `id`.
+    pub fn cached(mut self, cache: &EvidenceCache, id: &str) -> Source {
+        self.cache = Some((cache.clone(), id.to_string()));
+        self
+    }
+
+    /// The passage text as given.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    fn evidence(&self, analyzer: &Analyzer) -> &Evidence {
+        self.evidence.get_or_init(|| {
+            let analyse = || Evidence::new(analyzer, &self.text, &self.section);
+            match &self.cache {
+                Some((cache, id)) => cache.get_or_analyse(id, analyse),
+                None => Arc::new(analyse()),
+            }
+        })
+    }
+}
+
+/// Passages analysed for earlier answers, by passage id, so that the passages of the lessons in
+/// use are analysed once rather than for every answer. Bounded: the least recently used go
+/// first. One cache serves one version of the catalog (a reload starts a new one, since a passage
+/// id may then name new text).
+#[derive(Clone)]
+pub struct EvidenceCache(Arc<std::sync::Mutex<lru::LruCache<String, Arc<Evidence>>>>);
+
+impl std::fmt::Debug for EvidenceCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EvidenceCache")
+    }
+}
+
+impl EvidenceCache {
+    /// A cache of at most `passages` analysed passages.
+    pub fn new(passages: std::num::NonZeroUsize) -> EvidenceCache {
+        EvidenceCache(Arc::new(std::sync::Mutex::new(lru::LruCache::new(
+            passages,
+        ))))
+    }
+
+    /// The analysis of passage `id`, made by `analyse` (outside the lock) when not kept.
+    fn get_or_analyse(&self, id: &str, analyse: impl FnOnce() -> Evidence) -> Arc<Evidence> {
+        let lock = || self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(evidence) = lock().get(id) {
+            return evidence.clone();
+        }
+        let evidence = Arc::new(analyse());
+        lock().put(id.to_string(), evidence.clone());
+        evidence
+    }
+}
+
+/// What one passage offers as support.
 #[derive(Debug, Clone)]
 pub struct Evidence {
-    /// The passage text as given, for word-for-word quotes.
-    text: String,
     /// Analyzed terms of the passage and its section title.
     terms: WordSet,
     /// Lower-cased words of the passage and its section title (names are checked by word).
@@ -370,7 +447,7 @@ pub struct Evidence {
 
 impl Evidence {
     /// Analyses a passage (and the title of its section).
-    pub fn new(analyzer: &Analyzer, passage: &str, section: &str) -> Evidence {
+    fn new(analyzer: &Analyzer, passage: &str, section: &str) -> Evidence {
         let mut terms: WordSet = analyzer.terms(section).into_iter().collect();
         let mut words = lower_words(section);
         let mut numbers: Vec<f64> = text::numbers(section).iter().map(|n| n.value).collect();
@@ -394,7 +471,6 @@ impl Evidence {
         words.extend(lower_words(passage));
         numbers.extend(text::numbers(passage).iter().map(|n| n.value));
         Evidence {
-            text: passage.to_string(),
             terms,
             words,
             numbers,
@@ -539,7 +615,7 @@ struct Claim {
 pub struct Verifier<'a> {
     analyzer: &'a Analyzer,
     filler: &'a WordSet,
-    passages: &'a [Evidence],
+    passages: &'a [Source],
     context: &'a Context,
 }
 
@@ -557,7 +633,7 @@ impl<'a> Verifier<'a> {
     pub fn new(
         analyzer: &'a Analyzer,
         filler: &'a WordSet,
-        passages: &'a [Evidence],
+        passages: &'a [Source],
         context: &'a Context,
     ) -> Verifier<'a> {
         Verifier {
@@ -571,7 +647,7 @@ impl<'a> Verifier<'a> {
     /// Judges one sentence (citation markers already taken out) that cites `cited`: a word-for-
     /// word quote of a passage by [`quote_verdict`], anything else by [`Verifier::judge_claim`].
     pub fn judge(&self, sentence: &str, cited: &[usize]) -> Verdict {
-        let texts: Vec<&str> = self.passages.iter().map(|p| p.text.as_str()).collect();
+        let texts: Vec<&str> = self.passages.iter().map(Source::text).collect();
         quote_verdict(&texts, sentence, cited).unwrap_or_else(|| self.judge_claim(sentence, cited))
     }
 
@@ -590,7 +666,10 @@ impl<'a> Verifier<'a> {
         }
         let mut first_failure = None;
         if !cited.is_empty() {
-            let support: Vec<&Evidence> = cited.iter().map(|n| &self.passages[n - 1]).collect();
+            let support: Vec<&Evidence> = cited
+                .iter()
+                .map(|n| self.passages[n - 1].evidence(self.analyzer))
+                .collect();
             match self.check(&claim, &support) {
                 Ok(()) => return Verdict::Supported { cites: cited },
                 Err(why) => first_failure = Some(why),
@@ -598,12 +677,12 @@ impl<'a> Verifier<'a> {
         }
         // Another passage may support it: correct (or add) the citation.
         let mut best: Option<(usize, Unsupported)> = None;
-        for (i, evidence) in self.passages.iter().enumerate() {
+        for (i, source) in self.passages.iter().enumerate() {
             let n = i + 1;
             if cited.len() == 1 && cited[0] == n {
                 continue;
             }
-            match self.check(&claim, &[evidence]) {
+            match self.check(&claim, &[source.evidence(self.analyzer)]) {
                 Ok(()) => {
                     return if cited.is_empty() {
                         Verdict::Supported { cites: vec![n] }
@@ -814,16 +893,16 @@ mod tests {
     fn judge(sentence: &str, cited: &[usize]) -> Verdict {
         let analyzer = Analyzer::new();
         let filler = filler_terms(&analyzer);
-        let evidence: Vec<Evidence> = PASSAGES
+        let sources: Vec<Source> = PASSAGES
             .iter()
-            .map(|(section, text)| Evidence::new(&analyzer, text, section))
+            .map(|(section, text)| Source::new(section, text))
             .collect();
         let context = Context::new(
             &analyzer,
             "How big does the vocabulary get?",
             "Tokens and Vocabularies",
         );
-        Verifier::new(&analyzer, &filler, &evidence, &context).judge(sentence, cited)
+        Verifier::new(&analyzer, &filler, &sources, &context).judge(sentence, cited)
     }
 
     #[test]
@@ -909,6 +988,26 @@ mod tests {
         for (sentence, cited, expected) in cases {
             assert_eq!(judge(sentence, cited), expected, "{sentence}");
         }
+    }
+
+    #[test]
+    fn a_passage_is_analysed_once_per_cache_and_again_in_a_new_one() {
+        let analyzer = Analyzer::new();
+        let cache = EvidenceCache::new(std::num::NonZeroUsize::MIN.saturating_add(1));
+        let (section, text) = PASSAGES[0];
+        let first = Source::new(section, text).cached(&cache, "lesson#part-1");
+        let second = Source::new(section, text).cached(&cache, "lesson#part-1");
+        assert!(std::ptr::eq(
+            first.evidence(&analyzer),
+            second.evidence(&analyzer)
+        ));
+        let other = EvidenceCache::new(std::num::NonZeroUsize::MIN);
+        let fresh = Source::new(section, "Other text.").cached(&other, "lesson#part-1");
+        assert!(!std::ptr::eq(
+            first.evidence(&analyzer),
+            fresh.evidence(&analyzer)
+        ));
+        assert!(fresh.evidence(&analyzer).terms.contains("text"));
     }
 
     #[test]

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Shell helpers shared by the load scripts (sourced, not run): ports, timing, wrk output, the
+# request mix over the scale catalog, and the fake OpenAI-compatible model.
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+now() { date +%s.%N; }
+ms_since() { python3 -c "import sys; print(round((float(sys.argv[2]) - float(sys.argv[1])) * 1000))" "$1" "$(now)"; }
+rss_mb() { awk -v k="$2" '$1 == k":" {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
+median() { sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
+
+wait_ready() {  # PORT -> ms until /readyz is 200
+  local t0 i; t0=$(now)
+  for i in $(seq 1 2000); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$1/readyz")" = 200 ] && break
+    sleep 0.005
+  done
+  ms_since "$t0"
+}
+
+parse() {  # wrk output FILE -> rps p50_ms p99_ms non2xx
+  awk 'function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+       /^ +50%/ { p50 = ms($2) } /^ +99%/ { p99 = ms($2) } /Requests\/sec:/ { rps = $2 }
+       /Non-2xx or 3xx responses:/ { bad = $5 } END { printf "%s %.2f %.2f %d\n", rps, p50, p99, bad }' "$1"
+}
+
+# The request mix: questions built from words of the catalog's 8th lesson, plus its golden
+# questions. Writes the wrk script to LUA and one question to QUESTION; prints the lesson id.
+request_mix() {  # CATALOG LUA QUESTION
+  python3 - "$1" "$2" "$3" <<'PY'
+import json, os, re, sys
+cat, lua, sq = sys.argv[1:4]
+lesson = sorted(f for f in os.listdir(cat) if f.endswith(".md"))[7][:-3]
+body = open(os.path.join(cat, lesson + ".md")).read().split("---", 2)[-1]
+words = re.findall(r"[A-Za-z]{6,}", body)
+qs = [f"What about {words[i]} and {words[i+1]}?" for i in range(0, 40, 2)]
+qs += [l.split('"')[1] for l in open(os.path.join(cat, lesson + ".questions.toml")) if l.startswith("q =")]
+bodies = [json.dumps({"lesson_id": lesson, "message": q}) for q in qs]
+open(lua, "w").write("local b = {" + ",".join("[[" + b + "]]" for b in bodies) + "}\nlocal i = 0\n"
+    "request = function() i = i + 1; return wrk.format('POST', '/v1/chat', "
+    "{['Content-Type']='application/json'}, b[(i % #b) + 1]) end\n")
+open(sq, "w").write(qs[1])
+print(lesson)
+PY
+}
+
+# The fast fake OpenAI-compatible model beside the checkout (../shared/peer/fake-upstream), built
+# once into CACHE; prints its path.
+fake_model() {  # HERE CACHE
+  local fake="$2/fake-upstream/target/release/fake-upstream"
+  if [ ! -x "$fake" ]; then
+    rm -rf "$2/fake-upstream" && mkdir -p "$2" && cp -r "$1/../shared/peer/fake-upstream" "$2/fake-upstream"
+    chmod -R u+w "$2/fake-upstream"
+    cargo build --release -q --manifest-path "$2/fake-upstream/Cargo.toml"
+  fi
+  echo "$fake"
+}

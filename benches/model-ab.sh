@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# A/B load test of POST /v1/chat (JSON) through a fast stand-in model (examples/stand-in.rs, which
+# answers from passage [1] in other words, so every answer is verified and shown): two tutor
+# binaries (before and after a change), taking turns on the same catalog, model and wrk load, so
+# the machine's drift over the run falls on both alike.
+#
+#   bash benches/model-ab.sh OLD_TUTOR NEW_TUTOR     (RUNS=3 DURATION=10s CONNS=64 LESSONS_N=2116)
+#
+# Prints per binary the median of RUNS runs (req/s, p50, p99, non-2xx) and the new/old ratio.
+# wrk, both tutors and the fake model share this machine's cores.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=benches/lib.sh
+. "$HERE/benches/lib.sh"
+[ $# -eq 2 ] || { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+OLD="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
+NEW="$(cd "$(dirname "$2")" && pwd)/$(basename "$2")"
+CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/tutor-bench"
+RUNS="${RUNS:-3}"
+DURATION="${DURATION:-10s}"
+CONNS="${CONNS:-64}"
+LESSONS_N="${LESSONS_N:-2116}"
+CATALOG="$CACHE/catalog-$LESSONS_N"
+WORK="$(mktemp -d)"
+PIDS=()
+
+cleanup() {
+  local p
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+command -v wrk >/dev/null || { apt-get install -y -qq wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }; }
+
+cd "$HERE"
+cargo build --release -q --example gen-catalog --example stand-in
+if [ ! -d "$CATALOG" ]; then
+  "$HERE/target/release/examples/gen-catalog" "$LESSONS_N" "$CATALOG" >/dev/null
+fi
+UP=$(free_port)
+"$HERE/target/release/examples/stand-in" "$UP" >/dev/null 2>&1 &
+PIDS+=("$!")
+for i in $(seq 1 200); do curl -s -o /dev/null "http://127.0.0.1:$UP/v1/models" && break; sleep 0.05; done
+LESSON=$(request_mix "$CATALOG" "$WORK/chat.lua" "$WORK/question")
+
+for name in old new; do
+  bin=$OLD; [ "$name" = new ] && bin=$NEW
+  "$bin" --lessons "$CATALOG" --index "$WORK/index-$name" index >/dev/null
+done
+
+for r in $(seq 1 "$RUNS"); do
+  for name in old new; do
+    bin=$OLD; [ "$name" = new ] && bin=$NEW
+    PORT=$(free_port)
+    OPENAI_BASE_URL="http://127.0.0.1:$UP/v1" OPENAI_API_KEY=test TUTOR_MODEL=stand-in \
+      "$bin" --lessons "$CATALOG" --index "$WORK/index-$name" serve --addr "127.0.0.1:$PORT" 2>"$WORK/serve-$name.log" &
+    PID=$!; PIDS+=("$PID")
+    wait_ready "$PORT" >/dev/null
+    wrk -t2 -c"$CONNS" -d2s -s "$WORK/chat.lua" "http://127.0.0.1:$PORT" >/dev/null  # warm-up
+    wrk -t2 -c"$CONNS" -d"$DURATION" --latency -s "$WORK/chat.lua" "http://127.0.0.1:$PORT" >"$WORK/wrk.txt"
+    parse "$WORK/wrk.txt" >>"$WORK/runs-$name.txt"
+    # One answer of each, to show what the load was answered with.
+    curl -s "http://127.0.0.1:$PORT/v1/chat" -H 'content-type: application/json' \
+      -d "{\"lesson_id\": \"$LESSON\", \"message\": \"$(cat "$WORK/question")\"}" >"$WORK/answer-$name.json"
+    kill "$PID"; wait "$PID" 2>/dev/null || true
+  done
+done
+
+column() { cut -d' ' -f"$2" "$WORK/runs-$1.txt" | median; }
+echo "| /v1/chat through the stand-in model, wrk -t2 -c$CONNS -d$DURATION, median of $RUNS | req/s (runs) | p50 ms | p99 ms | non-2xx |"
+echo "|---|---|---|---|---|"
+for name in old new; do
+  bin=$OLD; [ "$name" = new ] && bin=$NEW
+  echo "| $name ($bin) | $(column "$name" 1) ($(cut -d' ' -f1 "$WORK/runs-$name.txt" | tr '\n' ' ')) | $(column "$name" 2) | $(column "$name" 3) | $(awk '{s += $4} END {print s}' "$WORK/runs-$name.txt") |"
+done
+python3 -c "import sys; print(f'new/old req/s: {float(sys.argv[2]) / float(sys.argv[1]):.3f}')" "$(column old 1)" "$(column new 1)"
+for name in old new; do echo "$name answers: $(head -c 300 "$WORK/answer-$name.json")"; done
