@@ -460,7 +460,15 @@ fn run(
             }
             tally.paraphrase += usize::from(shown);
             let answer = ask(with_marker(&case.terse, right))?;
-            tally.terse += usize::from(shows(&answer, &case.terse));
+            let shown = shows(&answer, &case.terse);
+            if !shown && std::env::var_os("VERIFY_EVAL_SHOW").is_some() {
+                eprintln!(
+                    "terse removed: {} {:?}",
+                    case.terse,
+                    answer.judged.first().map(|j| &j.verdict)
+                );
+            }
+            tally.terse += usize::from(shown);
             if let Some((swapped, fact)) = &case.swapped {
                 tally.swapped_cases += 1;
                 let answer = ask(with_marker(swapped, right))?;
@@ -486,7 +494,15 @@ fn run(
                 with_marker(&case.verbatim, right),
                 with_marker(&case.added, right)
             ))?;
-            tally.added += usize::from(plain(&answer.answer).contains(&plain(&case.added)));
+            let reached = plain(&answer.answer).contains(&plain(&case.added));
+            if reached && std::env::var_os("VERIFY_EVAL_SHOW").is_some() {
+                eprintln!(
+                    "added reached: {:?}",
+                    answer.judged.last().map(|j| &j.verdict)
+                );
+                eprintln!("  {}", case.added);
+            }
+            tally.added += usize::from(reached);
             let answer = ask(with_marker(&case.negated, right))?;
             tally.negated += usize::from(shows(&answer, &case.negated));
             if let Some(other) = other {

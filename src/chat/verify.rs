@@ -767,7 +767,7 @@ impl<'a> Verifier<'a> {
                 .iter()
                 .map(|n| (body[n.start..n.end].to_string(), n.value))
                 .collect(),
-            negated: text::is_negated(body),
+            negated: text::is_negated(without_answer_particle(body)),
         }
     }
 
@@ -815,13 +815,37 @@ impl<'a> Verifier<'a> {
             })
             .max_by_key(|(shared, _)| *shared);
         if let Some((shared, negated)) = best
-            && shared > 0
+            && shared >= polarity_min_shared(claim.terms.len())
             && negated != claim.negated
         {
             return Err(Unsupported::Polarity);
         }
         Ok(())
     }
+}
+
+/// A sentence without a leading "Yes," or "No,": the particle answers the learner's question
+/// (whose polarity is the learner's); what follows is the claim.
+fn without_answer_particle(sentence: &str) -> &str {
+    for particle in ["yes", "no"] {
+        if let Some(head) = sentence.get(..particle.len() + 1)
+            && head[..particle.len()].eq_ignore_ascii_case(particle)
+            && matches!(
+                head.as_bytes()[particle.len()],
+                b',' | b':' | b';' | b'.' | b'!'
+            )
+        {
+            return sentence[particle.len() + 1..].trim_start();
+        }
+    }
+    sentence
+}
+
+/// How many terms a claim must share with a passage sentence before their polarities are
+/// compared: a third of the claim's terms, at least two (or all a one-term claim has); a
+/// sentence sharing one word with a longer claim is not the one it restates.
+fn polarity_min_shared(terms: usize) -> usize {
+    terms.div_ceil(3).max(2).min(terms.max(1))
 }
 
 /// The cited numbers that name one of `passages` passages (numbered from 1).
@@ -950,6 +974,8 @@ mod tests {
                 &[1],
                 Unsupported(super::Unsupported::Words { found: 1, of: 6 }),
             ),
+            // "No," answers the learner's question; what follows is the claim.
+            ("No, escalated requests take longer.", &[3], supported(&[3])),
             // A bare negation states something too.
             (
                 "Not really.",
