@@ -17,7 +17,7 @@ use tutor::chat::{Question, Tutor};
 use tutor::lessons::{Catalog, load_catalog, parse_lesson};
 use tutor::llm::extractive::Extractive;
 use tutor::prompts::{PromptLesson, PromptPassage, Prompts};
-use tutor::retrieve::{RetrievalSettings, Retriever};
+use tutor::retrieve::{Earlier, RetrievalSettings, Retriever};
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -105,7 +105,7 @@ fn main() {
         b.iter(|| {
             let (lesson, q) = &fixture.questions[i % fixture.questions.len()];
             i += 1;
-            retriever.retrieve(lesson, q, &[])
+            retriever.retrieve(lesson, q, &Earlier::NONE)
         })
     });
     let tutor = Tutor::new(
@@ -276,7 +276,7 @@ fn main() {
     for k in 0..20_000 {
         let (lesson, q) = &fixture.questions[k % fixture.questions.len()];
         let started = Instant::now();
-        black_box(retriever.retrieve(lesson, q, &[]));
+        black_box(retriever.retrieve(lesson, q, &Earlier::NONE));
         samples.push(started.elapsed());
     }
     samples.sort();

@@ -171,6 +171,7 @@ fn scifact(dir: &Path) -> anyhow::Result<serde_json::Value> {
                 summary: String::new(),
                 track: None,
                 minutes: None,
+                language: "en".to_string(),
                 related: Vec::new(),
                 sections: vec![Section {
                     slug: "abstract".to_string(),

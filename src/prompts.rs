@@ -16,7 +16,11 @@ pub const NOT_IN_LESSON: &str = "NOT_IN_LESSON";
 const SYSTEM: &str = "system.j2";
 const REFUSAL: &str = "refusal.j2";
 const VERIFY: &str = "verify.j2";
+const SMALL_TALK: &str = "small_talk.j2";
+const OTHER_LANGUAGE: &str = "other_language.j2";
 const BUILT_IN: &[(&str, &str)] = &[
+    (SMALL_TALK, include_str!("../prompts/small_talk.j2")),
+    (OTHER_LANGUAGE, include_str!("../prompts/other_language.j2")),
     (SYSTEM, include_str!("../prompts/system.j2")),
     (REFUSAL, include_str!("../prompts/refusal.j2")),
     (VERIFY, include_str!("../prompts/verify.j2")),
@@ -106,7 +110,8 @@ impl Prompts {
             .expect("the built-in templates compile (checked by tests)")
     }
 
-    /// Loads `system.j2`, `refusal.j2` and `verify.j2` from `dir`, falling back to the built-in copy of a
+    /// Loads the templates (`system.j2`, `refusal.j2`, `verify.j2`, `small_talk.j2`,
+    /// `other_language.j2`) from `dir`, falling back to the built-in copy of a
     /// file that does not exist there. A template that does not compile is an error.
     pub fn load(dir: &Path) -> Result<Prompts, PromptError> {
         let mut sources = Vec::new();
@@ -281,6 +286,33 @@ impl Prompts {
     pub fn refusal(&self, related: Option<(&str, &str)>) -> Result<String, PromptError> {
         let related = related.map(|(id, title)| context! { id => id, title => title });
         self.render(REFUSAL, context! { related => related })
+    }
+
+    /// The reply to small talk (`kind`: greeting, thanks, goodbye, help) in `language`.
+    pub fn small_talk(
+        &self,
+        kind: &str,
+        lesson: &PromptLesson<'_>,
+        language: &str,
+    ) -> Result<String, PromptError> {
+        self.render(
+            SMALL_TALK,
+            context! { kind => kind, lesson => lesson, language => language },
+        )
+    }
+
+    /// The reply, in the learner's `language`, to a question asked in another language than
+    /// the lesson's, when no model can translate it.
+    pub fn other_language(
+        &self,
+        language: &str,
+        lesson: &PromptLesson<'_>,
+        lesson_language: &str,
+    ) -> Result<String, PromptError> {
+        self.render(
+            OTHER_LANGUAGE,
+            context! { language => language, lesson => lesson, lesson_language => lesson_language },
+        )
     }
 
     fn render(&self, name: &str, ctx: Value) -> Result<String, PromptError> {

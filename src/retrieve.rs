@@ -5,6 +5,7 @@
 //! Free text never errors: it is analyzed into plain terms (no query syntax), so quotes, colons,
 //! `AND`/`OR`, `C++`, emoji and other scripts are just words or nothing.
 
+use crate::conversation::{self, Reading, Want};
 use crate::index::{self, Fields, IndexError};
 use crate::lessons::{Catalog, Lesson, Passage};
 use std::collections::{HashMap, HashSet};
@@ -115,8 +116,9 @@ const QUESTION_WORDS: &[&str] = &[
     "ever",
 ];
 
-/// Words that make a short message lean on the conversation before it.
-const FOLLOW_UP_WORDS: &[&str] = &[
+/// Words that point back at the conversation rather than name a topic: left out of the terms
+/// a follow-up must find in the lesson on its own.
+const POINTING_WORDS: &[&str] = &[
     "it",
     "its",
     "that",
@@ -135,19 +137,51 @@ const FOLLOW_UP_WORDS: &[&str] = &[
     "first",
     "second",
     "third",
+    "fourth",
+    "fifth",
+    "sixth",
+    "seventh",
+    "eighth",
+    "ninth",
+    "tenth",
     "last",
+    "final",
+    "next",
+    "previous",
     "other",
-    "why",
-    "how",
-    "and",
+    "others",
+    "another",
     "same",
+    "former",
+    "latter",
+    "elaborate",
+    "further",
+    "and",
+    "but",
+    "so",
+    "or",
+    "then",
     "he",
     "she",
     "his",
     "her",
-    "elaborate",
-    "further",
+    "him",
+    "such",
+    "step",
+    "item",
+    "point",
+    "number",
+    "part",
+    "bit",
+    "detail",
+    "details",
+    "go",
+    "on",
+    "continue",
 ];
+
+/// Weight of the terms added for the kind of answer a question wants.
+const WANTED_WEIGHT: f32 = 0.2;
 
 /// Tunable numbers of retrieval and the gate.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -229,6 +263,8 @@ pub enum GateReason {
     NotCovered,
     /// The lesson covers the question only partly, and another lesson covers it clearly better.
     BetterElsewhere,
+    /// Not searched: small talk, or a question in another language than the lesson's.
+    NotAQuestion,
 }
 
 impl GateReason {
@@ -239,6 +275,7 @@ impl GateReason {
             GateReason::NoSearchableWords => "no_searchable_words",
             GateReason::NotCovered => "not_covered",
             GateReason::BetterElsewhere => "better_elsewhere",
+            GateReason::NotAQuestion => "not_a_question",
         }
     }
 }
@@ -255,6 +292,44 @@ pub struct Retrieval {
     pub reason: GateReason,
     /// True when the message was read as a follow-up and history terms counted for the gate.
     pub follow_up: bool,
+    /// For a follow-up: the passage the previous answer stood on, when it was found.
+    pub anchor: Option<String>,
+    /// What the message is (small talk, follow-up, ordinal, the kind of answer it wants).
+    pub reading: Reading,
+}
+
+impl Retrieval {
+    /// No retrieval: the message was answered before any search (small talk, another
+    /// language).
+    pub fn unread(reading: Reading) -> Retrieval {
+        Retrieval {
+            terms: Vec::new(),
+            hits: Vec::new(),
+            coverage: 0.0,
+            covered: false,
+            reason: GateReason::NotAQuestion,
+            follow_up: false,
+            anchor: None,
+            reading,
+        }
+    }
+}
+
+/// What came before a message in the conversation, as retrieval uses it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Earlier<'a> {
+    /// The learner's earlier messages, oldest first.
+    pub questions: &'a [String],
+    /// The tutor's last answer.
+    pub previous_answer: Option<&'a str>,
+}
+
+impl Earlier<'_> {
+    /// A first message: nothing came before.
+    pub const NONE: Earlier<'static> = Earlier {
+        questions: &[],
+        previous_answer: None,
+    };
 }
 
 /// One process-wide reader over the index plus the catalog it was built from.
@@ -266,7 +341,8 @@ pub struct Retriever {
     keys: HashMap<u64, (u32, u32)>,
     analyzer: TextAnalyzer,
     question_words: HashSet<String>,
-    follow_up_words: HashSet<String>,
+    /// Stems of [`POINTING_WORDS`].
+    pointing_words: HashSet<String>,
     settings: RetrievalSettings,
 }
 
@@ -301,7 +377,7 @@ impl Retriever {
                 .collect()
         };
         let question_words = stems(QUESTION_WORDS);
-        let follow_up_words = FOLLOW_UP_WORDS.iter().map(|w| w.to_string()).collect();
+        let pointing_words = stems(POINTING_WORDS);
         Ok(Retriever {
             catalog,
             reader,
@@ -309,7 +385,7 @@ impl Retriever {
             keys,
             analyzer,
             question_words,
-            follow_up_words,
+            pointing_words,
             settings,
         })
     }
@@ -354,39 +430,58 @@ impl Retriever {
         (1.0 + (total - df + 0.5) / (df + 0.5)).ln()
     }
 
-    /// Ranks `lesson_id`'s passages for a question, then applies the gate.
-    pub fn retrieve(&self, lesson_id: &str, message: &str, history: &[String]) -> Retrieval {
+    /// Ranks `lesson_id`'s passages for a message, then applies the gate to the message itself.
+    ///
+    /// History only resolves what a follow-up refers to: it is read as one when the conversation
+    /// has begun and the message names no topic of its own ("why?", "and the second one?") or
+    /// points back with few words of its own ("what are its weaknesses?"). Then the earlier
+    /// questions' terms join at a lower weight, the passage the previous answer stood on comes
+    /// first when the message adds nothing it lacks, and the message's own topic words must
+    /// still be found in the lesson: "what about pizza?" is refused whatever came before.
+    pub fn retrieve(&self, lesson_id: &str, message: &str, earlier: &Earlier<'_>) -> Retrieval {
         let searcher = self.reader.searcher();
+        let reading = conversation::read(message);
         let message_terms = self.content_terms(message);
+        let own_topic: Vec<String> = message_terms
+            .iter()
+            .filter(|t| !self.pointing_words.contains(*t))
+            .cloned()
+            .collect();
+        let has_history = !earlier.questions.is_empty() || earlier.previous_answer.is_some();
+        let follow_up =
+            has_history && (own_topic.is_empty() || (reading.refers_back && own_topic.len() <= 3));
         let mut terms = self.query_terms(&searcher, message_terms.clone(), 1.0);
-        // The most recent history first; only a few turns.
-        let mut history_terms: Vec<QueryTerm> = Vec::new();
-        for turn in history.iter().rev().take(3) {
-            for t in self.content_terms(turn) {
-                if !message_terms.contains(&t) && !history_terms.iter().any(|h| h.term == t) {
-                    history_terms.push(self.query_term(&searcher, t, self.settings.history_weight));
+        let mut anchor = None;
+        if follow_up {
+            // The most recent questions first; only a few turns.
+            let mut history_terms: Vec<QueryTerm> = Vec::new();
+            for turn in earlier.questions.iter().rev().take(3) {
+                for t in self.content_terms(turn) {
+                    if !message_terms.contains(&t) && !history_terms.iter().any(|h| h.term == t) {
+                        history_terms.push(self.query_term(
+                            &searcher,
+                            t,
+                            self.settings.history_weight,
+                        ));
+                    }
                 }
             }
+            terms.extend(history_terms.into_iter().take(24));
+            anchor = earlier
+                .previous_answer
+                .and_then(|answer| self.anchor(&searcher, lesson_id, answer));
         }
-        let raw_words: Vec<String> = message
-            .split(|c: char| !c.is_alphanumeric())
-            .filter(|w| !w.is_empty())
-            .map(str::to_lowercase)
-            .collect();
-        let follow_up = !history_terms.is_empty()
-            && message_terms.len() <= 3
-            && (message_terms.is_empty()
-                || raw_words.iter().any(|w| self.follow_up_words.contains(w))
-                || message.split_whitespace().next().is_some_and(|w| {
-                    matches!(
-                        w.to_lowercase().as_str(),
-                        "and" | "but" | "so" | "what" | "why" | "how"
-                    )
-                }));
-        terms.extend(history_terms.iter().take(24).cloned());
 
-        let mut hits =
-            self.search_with(&searcher, Some(lesson_id), &terms, self.settings.candidates);
+        // Words of the answer asked for ("cost", "trade-off" for "what is the catch?") rank
+        // passages and sentences a little, and never count for the gate.
+        let wanted = self.wanted_terms(&searcher, reading.want, &terms);
+        let ranking: Vec<QueryTerm> = terms.iter().chain(&wanted).cloned().collect();
+        let mut hits = self.search_with(
+            &searcher,
+            Some(lesson_id),
+            &ranking,
+            self.settings.candidates,
+        );
         let gate_terms: Vec<&QueryTerm> = if follow_up {
             terms.iter().collect()
         } else {
@@ -395,9 +490,44 @@ impl Retriever {
         for hit in &mut hits {
             hit.coverage = self.coverage(&gate_terms, hit);
         }
-        let coverage = hits.iter().map(|h| h.coverage).fold(0.0, f32::max);
+        // A follow-up's own topic words, judged alone: the history cannot carry them.
+        let own_coverage = if follow_up && !own_topic.is_empty() {
+            let own = self.query_terms(&searcher, own_topic.clone(), 1.0);
+            let own_refs: Vec<&QueryTerm> = own.iter().collect();
+            let alone = self.search_with(&searcher, Some(lesson_id), &own, 2);
+            hits.iter()
+                .chain(&alone)
+                .chain(anchor.iter())
+                .map(|hit| self.coverage(&own_refs, hit))
+                .fold(0.0, f32::max)
+        } else {
+            1.0
+        };
+        if let Some(mut anchor) = anchor.clone() {
+            let own = self.query_terms(&searcher, own_topic.clone(), 1.0);
+            let own_refs: Vec<&QueryTerm> = own.iter().collect();
+            // The passage the last answer stood on answers "why?" and "the second one?"; a
+            // follow-up with words of its own keeps it only when it holds them.
+            if own_topic.is_empty() || self.coverage(&own_refs, &anchor) >= 0.5 {
+                anchor.coverage = self.coverage(&gate_terms, &anchor);
+                hits.retain(|h| h.passage != anchor.passage);
+                hits.insert(0, anchor);
+                hits.truncate(self.settings.candidates);
+            }
+        }
+        let mut coverage = hits.iter().map(|h| h.coverage).fold(0.0, f32::max);
+        if !wanted.is_empty() {
+            // The gate judges the passages the message's own words find, as without them.
+            for hit in
+                self.search_with(&searcher, Some(lesson_id), &terms, self.settings.candidates)
+            {
+                coverage = coverage.max(self.coverage(&gate_terms, &hit));
+            }
+        }
         let (covered, reason) = if gate_terms.is_empty() {
             (false, GateReason::NoSearchableWords)
+        } else if own_coverage < self.settings.sure_coverage {
+            (false, GateReason::NotCovered)
         } else if coverage >= self.settings.sure_coverage {
             (true, GateReason::Covered)
         } else if coverage < self.settings.min_coverage {
@@ -411,6 +541,7 @@ impl Retriever {
         } else {
             (true, GateReason::Covered)
         };
+        terms.extend(wanted);
         Retrieval {
             terms,
             hits,
@@ -418,7 +549,49 @@ impl Retriever {
             covered,
             reason,
             follow_up,
+            anchor: anchor.map(|a| a.passage().id.clone()),
+            reading,
         }
+    }
+
+    /// Terms of the kind of answer a question wants, at a low weight, that it does not have.
+    fn wanted_terms(&self, searcher: &Searcher, want: Want, have: &[QueryTerm]) -> Vec<QueryTerm> {
+        let words = match want {
+            Want::Catch => "trade-off downside cost burden risk weakness drawback lock-in",
+            Want::Reason => "because reason therefore means",
+            _ => return Vec::new(),
+        };
+        let mut out: Vec<QueryTerm> = Vec::new();
+        for term in self.analyze(words) {
+            if !have.iter().chain(&out).any(|t| t.term == term) {
+                out.push(self.query_term(searcher, term, WANTED_WEIGHT));
+            }
+        }
+        out
+    }
+
+    /// The passage of the lesson a previous answer stood on: the one holding most of the
+    /// answer's terms (at least 60% of their weight), if any.
+    fn anchor(&self, searcher: &Searcher, lesson_id: &str, answer: &str) -> Option<Hit> {
+        // Citation markers ("[2]") are not words of the answer.
+        let words: Vec<String> = self
+            .content_terms(answer)
+            .into_iter()
+            .filter(|t| !t.bytes().all(|b| b.is_ascii_digit()))
+            .collect();
+        if words.len() < 2 {
+            return None;
+        }
+        let terms = self.query_terms(searcher, words.into_iter().take(40), 1.0);
+        let refs: Vec<&QueryTerm> = terms.iter().collect();
+        self.search_with(searcher, Some(lesson_id), &terms, 3)
+            .into_iter()
+            .map(|mut hit| {
+                hit.coverage = self.coverage(&refs, &hit);
+                hit
+            })
+            .filter(|hit| hit.coverage >= 0.6)
+            .max_by(|a, b| a.coverage.total_cmp(&b.coverage))
     }
 
     /// Finds the best other lesson that covers the question, for a refusal's pointer.

@@ -88,6 +88,17 @@ pub fn refusal(reason: &'static str) {
     counter!("tutor_refusals_total", "reason" => reason).increment(1);
 }
 
+/// A reply to small talk (`kind`: greeting, thanks, goodbye, help).
+pub fn small_talk(kind: &'static str) {
+    counter!("tutor_small_talk_total", "kind" => kind).increment(1);
+}
+
+/// A question in another language than the lesson's (`language`: its ISO code, from a fixed
+/// set).
+pub fn other_language(language: &'static str) {
+    counter!("tutor_other_language_total", "language" => language).increment(1);
+}
+
 /// One sentence of a model's answer judged by the verifier: its verdict (`supported`,
 /// `corrected`, `neutral`, `unsupported`) and, when removed, why (`number`, `name`, `words`,
 /// `polarity`, `leak`, `second_opinion`; else `none`).

@@ -4,6 +4,19 @@
 
 use unicode_normalization::UnicodeNormalization;
 
+/// A table row as the lesson parser writes it: `Header: cell; Header: cell.`, two cells at
+/// least.
+pub fn is_table_row(line: &str) -> bool {
+    let mut parts = 0;
+    for part in line.trim().split("; ") {
+        if !part.contains(": ") {
+            return false;
+        }
+        parts += 1;
+    }
+    parts >= 2
+}
+
 /// Splits prose into sentences, keeping each sentence's closing punctuation.
 ///
 /// A boundary is `.`, `!` or `?` (optionally followed by a closing quote or bracket), then white

@@ -22,11 +22,12 @@ pub mod verify;
 
 pub use question::{MAX_HISTORY_TURNS, MAX_MESSAGE_CHARS, MAX_TURN_CHARS, Question};
 
+use crate::language::Detected;
 use crate::lessons::{Lesson, Passage};
 use crate::llm::extractive::Extractive;
 use crate::llm::{ChatModel, ModelError, ModelRequest, NumberedPassage, TextStream};
 use crate::prompts::{PromptError, PromptLesson, PromptPassage, Prompts};
-use crate::retrieve::{GateReason, Retrieval, Retriever};
+use crate::retrieve::{Earlier, GateReason, Retrieval, Retriever};
 use crate::telemetry;
 use check::{Analysis, Checker};
 use futures::StreamExt;
@@ -95,6 +96,9 @@ pub struct Answer {
     pub refused: bool,
     pub citations: Vec<Citation>,
     pub backend: String,
+    /// What this reply is: an answer from the lesson, a refusal, a reply to small talk, or a
+    /// note that the tutor answers in the lesson's language.
+    pub kind: ReplyKind,
     /// For a refusal: another lesson that covers the question, when one does.
     pub related_lesson: Option<LessonRef>,
     /// What the verifier did to a model's answer (absent for refusals by the gate).
@@ -108,6 +112,33 @@ pub struct Answer {
     #[serde(skip)]
     #[schema(ignore)]
     pub judged: Vec<Judged>,
+}
+
+/// What a reply is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplyKind {
+    /// An answer from the lesson, with citations.
+    Answer,
+    /// The lesson does not cover the question.
+    Refusal,
+    /// A reply to "hi", "thanks", "what can you do?" (no model call, no citations).
+    SmallTalk,
+    /// The question is in another language than the lesson's and no model can translate it:
+    /// the reply, in the learner's language, asks for the lesson's language.
+    OtherLanguage,
+}
+
+impl ReplyKind {
+    /// The kind as a stable word, for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReplyKind::Answer => "answer",
+            ReplyKind::Refusal => "refusal",
+            ReplyKind::SmallTalk => "small_talk",
+            ReplyKind::OtherLanguage => "other_language",
+        }
+    }
 }
 
 /// What the verifier did to a model's answer before the learner saw it.
@@ -228,8 +259,9 @@ impl RecentAnswers {
 
 /// What to do with one question, decided by retrieval and the gate.
 pub enum Plan {
-    /// The lesson does not cover it: this refusal, and no model call.
-    Refuse(Box<Answer>),
+    /// Replied without a model: a refusal (the lesson does not cover it), small talk, or a
+    /// question in another language than the lesson's.
+    Reply(Box<Answer>),
     /// Ask the model.
     Ask(Box<Asking>),
 }
@@ -424,22 +456,57 @@ impl Tutor {
             .get(&question.lesson_id)
             .cloned()
             .ok_or_else(|| ChatError::LessonNotFound(question.lesson_id.clone()))?;
-        let history: Vec<String> = question
+        let questions: Vec<String> = question
             .history
             .iter()
             .filter(|t| t.role == crate::llm::Role::User)
             .map(|t| t.content.clone())
             .collect();
+        let earlier = Earlier {
+            questions: &questions,
+            previous_answer: question
+                .history
+                .iter()
+                .rev()
+                .find(|t| t.role == crate::llm::Role::Assistant)
+                .map(|t| t.content.as_str()),
+        };
+        let reading = crate::conversation::read(&question.message);
+        let language = crate::language::detect(&question.message);
+        let prompt_lesson = PromptLesson {
+            id: &lesson.id,
+            title: &lesson.title,
+            summary: &lesson.summary,
+        };
+        if let Some(kind) = reading.small_talk {
+            let language = language.map_or("en", Detected::code);
+            let text = self
+                .prompts
+                .small_talk(kind.as_str(), &prompt_lesson, language)?;
+            telemetry::small_talk(kind.as_str());
+            let reply = self.template_reply(text, ReplyKind::SmallTalk);
+            return Ok((Plan::Reply(Box::new(reply)), Retrieval::unread(reading)));
+        }
+        if let Some(language) = language
+            && language.code() != lesson.language
+        {
+            let text =
+                self.prompts
+                    .other_language(language.code(), &prompt_lesson, &lesson.language)?;
+            telemetry::other_language(language.code());
+            let reply = self.template_reply(text, ReplyKind::OtherLanguage);
+            return Ok((Plan::Reply(Box::new(reply)), Retrieval::unread(reading)));
+        }
         let started = std::time::Instant::now();
         let retrieval = self
             .retriever
-            .retrieve(&lesson.id, &question.message, &history);
+            .retrieve(&lesson.id, &question.message, &earlier);
         telemetry::retrieval(started.elapsed().as_secs_f64());
         telemetry::gate(retrieval.covered, retrieval.reason.as_str());
         if !retrieval.covered {
             telemetry::refusal(retrieval.reason.as_str());
             let refusal = self.refusal(&question.message, &lesson, retrieval.reason)?;
-            return Ok((Plan::Refuse(Box::new(refusal)), retrieval));
+            return Ok((Plan::Reply(Box::new(refusal)), retrieval));
         }
         let hits = &retrieval.hits[..retrieval.hits.len().min(self.retriever.settings().passages)];
         let top_score = hits.first().map_or(1.0, |h| h.score.max(f32::EPSILON));
@@ -476,6 +543,7 @@ impl Tutor {
             // Short, and one passage holds every term of it.
             easy: question.message.split_whitespace().count() <= self.easy_max_words
                 && retrieval.coverage >= 0.99,
+            reading: retrieval.reading,
         };
         let sources: Vec<(&str, &str, &str)> = citations
             .iter()
@@ -494,6 +562,22 @@ impl Tutor {
             checker,
         };
         Ok((Plan::Ask(Box::new(asking)), retrieval))
+    }
+
+    /// A reply from a template, with no model call and nothing to cite.
+    fn template_reply(&self, text: String, kind: ReplyKind) -> Answer {
+        Answer {
+            answer_id: answer_id(),
+            answer: text,
+            refused: false,
+            citations: Vec::new(),
+            backend: "tutor".to_string(),
+            kind,
+            related_lesson: None,
+            verification: None,
+            refusal_reason: None,
+            judged: Vec::new(),
+        }
     }
 
     fn refusal(
@@ -516,6 +600,7 @@ impl Tutor {
             refused: true,
             citations: Vec::new(),
             backend: self.model.name(),
+            kind: ReplyKind::Refusal,
             related_lesson: related.map(|l| LessonRef {
                 id: l.id.clone(),
                 title: l.title.clone(),
@@ -543,7 +628,7 @@ impl Tutor {
         let asked = std::time::Instant::now();
         let (plan, retrieval, question) = self.plan_off_thread(question).await?;
         let asking = match plan {
-            Plan::Refuse(refusal) => {
+            Plan::Reply(refusal) => {
                 self.record(&question, &refusal, asked);
                 return Ok((*refusal, retrieval));
             }
@@ -623,10 +708,7 @@ impl Tutor {
             None => {
                 // Every sentence that answered was removed, but the gate found that the lesson
                 // covers the question: answer from it with the embedded answerer.
-                let quoted = self
-                    .extractive
-                    .answer(&asking.request.passages, &asking.request.terms)
-                    .join(" ");
+                let quoted = self.extractive.answer(&asking.request).join(" ");
                 let mut fallback = Release::new(false);
                 let mut text = fallback.push(&quoted, &asking.checker);
                 text.push_str(&fallback.finish(&asking.checker));
@@ -675,7 +757,7 @@ impl Tutor {
         let asked = std::time::Instant::now();
         let (plan, _, question) = self.plan_off_thread(question).await?;
         let asking = match plan {
-            Plan::Refuse(refusal) => {
+            Plan::Reply(refusal) => {
                 self.record(&question, &refusal, asked);
                 let events = vec![
                     ChatEvent::Citations(Vec::new()),
@@ -837,6 +919,7 @@ fn answered(
             .cloned()
             .collect(),
         backend: backend.to_string(),
+        kind: ReplyKind::Answer,
         related_lesson: None,
         verification: Some(Verification::of(&judged, fallback)),
         refusal_reason: None,

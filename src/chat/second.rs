@@ -55,6 +55,7 @@ impl SecondOpinion {
             passages: Vec::new(),
             terms: Vec::new(),
             easy: false,
+            reading: Default::default(),
         };
         let reply = match tokio::time::timeout(self.timeout, self.model.complete(&request)).await {
             Ok(Ok(reply)) => reply,

@@ -441,8 +441,9 @@ pub struct Evidence {
     words: WordSet,
     /// Numbers the passage states.
     numbers: Vec<f64>,
-    /// Each sentence (list item, table row) of the passage: its terms and whether it negates.
-    sentences: Vec<(WordSet, bool)>,
+    /// Each sentence (list item, table cell) of the passage: its terms, whether it negates,
+    /// and whether it is a table cell.
+    sentences: Vec<(WordSet, bool, bool)>,
 }
 
 impl Evidence {
@@ -455,7 +456,14 @@ impl Evidence {
         let tokens = analyzer.tokens(passage);
         let mut sentences = Vec::new();
         for line in passage.lines() {
-            for sentence in text::split_sentences(line) {
+            // A table row's cells state separate things: each is judged on its own polarity.
+            let row = text::is_table_row(line);
+            let pieces: Vec<&str> = if row {
+                line.split("; ").collect()
+            } else {
+                text::split_sentences(line)
+            };
+            for sentence in pieces {
                 // `sentence` is a slice of `passage`: its offset is the distance between them.
                 let start = sentence.as_ptr() as usize - passage.as_ptr() as usize;
                 let end = start + sentence.len();
@@ -464,7 +472,7 @@ impl Evidence {
                     .filter(|(at, _)| (start..end).contains(at))
                     .map(|(_, t)| t.clone())
                     .collect();
-                sentences.push((sentence_terms, text::is_negated(sentence)));
+                sentences.push((sentence_terms, text::is_negated(sentence), row));
             }
         }
         terms.extend(tokens.into_iter().map(|(_, t)| t));
@@ -806,17 +814,26 @@ impl<'a> Verifier<'a> {
             return Err(Unsupported::Words { found, of });
         }
         // Polarity against the passage sentence sharing the most terms with the claim.
-        let best = support
-            .iter()
-            .flat_map(|e| e.sentences.iter())
-            .map(|(terms, negated)| {
-                let shared = claim.terms.iter().filter(|t| terms.contains(*t)).count();
-                (shared, *negated)
-            })
-            .max_by_key(|(shared, _)| *shared);
-        if let Some((shared, negated)) = best
-            && shared >= polarity_min_shared(claim.terms.len())
+        let min_shared = polarity_min_shared(claim.terms.len());
+        let pieces = || {
+            support
+                .iter()
+                .flat_map(|e| e.sentences.iter())
+                .map(|(terms, negated, cell)| {
+                    let shared = claim.terms.iter().filter(|t| terms.contains(*t)).count();
+                    (shared, *negated, *cell)
+                })
+        };
+        let best = pieces().max_by_key(|(shared, _, _)| *shared);
+        if let Some((shared, negated, cell)) = best
+            && shared >= min_shared
             && negated != claim.negated
+            // A sentence read out from a table row spans several cells: one of them with the
+            // claim's polarity is enough.
+            && !(cell
+                && pieces().any(|(shared, negated, cell)| {
+                    cell && shared >= min_shared.min(2) && negated == claim.negated
+                }))
         {
             return Err(Unsupported::Polarity);
         }

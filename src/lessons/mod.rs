@@ -21,6 +21,8 @@ pub struct Lesson {
     pub summary: String,
     pub track: Option<String>,
     pub minutes: Option<u32>,
+    /// The language the lesson is written in (ISO 639-1, `en` unless the front matter says).
+    pub language: String,
     /// Ids of related lessons, as the author listed them (unknown ids are dropped by the loader).
     pub related: Vec<String>,
     pub sections: Vec<Section>,

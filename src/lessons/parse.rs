@@ -43,6 +43,7 @@ struct FrontMatter {
     summary: Option<serde_yaml_ng::Value>,
     track: Option<serde_yaml_ng::Value>,
     minutes: Option<u32>,
+    language: Option<serde_yaml_ng::Value>,
     #[serde(default)]
     related: Vec<String>,
     #[serde(default)]
@@ -97,6 +98,21 @@ pub fn parse_lesson(text: &str, fallback_id: &str) -> Result<Lesson, LessonError
         .ok_or_else(|| LessonError::at(front_line, "the front matter has no `title`"))?;
     let summary = meta.summary.as_ref().and_then(scalar).unwrap_or_default();
     let track = meta.track.as_ref().and_then(scalar);
+    let language = match &meta.language {
+        None => "en".to_string(),
+        Some(value) => scalar(value)
+            .map(|l| l.trim().to_lowercase())
+            .filter(|l| crate::language::SPOKEN.contains(&l.as_str()))
+            .ok_or_else(|| {
+                LessonError::at(
+                    field_line("language"),
+                    format!(
+                        "`language` must be one of {}",
+                        crate::language::SPOKEN.join(", ")
+                    ),
+                )
+            })?,
+    };
     for related in &meta.related {
         validate_id(related).map_err(|reason| {
             LessonError::at(field_line("related"), format!("`related`: {reason}"))
@@ -117,6 +133,7 @@ pub fn parse_lesson(text: &str, fallback_id: &str) -> Result<Lesson, LessonError
         summary: summary.trim().to_string(),
         track,
         minutes: meta.minutes,
+        language,
         related: meta.related,
         sections,
         passages,

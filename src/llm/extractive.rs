@@ -2,7 +2,8 @@
 //! answer the question and cites each. Every word it says comes from the lesson; it needs no
 //! network and no key, so a fresh clone answers out of the box.
 
-use super::{ChatModel, ModelError, ModelRequest, NumberedPassage, Reply, ReplyStream, TextStream};
+use super::{ChatModel, ModelError, ModelRequest, Reply, ReplyStream, TextStream};
+use crate::conversation::{Ordinal, Want};
 use crate::index::Analyzer;
 use crate::retrieve::QueryTerm;
 use crate::text::split_sentences;
@@ -12,11 +13,137 @@ use std::collections::HashSet;
 /// Longest answer, in characters, before no more sentences are added.
 const MAX_ANSWER_CHARS: usize = 420;
 const MAX_SENTENCES: usize = 3;
+/// A list read out whole (steps, "which …?") may be longer.
+const MAX_LIST_CHARS: usize = 560;
+const MAX_LIST_ITEMS: usize = 5;
+
+/// Words that give a reason, for "why" questions.
+const REASON_WORDS: &[&str] = &[
+    "because",
+    "since",
+    "so",
+    "therefore",
+    "thus",
+    "means",
+    "reason",
+    "due",
+    "order",
+    "avoid",
+    "result",
+    "lets",
+    "allows",
+    "helps",
+    "otherwise",
+    "why",
+    "cause",
+    "causes",
+    "caused",
+];
+/// Words of contrast and cost, for "what is the catch" questions.
+const CATCH_WORDS: &[&str] = &[
+    "but",
+    "however",
+    "although",
+    "though",
+    "yet",
+    "downside",
+    "trade",
+    "tradeoff",
+    "cost",
+    "costs",
+    "risk",
+    "risks",
+    "weakness",
+    "burden",
+    "lock",
+    "expensive",
+    "harder",
+    "hard",
+    "only",
+    "must",
+    "whether",
+    "limits",
+    "limit",
+    "fails",
+    "lose",
+    "loses",
+    "catch",
+    "unless",
+    "while",
+    "idle",
+    "instead",
+    "drawback",
+];
+/// Beginnings of table-header words that name a weakness or a cost.
+const CATCH_HEADERS: &[&str] = &[
+    "trade", "weak", "downside", "risk", "burden", "cost", "catch", "drawback", "concern", "limit",
+    "cons",
+];
+/// Number words, for "how many" and "when" questions.
+const NUMBER_WORDS: &[&str] = &[
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "twenty",
+    "thirty",
+    "forty",
+    "fifty",
+    "hundred",
+    "hundreds",
+    "thousand",
+    "thousands",
+    "million",
+    "millions",
+    "billion",
+    "dozen",
+    "half",
+    "century",
+    "centuries",
+    "decade",
+    "decades",
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+];
 
 /// The extractive answerer.
 #[derive(Clone, Default)]
 pub struct Extractive {
     analyzer: Analyzer,
+}
+
+/// What a unit of a passage is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Sentence,
+    /// The `index`th item (0-based) of list `list` of the passage.
+    Item {
+        list: usize,
+        index: usize,
+    },
+    /// A table row (`Header: cell; Header: cell.`), the `index`th of table `list`.
+    Row {
+        list: usize,
+        index: usize,
+    },
 }
 
 /// A sentence, list item or table row of a passage.
@@ -27,6 +154,7 @@ struct Unit<'a> {
     relevance: f32,
     position: usize,
     text: &'a str,
+    shape: Shape,
     terms: HashSet<String>,
     /// Terms of the section title, which every sentence of the section stands under.
     context: &'a HashSet<String>,
@@ -39,16 +167,29 @@ impl Extractive {
         Extractive::default()
     }
 
-    /// Composes the answer: the best-scoring sentences, in lesson order, each with its `[n]`.
-    pub fn answer(&self, passages: &[NumberedPassage], terms: &[QueryTerm]) -> Vec<String> {
+    /// Composes the answer: the sentences, list items or table rows that answer the question
+    /// as it is asked (a reason for "why", the list for "which", the item for "the second
+    /// one"), in lesson order, each with its `[n]`.
+    pub fn answer(&self, request: &ModelRequest) -> Vec<String> {
+        let passages = &request.passages;
+        let terms = &request.terms[..];
+        let reading = &request.reading;
         let total: f32 = terms.iter().map(|t| t.idf * t.weight).sum();
         let titles: Vec<HashSet<String>> = passages
             .iter()
             .map(|p| self.analyzer.terms(&p.section).into_iter().collect())
             .collect();
+        // What the tutor just said, so "tell me more" and "why?" get something new.
+        let said = request
+            .history
+            .iter()
+            .rev()
+            .find(|t| t.role == super::Role::Assistant)
+            .map(|t| t.content.as_str())
+            .unwrap_or("");
         let mut units = Vec::new();
         for (rank, passage) in passages.iter().enumerate() {
-            for (position, text) in units_of(&passage.text).into_iter().enumerate() {
+            for (position, (text, shape)) in units_of(&passage.text).into_iter().enumerate() {
                 let analyzed = self.analyzer.terms(text);
                 let defines = defines_question_terms(&analyzed, terms);
                 let unit_terms: HashSet<String> = analyzed.into_iter().collect();
@@ -58,13 +199,28 @@ impl Extractive {
                     relevance: passage.relevance,
                     position,
                     text,
+                    shape,
                     terms: unit_terms,
                     context: &titles[rank],
                     score: 0.0,
                 };
-                unit.score = score(&unit, terms, total) + if defines { 0.25 } else { 0.0 };
+                unit.score = score(&unit, terms, total)
+                    + if defines && reading.want != Want::Reason {
+                        0.25
+                    } else {
+                        0.0
+                    };
+                unit.score = fits(&unit, reading.want, unit.score);
+                if !said.is_empty() && said.contains(unit_body(text)) {
+                    unit.score *= 0.5;
+                }
                 units.push(unit);
             }
+        }
+        if let Some(ordinal) = reading.ordinal
+            && let Some(i) = nth_item(&units, ordinal)
+        {
+            return vec![render(&units[i], terms, reading.want, &self.analyzer)];
         }
         let Some(best) = units
             .iter()
@@ -74,6 +230,17 @@ impl Extractive {
         else {
             return Vec::new();
         };
+        // A sentence that only leads into a list ("The downsides are real, though:") says
+        // nothing without it; steps and "which …?" want the whole list.
+        let leads = units[best].shape == Shape::Sentence && units[best].text.ends_with(':');
+        if (leads || matches!(reading.want, Want::Steps | Want::List))
+            && let Some(list) = whole_list(&units, best)
+        {
+            return list
+                .into_iter()
+                .map(|i| render(&units[i], terms, reading.want, &self.analyzer))
+                .collect();
+        }
         let mut picked = Picked::default();
         picked.take(best, &units[best], terms);
 
@@ -132,7 +299,7 @@ impl Extractive {
         chosen.sort_by_key(|&i| (units[i].rank, units[i].position));
         chosen
             .into_iter()
-            .map(|i| format!("{} [{}]", with_full_stop(units[i].text), units[i].n))
+            .map(|i| render(&units[i], terms, reading.want, &self.analyzer))
             .collect()
     }
 }
@@ -194,18 +361,222 @@ fn score(unit: &Unit<'_>, terms: &[QueryTerm], total: f32) -> f32 {
     score
 }
 
+/// Raises the score of a unit that has the shape of the answer asked for: a reason for "why",
+/// a contrast or cost for "what is the catch", a number for "how many" and "when", a name for
+/// "who", a table row for "compare".
+fn fits(unit: &Unit<'_>, want: Want, score: f32) -> f32 {
+    let words = || crate::conversation::message_words(unit.text);
+    match want {
+        Want::Reason if words().iter().any(|w| REASON_WORDS.contains(&w.as_str())) => score * 1.25,
+        Want::Catch => {
+            let row_has_catch = matches!(unit.shape, Shape::Row { .. })
+                && row_cells(unit.text).iter().any(|(h, _)| is_catch_header(h));
+            if row_has_catch || words().iter().any(|w| CATCH_WORDS.contains(&w.as_str())) {
+                score * 1.25
+            } else {
+                score
+            }
+        }
+        Want::Number => {
+            let words = words();
+            let has_number = !crate::text::numbers(unit.text).is_empty()
+                || words.iter().any(|w| {
+                    NUMBER_WORDS.contains(&w.as_str()) || w.bytes().any(|b| b.is_ascii_digit())
+                });
+            if has_number {
+                score * 1.3
+            } else {
+                score * 0.75
+            }
+        }
+        Want::Person => {
+            // A capitalised word after the first: a name.
+            let named = unit
+                .text
+                .split_whitespace()
+                .skip(1)
+                .any(|w| w.chars().next().is_some_and(char::is_uppercase));
+            if named { score * 1.15 } else { score * 0.9 }
+        }
+        Want::Compare if matches!(unit.shape, Shape::Row { .. }) => score * 1.2,
+        _ => score,
+    }
+}
+
+/// The unit that is the requested item: of the best-ranked passage's first list long enough.
+fn nth_item(units: &[Unit<'_>], ordinal: Ordinal) -> Option<usize> {
+    let mut lists: Vec<(usize, usize, Vec<usize>)> = Vec::new();
+    for (i, unit) in units.iter().enumerate() {
+        let list = match unit.shape {
+            Shape::Item { list, .. } | Shape::Row { list, .. } => list,
+            Shape::Sentence => continue,
+        };
+        match lists.last_mut() {
+            Some((rank, l, items)) if *rank == unit.rank && *l == list => items.push(i),
+            _ => lists.push((unit.rank, list, vec![i])),
+        }
+    }
+    lists
+        .iter()
+        .filter_map(|(_, _, items)| ordinal.index(items.len()).map(|k| items[k]))
+        .next()
+}
+
+/// For steps and "which …?": the whole list the best unit belongs to (or leads into, when it
+/// is the sentence just before one), with its lead sentence, in order.
+fn whole_list(units: &[Unit<'_>], best: usize) -> Option<Vec<usize>> {
+    let unit = &units[best];
+    let (rank, list, lead) = match unit.shape {
+        Shape::Item { list, .. } => (unit.rank, list, None),
+        Shape::Sentence => {
+            let next = units.get(best + 1)?;
+            match next.shape {
+                Shape::Item { list, index: 0 } if next.rank == unit.rank => {
+                    (unit.rank, list, Some(best))
+                }
+                _ => return None,
+            }
+        }
+        Shape::Row { .. } => return None,
+    };
+    let items: Vec<usize> = units
+        .iter()
+        .enumerate()
+        .filter(|(_, u)| {
+            u.rank == rank && matches!(u.shape, Shape::Item { list: l, .. } if l == list)
+        })
+        .map(|(i, _)| i)
+        .collect();
+    if items.len() < 2 {
+        return None;
+    }
+    let mut out: Vec<usize> = lead.into_iter().collect();
+    let mut length: usize = out.iter().map(|&i| units[i].text.len()).sum();
+    for i in items {
+        if out.len() >= MAX_LIST_ITEMS + usize::from(lead.is_some())
+            || length + units[i].text.len() > MAX_LIST_CHARS
+        {
+            break;
+        }
+        length += units[i].text.len();
+        out.push(i);
+    }
+    (out.len() >= 2).then_some(out)
+}
+
 /// Splits a passage into answerable units: list items and table rows whole, prose by sentence.
-fn units_of(text: &str) -> Vec<&str> {
+fn units_of(text: &str) -> Vec<(&str, Shape)> {
     let mut units = Vec::new();
+    let mut list = 0;
+    let mut index = 0;
+    let mut in_list = false;
     for line in text.lines() {
         let line = line.trim();
-        if let Some(item) = line.strip_prefix("- ") {
-            units.push(item.trim());
-        } else if !line.is_empty() {
-            units.extend(split_sentences(line));
+        let shape = if let Some(item) = line.strip_prefix("- ") {
+            Some((item.trim(), false))
+        } else if crate::text::is_table_row(line) {
+            Some((line, true))
+        } else {
+            None
+        };
+        match shape {
+            Some((item, row)) => {
+                if !in_list {
+                    list += 1;
+                    index = 0;
+                    in_list = true;
+                }
+                let shape = if row {
+                    Shape::Row { list, index }
+                } else {
+                    Shape::Item { list, index }
+                };
+                units.push((item, shape));
+                index += 1;
+            }
+            None if !line.is_empty() => {
+                in_list = false;
+                units.extend(
+                    split_sentences(line)
+                        .into_iter()
+                        .map(|s| (s, Shape::Sentence)),
+                );
+            }
+            None => {}
         }
     }
     units
+}
+
+/// A row's `(header, cell)` pairs.
+fn row_cells(line: &str) -> Vec<(&str, &str)> {
+    line.trim_end_matches('.')
+        .split("; ")
+        .filter_map(|part| part.split_once(": "))
+        .map(|(h, c)| (h.trim(), c.trim()))
+        .collect()
+}
+
+fn is_catch_header(header: &str) -> bool {
+    crate::conversation::message_words(header)
+        .iter()
+        .any(|w| CATCH_HEADERS.iter().any(|h| w.starts_with(h)))
+}
+
+/// A unit as the answer says it, with its citation: a sentence with a full stop, or a table
+/// row read out as a sentence ("For Cascade, weakness: escalated requests take longer.").
+fn render(unit: &Unit<'_>, terms: &[QueryTerm], want: Want, analyzer: &Analyzer) -> String {
+    let text = match unit.shape {
+        Shape::Row { .. } => spoken_row(unit.text, terms, want, analyzer),
+        _ => with_full_stop(unit.text),
+    };
+    format!("{text} [{}]", unit.n)
+}
+
+/// A table row as a person would say it: the row's name, then the columns that answer.
+fn spoken_row(line: &str, terms: &[QueryTerm], want: Want, analyzer: &Analyzer) -> String {
+    let cells = row_cells(line);
+    let Some(((_, name), rest)) = cells.split_first() else {
+        return with_full_stop(line);
+    };
+    let mentions = |h: &str, c: &str| {
+        let found: HashSet<String> = analyzer.terms(&format!("{h} {c}")).into_iter().collect();
+        terms
+            .iter()
+            .any(|t| t.weight >= 1.0 && found.contains(&t.term))
+    };
+    let mut chosen: Vec<&(&str, &str)> = match want {
+        Want::Catch => rest.iter().filter(|(h, _)| is_catch_header(h)).collect(),
+        Want::Compare | Want::Definition | Want::List | Want::Plain => rest.iter().collect(),
+        _ => rest.iter().filter(|(h, c)| mentions(h, c)).collect(),
+    };
+    if chosen.is_empty() {
+        chosen = rest.iter().collect();
+    }
+    let parts: Vec<String> = chosen
+        .iter()
+        .map(|(h, c)| format!("{}: {}", lower_first(h), lower_first(c)))
+        .collect();
+    format!("For {name}, {}.", parts.join("; "))
+}
+
+/// Lower-cases the first letter of an ordinary word ("Usually none" → "usually none"), and
+/// leaves acronyms and names written with more capitals ("GPUs", "API") alone.
+fn lower_first(text: &str) -> String {
+    let mut chars = text.chars();
+    match (chars.next(), chars.next()) {
+        (Some(first), Some(second)) if first.is_uppercase() && second.is_lowercase() => {
+            let mut out: String = first.to_lowercase().collect();
+            out.push_str(&text[first.len_utf8()..]);
+            out
+        }
+        _ => text.to_string(),
+    }
+}
+
+/// A unit's text without the full stop a rendering may add, to find it in an earlier answer.
+fn unit_body(text: &str) -> &str {
+    text.trim().trim_end_matches(['.', ':', ';', ','])
 }
 
 /// True when a unit opens with every main question term, as definitions do ("Open weights
@@ -245,7 +616,7 @@ impl ChatModel for Extractive {
         &'a self,
         request: &'a ModelRequest,
     ) -> BoxFuture<'a, Result<Reply, ModelError>> {
-        let sentences = self.answer(&request.passages, &request.terms);
+        let sentences = self.answer(request);
         Box::pin(async move {
             Ok(Reply {
                 backend: self.name(),
@@ -258,7 +629,7 @@ impl ChatModel for Extractive {
         &'a self,
         request: &'a ModelRequest,
     ) -> BoxFuture<'a, Result<ReplyStream, ModelError>> {
-        let sentences = self.answer(&request.passages, &request.terms);
+        let sentences = self.answer(request);
         let pieces: Vec<Result<String, ModelError>> = sentences
             .into_iter()
             .enumerate()
@@ -277,6 +648,7 @@ impl ChatModel for Extractive {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::llm::NumberedPassage;
 
     fn term(term: &str, idf: f32) -> QueryTerm {
         QueryTerm {
@@ -284,6 +656,32 @@ mod tests {
             idf,
             weight: 1.0,
         }
+    }
+
+    fn ask(
+        answerer: &Extractive,
+        passages: &[NumberedPassage],
+        terms: &[QueryTerm],
+    ) -> Vec<String> {
+        ask_as(answerer, "", passages, terms)
+    }
+
+    /// Asks with the message read as the tutor reads it (its kind of answer, its ordinal).
+    fn ask_as(
+        answerer: &Extractive,
+        message: &str,
+        passages: &[NumberedPassage],
+        terms: &[QueryTerm],
+    ) -> Vec<String> {
+        answerer.answer(&ModelRequest {
+            system: String::new(),
+            history: Vec::new(),
+            message: message.to_string(),
+            passages: passages.to_vec(),
+            terms: terms.to_vec(),
+            easy: false,
+            reading: crate::conversation::read(message),
+        })
     }
 
     fn passage(n: usize, text: &str) -> NumberedPassage {
@@ -298,12 +696,23 @@ mod tests {
     #[test]
     fn the_best_sentence_is_chosen_and_cited() {
         let answerer = Extractive::new();
-        let answer = answerer.answer(
+        let answer = ask(
+            &answerer,
             &[
-                passage(1, "Closed models are reached through an API. Nothing else is released."),
-                passage(2, "Open weights can be downloaded and run on your own hardware. Training data usually stays private."),
+                passage(
+                    1,
+                    "Closed models are reached through an API. Nothing else is released.",
+                ),
+                passage(
+                    2,
+                    "Open weights can be downloaded and run on your own hardware. Training data usually stays private.",
+                ),
             ],
-            &[term("open", 1.0), term("weight", 2.0), term("download", 3.0)],
+            &[
+                term("open", 1.0),
+                term("weight", 2.0),
+                term("download", 3.0),
+            ],
         );
         assert_eq!(
             answer[0],
@@ -314,8 +723,12 @@ mod tests {
     #[test]
     fn list_items_and_rows_are_whole_units_and_get_a_full_stop() {
         let answerer = Extractive::new();
-        let answer = answerer.answer(
-            &[passage(3, "The cases for openness:\n- Reproducibility: science cannot check what it cannot rerun\n- Security: more eyes find flaws")],
+        let answer = ask(
+            &answerer,
+            &[passage(
+                3,
+                "The cases for openness:\n- Reproducibility: science cannot check what it cannot rerun\n- Security: more eyes find flaws",
+            )],
             &[term("reproduc", 3.0)],
         );
         assert_eq!(
@@ -327,7 +740,8 @@ mod tests {
     #[test]
     fn a_second_sentence_is_added_only_when_it_covers_new_question_words() {
         let answerer = Extractive::new();
-        let answer = answerer.answer(
+        let answer = ask(
+            &answerer,
             &[passage(
                 1,
                 "Hosted open weights cost less per token. Self-hosting gives full data control. The weather is nice.",

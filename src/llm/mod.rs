@@ -51,6 +51,9 @@ pub struct ModelRequest {
     pub terms: Vec<QueryTerm>,
     /// A short question that one passage answers: routing may send it to a cheaper provider.
     pub easy: bool,
+    /// What the message asks for (a reason, a list, the second item …), for answerers that
+    /// pick sentences themselves.
+    pub reading: crate::conversation::Reading,
 }
 
 /// A whole answer and who wrote it.

@@ -3,7 +3,7 @@
 use crate::helpers::config;
 use std::sync::Arc;
 use tutor::lessons::load_catalog;
-use tutor::retrieve::{GateReason, Retriever};
+use tutor::retrieve::{Earlier, GateReason, Retriever};
 
 fn retriever() -> (Retriever, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -32,7 +32,7 @@ fn every_golden_question_of_the_sample_catalog_is_gated_as_its_author_expects() 
             lesson.id
         );
         for golden in &lesson.questions {
-            let retrieval = retriever.retrieve(&lesson.id, &golden.q, &[]);
+            let retrieval = retriever.retrieve(&lesson.id, &golden.q, &Earlier::NONE);
             assert_eq!(
                 retrieval.covered, !golden.refuse,
                 "{}: {}",
@@ -61,7 +61,11 @@ fn every_golden_question_of_the_sample_catalog_is_gated_as_its_author_expects() 
 #[test]
 fn retrieval_only_returns_passages_of_the_asked_lesson() {
     let (retriever, _dir) = retriever();
-    let retrieval = retriever.retrieve("what-open-means", "export controls on model weights", &[]);
+    let retrieval = retriever.retrieve(
+        "what-open-means",
+        "export controls on model weights",
+        &Earlier::NONE,
+    );
     assert!(
         retrieval
             .hits
@@ -73,7 +77,7 @@ fn retrieval_only_returns_passages_of_the_asked_lesson() {
 #[test]
 fn a_message_without_searchable_words_is_not_covered() {
     let (retriever, _dir) = retriever();
-    let retrieval = retriever.retrieve("what-open-means", "what is it?", &[]);
+    let retrieval = retriever.retrieve("what-open-means", "what is it?", &Earlier::NONE);
     assert!(!retrieval.covered);
     assert_eq!(retrieval.reason, GateReason::NoSearchableWords);
 }
