@@ -290,4 +290,35 @@ fn main() {
         at(0.99),
         samples[samples.len() - 1]
     );
+
+    // The same questions as follow-ups: history and the previous answer (the passage the last
+    // question found) go through the follow-up reading, the anchor search and the gate.
+    let mut samples = Vec::with_capacity(20_000);
+    for k in 0..20_000 {
+        let (lesson, q) = &fixture.questions[k % fixture.questions.len()];
+        let (_, before) = &fixture.questions[(k + 1) % fixture.questions.len()];
+        let previous = retriever
+            .search(Some(lesson), before, 1)
+            .first()
+            .map(|h| h.passage().text.clone())
+            .unwrap_or_default();
+        let questions = [before.clone()];
+        let follow_up = format!("and what about {}", q.to_lowercase());
+        let earlier = Earlier {
+            questions: &questions,
+            previous_answer: Some(&previous),
+        };
+        let started = Instant::now();
+        black_box(retriever.retrieve(lesson, &follow_up, &earlier));
+        samples.push(started.elapsed());
+    }
+    samples.sort();
+    let at = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
+    println!(
+        "follow-up retrieval, {} queries: p50 {:?}, p99 {:?}, max {:?}",
+        samples.len(),
+        at(0.50),
+        at(0.99),
+        samples[samples.len() - 1]
+    );
 }

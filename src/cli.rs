@@ -11,7 +11,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use serde_json::json;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// A grounded lesson tutor: answers learners' questions using only what the lesson says.
@@ -55,6 +55,10 @@ enum Command {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// Earlier turns, for a follow-up: a JSON file (`-` for standard input) holding the
+        /// `history` array of `POST /v1/chat`, `[{"role": "user", "content": "..."}, ...]`.
+        #[arg(long, value_name = "FILE")]
+        history: Option<PathBuf>,
         /// The question.
         #[arg(required = true, num_args = 1..)]
         question: Vec<String>,
@@ -142,8 +146,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ask {
             lesson,
             json,
+            history,
             question,
-        } => ask(&config, lesson, question.join(" "), json),
+        } => ask(
+            &config,
+            lesson,
+            question.join(" "),
+            history.as_deref(),
+            json,
+        ),
         Command::Check { lesson, json } => check(&config, lesson.as_deref(), json),
         Command::LtiKey { new } => lti_key(&config, new),
         Command::HashKey { .. } => Ok(ExitCode::SUCCESS),
@@ -364,17 +375,41 @@ fn retrieval_json(retrieval: &Retrieval) -> serde_json::Value {
     })
 }
 
+/// Reads a `history` array (as `POST /v1/chat` takes it) from a file, or standard input for `-`.
+fn read_history(path: &Path) -> anyhow::Result<Vec<crate::llm::Turn>> {
+    let (name, text) = if path == Path::new("-") {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)?;
+        ("standard input".to_string(), text)
+    } else {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+        (path.display().to_string(), text)
+    };
+    serde_json::from_str(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "{name}:{}: not a history array ([{{\"role\": \"user\", \"content\": \"...\"}}, ...]): {e}",
+            e.line()
+        )
+    })
+}
+
 fn ask(
     config: &Config,
     lesson: String,
     question: String,
+    history: Option<&Path>,
     as_json: bool,
 ) -> anyhow::Result<ExitCode> {
+    let history = match history {
+        None => Vec::new(),
+        Some(path) => read_history(path)?,
+    };
     let loaded = app::load(config)?;
     for problem in &loaded.problems {
         eprintln!("warning: {problem}");
     }
-    let question = Question::parse(lesson, question, Vec::new())?;
+    let question = Question::parse(lesson, question, history)?;
     let (answer, retrieval) = runtime()?.block_on(loaded.tutor.ask(question))?;
     let mut out = std::io::stdout().lock();
     if as_json {

@@ -84,6 +84,8 @@ pub struct Reading {
     pub refers_back: bool,
     pub ordinal: Option<Ordinal>,
     pub want: Want,
+    /// Sums to work out ("2+2", "7 times 8"): never a lesson's topic.
+    pub arithmetic: bool,
 }
 
 /// Words that point back at something said before.
@@ -314,7 +316,24 @@ pub fn read(message: &str) -> Reading {
         refers_back,
         ordinal,
         want: want(&words),
+        arithmetic: arithmetic(message, &words),
     }
+}
+
+/// "2+2", "7 * 8", "what is 7 times 8": numbers joined by an operator.
+fn arithmetic(message: &str, words: &[String]) -> bool {
+    let chars: Vec<char> = message.chars().filter(|c| !c.is_whitespace()).collect();
+    let symbol = chars.windows(3).any(|w| {
+        w[0].is_ascii_digit()
+            && matches!(w[1], '+' | '*' | '/' | '×' | '÷' | '^' | '=')
+            && w[2].is_ascii_digit()
+    });
+    let spelled = words.windows(3).any(|w| {
+        w[0].parse::<f64>().is_ok()
+            && matches!(w[1].as_str(), "times" | "plus" | "minus" | "divided" | "x")
+            && (w[2].parse::<f64>().is_ok() || w[2] == "by")
+    });
+    symbol || spelled
 }
 
 /// Small talk: every word belongs to a small-talk phrase or is filler, and at least one phrase
@@ -574,6 +593,10 @@ mod tests {
             ("What does open weights mean?", false),
             ("Which models can be self-hosted?", false),
         ];
+        assert!(read("What is 2+2?").arithmetic);
+        assert!(read("and what is 7 times 8?").arithmetic);
+        assert!(!read("What does Apache 2.0 allow?").arithmetic);
+        assert!(!read("Is GPT-4 closed?").arithmetic);
         for (message, expected) in cases {
             assert_eq!(read(message).refers_back, *expected, "{message}");
         }

@@ -116,9 +116,11 @@ const QUESTION_WORDS: &[&str] = &[
     "ever",
 ];
 
-/// Words that point back at the conversation rather than name a topic: left out of the terms
-/// a follow-up must find in the lesson on its own.
-const POINTING_WORDS: &[&str] = &[
+/// Words that point back at the conversation, or say what kind of answer is wanted, rather
+/// than name a topic ("why does *it matter*?", "what is *the catch*?", "and *the second one*?"):
+/// left out of a follow-up's terms, so only its topic words are searched and must be found in
+/// the lesson.
+const NOT_TOPIC_WORDS: &[&str] = &[
     "it",
     "its",
     "that",
@@ -168,8 +170,11 @@ const POINTING_WORDS: &[&str] = &[
     "him",
     "such",
     "step",
+    "steps",
     "item",
+    "items",
     "point",
+    "points",
     "number",
     "part",
     "bit",
@@ -178,7 +183,110 @@ const POINTING_WORDS: &[&str] = &[
     "go",
     "on",
     "continue",
+    "catch",
+    "downside",
+    "downsides",
+    "drawback",
+    "drawbacks",
+    "disadvantage",
+    "disadvantages",
+    "tradeoff",
+    "tradeoffs",
+    "trade",
+    "off",
+    "weakness",
+    "weaknesses",
+    "weak",
+    "strength",
+    "strengths",
+    "cons",
+    "pros",
+    "limitation",
+    "limitations",
+    "problem",
+    "problems",
+    "reason",
+    "reasons",
+    "purpose",
+    "matter",
+    "matters",
+    "important",
+    "work",
+    "works",
+    "use",
+    "used",
+    "useful",
+    "happen",
+    "happens",
+    "difference",
+    "differ",
+    "compare",
+    "good",
+    "bad",
+    "benefit",
+    "benefits",
+    "advantage",
+    "advantages",
+    "true",
+    "right",
+    "wrong",
+    "way",
+    "ways",
+    "idea",
+    "sense",
+    "case",
+    "cases",
+    "kind",
+    "kinds",
+    "since",
+    "long",
+    "often",
+    "usually",
+    "really",
+    "why",
+    "when",
+    "where",
+    "who",
+    "which",
+    "well",
+    "better",
+    "worse",
+    "best",
+    "worst",
+    "help",
+    "helps",
+    "danger",
+    "dangerous",
+    "risky",
+    "safe",
+    "simply",
+    "simple",
+    "word",
+    "words",
+    "ok",
+    "okay",
+    "yes",
+    "no",
+    "sure",
+    "show",
+    "list",
+    "name",
+    "names",
+    "summary",
+    "summarise",
+    "summarize",
+    "short",
+    "question",
+    "questions",
+    "thing",
+    "things",
 ];
+
+/// Share of a previous answer's terms a passage must hold to be the one it stood on (an
+/// answer quoting two passages holds about half of each).
+const ANCHOR_MIN_SHARE: f32 = 0.4;
+/// How many of a previous answer's rarest terms find the passage it stood on.
+const ANCHOR_TERMS: usize = 12;
 
 /// Weight of the terms added for the kind of answer a question wants.
 const WANTED_WEIGHT: f32 = 0.2;
@@ -341,8 +449,8 @@ pub struct Retriever {
     keys: HashMap<u64, (u32, u32)>,
     analyzer: TextAnalyzer,
     question_words: HashSet<String>,
-    /// Stems of [`POINTING_WORDS`].
-    pointing_words: HashSet<String>,
+    /// Stems of [`NOT_TOPIC_WORDS`].
+    not_topic_words: HashSet<String>,
     settings: RetrievalSettings,
 }
 
@@ -377,7 +485,7 @@ impl Retriever {
                 .collect()
         };
         let question_words = stems(QUESTION_WORDS);
-        let pointing_words = stems(POINTING_WORDS);
+        let not_topic_words = stems(NOT_TOPIC_WORDS);
         Ok(Retriever {
             catalog,
             reader,
@@ -385,7 +493,7 @@ impl Retriever {
             keys,
             analyzer,
             question_words,
-            pointing_words,
+            not_topic_words,
             settings,
         })
     }
@@ -444,13 +552,19 @@ impl Retriever {
         let message_terms = self.content_terms(message);
         let own_topic: Vec<String> = message_terms
             .iter()
-            .filter(|t| !self.pointing_words.contains(*t))
+            .filter(|t| !self.not_topic_words.contains(*t))
             .cloned()
             .collect();
         let has_history = !earlier.questions.is_empty() || earlier.previous_answer.is_some();
         let follow_up =
             has_history && (own_topic.is_empty() || (reading.refers_back && own_topic.len() <= 3));
-        let mut terms = self.query_terms(&searcher, message_terms.clone(), 1.0);
+        // A follow-up searches its topic words; "the second one" and "the catch" only point.
+        let searched = if follow_up {
+            own_topic.clone()
+        } else {
+            message_terms.clone()
+        };
+        let mut terms = self.query_terms(&searcher, searched, 1.0);
         let mut anchor = None;
         if follow_up {
             // The most recent questions first; only a few turns.
@@ -512,9 +626,36 @@ impl Retriever {
                 anchor.coverage = self.coverage(&gate_terms, &anchor);
                 hits.retain(|h| h.passage != anchor.passage);
                 hits.insert(0, anchor);
-                hits.truncate(self.settings.candidates);
             }
         }
+        // "The second one", "step 3": the whole section of the best passage, in order, so a
+        // list cut across passages is read as one.
+        if reading.ordinal.is_some()
+            && let Some(top) = hits.first().cloned()
+        {
+            let section = top.passage().section;
+            let mut ordered: Vec<Hit> = top
+                .lesson
+                .passages
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.section == section)
+                .map(|(i, _)| {
+                    let mut hit = Hit {
+                        passage: i,
+                        order: (top.order.0, i as u32),
+                        ..top.clone()
+                    };
+                    hit.coverage = self.coverage(&gate_terms, &hit);
+                    hit
+                })
+                .take(self.settings.passages)
+                .collect();
+            hits.retain(|h| !ordered.iter().any(|o| o.passage == h.passage));
+            ordered.append(&mut hits);
+            hits = ordered;
+        }
+        hits.truncate(self.settings.candidates);
         let mut coverage = hits.iter().map(|h| h.coverage).fold(0.0, f32::max);
         if !wanted.is_empty() {
             // The gate judges the passages the message's own words find, as without them.
@@ -524,7 +665,9 @@ impl Retriever {
                 coverage = coverage.max(self.coverage(&gate_terms, &hit));
             }
         }
-        let (covered, reason) = if gate_terms.is_empty() {
+        let (covered, reason) = if reading.arithmetic {
+            (false, GateReason::NotCovered)
+        } else if gate_terms.is_empty() {
             (false, GateReason::NoSearchableWords)
         } else if own_coverage < self.settings.sure_coverage {
             (false, GateReason::NotCovered)
@@ -571,7 +714,7 @@ impl Retriever {
     }
 
     /// The passage of the lesson a previous answer stood on: the one holding most of the
-    /// answer's terms (at least 60% of their weight), if any.
+    /// answer's terms (at least [`ANCHOR_MIN_SHARE`] of their weight), if any.
     fn anchor(&self, searcher: &Searcher, lesson_id: &str, answer: &str) -> Option<Hit> {
         // Citation markers ("[2]") are not words of the answer.
         let words: Vec<String> = self
@@ -582,7 +725,10 @@ impl Retriever {
         if words.len() < 2 {
             return None;
         }
-        let terms = self.query_terms(searcher, words.into_iter().take(40), 1.0);
+        // The rarest words identify the passage; a dozen keep the search cheap.
+        let mut terms = self.query_terms(searcher, words, 1.0);
+        terms.sort_by(|a, b| b.idf.total_cmp(&a.idf));
+        terms.truncate(ANCHOR_TERMS);
         let refs: Vec<&QueryTerm> = terms.iter().collect();
         self.search_with(searcher, Some(lesson_id), &terms, 3)
             .into_iter()
@@ -590,7 +736,7 @@ impl Retriever {
                 hit.coverage = self.coverage(&refs, &hit);
                 hit
             })
-            .filter(|hit| hit.coverage >= 0.6)
+            .filter(|hit| hit.coverage >= ANCHOR_MIN_SHARE)
             .max_by(|a, b| a.coverage.total_cmp(&b.coverage))
     }
 

@@ -154,6 +154,8 @@ struct Unit<'a> {
     relevance: f32,
     position: usize,
     text: &'a str,
+    /// The title of the passage's section.
+    section: &'a str,
     shape: Shape,
     terms: HashSet<String>,
     /// Terms of the section title, which every sentence of the section stands under.
@@ -199,6 +201,7 @@ impl Extractive {
                     relevance: passage.relevance,
                     position,
                     text,
+                    section: &passage.section,
                     shape,
                     terms: unit_terms,
                     context: &titles[rank],
@@ -218,7 +221,7 @@ impl Extractive {
             }
         }
         if let Some(ordinal) = reading.ordinal
-            && let Some(i) = nth_item(&units, ordinal)
+            && let Some(i) = nth_item(&units, ordinal, said)
         {
             return vec![render(&units[i], terms, reading.want, &self.analyzer)];
         }
@@ -403,8 +406,9 @@ fn fits(unit: &Unit<'_>, want: Want, score: f32) -> f32 {
     }
 }
 
-/// The unit that is the requested item: of the best-ranked passage's first list long enough.
-fn nth_item(units: &[Unit<'_>], ordinal: Ordinal) -> Option<usize> {
+/// The unit that is the requested item, of the list the last answer read from, or else of the
+/// best-ranked passage's first list long enough (lists of items before tables).
+fn nth_item(units: &[Unit<'_>], ordinal: Ordinal, said: &str) -> Option<usize> {
     let mut lists: Vec<(usize, usize, Vec<usize>)> = Vec::new();
     for (i, unit) in units.iter().enumerate() {
         let list = match unit.shape {
@@ -413,13 +417,37 @@ fn nth_item(units: &[Unit<'_>], ordinal: Ordinal) -> Option<usize> {
         };
         match lists.last_mut() {
             Some((rank, l, items)) if *rank == unit.rank && *l == list => items.push(i),
+            // A list cut across two passages of one section goes on in the next.
+            Some((rank, l, items))
+                if unit.position == 0
+                    && items.last() == Some(&(i - 1))
+                    && units[i - 1].section == unit.section =>
+            {
+                *rank = unit.rank;
+                *l = list;
+                items.push(i);
+            }
             _ => lists.push((unit.rank, list, vec![i])),
         }
     }
-    lists
+    // The list the tutor just read from is the one "the second one" means; else a list of
+    // items before a table.
+    let was_said = |items: &Vec<usize>| {
+        !said.is_empty()
+            && items
+                .iter()
+                .any(|&i| said.contains(unit_body(units[i].text)))
+    };
+    let is_row = |items: &Vec<usize>| matches!(units[items[0]].shape, Shape::Row { .. });
+    let mut candidates: Vec<&Vec<usize>> = lists
         .iter()
-        .filter_map(|(_, _, items)| ordinal.index(items.len()).map(|k| items[k]))
-        .next()
+        .map(|(_, _, items)| items)
+        .filter(|items| ordinal.index(items.len()).is_some())
+        .collect();
+    candidates.sort_by_key(|items| (!was_said(items), is_row(items)));
+    candidates
+        .first()
+        .and_then(|items| ordinal.index(items.len()).map(|k| items[k]))
 }
 
 /// For steps and "which …?": the whole list the best unit belongs to (or leads into, when it

@@ -383,3 +383,42 @@ async fn serve_with_lti_generates_its_key_publishes_it_and_warns_when_the_api_is
     assert!(log.contains("LTI 1.3 enabled"), "{log}");
     assert!(log.contains("no API keys are configured"), "{log}");
 }
+
+#[test]
+fn ask_takes_a_history_file_for_follow_ups_and_names_a_bad_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lessons = sample_lessons();
+    let lessons = lessons.to_str().expect("utf-8 path");
+    std::fs::write(
+        dir.path().join("history.json"),
+        r#"[{"role": "user", "content": "Which questions should I work through to choose a deployment?"},
+            {"role": "assistant", "content": "Work through these questions in order. May the data leave your network?"}]"#,
+    )
+    .expect("write history");
+    let args = |history: &'static str| {
+        vec![
+            "--lessons",
+            lessons,
+            "--index",
+            "idx",
+            "ask",
+            "--lesson",
+            "choosing-a-deployment",
+            "--history",
+            history,
+            "and the second one?",
+        ]
+    };
+    let out = tutor(dir.path(), &args("history.json"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("very best reasoning"), "{stdout}");
+    assert!(stdout.contains("a-decision-guide"), "{stdout}");
+
+    std::fs::write(dir.path().join("bad.json"), r#"[{"role": "bot"}]"#).expect("write");
+    let out = tutor(dir.path(), &args("bad.json"));
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("bad.json:1"), "{stderr}");
+    assert!(stderr.contains("history"), "{stderr}");
+}

@@ -4,6 +4,7 @@
 mod api;
 mod cli;
 mod compat;
+mod conversation;
 mod faults;
 mod helpers;
 mod injection;
