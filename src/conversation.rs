@@ -320,13 +320,12 @@ pub fn read(message: &str) -> Reading {
     }
 }
 
-/// "2+2", "7 * 8", "what is 7 times 8": numbers joined by an operator.
+/// "2+2", "7 * 8", "what is 7 times 8": numbers joined by an operator ("10^25 FLOP" and "24/7"
+/// are not sums).
 fn arithmetic(message: &str, words: &[String]) -> bool {
     let chars: Vec<char> = message.chars().filter(|c| !c.is_whitespace()).collect();
     let symbol = chars.windows(3).any(|w| {
-        w[0].is_ascii_digit()
-            && matches!(w[1], '+' | '*' | '/' | '×' | '÷' | '^' | '=')
-            && w[2].is_ascii_digit()
+        w[0].is_ascii_digit() && matches!(w[1], '+' | '*' | '×' | '÷') && w[2].is_ascii_digit()
     });
     let spelled = words.windows(3).any(|w| {
         w[0].parse::<f64>().is_ok()
@@ -597,6 +596,8 @@ mod tests {
         assert!(read("and what is 7 times 8?").arithmetic);
         assert!(!read("What does Apache 2.0 allow?").arithmetic);
         assert!(!read("Is GPT-4 closed?").arithmetic);
+        assert!(!read("What does crossing 10^25 FLOP trigger?").arithmetic);
+        assert!(!read("Is the service up 24/7?").arithmetic);
         for (message, expected) in cases {
             assert_eq!(read(message).refers_back, *expected, "{message}");
         }
