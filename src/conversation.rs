@@ -285,6 +285,23 @@ const HELP: &[&str] = &[
     "ajuda",
     "aiuto",
 ];
+/// Every small-talk phrase as words, with its kind, longest first: "good morning" is a
+/// greeting before "good" is thanks.
+static PHRASES: std::sync::LazyLock<Vec<(Vec<&'static str>, SmallTalk)>> =
+    std::sync::LazyLock::new(|| {
+        let mut phrases: Vec<(Vec<&str>, SmallTalk)> = [
+            (SmallTalk::Help, HELP),
+            (SmallTalk::Thanks, THANKS),
+            (SmallTalk::Goodbye, GOODBYES),
+            (SmallTalk::Greeting, GREETINGS),
+        ]
+        .iter()
+        .flat_map(|(kind, list)| list.iter().map(|p| (p.split(' ').collect(), *kind)))
+        .collect();
+        phrases.sort_by_key(|(phrase, _)| std::cmp::Reverse(phrase.len()));
+        phrases
+    });
+
 /// Words that may surround small talk without making it a question ("thanks so much!").
 const FILLER: &[&str] = &[
     "so", "very", "much", "a", "lot", "you", "u", "again", "there", "tutor", "bot", "all",
@@ -343,18 +360,7 @@ fn small_talk(words: &[String]) -> Option<SmallTalk> {
     }
     let mut used = vec![false; words.len()];
     let mut found: Vec<SmallTalk> = Vec::new();
-    // Longest phrases first, so "good morning" is a greeting before "good" is thanks.
-    let mut phrases: Vec<(Vec<&str>, SmallTalk)> = [
-        (SmallTalk::Help, HELP),
-        (SmallTalk::Thanks, THANKS),
-        (SmallTalk::Goodbye, GOODBYES),
-        (SmallTalk::Greeting, GREETINGS),
-    ]
-    .iter()
-    .flat_map(|(kind, list)| list.iter().map(|p| (p.split(' ').collect(), *kind)))
-    .collect();
-    phrases.sort_by_key(|(phrase, _)| std::cmp::Reverse(phrase.len()));
-    for (phrase, kind) in &phrases {
+    for (phrase, kind) in PHRASES.iter() {
         let mut i = 0;
         while i + phrase.len() <= words.len() {
             let here = (0..phrase.len()).all(|k| !used[i + k] && words[i + k] == phrase[k]);

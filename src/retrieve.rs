@@ -547,8 +547,18 @@ impl Retriever {
     /// first when the message adds nothing it lacks, and the message's own topic words must
     /// still be found in the lesson: "what about pizza?" is refused whatever came before.
     pub fn retrieve(&self, lesson_id: &str, message: &str, earlier: &Earlier<'_>) -> Retrieval {
+        self.retrieve_read(lesson_id, message, conversation::read(message), earlier)
+    }
+
+    /// [`Retriever::retrieve`] for a message already read with [`conversation::read`].
+    pub fn retrieve_read(
+        &self,
+        lesson_id: &str,
+        message: &str,
+        reading: Reading,
+        earlier: &Earlier<'_>,
+    ) -> Retrieval {
         let searcher = self.reader.searcher();
-        let reading = conversation::read(message);
         let message_terms = self.content_terms(message);
         let own_topic: Vec<String> = message_terms
             .iter()
@@ -604,25 +614,24 @@ impl Retriever {
         for hit in &mut hits {
             hit.coverage = self.coverage(&gate_terms, hit);
         }
-        // A follow-up's own topic words, judged alone: the history cannot carry them.
-        let own_coverage = if follow_up && !own_topic.is_empty() {
-            let own = self.query_terms(&searcher, own_topic.clone(), 1.0);
-            let own_refs: Vec<&QueryTerm> = own.iter().collect();
-            let alone = self.search_with(&searcher, Some(lesson_id), &own, 2);
+        // A follow-up's own topic words (its weight-1 terms), judged alone: the history cannot
+        // carry them.
+        let own: Vec<&QueryTerm> = terms.iter().filter(|t| t.weight >= 1.0).collect();
+        let own_coverage = if follow_up && !own.is_empty() {
+            let alone: Vec<QueryTerm> = own.iter().map(|t| (*t).clone()).collect();
+            let alone = self.search_with(&searcher, Some(lesson_id), &alone, 2);
             hits.iter()
                 .chain(&alone)
                 .chain(anchor.iter())
-                .map(|hit| self.coverage(&own_refs, hit))
+                .map(|hit| self.coverage(&own, hit))
                 .fold(0.0, f32::max)
         } else {
             1.0
         };
         if let Some(mut anchor) = anchor.clone() {
-            let own = self.query_terms(&searcher, own_topic.clone(), 1.0);
-            let own_refs: Vec<&QueryTerm> = own.iter().collect();
             // The passage the last answer stood on answers "why?" and "the second one?"; a
             // follow-up with words of its own keeps it only when it holds them.
-            if own_topic.is_empty() || self.coverage(&own_refs, &anchor) >= 0.5 {
+            if own.is_empty() || self.coverage(&own, &anchor) >= 0.5 {
                 anchor.coverage = self.coverage(&gate_terms, &anchor);
                 hits.retain(|h| h.passage != anchor.passage);
                 hits.insert(0, anchor);

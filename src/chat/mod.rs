@@ -498,9 +498,9 @@ impl Tutor {
             return Ok((Plan::Reply(Box::new(reply)), Retrieval::unread(reading)));
         }
         let started = std::time::Instant::now();
-        let retrieval = self
-            .retriever
-            .retrieve(&lesson.id, &question.message, &earlier);
+        let retrieval =
+            self.retriever
+                .retrieve_read(&lesson.id, &question.message, reading, &earlier);
         telemetry::retrieval(started.elapsed().as_secs_f64());
         telemetry::gate(retrieval.covered, retrieval.reason.as_str());
         if !retrieval.covered {
@@ -517,14 +517,7 @@ impl Tutor {
             .collect();
         let prompt_passages: Vec<PromptPassage<'_>> =
             citations.iter().map(Citation::prompt_passage).collect();
-        let system = self.prompts.system(
-            &PromptLesson {
-                id: &lesson.id,
-                title: &lesson.title,
-                summary: &lesson.summary,
-            },
-            &prompt_passages,
-        )?;
+        let system = self.prompts.system(&prompt_lesson, &prompt_passages)?;
         let request = ModelRequest {
             system,
             history: question.history.clone(),
