@@ -17,6 +17,8 @@
 //! Each turn's answer becomes the next turn's history, as the widget sends it.
 //! `CONVERSATION_EVAL_SHOW=1` prints every miss.
 
+#[path = "support/setup.rs"]
+mod setup;
 #[path = "support/squad.rs"]
 #[allow(dead_code)]
 mod squad;
@@ -25,14 +27,13 @@ use serde::Deserialize;
 use serde_json::json;
 use squad::ratio;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use tutor::chat::{Answer, Question, ReplyKind, Tutor};
-use tutor::lessons::load_catalog;
 use tutor::llm::extractive::Extractive;
 use tutor::llm::{Role, Turn};
 use tutor::prompts::Prompts;
-use tutor::retrieve::{RetrievalSettings, Retriever};
+use tutor::retrieve::RetrievalSettings;
 
 /// Off-topic follow-ups, written to sit after any on-topic question.
 const OFF_TOPIC: &[&str] = &[
@@ -84,12 +85,7 @@ struct Case {
 }
 
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let as_json = args.iter().any(|a| a == "--json");
-    let squad_dir = args
-        .iter()
-        .find(|a| !a.starts_with("--"))
-        .map_or_else(|| PathBuf::from("../shared/eval/squad2-dev"), PathBuf::from);
+    let (squad_dir, as_json) = setup::squad_args();
     let show = std::env::var_os("CONVERSATION_EVAL_SHOW").is_some();
     let runtime = tokio::runtime::Runtime::new()?;
     let mut report = serde_json::Map::new();
@@ -112,37 +108,12 @@ fn main() -> anyhow::Result<()> {
             report.insert(name.to_string(), run(&runtime, &tutor, &cases, show)?);
         }
     }
-    let report = serde_json::Value::Object(report);
-    if as_json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else if let Some(map) = report.as_object() {
-        for (set, groups) in map {
-            println!("{set}");
-            if let Some(groups) = groups.as_object() {
-                for (group, value) in groups {
-                    println!("  {group:<28} {value}");
-                }
-            }
-        }
-    }
-    Ok(())
+    setup::print_sets(&serde_json::Value::Object(report), as_json, 28)
 }
 
 /// A tutor with the embedded answerer over the lessons in `dir`, with its index.
 fn tutor_over(dir: &Path) -> anyhow::Result<(Tutor, tempfile::TempDir)> {
-    let catalog = load_catalog(dir)?;
-    anyhow::ensure!(
-        catalog.problems.is_empty(),
-        "broken lessons: {:?}",
-        catalog.problems
-    );
-    let index = tempfile::tempdir()?;
-    tutor::index::refresh(index.path(), &catalog)?;
-    let retriever = Arc::new(Retriever::open(
-        Arc::new(catalog),
-        index.path(),
-        RetrievalSettings::default(),
-    )?);
+    let (retriever, index) = setup::load_and_index(dir, RetrievalSettings::default())?;
     let tutor = Tutor::new(
         retriever,
         Arc::new(Prompts::built_in()),
@@ -233,6 +204,7 @@ fn run(
 /// question on the same section; split by article into tuning and held-out halves.
 fn squad_cases(dir: &Path, tutor: &Tutor) -> anyhow::Result<(Vec<Case>, Vec<Case>)> {
     let questions = squad::questions(dir)?;
+    let tune_ids = setup::tune_articles(tutor.retriever().catalog());
     let mut ids: Vec<String> = tutor
         .retriever()
         .catalog()
@@ -241,7 +213,6 @@ fn squad_cases(dir: &Path, tutor: &Tutor) -> anyhow::Result<(Vec<Case>, Vec<Case
         .map(|l| l.id.clone())
         .collect();
     ids.sort();
-    let tune_ids = &ids[..ids.len() / 2];
     let answerable: Vec<&squad::SquadQuestion> = questions.iter().filter(|q| !q.refuse).collect();
     let (mut tune, mut holdout) = (Vec::new(), Vec::new());
     // The same off-topic messages as first questions, for comparison.

@@ -10,6 +10,8 @@
 //! asked in the wrong lesson (cross-lesson), and false refusals.
 //! scifact: nDCG@10 and recall@100 of the Tantivy retriever, one passage per abstract.
 
+#[path = "support/setup.rs"]
+mod setup;
 #[path = "support/squad.rs"]
 mod squad;
 
@@ -20,10 +22,10 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tutor::chat::{Question, Tutor};
-use tutor::lessons::{Catalog, Lesson, Passage, Section, load_catalog};
+use tutor::lessons::{Catalog, Lesson, Passage, Section};
 use tutor::llm::extractive::Extractive;
 use tutor::prompts::Prompts;
-use tutor::retrieve::{RetrievalSettings, Retriever};
+use tutor::retrieve::RetrievalSettings;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -68,20 +70,13 @@ fn settings() -> RetrievalSettings {
 }
 
 fn squad(dir: &Path) -> anyhow::Result<serde_json::Value> {
-    let catalog = load_catalog(&dir.join("lessons"))?;
-    anyhow::ensure!(
-        catalog.problems.is_empty(),
-        "broken lessons: {:?}",
-        catalog.problems
-    );
-    let index = tempfile::tempdir()?;
-    tutor::index::refresh(index.path(), &catalog)?;
-    let ids: Vec<String> = catalog.lessons.iter().map(|l| l.id.clone()).collect();
-    let retriever = Arc::new(Retriever::open(
-        Arc::new(catalog),
-        index.path(),
-        settings(),
-    )?);
+    let (retriever, _index) = setup::load_and_index(&dir.join("lessons"), settings())?;
+    let ids: Vec<String> = retriever
+        .catalog()
+        .lessons
+        .iter()
+        .map(|l| l.id.clone())
+        .collect();
     let tutor = Tutor::new(
         retriever.clone(),
         Arc::new(Prompts::built_in()),
@@ -191,10 +186,7 @@ fn scifact(dir: &Path) -> anyhow::Result<serde_json::Value> {
             },
         ));
     }
-    let catalog = Catalog::from_lessons(lessons, Vec::new());
-    let index = tempfile::tempdir()?;
-    tutor::index::refresh(index.path(), &catalog)?;
-    let retriever = Retriever::open(Arc::new(catalog), index.path(), settings())?;
+    let (retriever, _index) = setup::index(Catalog::from_lessons(lessons, Vec::new()), settings())?;
 
     let mut relevant: HashMap<String, HashSet<String>> = HashMap::new();
     for line in std::fs::read_to_string(dir.join("qrels.test.tsv"))?

@@ -16,6 +16,8 @@
 //! another lesson (course: hand-written wrong fact); the sentence plus a claim from elsewhere;
 //! the sentence negated; the sentence with the wrong citation.
 
+#[path = "support/setup.rs"]
+mod setup;
 #[path = "support/squad.rs"]
 mod squad;
 
@@ -23,13 +25,13 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::json;
 use squad::{SquadQuestion, ratio};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use tutor::chat::{Answer, ChatEvent, Plan, Question, Tutor};
 use tutor::lessons::load_catalog;
-use tutor::llm::{ChatModel, ModelError, ModelRequest, Reply, ReplyStream, TextStream};
+use tutor::llm::{ChatModel, ModelError, ModelRequest, Reply, ReplyStream};
 use tutor::prompts::Prompts;
-use tutor::retrieve::{RetrievalSettings, Retriever};
+use tutor::retrieve::RetrievalSettings;
 
 /// A stand-in model that answers whatever it was last told to.
 #[derive(Default)]
@@ -62,17 +64,8 @@ impl ChatModel for Scripted {
     fn stream<'a>(&'a self, _: &'a ModelRequest) -> BoxFuture<'a, Result<ReplyStream, ModelError>> {
         // Token-sized pieces, as a provider streams them.
         let chars: Vec<char> = self.text().chars().collect();
-        let pieces: Vec<Result<String, ModelError>> = chars
-            .chunks(3)
-            .map(|c| Ok(c.iter().collect::<String>()))
-            .collect();
-        Box::pin(async move {
-            let text: TextStream = Box::pin(futures::stream::iter(pieces));
-            Ok(ReplyStream {
-                backend: self.name(),
-                text,
-            })
-        })
+        let pieces: Vec<String> = chars.chunks(3).map(|c| c.iter().collect()).collect();
+        Box::pin(async move { Ok(ReplyStream::of_pieces(self.name(), pieces)) })
     }
 }
 
@@ -130,12 +123,7 @@ struct Tally {
 }
 
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let as_json = args.iter().any(|a| a == "--json");
-    let squad = args
-        .iter()
-        .find(|a| !a.starts_with("--"))
-        .map_or_else(|| PathBuf::from("../shared/eval/squad2-dev"), PathBuf::from);
+    let (squad, as_json) = setup::squad_args();
     let runtime = tokio::runtime::Runtime::new()?;
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut report = serde_json::Map::new();
@@ -159,18 +147,7 @@ fn main() -> anyhow::Result<()> {
     } else {
         eprintln!("no SQuAD set at {}: course sets only", squad.display());
     }
-    let report = serde_json::Value::Object(report);
-    if as_json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        for (set, figures) in report.as_object().into_iter().flatten() {
-            println!("{set}");
-            for (path, values) in figures.as_object().into_iter().flatten() {
-                println!("  {path:<7} {values}");
-            }
-        }
-    }
-    Ok(())
+    setup::print_sets(&serde_json::Value::Object(report), as_json, 7)
 }
 
 fn course_case(c: CourseCase) -> Case {
@@ -194,9 +171,7 @@ fn course_case(c: CourseCase) -> Case {
 /// SQuAD cases: the sentence holding the gold answer, and perturbations made from it.
 fn squad_cases(dir: &Path) -> anyhow::Result<(Vec<Case>, Vec<Case>)> {
     let catalog = load_catalog(&dir.join("lessons"))?;
-    let mut ids: Vec<String> = catalog.lessons.iter().map(|l| l.id.clone()).collect();
-    ids.sort();
-    let tune_ids: Vec<String> = ids[..ids.len() / 2].to_vec();
+    let tune_ids = setup::tune_articles(&catalog);
     let questions = squad::questions(dir)?;
     let answerable: Vec<&SquadQuestion> = questions.iter().filter(|q| !q.refuse).collect();
     // Claims from elsewhere: sentences of other lessons with a number or a name in them.
@@ -381,14 +356,7 @@ fn run(
     lessons: &Path,
     cases: Vec<Case>,
 ) -> anyhow::Result<serde_json::Value> {
-    let catalog = load_catalog(lessons)?;
-    let index = tempfile::tempdir()?;
-    tutor::index::refresh(index.path(), &catalog)?;
-    let retriever = Arc::new(Retriever::open(
-        Arc::new(catalog),
-        index.path(),
-        RetrievalSettings::default(),
-    )?);
+    let (retriever, _index) = setup::load_and_index(lessons, RetrievalSettings::default())?;
     let model = Arc::new(Scripted::default());
     let tutor = Tutor::new(retriever, Arc::new(Prompts::built_in()), model.clone());
     let (mut json_tally, mut stream_tally) = (Tally::default(), Tally::default());

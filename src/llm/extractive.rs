@@ -2,7 +2,7 @@
 //! answer the question and cites each. Every word it says comes from the lesson; it needs no
 //! network and no key, so a fresh clone answers out of the box.
 
-use super::{ChatModel, ModelError, ModelRequest, Reply, ReplyStream, TextStream};
+use super::{ChatModel, ModelError, ModelRequest, Reply, ReplyStream};
 use crate::conversation::{Ordinal, Want};
 use crate::index::Analyzer;
 use crate::retrieve::QueryTerm;
@@ -657,19 +657,13 @@ impl ChatModel for Extractive {
         &'a self,
         request: &'a ModelRequest,
     ) -> BoxFuture<'a, Result<ReplyStream, ModelError>> {
-        let sentences = self.answer(request);
-        let pieces: Vec<Result<String, ModelError>> = sentences
+        let pieces: Vec<String> = self
+            .answer(request)
             .into_iter()
             .enumerate()
-            .map(|(i, s)| Ok(if i == 0 { s } else { format!(" {s}") }))
+            .map(|(i, s)| if i == 0 { s } else { format!(" {s}") })
             .collect();
-        Box::pin(async move {
-            let text: TextStream = Box::pin(futures::stream::iter(pieces));
-            Ok(ReplyStream {
-                backend: self.name(),
-                text,
-            })
-        })
+        Box::pin(async move { Ok(ReplyStream::of_pieces(self.name(), pieces)) })
     }
 }
 

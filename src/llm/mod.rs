@@ -70,6 +70,16 @@ pub struct ReplyStream {
     pub text: TextStream,
 }
 
+impl ReplyStream {
+    /// An answer already written, sent in these pieces.
+    pub fn of_pieces(backend: String, pieces: Vec<String>) -> ReplyStream {
+        ReplyStream {
+            backend,
+            text: Box::pin(futures::stream::iter(pieces.into_iter().map(Ok))),
+        }
+    }
+}
+
 /// Text as it arrives from a model.
 pub type TextStream = BoxStream<'static, Result<String, ModelError>>;
 

@@ -1,0 +1,71 @@
+//! What the evaluation examples share besides the data: a catalog indexed into a temporary
+//! folder, the `[SQUAD_DIR] [--json]` command line, which SQuAD articles are for tuning, and
+//! the report printed set by set. Each example uses part of it.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tutor::lessons::{Catalog, load_catalog};
+use tutor::retrieve::{RetrievalSettings, Retriever};
+
+/// A retriever over `catalog`, indexed into a temporary folder kept alive by the second value.
+pub fn index(
+    catalog: Catalog,
+    settings: RetrievalSettings,
+) -> anyhow::Result<(Arc<Retriever>, tempfile::TempDir)> {
+    let dir = tempfile::tempdir()?;
+    tutor::index::refresh(dir.path(), &catalog)?;
+    let retriever = Retriever::open(Arc::new(catalog), dir.path(), settings)?;
+    Ok((Arc::new(retriever), dir))
+}
+
+/// [`index`] over the lessons in `dir`, none of which may be broken.
+pub fn load_and_index(
+    dir: &Path,
+    settings: RetrievalSettings,
+) -> anyhow::Result<(Arc<Retriever>, tempfile::TempDir)> {
+    let catalog = load_catalog(dir)?;
+    anyhow::ensure!(
+        catalog.problems.is_empty(),
+        "broken lessons: {:?}",
+        catalog.problems
+    );
+    index(catalog, settings)
+}
+
+/// `[SQUAD_DIR] [--json]`: the SQuAD folder (default `../shared/eval/squad2-dev`) and whether
+/// to print JSON.
+pub fn squad_args() -> (PathBuf, bool) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let as_json = args.iter().any(|a| a == "--json");
+    let squad = args
+        .iter()
+        .find(|a| !a.starts_with("--"))
+        .map_or_else(|| PathBuf::from("../shared/eval/squad2-dev"), PathBuf::from);
+    (squad, as_json)
+}
+
+/// The SQuAD articles tuned on: the first half of the lesson ids, alphabetically (the rest are
+/// held out).
+pub fn tune_articles(catalog: &Catalog) -> Vec<String> {
+    let mut ids: Vec<String> = catalog.lessons.iter().map(|l| l.id.clone()).collect();
+    ids.sort();
+    ids.truncate(ids.len() / 2);
+    ids
+}
+
+/// Prints a `{set: {row: figures}}` report, as JSON or as indented text with rows padded to
+/// `width`.
+pub fn print_sets(report: &serde_json::Value, as_json: bool, width: usize) -> anyhow::Result<()> {
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+        return Ok(());
+    }
+    for (set, rows) in report.as_object().into_iter().flatten() {
+        println!("{set}");
+        for (row, figures) in rows.as_object().into_iter().flatten() {
+            println!("  {row:<width$} {figures}");
+        }
+    }
+    Ok(())
+}
