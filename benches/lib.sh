@@ -2,6 +2,30 @@
 # Shell helpers shared by the load scripts (sourced, not run): ports, timing, wrk output, the
 # request mix over the scale catalog, and the fake OpenAI-compatible model.
 
+# The settings and scratch space every load script shares (RUNS, DURATION, CONNS, LESSONS_N,
+# the cached scale CATALOG, a WORK folder removed on exit, and PIDS killed on exit), a high open-
+# file limit, and wrk (installed when missing). Call once, after `set -euo pipefail`.
+bench_setup() {
+  CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/tutor-bench"
+  RUNS="${RUNS:-3}"
+  DURATION="${DURATION:-10s}"
+  CONNS="${CONNS:-64}"
+  LESSONS_N="${LESSONS_N:-2116}"
+  CATALOG="$CACHE/catalog-$LESSONS_N"
+  WORK="$(mktemp -d)"
+  PIDS=()
+  trap bench_cleanup EXIT
+  ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+  command -v wrk >/dev/null || { apt-get install -y -qq wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }; }
+}
+
+bench_cleanup() {
+  local p
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 now() { date +%s.%N; }
 ms_since() { python3 -c "import sys; print(round((float(sys.argv[2]) - float(sys.argv[1])) * 1000))" "$1" "$(now)"; }

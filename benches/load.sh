@@ -16,26 +16,8 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=benches/lib.sh
 . "$HERE/benches/lib.sh"
-CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/tutor-bench"
-RUNS="${RUNS:-3}"
-DURATION="${DURATION:-10s}"
-CONNS="${CONNS:-64}"
+bench_setup
 STREAMS="${STREAMS:-1000}"
-LESSONS_N="${LESSONS_N:-2116}"
-CATALOG="$CACHE/catalog-$LESSONS_N"
-WORK="$(mktemp -d)"
-PIDS=()
-
-cleanup() {
-  local p
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-command -v wrk >/dev/null || { apt-get install -y -qq wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }; }
 
 cd "$HERE"
 cargo build --release -q --bin tutor --example gen-catalog --example stream-load

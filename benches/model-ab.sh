@@ -16,25 +16,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 [ $# -eq 2 ] || { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 OLD="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
 NEW="$(cd "$(dirname "$2")" && pwd)/$(basename "$2")"
-CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/tutor-bench"
-RUNS="${RUNS:-3}"
-DURATION="${DURATION:-10s}"
-CONNS="${CONNS:-64}"
-LESSONS_N="${LESSONS_N:-2116}"
-CATALOG="$CACHE/catalog-$LESSONS_N"
-WORK="$(mktemp -d)"
-PIDS=()
-
-cleanup() {
-  local p
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-command -v wrk >/dev/null || { apt-get install -y -qq wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }; }
+bench_setup
 
 cd "$HERE"
 cargo build --release -q --example gen-catalog --example stand-in
