@@ -154,12 +154,13 @@ impl Prompts {
         // Render once with sample data so a broken template fails at load, not mid-request,
         // and keep the rules' own sentences (everything outside the fence).
         const SAMPLE: &str = "\u{1}";
+        let sample_lesson = PromptLesson {
+            id: SAMPLE,
+            title: SAMPLE,
+            summary: SAMPLE,
+        };
         let sample = prompts.system(
-            &PromptLesson {
-                id: SAMPLE,
-                title: SAMPLE,
-                summary: SAMPLE,
-            },
+            &sample_lesson,
             &[PromptPassage {
                 n: 1,
                 section: SAMPLE,
@@ -167,6 +168,10 @@ impl Prompts {
             }],
         )?;
         prompts.refusal(None)?;
+        for kind in ["greeting", "thanks", "goodbye", "help"] {
+            prompts.small_talk(kind, &sample_lesson, "en")?;
+        }
+        prompts.other_language("es", &sample_lesson, "en")?;
         prompts.verify(
             &[PromptPassage {
                 n: 1,
@@ -470,5 +475,13 @@ mod tests {
         std::fs::write(dir.path().join("refusal.j2"), "{% if %}").expect("write");
         let error = Prompts::load(dir.path()).err().expect("fails");
         assert!(error.to_string().contains("refusal.j2"), "{error}");
+    }
+
+    #[test]
+    fn a_small_talk_template_naming_an_unknown_variable_fails_at_load() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("small_talk.j2"), "Hi {{ learner.name }}!").expect("write");
+        let error = Prompts::load(dir.path()).err().expect("fails");
+        assert!(error.to_string().contains("small_talk.j2"), "{error}");
     }
 }

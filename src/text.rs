@@ -4,6 +4,16 @@
 
 use unicode_normalization::UnicodeNormalization;
 
+/// A table row's `(header, cell)` pairs, as the lesson parser writes the row (`Header: cell;
+/// Header: cell.`).
+pub fn table_cells(line: &str) -> Vec<(&str, &str)> {
+    line.trim_end_matches('.')
+        .split("; ")
+        .filter_map(|part| part.split_once(": "))
+        .map(|(h, c)| (h.trim(), c.trim()))
+        .collect()
+}
+
 /// A table row as the lesson parser writes it: `Header: cell; Header: cell.`, two cells at
 /// least.
 pub fn is_table_row(line: &str) -> bool {

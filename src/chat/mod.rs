@@ -129,18 +129,6 @@ pub enum ReplyKind {
     OtherLanguage,
 }
 
-impl ReplyKind {
-    /// The kind as a stable word, for logs and metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReplyKind::Answer => "answer",
-            ReplyKind::Refusal => "refusal",
-            ReplyKind::SmallTalk => "small_talk",
-            ReplyKind::OtherLanguage => "other_language",
-        }
-    }
-}
-
 /// What the verifier did to a model's answer before the learner saw it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Verification {
@@ -464,12 +452,7 @@ impl Tutor {
             .collect();
         let earlier = Earlier {
             questions: &questions,
-            previous_answer: question
-                .history
-                .iter()
-                .rev()
-                .find(|t| t.role == crate::llm::Role::Assistant)
-                .map(|t| t.content.as_str()),
+            previous_answer: crate::llm::last_answer(&question.history),
         };
         let reading = crate::conversation::read(&question.message);
         let language = crate::language::detect(&question.message);

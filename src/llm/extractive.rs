@@ -157,6 +157,8 @@ struct Unit<'a> {
     /// The title of the passage's section.
     section: &'a str,
     shape: Shape,
+    /// The tutor's last answer quoted it.
+    said: bool,
     terms: HashSet<String>,
     /// Terms of the section title, which every sentence of the section stands under.
     context: &'a HashSet<String>,
@@ -182,13 +184,7 @@ impl Extractive {
             .map(|p| self.analyzer.terms(&p.section).into_iter().collect())
             .collect();
         // What the tutor just said, so "tell me more" and "why?" get something new.
-        let said = request
-            .history
-            .iter()
-            .rev()
-            .find(|t| t.role == super::Role::Assistant)
-            .map(|t| t.content.as_str())
-            .unwrap_or("");
+        let said = super::last_answer(&request.history).unwrap_or("");
         let mut units = Vec::new();
         for (rank, passage) in passages.iter().enumerate() {
             for (position, (text, shape)) in units_of(&passage.text).into_iter().enumerate() {
@@ -203,6 +199,7 @@ impl Extractive {
                     text,
                     section: &passage.section,
                     shape,
+                    said: !said.is_empty() && said.contains(unit_body(text)),
                     terms: unit_terms,
                     context: &titles[rank],
                     score: 0.0,
@@ -214,14 +211,14 @@ impl Extractive {
                         0.0
                     };
                 unit.score = fits(&unit, reading.want, unit.score);
-                if !said.is_empty() && said.contains(unit_body(text)) {
+                if unit.said {
                     unit.score *= 0.5;
                 }
                 units.push(unit);
             }
         }
         if let Some(ordinal) = reading.ordinal
-            && let Some(i) = nth_item(&units, ordinal, said)
+            && let Some(i) = nth_item(&units, ordinal)
         {
             return vec![render(&units[i], terms, reading.want, &self.analyzer)];
         }
@@ -373,7 +370,9 @@ fn fits(unit: &Unit<'_>, want: Want, score: f32) -> f32 {
         Want::Reason if words().iter().any(|w| REASON_WORDS.contains(&w.as_str())) => score * 1.25,
         Want::Catch => {
             let row_has_catch = matches!(unit.shape, Shape::Row { .. })
-                && row_cells(unit.text).iter().any(|(h, _)| is_catch_header(h));
+                && crate::text::table_cells(unit.text)
+                    .iter()
+                    .any(|(h, _)| is_catch_header(h));
             if row_has_catch || words().iter().any(|w| CATCH_WORDS.contains(&w.as_str())) {
                 score * 1.25
             } else {
@@ -408,7 +407,7 @@ fn fits(unit: &Unit<'_>, want: Want, score: f32) -> f32 {
 
 /// The unit that is the requested item, of the list the last answer read from, or else of the
 /// best-ranked passage's first list long enough (lists of items before tables).
-fn nth_item(units: &[Unit<'_>], ordinal: Ordinal, said: &str) -> Option<usize> {
+fn nth_item(units: &[Unit<'_>], ordinal: Ordinal) -> Option<usize> {
     let mut lists: Vec<(usize, usize, Vec<usize>)> = Vec::new();
     for (i, unit) in units.iter().enumerate() {
         let list = match unit.shape {
@@ -432,12 +431,7 @@ fn nth_item(units: &[Unit<'_>], ordinal: Ordinal, said: &str) -> Option<usize> {
     }
     // The list the tutor just read from is the one "the second one" means; else a list of
     // items before a table.
-    let was_said = |items: &Vec<usize>| {
-        !said.is_empty()
-            && items
-                .iter()
-                .any(|&i| said.contains(unit_body(units[i].text)))
-    };
+    let was_said = |items: &Vec<usize>| items.iter().any(|&i| units[i].said);
     let is_row = |items: &Vec<usize>| matches!(units[items[0]].shape, Shape::Row { .. });
     let mut candidates: Vec<&Vec<usize>> = lists
         .iter()
@@ -536,15 +530,6 @@ fn units_of(text: &str) -> Vec<(&str, Shape)> {
     units
 }
 
-/// A row's `(header, cell)` pairs.
-fn row_cells(line: &str) -> Vec<(&str, &str)> {
-    line.trim_end_matches('.')
-        .split("; ")
-        .filter_map(|part| part.split_once(": "))
-        .map(|(h, c)| (h.trim(), c.trim()))
-        .collect()
-}
-
 fn is_catch_header(header: &str) -> bool {
     crate::conversation::message_words(header)
         .iter()
@@ -563,7 +548,7 @@ fn render(unit: &Unit<'_>, terms: &[QueryTerm], want: Want, analyzer: &Analyzer)
 
 /// A table row as a person would say it: the row's name, then the columns that answer.
 fn spoken_row(line: &str, terms: &[QueryTerm], want: Want, analyzer: &Analyzer) -> String {
-    let cells = row_cells(line);
+    let cells = crate::text::table_cells(line);
     let Some(((_, name), rest)) = cells.split_first() else {
         return with_full_stop(line);
     };

@@ -26,6 +26,15 @@ pub struct Turn {
     pub content: String,
 }
 
+/// The tutor's last answer in a conversation's history, if it has one.
+pub fn last_answer(history: &[Turn]) -> Option<&str> {
+    history
+        .iter()
+        .rev()
+        .find(|t| t.role == Role::Assistant)
+        .map(|t| t.content.as_str())
+}
+
 /// A passage given to the model, numbered as the answer must cite it.
 #[derive(Debug, Clone)]
 pub struct NumberedPassage {
