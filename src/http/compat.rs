@@ -242,6 +242,7 @@ async fn completions_inner(
                     Some(("citations", json!(answer.citations))),
                 );
                 last["refused"] = json!(answer.refused);
+                last["kind"] = json!(answer.kind);
                 let mut frames = vec![last];
                 if include_usage {
                     let mut usage = chunk(
@@ -291,6 +292,7 @@ fn completion(model: &str, answer: &Answer, prompt_tokens: u64) -> Value {
         "usage": usage(prompt_tokens, answer),
         "citations": answer.citations,
         "refused": answer.refused,
+        "kind": answer.kind,
         "related_lesson": answer.related_lesson,
     })
 }

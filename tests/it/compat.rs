@@ -197,6 +197,19 @@ async fn openai_wire_details_unknown_models_content_parts_and_error_shape() {
     assert!(body["system_fingerprint"].is_string());
     assert_eq!(body["choices"][0]["finish_reason"], "stop");
     assert!(!body["citations"].as_array().expect("citations").is_empty());
+    assert_eq!(body["kind"], "answer");
+
+    // Small talk through the facade: a reply, not a refusal, with its kind.
+    let hello = post(json!({
+        "model": "tutor/hybrid-routing",
+        "messages": [{"role": "user", "content": "thanks!"}],
+    }))
+    .await
+    .expect("sent");
+    let body: Value = hello.json().await.expect("json");
+    assert_eq!(body["kind"], "small_talk", "{body}");
+    assert_eq!(body["refused"], false);
+    assert!(body["citations"].as_array().expect("citations").is_empty());
 
     let bad = post(json!({"model": "tutor/hybrid-routing", "messages": "nope"}))
         .await
