@@ -149,9 +149,20 @@ pub fn reload(
     Ok((current.reloaded(retriever, prompts), problems, refresh))
 }
 
-/// What the watcher compares: every lesson, questions and prompt file with its size and
-/// modification time, and the index manifest (so `tutor index` run elsewhere is seen too).
-fn fingerprint(config: &Config) -> u64 {
+/// What a running `serve` follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Follow {
+    /// `serve --watch`: lesson, questions and prompt files, and the index.
+    Everything,
+    /// Plain `serve`: only the index manifest, which `tutor index` rewrites when lessons change,
+    /// so an author's `tutor index` is picked up without restarting (editing a file alone is not).
+    Index,
+}
+
+/// What the watcher compares: with [`Follow::Everything`], every lesson, questions and prompt
+/// file with its size and modification time; always the index manifest (so `tutor index` run
+/// elsewhere is seen too).
+fn fingerprint(config: &Config, follow: Follow) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     let mut visit = |dir: &std::path::Path, recurse: bool| {
@@ -177,21 +188,23 @@ fn fingerprint(config: &Config) -> u64 {
             }
         }
     };
-    visit(&config.lessons_dir, true);
-    visit(&config.prompts_dir, false);
+    if follow == Follow::Everything {
+        visit(&config.lessons_dir, true);
+        visit(&config.prompts_dir, false);
+    }
     if let Ok(meta) = std::fs::metadata(config.index_dir.join("tutor-manifest.json")) {
         meta.modified().ok().hash(&mut hasher);
     }
     hasher.finish()
 }
 
-/// `serve --watch`: checks lessons, prompts and the index every `every`; on a change, reloads
-/// and swaps the tutor atomically (requests in flight finish on the old one).
-pub async fn watch(config: Config, state: AppState, every: Duration) {
+/// Checks what `follow` names every `every`; on a change, reloads and swaps the tutor
+/// atomically (requests in flight finish on the old one).
+pub async fn watch(config: Config, state: AppState, every: Duration, follow: Follow) {
     let config = Arc::new(config);
     let mut last = {
         let config = config.clone();
-        tokio::task::spawn_blocking(move || fingerprint(&config))
+        tokio::task::spawn_blocking(move || fingerprint(&config, follow))
             .await
             .unwrap_or(0)
     };
@@ -200,12 +213,12 @@ pub async fn watch(config: Config, state: AppState, every: Duration) {
         let Ok(current) = state.tutor() else { continue };
         let config = config.clone();
         let result = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-            if fingerprint(&config) == last {
+            if fingerprint(&config, follow) == last {
                 return Ok(None);
             }
             let reloaded = reload(&config, &current)?;
             // Taken after the reload, which may have rewritten the index manifest itself.
-            Ok(Some((fingerprint(&config), reloaded)))
+            Ok(Some((fingerprint(&config, follow), reloaded)))
         })
         .await;
         match result {

@@ -6,6 +6,8 @@ use crate::app;
 use crate::chat::{Answer, Question};
 use crate::config::{Config, Overrides};
 use crate::http::{self, AppState};
+use crate::lessons::GoldenQuestion;
+use crate::llm::{Role, Turn};
 use crate::retrieve::Retrieval;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -195,7 +197,15 @@ fn index(config: &Config) -> anyhow::Result<ExitCode> {
             ""
         }
     );
-    Ok(ExitCode::SUCCESS)
+    if catalog.problems.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "{} broken file(s): fix them and run `tutor index` again (the rest were indexed)",
+            catalog.problems.len()
+        );
+        Ok(ExitCode::FAILURE)
+    }
 }
 
 fn lti_key(config: &Config, new: bool) -> anyhow::Result<ExitCode> {
@@ -277,13 +287,17 @@ fn serve(config: Config, watch: bool) -> anyhow::Result<ExitCode> {
                     "ready"
                 );
                 loader_state.set_tutor(loaded.tutor);
-                if watch {
-                    tokio::runtime::Handle::current().spawn(app::watch(
-                        loader_config.clone(),
-                        loader_state.clone(),
-                        std::time::Duration::from_millis(500),
-                    ));
-                }
+                let follow = if watch {
+                    app::Follow::Everything
+                } else {
+                    app::Follow::Index
+                };
+                tokio::runtime::Handle::current().spawn(app::watch(
+                    loader_config.clone(),
+                    loader_state.clone(),
+                    std::time::Duration::from_millis(500),
+                    follow,
+                ));
             }
             Err(error) => {
                 let _ = failed_tx.send(error);
@@ -603,6 +617,53 @@ fn judge(
     (format!("cited {cited}"), passed)
 }
 
+/// What a golden question's phrases found wrong with an answer: each `must` phrase it lacks and
+/// each `must_not` phrase it has. Case, spacing and citation markers are ignored.
+fn judge_phrases(golden: &GoldenQuestion, answer: &Answer) -> Vec<String> {
+    let said = plain_words(&answer.answer);
+    let has = |phrase: &str| {
+        let phrase = plain_words(phrase);
+        format!(" {said} ").contains(&format!(" {phrase} "))
+    };
+    let missing = golden
+        .must
+        .iter()
+        .filter(|p| !has(p))
+        .map(|p| format!("missing \"{p}\""));
+    let unwanted = golden
+        .must_not
+        .iter()
+        .filter(|p| has(p))
+        .map(|p| format!("says \"{p}\""));
+    missing.chain(unwanted).collect()
+}
+
+/// Lower-case words separated by single spaces, without `[n]` citation markers.
+fn plain_words(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut marker = false;
+    for c in text.chars() {
+        match c {
+            '[' => marker = true,
+            ']' if marker => marker = false,
+            _ if marker && c.is_ascii_digit() => {}
+            _ => {
+                marker = false;
+                if c.is_alphanumeric() || matches!(c, '%' | '.' | ',' | '\'' | '’') {
+                    out.extend(c.to_lowercase());
+                } else {
+                    out.push(' ');
+                }
+            }
+        }
+    }
+    out.split_whitespace()
+        .map(|w| w.trim_matches(|c: char| matches!(c, '.' | ',' | '\'' | '’')))
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn sections_cited(answer: &Answer) -> String {
     let mut ids: Vec<&str> = answer
         .citations
@@ -633,14 +694,39 @@ fn check(config: &Config, only: Option<&str>, as_json: bool) -> anyhow::Result<E
         .filter(|l| only.is_none_or(|id| l.id == id))
     {
         for golden in &lesson.questions {
-            let question = Question::parse(lesson.id.clone(), golden.q.clone(), Vec::new())?;
-            let (got, passed) = match runtime.block_on(loaded.tutor.ask(question)) {
-                Ok((answer, _)) => judge(
-                    golden.section.as_deref(),
-                    golden.refuse,
-                    golden.points_to.as_deref(),
-                    &answer,
-                ),
+            let outcome = runtime.block_on(async {
+                let mut history = Vec::new();
+                for earlier in &golden.after {
+                    let question =
+                        Question::parse(lesson.id.clone(), earlier.clone(), history.clone())?;
+                    let (answer, _) = loaded.tutor.ask(question).await?;
+                    history.push(Turn {
+                        role: Role::User,
+                        content: earlier.clone(),
+                    });
+                    history.push(Turn {
+                        role: Role::Assistant,
+                        content: answer.answer,
+                    });
+                }
+                let question = Question::parse(lesson.id.clone(), golden.q.clone(), history)?;
+                loaded.tutor.ask(question).await.map(|(answer, _)| answer)
+            });
+            let (got, passed) = match outcome {
+                Ok(answer) => {
+                    let (got, passed) = judge(
+                        golden.section.as_deref(),
+                        golden.refuse,
+                        golden.points_to.as_deref(),
+                        &answer,
+                    );
+                    let wrong = judge_phrases(golden, &answer);
+                    if wrong.is_empty() {
+                        (got, passed)
+                    } else {
+                        (format!("{got}; {}", wrong.join(", ")), false)
+                    }
+                }
                 Err(error) => (format!("error: {error}"), false),
             };
             let expected = if golden.refuse {
@@ -650,6 +736,12 @@ fn check(config: &Config, only: Option<&str>, as_json: bool) -> anyhow::Result<E
                 }
             } else {
                 format!("cited {}", golden.section.as_deref().unwrap_or("?"))
+            };
+            let phrases = golden.must.len() + golden.must_not.len();
+            let expected = match phrases {
+                0 => expected,
+                1 => format!("{expected}, 1 phrase"),
+                n => format!("{expected}, {n} phrases"),
             };
             rows.push(CheckRow {
                 lesson: lesson.id.clone(),

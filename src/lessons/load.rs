@@ -42,7 +42,7 @@ impl Catalog {
             if let Some(first) = first_path.get(&lesson.id) {
                 problems.push(Problem {
                     path: path.clone(),
-                    line: id_line(&path),
+                    line: field_line(&path, "id"),
                     reason: format!(
                         "duplicate lesson id `{}`: {} already uses it",
                         lesson.id,
@@ -53,6 +53,24 @@ impl Catalog {
             }
             first_path.insert(lesson.id.clone(), path);
             kept.push(Arc::new(lesson));
+        }
+        for lesson in &kept {
+            for related in &lesson.related {
+                if first_path.contains_key(related) && *related != lesson.id {
+                    continue;
+                }
+                let path = first_path[&lesson.id].clone();
+                let reason = if *related == lesson.id {
+                    "`related` names the lesson itself (ignored)".to_string()
+                } else {
+                    format!("`related` names `{related}`, which is not a lesson here (ignored)")
+                };
+                problems.push(Problem {
+                    line: field_line(&path, "related"),
+                    path,
+                    reason,
+                });
+            }
         }
         Catalog::assemble(kept, problems, first_path)
     }
@@ -128,13 +146,15 @@ impl Catalog {
 }
 
 /// The line of `id:` in a file's front matter, for duplicate-id reports.
-fn id_line(path: &Path) -> usize {
+/// The 1-based line of a front-matter field (`key:`) in a lesson file; 1 when not found.
+fn field_line(path: &Path, key: &str) -> usize {
+    let key = format!("{key}:");
     std::fs::read_to_string(path)
         .ok()
         .and_then(|text| {
             text.lines()
                 .take(64)
-                .position(|l| l.trim_start().starts_with("id:"))
+                .position(|l| l.trim_start().starts_with(&key))
         })
         .map_or(1, |i| i + 1)
 }
@@ -311,6 +331,35 @@ mod tests {
                 "good.md:2: duplicate lesson id `good`",
                 "good.questions.toml:2: question \"Where?\" names section `missing`, which is not in the lesson (sections",
                 "latin1.md:7: the file is not UTF-8 (invalid byte at offset 32); save it as UTF-8",
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_related_ids_are_reported_on_their_line_and_dropped() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        write(
+            dir.path(),
+            "a.md",
+            b"---\nid: a\ntitle: A\nrelated: [b, ghost, a]\n---\n## A\n\nText.\n",
+        );
+        write(
+            dir.path(),
+            "b.md",
+            b"---\nid: b\ntitle: B\n---\n## B\n\nText.\n",
+        );
+        let catalog = load_catalog(dir.path()).expect("folder readable");
+        assert_eq!(catalog.get("a").expect("a loads").related, vec!["b"]);
+        let reports: Vec<String> = catalog
+            .problems
+            .iter()
+            .map(|p| format!("{}: {}", p.line, p.reason))
+            .collect();
+        assert_eq!(
+            reports,
+            vec![
+                "4: `related` names `ghost`, which is not a lesson here (ignored)",
+                "4: `related` names the lesson itself (ignored)",
             ]
         );
     }

@@ -80,6 +80,16 @@ pub struct GoldenQuestion {
     /// For a refusal: the lesson the refusal should point to.
     #[serde(default)]
     pub points_to: Option<String>,
+    /// Phrases the answer must contain (case and spacing ignored).
+    #[serde(default)]
+    pub must: Vec<String>,
+    /// Phrases the answer must not contain.
+    #[serde(default)]
+    pub must_not: Vec<String>,
+    /// Questions asked before this one in the same conversation, each answered in turn: makes
+    /// this a follow-up ("and the second one?").
+    #[serde(default)]
+    pub after: Vec<String>,
 }
 
 impl Lesson {

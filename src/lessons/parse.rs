@@ -74,7 +74,15 @@ pub fn parse_lesson(text: &str, fallback_id: &str) -> Result<Lesson, LessonError
             let line = e.location().map_or(front_line, |l| {
                 (front_line + l.line() - 1).min(last_front_line)
             });
-            LessonError::at(line, format!("front matter: {}", yaml_message(&e)))
+            // A quote left open swallows the rest of the front matter, so YAML reports the
+            // end of it; the line to fix is where the quote opens.
+            match unclosed_quote(front) {
+                Some(at) if front_line + at <= line => LessonError::at(
+                    front_line + at,
+                    "front matter: a quote opens on this line and is never closed",
+                ),
+                _ => LessonError::at(line, format!("front matter: {}", yaml_message(&e))),
+            }
         })?
     };
     let field_line = |key: &str| {
@@ -189,6 +197,24 @@ fn check_questions(lesson: &Lesson, questions: &[GoldenQuestion]) -> Result<(), 
             }
             _ => {}
         }
+        if let Some(phrase) = question
+            .must
+            .iter()
+            .chain(&question.must_not)
+            .chain(&question.after)
+            .find(|p| p.trim().is_empty())
+        {
+            return Err(format!(
+                "question \"{}\" has an empty phrase or question ({phrase:?}) in `must`, `must_not` or `after`",
+                question.q
+            ));
+        }
+        if question.refuse && !question.must.is_empty() {
+            return Err(format!(
+                "question \"{}\" must be refused, so it cannot list phrases the answer `must` contain",
+                question.q
+            ));
+        }
     }
     Ok(())
 }
@@ -227,6 +253,32 @@ fn scalar(value: &serde_yaml_ng::Value) -> Option<String> {
         serde_yaml_ng::Value::Bool(b) => Some(b.to_string()),
         _ => None,
     }
+}
+
+/// The first front-matter line (0-based) whose value opens a quote it does not close.
+fn unclosed_quote(front: &str) -> Option<usize> {
+    front.lines().position(|line| {
+        let line = line.trim_start();
+        let value = match line.strip_prefix("- ") {
+            Some(item) => item.split_once(": ").map_or(item, |(_, v)| v),
+            None => line.split_once(':').map_or("", |(_, v)| v),
+        }
+        .trim();
+        let mut chars = value.chars();
+        match chars.next() {
+            Some('"') => {
+                let mut escaped = false;
+                !chars.any(|c| {
+                    let closes = c == '"' && !escaped;
+                    escaped = c == '\\' && !escaped;
+                    closes
+                })
+            }
+            // In single quotes `''` is an escaped quote: an odd count leaves it open.
+            Some('\'') => chars.filter(|&c| c == '\'').count() % 2 == 0,
+            _ => false,
+        }
+    })
 }
 
 fn yaml_message(error: &serde_yaml_ng::Error) -> String {
@@ -733,6 +785,16 @@ mod tests {
                 "front matter",
             ),
             ("---\nid: x\n---\n## A\n\nText.\n", 2, "no `title`"),
+            (
+                "---\nid: x\ntitle: \"Unclosed\nsummary: fine\nminutes: 5\n---\n## A\n\nText.\n",
+                3,
+                "quote",
+            ),
+            (
+                "---\nid: x\ntitle: X\nsummary: 'it is open\n---\n## A\n\nText.\n",
+                4,
+                "quote",
+            ),
             (
                 "---\nid: bad id!\ntitle: X\n---\n## A\n\nText.\n",
                 2,

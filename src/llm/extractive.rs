@@ -541,6 +541,8 @@ fn is_catch_header(header: &str) -> bool {
 fn render(unit: &Unit<'_>, terms: &[QueryTerm], want: Want, analyzer: &Analyzer) -> String {
     let text = match unit.shape {
         Shape::Row { .. } => spoken_row(unit.text, terms, want, analyzer),
+        // A list item read out on its own is a sentence: "keep a second host" opens with a capital.
+        Shape::Item { .. } => upper_first(&with_full_stop(unit.text)),
         _ => with_full_stop(unit.text),
     };
     format!("{text} [{}]", unit.n)
@@ -583,6 +585,14 @@ fn lower_first(text: &str) -> String {
             out.push_str(&text[first.len_utf8()..]);
             out
         }
+        _ => text.to_string(),
+    }
+}
+
+fn upper_first(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) if first.is_lowercase() => first.to_uppercase().chain(chars).collect(),
         _ => text.to_string(),
     }
 }

@@ -146,7 +146,7 @@ fn check_fails_and_names_the_broken_file_and_the_failing_question() {
     .expect("write");
     std::fs::write(
         lessons.join("good.questions.toml"),
-        "[[questions]]\nq = \"What causes tides?\"\nsection = \"tides\"\n\n[[questions]]\nq = \"Why do oceans have tides?\"\nrefuse = true\n",
+        "[[questions]]\nq = \"What causes tides?\"\nsection = \"tides\"\nmust = [\"the Moon's  gravity\"]\nmust_not = [\"sun\"]\n\n[[questions]]\nq = \"Why do oceans have tides?\"\nrefuse = true\n\n[[questions]]\nq = \"What pulls the oceans?\"\nsection = \"tides\"\nmust = [\"the sun\", \"gravity\"]\nmust_not = [\"oceans\"]\n",
     )
     .expect("write");
     std::fs::write(
@@ -158,8 +158,48 @@ fn check_fails_and_names_the_broken_file_and_the_failing_question() {
     let stdout = text(&out.stdout);
     assert!(!out.status.success(), "{stdout}");
     assert!(stdout.contains("broken.md:3:"), "{stdout}");
-    assert!(stdout.contains("1 passed, 1 failed"), "{stdout}");
+    assert!(stdout.contains("1 passed, 2 failed"), "{stdout}");
     assert!(stdout.contains("FAIL"), "{stdout}");
+    // The phrase check names what was missing and what should not have been said.
+    assert!(
+        stdout.contains("missing \"the sun\", says \"oceans\""),
+        "{stdout}"
+    );
+
+    // `tutor index` indexes the good lesson and still exits non-zero, naming the broken one.
+    let out = tutor(dir.path(), &["index"]);
+    assert!(!out.status.success(), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("indexed 1 lessons"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        text(&out.stderr).contains("broken.md:3:"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn check_judges_follow_ups_asked_after_earlier_questions() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lessons = dir.path().join("lessons");
+    std::fs::create_dir(&lessons).expect("mkdir");
+    std::fs::write(
+        lessons.join("steps.md"),
+        "---\nid: steps\ntitle: Bread\n---\n## Making bread\n\nTo make bread, follow these steps:\n\n- Mix flour, water and yeast.\n- Knead the dough for ten minutes.\n- Bake it in a hot oven.\n",
+    )
+    .expect("write");
+    std::fs::write(
+        lessons.join("steps.questions.toml"),
+        "[[questions]]\nq = \"and the second one?\"\nafter = [\"What are the steps to make bread?\"]\nsection = \"making-bread\"\nmust = [\"knead the dough\"]\nmust_not = [\"bake\"]\n",
+    )
+    .expect("write");
+    let out = tutor(dir.path(), &["check"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("1 passed, 0 failed"), "{stdout}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

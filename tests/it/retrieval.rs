@@ -31,7 +31,8 @@ fn every_golden_question_of_the_sample_catalog_is_gated_as_its_author_expects() 
             "{} has golden questions",
             lesson.id
         );
-        for golden in &lesson.questions {
+        // Follow-ups need the answers before them: `tutor check` runs those (cli tests).
+        for golden in lesson.questions.iter().filter(|g| g.after.is_empty()) {
             let retrieval = retriever.retrieve(&lesson.id, &golden.q, &Earlier::NONE);
             assert_eq!(
                 retrieval.covered, !golden.refuse,
