@@ -403,7 +403,7 @@ fn run(
                                 // Judge what the learner saw.
                                 return Ok(Answer {
                                     answer: shown,
-                                    ..answer
+                                    ..*answer
                                 });
                             }
                             ChatEvent::Error(error) => return Err(error.into()),

@@ -97,7 +97,9 @@ pub fn load(config: &Config) -> anyhow::Result<Loaded> {
     let (retriever, prompts) = open_parts(config, catalog)?;
     let mut tutor = Tutor::new(retriever, prompts, model(config)?);
     if uses_provider(config) {
-        tutor = tutor.with_model_slots(config.max_model_calls, config.model_queue);
+        tutor = tutor
+            .with_model_slots(config.max_model_calls, config.model_queue)
+            .with_translation();
     }
     if let Some(verify) = &config.verify {
         let model = OpenAiModel::new(verify.settings.clone())

@@ -288,6 +288,64 @@ fn lang_of(code: &str) -> Option<Lang> {
     })
 }
 
+/// Words that negate a statement in each spoken language.
+const NEGATIONS: &[(&str, &[&str])] = &[
+    (
+        "en",
+        &[
+            "not", "no", "never", "cannot", "without", "none", "nothing", "neither", "nor",
+            "nobody", "nowhere",
+        ],
+    ),
+    (
+        "es",
+        &[
+            "no", "nunca", "jamás", "sin", "ningún", "ninguna", "ninguno", "nada", "ni", "nadie",
+            "tampoco",
+        ],
+    ),
+    (
+        "fr",
+        &[
+            "ne", "n", "pas", "jamais", "sans", "aucun", "aucune", "rien", "ni", "non",
+        ],
+    ),
+    (
+        "de",
+        &[
+            "nicht", "kein", "keine", "keinen", "keinem", "keiner", "keines", "nie", "niemals",
+            "ohne", "nichts", "weder", "niemand",
+        ],
+    ),
+    (
+        "pt",
+        &[
+            "não", "nunca", "jamais", "sem", "nenhum", "nenhuma", "nada", "nem", "ninguém",
+        ],
+    ),
+    (
+        "it",
+        &[
+            "non", "mai", "senza", "nessun", "nessuno", "nessuna", "niente", "nulla", "né",
+        ],
+    ),
+];
+
+/// True when `text`, in the spoken language `code`, holds a negation ("not", "n't", "no",
+/// "ne … pas", "nicht", "kein" …). Unknown languages are read as English.
+pub fn negated(text: &str, code: &str) -> bool {
+    let words = NEGATIONS
+        .iter()
+        .find(|(c, _)| *c == code)
+        .unwrap_or(&NEGATIONS[0])
+        .1;
+    let lower = text.to_lowercase();
+    lower
+        .split(|c: char| !c.is_alphabetic())
+        .any(|w| words.contains(&w))
+        || (code == "en" && (lower.contains("n't") || lower.contains("n’t")))
+}
+
 /// The English name of a spoken language, for prompts ("Spanish").
 pub fn name(code: &str) -> &'static str {
     lang_of(code).map_or("the lesson's language", |l| l.eng_name())

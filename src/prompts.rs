@@ -18,7 +18,9 @@ const REFUSAL: &str = "refusal.j2";
 const VERIFY: &str = "verify.j2";
 const SMALL_TALK: &str = "small_talk.j2";
 const OTHER_LANGUAGE: &str = "other_language.j2";
+const TRANSLATE: &str = "translate.j2";
 const BUILT_IN: &[(&str, &str)] = &[
+    (TRANSLATE, include_str!("../prompts/translate.j2")),
     (SMALL_TALK, include_str!("../prompts/small_talk.j2")),
     (OTHER_LANGUAGE, include_str!("../prompts/other_language.j2")),
     (SYSTEM, include_str!("../prompts/system.j2")),
@@ -111,7 +113,7 @@ impl Prompts {
     }
 
     /// Loads the templates (`system.j2`, `refusal.j2`, `verify.j2`, `small_talk.j2`,
-    /// `other_language.j2`) from `dir`, falling back to the built-in copy of a
+    /// `other_language.j2`, `translate.j2`) from `dir`, falling back to the built-in copy of a
     /// file that does not exist there. A template that does not compile is an error.
     pub fn load(dir: &Path) -> Result<Prompts, PromptError> {
         let mut sources = Vec::new();
@@ -167,7 +169,12 @@ impl Prompts {
                 text: SAMPLE,
             }],
         )?;
-        prompts.refusal(None)?;
+        for language in crate::language::SPOKEN {
+            prompts.refusal(None, language)?;
+            prompts.refusal(Some((SAMPLE, SAMPLE)), language)?;
+        }
+        prompts.translate("question", "es", "en")?;
+        prompts.translate("answer", "en", "es")?;
         for kind in ["greeting", "thanks", "goodbye", "help"] {
             prompts.small_talk(kind, &sample_lesson, "en")?;
         }
@@ -287,10 +294,31 @@ impl Prompts {
         )
     }
 
-    /// The refusal text, pointing to `related` (id, title) when another lesson covers it.
-    pub fn refusal(&self, related: Option<(&str, &str)>) -> Result<String, PromptError> {
+    /// The refusal text in the learner's `language`, pointing to `related` (id, title) when
+    /// another lesson covers it.
+    pub fn refusal(
+        &self,
+        related: Option<(&str, &str)>,
+        language: &str,
+    ) -> Result<String, PromptError> {
         let related = related.map(|(id, title)| context! { id => id, title => title });
-        self.render(REFUSAL, context! { related => related })
+        self.render(
+            REFUSAL,
+            context! { related => related, language => language },
+        )
+    }
+
+    /// The instructions for translating a learner's `question` or a verified `answer` (`kind`)
+    /// from one language (an ISO code) into another.
+    pub fn translate(&self, kind: &str, from: &str, to: &str) -> Result<String, PromptError> {
+        self.render(
+            TRANSLATE,
+            context! {
+                kind => kind,
+                from => crate::language::name(from),
+                to => crate::language::name(to),
+            },
+        )
     }
 
     /// The reply to small talk (`kind`: greeting, thanks, goodbye, help) in `language`.
@@ -461,10 +489,10 @@ mod tests {
     #[test]
     fn refusals_point_to_the_related_lesson_when_there_is_one() {
         let prompts = Prompts::built_in();
-        let plain = prompts.refusal(None).expect("renders");
+        let plain = prompts.refusal(None, "en").expect("renders");
         assert!(plain.contains("doesn't cover"));
         let pointed = prompts
-            .refusal(Some(("the-policy-layer", "The Policy Layer")))
+            .refusal(Some(("the-policy-layer", "The Policy Layer")), "en")
             .expect("renders");
         assert!(pointed.contains("\"The Policy Layer\""), "{pointed}");
     }

@@ -99,6 +99,12 @@ pub fn other_language(language: &'static str) {
     counter!("tutor_other_language_total", "language" => language).increment(1);
 }
 
+/// A translation for a question in another language: `step` is `question` or `answer`;
+/// `outcome` is `ok`, `cached`, `failed` or `unfaithful`.
+pub fn translation(step: &'static str, outcome: &'static str) {
+    counter!("tutor_translations_total", "step" => step, "outcome" => outcome).increment(1);
+}
+
 /// One sentence of a model's answer judged by the verifier: its verdict (`supported`,
 /// `corrected`, `neutral`, `unsupported`) and, when removed, why (`number`, `name`, `words`,
 /// `polarity`, `leak`, `second_opinion`; else `none`).

@@ -18,9 +18,10 @@ pub mod citations;
 mod question;
 pub mod release;
 pub mod second;
+pub mod translate;
 pub mod verify;
 
-pub use question::{MAX_HISTORY_TURNS, MAX_MESSAGE_CHARS, MAX_TURN_CHARS, Question};
+pub use question::{MAX_HISTORY_TURNS, MAX_MESSAGE_CHARS, MAX_TURN_CHARS, Question, Translated};
 
 use crate::language::Detected;
 use crate::lessons::{Lesson, Passage};
@@ -104,6 +105,10 @@ pub struct Answer {
     /// What the verifier did to a model's answer (absent for refusals by the gate).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verification: Option<Verification>,
+    /// The language the reply is written in (ISO 639-1), when it is not the lesson's: a question
+    /// asked in another language, translated by the model, is answered in the learner's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
     /// Why it was refused (for the log and metrics; not sent).
     #[serde(skip)]
     #[schema(ignore)]
@@ -176,7 +181,7 @@ pub enum ChatEvent {
     /// The passages the answer may cite.
     Citations(Vec<Citation>),
     Delta(String),
-    Done(Answer),
+    Done(Box<Answer>),
     Error(ChatError),
 }
 
@@ -209,6 +214,9 @@ pub struct Tutor {
     extractive: Extractive,
     /// A model asked about sentences the verifier cannot decide, when one is configured.
     second_opinion: Option<Arc<SecondOpinion>>,
+    /// Translates questions in other languages and their verified answers, when a model is
+    /// configured.
+    translator: Option<Arc<translate::Translator>>,
 }
 
 /// A bounded set of the most recent answer ids.
@@ -252,6 +260,13 @@ pub enum Plan {
     Reply(Box<Answer>),
     /// Ask the model.
     Ask(Box<Asking>),
+    /// A question in another language than the lesson's, with a model to translate it: plan
+    /// again on its translation into `to`; if it cannot be translated, reply `otherwise`.
+    Translate {
+        from: &'static str,
+        to: String,
+        otherwise: Box<Answer>,
+    },
 }
 
 /// A question the lesson covers, ready for the model.
@@ -287,7 +302,15 @@ impl Tutor {
             analysis: Analysis::new(),
             extractive: Extractive::new(),
             second_opinion: None,
+            translator: None,
         }
+    }
+
+    /// Answers questions in other languages than the lesson's through the tutor's model:
+    /// translated for retrieval, answered and verified in the lesson's language, rendered back.
+    pub fn with_translation(mut self) -> Tutor {
+        self.translator = Some(Arc::new(translate::Translator::new(self.model.clone())));
+        self
     }
 
     /// Sends sentences the verifier cannot decide to a second-opinion model.
@@ -336,7 +359,7 @@ impl Tutor {
             answer_id: answer.answer_id.clone(),
             time: crate::conversation_log::now(),
             lesson_id: question.lesson_id.clone(),
-            question: crate::conversation_log::redact(&question.message),
+            question: crate::conversation_log::redact(question.asked()),
             answer: answer.answer.clone(),
             refused: answer.refused,
             refusal_reason: answer.refusal_reason.map(str::to_string),
@@ -472,13 +495,24 @@ impl Tutor {
         }
         if let Some(language) = language
             && language.code() != lesson.language
+            && question.translated.is_none()
         {
             let text =
                 self.prompts
                     .other_language(language.code(), &prompt_lesson, &lesson.language)?;
             telemetry::other_language(language.code());
-            let reply = self.template_reply(text, ReplyKind::OtherLanguage);
-            return Ok((Plan::Reply(Box::new(reply)), Retrieval::unread(reading)));
+            let reply = Box::new(self.template_reply(text, ReplyKind::OtherLanguage));
+            let plan = match language {
+                // Translations are checked against the negations of the languages the tutor
+                // speaks, so only those are translated.
+                Detected::Spoken(from) if self.translator.is_some() => Plan::Translate {
+                    from,
+                    to: lesson.language.clone(),
+                    otherwise: reply,
+                },
+                _ => Plan::Reply(reply),
+            };
+            return Ok((plan, Retrieval::unread(reading)));
         }
         let started = std::time::Instant::now();
         let retrieval =
@@ -488,7 +522,7 @@ impl Tutor {
         telemetry::gate(retrieval.covered, retrieval.reason.as_str());
         if !retrieval.covered {
             telemetry::refusal(retrieval.reason.as_str());
-            let refusal = self.refusal(&question.message, &lesson, retrieval.reason)?;
+            let refusal = self.refusal(question, &lesson, retrieval.reason)?;
             return Ok((Plan::Reply(Box::new(refusal)), retrieval));
         }
         let hits = &retrieval.hits[..retrieval.hits.len().min(self.retriever.settings().passages)];
@@ -551,24 +585,33 @@ impl Tutor {
             kind,
             related_lesson: None,
             verification: None,
+            language: None,
             refusal_reason: None,
             judged: Vec::new(),
         }
     }
 
+    /// The refusal for `question` (in the learner's language when it was translated).
     fn refusal(
         &self,
-        message: &str,
+        question: &Question,
         lesson: &Lesson,
         reason: GateReason,
     ) -> Result<Answer, ChatError> {
         let related = match reason {
             GateReason::NoSearchableWords => None,
-            _ => self.retriever.lesson_covering(message, &lesson.id),
+            _ => self
+                .retriever
+                .lesson_covering(&question.message, &lesson.id),
         };
-        let answer = self
-            .prompts
-            .refusal(related.as_ref().map(|l| (l.id.as_str(), l.title.as_str())))?;
+        let language = question
+            .translated
+            .as_ref()
+            .map_or(lesson.language.as_str(), |t| t.language);
+        let answer = self.prompts.refusal(
+            related.as_ref().map(|l| (l.id.as_str(), l.title.as_str())),
+            language,
+        )?;
         Ok(Answer {
             answer_id: answer_id(),
             refusal_reason: Some(reason.as_str()),
@@ -582,6 +625,7 @@ impl Tutor {
                 title: l.title.clone(),
             }),
             verification: None,
+            language: question.translated.as_ref().map(|t| t.language.to_string()),
             judged: Vec::new(),
         })
     }
@@ -603,12 +647,30 @@ impl Tutor {
     pub async fn ask(&self, question: Question) -> Result<(Answer, Retrieval), ChatError> {
         let asked = std::time::Instant::now();
         let (plan, retrieval, question) = self.plan_off_thread(question).await?;
+        let (plan, retrieval, question) = match plan {
+            Plan::Translate {
+                from,
+                to,
+                otherwise,
+            } => match self.translated(question, from, &to, otherwise).await? {
+                Ok(planned) => planned,
+                Err((question, reply)) => {
+                    self.record(&question, &reply, asked);
+                    return Ok((*reply, retrieval));
+                }
+            },
+            plan => (plan, retrieval, question),
+        };
         let asking = match plan {
             Plan::Reply(refusal) => {
                 self.record(&question, &refusal, asked);
                 return Ok((*refusal, retrieval));
             }
             Plan::Ask(asking) => asking,
+            Plan::Translate { otherwise, .. } => {
+                self.record(&question, &otherwise, asked);
+                return Ok((*otherwise, retrieval));
+            }
         };
         let _slot = self.model_slot().await?;
         let started = std::time::Instant::now();
@@ -629,11 +691,88 @@ impl Tutor {
         let mut release = Release::new(self.second_opinion.is_some());
         release.push(&reply.text, &asking.checker);
         release.finish(&asking.checker);
-        let (answer, _) = self
+        let (mut answer, _) = self
             .conclude(&question, &asking, release, &reply.backend)
             .await?;
+        if let Some(translated) = &question.translated
+            && answer.kind == ReplyKind::Answer
+        {
+            answer = self.rendered_in(answer, translated).await?;
+        }
         self.record(&question, &answer, asked);
         Ok((answer, retrieval))
+    }
+
+    /// Plans a question asked in another language (`from`) on its translation into the
+    /// lesson's (`to`). `Err` carries the reply to send instead when it cannot be translated.
+    #[allow(clippy::type_complexity)]
+    async fn translated(
+        &self,
+        question: Question,
+        from: &'static str,
+        to: &str,
+        otherwise: Box<Answer>,
+    ) -> Result<Result<(Plan, Retrieval, Question), (Question, Box<Answer>)>, ChatError> {
+        let Some(translator) = &self.translator else {
+            return Ok(Err((question, otherwise)));
+        };
+        let translation = {
+            let _slot = self.model_slot().await?;
+            translator
+                .question(&self.prompts, &question.message, from, to)
+                .await
+        };
+        match translation {
+            Ok((text, cached)) => {
+                telemetry::translation("question", if cached { "cached" } else { "ok" });
+                let question = question.in_lesson_language(text, from, to);
+                Ok(Ok(self.plan_off_thread(question).await?))
+            }
+            Err(why) => {
+                telemetry::translation("question", why.as_str());
+                tracing::warn!(language = from, "{why}; asking for the lesson's language");
+                Ok(Err((question, otherwise)))
+            }
+        }
+    }
+
+    /// A verified answer rendered in the learner's language. When the rendering cannot be made
+    /// or fails [`translate::faithful`], the verified answer is sent as it is, in the lesson's
+    /// language: nothing unchecked is shown.
+    async fn rendered_in(
+        &self,
+        mut answer: Answer,
+        translated: &Translated,
+    ) -> Result<Answer, ChatError> {
+        let Some(translator) = &self.translator else {
+            return Ok(answer);
+        };
+        let rendering = {
+            let _slot = self.model_slot().await?;
+            translator
+                .answer(
+                    &self.prompts,
+                    &answer.answer,
+                    &translated.lesson_language,
+                    translated.language,
+                )
+                .await
+        };
+        match rendering {
+            Ok(text) => {
+                telemetry::translation("answer", "ok");
+                answer.answer = text;
+                answer.language = Some(translated.language.to_string());
+            }
+            Err(why) => {
+                telemetry::translation("answer", why.as_str());
+                tracing::warn!(
+                    language = translated.language,
+                    "{why}; sending the verified answer in the lesson's language"
+                );
+            }
+        }
+        Ok(answer)
     }
 
     /// Turns what the release kept into the answer: second opinions on undecided sentences,
@@ -703,17 +842,16 @@ impl Tutor {
             }
         };
         telemetry::refusal(reason);
-        let lesson_id = question.lesson_id.clone();
-        let message = question.message.clone();
+        let question = question.clone();
         let mut refusal = self
             .off_thread(move |tutor| {
                 let lesson = tutor
                     .retriever
                     .catalog()
-                    .get(&lesson_id)
+                    .get(&question.lesson_id)
                     .cloned()
-                    .ok_or_else(|| ChatError::LessonNotFound(lesson_id.clone()))?;
-                tutor.refusal(&message, &lesson, GateReason::NotCovered)
+                    .ok_or_else(|| ChatError::LessonNotFound(question.lesson_id.clone()))?;
+                tutor.refusal(&question, &lesson, GateReason::NotCovered)
             })
             .await??;
         refusal.refusal_reason = Some(reason);
@@ -738,8 +876,19 @@ impl Tutor {
                 let events = vec![
                     ChatEvent::Citations(Vec::new()),
                     ChatEvent::Delta(refusal.answer.clone()),
-                    ChatEvent::Done(*refusal),
+                    ChatEvent::Done(refusal),
                 ];
+                return Ok(futures::stream::iter(events).boxed());
+            }
+            Plan::Translate { .. } => {
+                // A rendering in the learner's language can only be checked whole, so it is
+                // sent whole, once checked.
+                let (answer, _) = self.ask(question).await?;
+                let mut events = vec![ChatEvent::Citations(answer.citations.clone())];
+                if !answer.answer.is_empty() {
+                    events.push(ChatEvent::Delta(answer.answer.clone()));
+                }
+                events.push(ChatEvent::Done(Box::new(answer)));
                 return Ok(futures::stream::iter(events).boxed());
             }
             Plan::Ask(asking) => asking,
@@ -868,7 +1017,7 @@ impl StreamState {
             Ok((answer, released)) => {
                 self.tutor.record(&self.question, &answer, self.asked);
                 self.queue_delta(released);
-                self.queued.push_back(ChatEvent::Done(answer));
+                self.queued.push_back(ChatEvent::Done(Box::new(answer)));
             }
             Err(error) => self.queued.push_back(ChatEvent::Error(error)),
         }
@@ -898,6 +1047,7 @@ fn answered(
         kind: ReplyKind::Answer,
         related_lesson: None,
         verification: Some(Verification::of(&judged, fallback)),
+        language: None,
         refusal_reason: None,
         judged,
     }

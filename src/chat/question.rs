@@ -19,6 +19,19 @@ pub struct Question {
     pub history: Vec<Turn>,
     /// An anonymous id the widget makes per conversation (for the log); never an identity.
     pub conversation_id: Option<String>,
+    /// Set when `message` is a translation of what the learner asked in another language.
+    pub translated: Option<Translated>,
+}
+
+/// What the learner asked, when the tutor works on a translation of it.
+#[derive(Debug, Clone)]
+pub struct Translated {
+    /// The learner's language (ISO 639-1): the answer is rendered in it.
+    pub language: &'static str,
+    /// The lesson's language, which `message` is now in.
+    pub lesson_language: String,
+    /// The learner's own words, for the log.
+    pub original: String,
 }
 
 impl Question {
@@ -59,7 +72,32 @@ impl Question {
             message,
             history,
             conversation_id: None,
+            translated: None,
         })
+    }
+
+    /// The same question with `message` replaced by its translation into the lesson's
+    /// language; the learner's words are kept in [`Question::translated`].
+    pub fn in_lesson_language(
+        mut self,
+        translation: String,
+        language: &'static str,
+        lesson_language: &str,
+    ) -> Question {
+        let original = std::mem::replace(&mut self.message, translation);
+        self.translated = Some(Translated {
+            language,
+            lesson_language: lesson_language.to_string(),
+            original,
+        });
+        self
+    }
+
+    /// What the learner typed (the original of a translated question).
+    pub fn asked(&self) -> &str {
+        self.translated
+            .as_ref()
+            .map_or(&self.message, |t| &t.original)
     }
 
     /// Attaches the widget's anonymous conversation id (up to 64 letters, digits, `-`, `_`).

@@ -45,6 +45,8 @@ pub enum Behaviour {
     /// Obeys whatever it is told: repeats its whole system prompt, invents passage numbers,
     /// and answers from its own knowledge.
     Obedient,
+    /// Answers with what this function makes of the system prompt and the learner's message.
+    Script(fn(&str, &str) -> String),
 }
 
 /// The fake answers `text`, streamed in pieces of `chunk` characters.
@@ -243,6 +245,17 @@ async fn complete(
                 .into_response();
         }
         Behaviour::Answer { text, chunk } => (text, chunk),
+        Behaviour::Script(script) => {
+            let requests = requests.lock().expect("lock");
+            let body = requests.last().expect("recorded");
+            let messages = body["messages"].as_array().cloned().unwrap_or_default();
+            let user = messages
+                .last()
+                .and_then(|m| m["content"].as_str())
+                .unwrap_or("")
+                .to_string();
+            (script(&system, &user), 5)
+        }
     };
     if !stream {
         return Json(json!({

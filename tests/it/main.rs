@@ -8,6 +8,7 @@ mod conversation;
 mod faults;
 mod helpers;
 mod injection;
+mod languages;
 mod log;
 mod lti;
 mod metrics;
