@@ -14,6 +14,11 @@
 //!   by another question on the same section (which must be answered from it with the first
 //!   turn as history).
 //!
+//! - questions in other languages (`examples/conversation-cases/languages.toml`), answered through
+//!   a stand-in model: it translates a question as the file says a model could, answers from the
+//!   passages as the embedded answerer does, and renders the answer back unchanged; measured is
+//!   whether the tutor answers from the right section once the question is translated.
+//!
 //! Each turn's answer becomes the next turn's history, as the widget sends it.
 //! `CONVERSATION_EVAL_SHOW=1` prints every miss.
 
@@ -31,7 +36,7 @@ use std::path::Path;
 use std::sync::Arc;
 use tutor::chat::{Answer, Question, ReplyKind, Tutor};
 use tutor::llm::extractive::Extractive;
-use tutor::llm::{Role, Turn};
+use tutor::llm::{ChatModel, ModelError, ModelRequest, Reply, ReplyStream, Role, Turn};
 use tutor::prompts::Prompts;
 use tutor::retrieve::RetrievalSettings;
 
@@ -101,6 +106,16 @@ fn main() -> anyhow::Result<()> {
         report.insert(name.to_string(), run(&runtime, &course, &cases.case, show)?);
     }
 
+    let text = std::fs::read_to_string(here.join("examples/conversation-cases/languages.toml"))?;
+    let cases: LanguageFile = toml::from_str(&text)?;
+    for set in ["tune", "holdout"] {
+        let cases: Vec<&LanguageCase> = cases.case.iter().filter(|c| c.set == set).collect();
+        report.insert(
+            format!("languages_{set}"),
+            run_languages(&runtime, &here.join("lessons"), &cases, show)?,
+        );
+    }
+
     if squad_dir.join("questions.jsonl").exists() {
         let (tutor, _index) = tutor_over(&squad_dir.join("lessons"))?;
         let (tune, holdout) = squad_cases(&squad_dir, &tutor)?;
@@ -109,6 +124,125 @@ fn main() -> anyhow::Result<()> {
         }
     }
     setup::print_sets(&serde_json::Value::Object(report), as_json, 28)
+}
+
+#[derive(Deserialize)]
+struct LanguageFile {
+    case: Vec<LanguageCase>,
+}
+
+#[derive(Deserialize, Clone)]
+struct LanguageCase {
+    set: String,
+    lesson: String,
+    asked: String,
+    translation: String,
+    section: String,
+}
+
+/// A stand-in for a translating model: questions translated as the case file says, answers
+/// written from the passages by the embedded answerer, renderings returned unchanged.
+struct StandIn {
+    answerer: Extractive,
+    translations: BTreeMap<String, String>,
+}
+
+impl StandIn {
+    fn reply(&self, request: &ModelRequest) -> Reply {
+        let text = if request.system.contains("Translate the learner's message") {
+            self.translations
+                .get(&request.message)
+                .cloned()
+                .unwrap_or_else(|| request.message.clone())
+        } else if request.system.contains("Translate the tutor's answer") {
+            request.message.clone()
+        } else {
+            self.answerer.answer(request).join(" ")
+        };
+        Reply {
+            backend: self.name(),
+            text,
+        }
+    }
+}
+
+impl ChatModel for StandIn {
+    fn name(&self) -> String {
+        "openai:stand-in".to_string()
+    }
+
+    fn complete<'a>(
+        &'a self,
+        request: &'a ModelRequest,
+    ) -> futures::future::BoxFuture<'a, Result<Reply, ModelError>> {
+        let reply = self.reply(request);
+        Box::pin(async move { Ok(reply) })
+    }
+
+    fn stream<'a>(
+        &'a self,
+        request: &'a ModelRequest,
+    ) -> futures::future::BoxFuture<'a, Result<ReplyStream, ModelError>> {
+        let reply = self.reply(request);
+        Box::pin(async move { Ok(ReplyStream::of_pieces(reply.backend, vec![reply.text])) })
+    }
+}
+
+/// Other-language questions through the stand-in: answered from the right section, and told
+/// "not covered". (The stand-in renders answers unchanged, in English, so whether renderings pass
+/// the faithfulness check is measured by the unit tests of `chat::translate`, not here.)
+fn run_languages(
+    runtime: &tokio::runtime::Runtime,
+    lessons: &Path,
+    cases: &[&LanguageCase],
+    show: bool,
+) -> anyhow::Result<serde_json::Value> {
+    let (retriever, _index) = setup::load_and_index(lessons, RetrievalSettings::default())?;
+    let stand_in = StandIn {
+        answerer: Extractive::new(),
+        translations: cases
+            .iter()
+            .map(|c| (c.asked.clone(), c.translation.clone()))
+            .collect(),
+    };
+    let tutor =
+        Tutor::new(retriever, Arc::new(Prompts::built_in()), Arc::new(stand_in)).with_translation();
+    let (mut right, mut not_covered) = (0, 0);
+    for case in cases {
+        let question = Question::parse(case.lesson.clone(), case.asked.clone(), Vec::new())
+            .map_err(|e| anyhow::anyhow!("{}: {e}", case.asked))?;
+        let (answer, _) = runtime
+            .block_on(tutor.ask(question))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", case.asked))?;
+        let hit = !answer.refused
+            && answer
+                .citations
+                .iter()
+                .any(|c| c.section_id == case.section);
+        right += usize::from(hit);
+        not_covered += usize::from(answer.refused);
+        if show && !hit {
+            eprintln!(
+                "MISS [language] {} {:?} expected {}\n     got: {} ({:?}, cited {:?})",
+                case.lesson,
+                case.asked,
+                case.section,
+                answer.answer,
+                answer.kind,
+                answer
+                    .citations
+                    .iter()
+                    .map(|c| c.section_id.as_str())
+                    .collect::<Vec<_>>()
+            );
+        }
+    }
+    let n = cases.len();
+    Ok(json!({
+        "n": n,
+        "right_section": ratio(right, n),
+        "told_not_covered": not_covered,
+    }))
 }
 
 /// A tutor with the embedded answerer over the lessons in `dir`, with its index.

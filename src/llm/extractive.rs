@@ -184,7 +184,10 @@ impl Extractive {
             .map(|p| self.analyzer.terms(&p.section).into_iter().collect())
             .collect();
         // What the tutor just said, so "tell me more" and "why?" get something new.
-        let said = super::last_answer(&request.history).unwrap_or("");
+        // Lower-cased: a list item read out opens with a capital the lesson may not have.
+        let said = super::last_answer(&request.history)
+            .unwrap_or("")
+            .to_lowercase();
         let mut units = Vec::new();
         for (rank, passage) in passages.iter().enumerate() {
             for (position, (text, shape)) in units_of(&passage.text).into_iter().enumerate() {
@@ -199,7 +202,7 @@ impl Extractive {
                     text,
                     section: &passage.section,
                     shape,
-                    said: !said.is_empty() && said.contains(unit_body(text)),
+                    said: !said.is_empty() && said.contains(&unit_body(text).to_lowercase()),
                     terms: unit_terms,
                     context: &titles[rank],
                     score: 0.0,
@@ -699,6 +702,41 @@ mod tests {
             easy: false,
             reading: crate::conversation::read(message),
         })
+    }
+
+    #[test]
+    fn the_second_one_reads_from_the_list_just_read_out_even_with_capitals_added() {
+        let answerer = Extractive::new();
+        let passages = [
+            passage(1, "- Alpha goes first.\n- Beta goes second."),
+            passage(
+                2,
+                "Teams make these mistakes:\n- tuning on the wrong data\n- ignoring drift",
+            ),
+        ];
+        // The last answer read the second list out, each item opening with a capital.
+        let history = vec![
+            crate::llm::Turn {
+                role: crate::llm::Role::User,
+                content: "What mistakes do teams make?".to_string(),
+            },
+            crate::llm::Turn {
+                role: crate::llm::Role::Assistant,
+                content: "Teams make these mistakes [2]. Tuning on the wrong data [2]. Ignoring drift [2]."
+                    .to_string(),
+            },
+        ];
+        let message = "and the second one?";
+        let answer = answerer.answer(&ModelRequest {
+            system: String::new(),
+            history,
+            message: message.to_string(),
+            passages: passages.to_vec(),
+            terms: Vec::new(),
+            easy: false,
+            reading: crate::conversation::read(message),
+        });
+        assert_eq!(answer, vec!["Ignoring drift. [2]"]);
     }
 
     fn passage(n: usize, text: &str) -> NumberedPassage {
