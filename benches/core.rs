@@ -193,6 +193,7 @@ fn main() {
             &sources,
             question,
             &lesson.title,
+            &lesson.language,
         )
     };
     c.bench_function(
@@ -229,6 +230,7 @@ fn main() {
         &course_sources,
         "What is the weakness of a cascade?",
         &routing.title,
+        &routing.language,
     );
     let short = |checker: &tutor::chat::check::Checker| {
         let mut release = tutor::chat::release::Release::new(false);

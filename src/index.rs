@@ -13,13 +13,13 @@ use tantivy::schema::{
     FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions,
 };
 use tantivy::tokenizer::{
-    Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer,
-    TokenStream,
+    Language, LowerCaser, PreTokenizedString, RemoveLongFilter, SimpleTokenizer, Stemmer,
+    StopWordFilter, TextAnalyzer, TokenStream,
 };
 use tantivy::{Index, IndexWriter, TantivyDocument, Term, doc};
 
 /// Bumped when the schema or analyzer changes: an index of another format is rebuilt.
-const INDEX_FORMAT: u32 = 2;
+const INDEX_FORMAT: u32 = 3;
 const MANIFEST: &str = "tutor-manifest.json";
 /// Name under which the analyzer is registered with Tantivy.
 const ANALYZER: &str = "tutor_en";
@@ -70,11 +70,10 @@ pub fn schema() -> (Schema, Fields) {
             .set_tokenizer(ANALYZER)
             .set_index_option(IndexRecordOption::WithFreqs),
     );
-    let text = indexed.clone().set_stored();
     let fields = Fields {
         passage_id: builder.add_text_field("passage_id", STRING | STORED),
         lesson_id: builder.add_text_field("lesson_id", STRING | STORED),
-        section: builder.add_text_field("section", text.clone()),
+        section: builder.add_text_field("section", indexed.clone()),
         body: builder.add_text_field("body", STORED),
         content: builder.add_text_field("content", indexed),
         key: builder.add_u64_field("key", FAST | INDEXED),
@@ -82,16 +81,67 @@ pub fn schema() -> (Schema, Fields) {
     (builder.build(), fields)
 }
 
-/// The English analyzer used for passages and questions alike: words split on anything that is
-/// not a letter or digit (any script), lower-cased, Lucene's English stop words dropped, and
-/// Snowball-stemmed. Free text never fails to analyze.
+/// The English analyzer: [`analyzer_for`] `en`.
 pub fn analyzer() -> TextAnalyzer {
-    TextAnalyzer::builder(SimpleTokenizer::default())
+    analyzer_for("en")
+}
+
+/// The analyzer of a lesson's language (ISO 639-1; English for any other code), used for its
+/// passages and for questions on it alike: words split on anything that is not a letter or digit
+/// (any script), lower-cased, the language's stop words dropped, and Snowball-stemmed in it.
+/// Free text never fails to analyze.
+pub fn analyzer_for(language: &str) -> TextAnalyzer {
+    let language = match language {
+        "es" => Language::Spanish,
+        "fr" => Language::French,
+        "de" => Language::German,
+        "pt" => Language::Portuguese,
+        "it" => Language::Italian,
+        _ => Language::English,
+    };
+    let builder = TextAnalyzer::builder(SimpleTokenizer::default())
         .filter(RemoveLongFilter::limit(40))
         .filter(LowerCaser)
-        .filter(StopWordFilter::new(Language::English).expect("tantivy ships English stop words"))
-        .filter(Stemmer::new(Language::English))
-        .build()
+        .dynamic();
+    let builder = match StopWordFilter::new(language) {
+        Some(stop_words) => builder.filter_dynamic(stop_words),
+        None => builder,
+    };
+    builder.filter_dynamic(Stemmer::new(language)).build()
+}
+
+/// The analyzers of every language lessons may be written in, built once.
+#[derive(Clone)]
+pub struct Analyzers(Vec<(&'static str, Analyzer)>);
+
+impl Analyzers {
+    pub fn new() -> Analyzers {
+        Analyzers(
+            crate::language::SPOKEN
+                .iter()
+                .map(|code| (*code, Analyzer::for_language(code)))
+                .collect(),
+        )
+    }
+
+    /// The analyzer of `language` (English for a language lessons cannot declare).
+    pub fn get(&self, language: &str) -> &Analyzer {
+        self.0
+            .iter()
+            .find(|(code, _)| *code == language)
+            .map_or(&self.0[0].1, |(_, analyzer)| analyzer)
+    }
+
+    /// Every language with its analyzer.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &Analyzer)> {
+        self.0.iter().map(|(code, a)| (*code, a))
+    }
+}
+
+impl Default for Analyzers {
+    fn default() -> Self {
+        Analyzers::new()
+    }
 }
 
 /// The index's analyzer, for code outside this module that must see text exactly as the index
@@ -100,9 +150,34 @@ pub fn analyzer() -> TextAnalyzer {
 pub struct Analyzer(TextAnalyzer);
 
 impl Analyzer {
-    /// The analyzer of [`analyzer`].
+    /// The English analyzer of [`analyzer`].
     pub fn new() -> Analyzer {
         Analyzer(analyzer())
+    }
+
+    /// The analyzer of [`analyzer_for`] `language`.
+    pub fn for_language(language: &str) -> Analyzer {
+        Analyzer(analyzer_for(language))
+    }
+
+    /// The Tantivy analyzer itself, for the retriever.
+    pub(crate) fn text_analyzer(&self) -> &TextAnalyzer {
+        &self.0
+    }
+
+    /// The text as pre-analyzed tokens for the index, so each lesson is indexed in its own
+    /// language while every lesson shares one schema.
+    fn pre_tokenized(&self, text: &str) -> PreTokenizedString {
+        let mut analyzer = self.0.clone();
+        let mut stream = analyzer.token_stream(text);
+        let mut tokens = Vec::new();
+        while stream.advance() {
+            tokens.push(stream.token().clone());
+        }
+        PreTokenizedString {
+            text: text.to_string(),
+            tokens,
+        }
     }
 
     /// The analyzed terms of a text, in order (duplicates kept).
@@ -240,6 +315,7 @@ pub fn refresh(dir: &Path, catalog: &Catalog) -> Result<RefreshReport, IndexErro
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, 4);
+    let analyzers = Analyzers::new();
     let mut writer: IndexWriter = index
         .writer_with_num_threads(threads, WRITER_MEMORY * threads)
         .map_err(tantivy)?;
@@ -250,15 +326,19 @@ pub fn refresh(dir: &Path, catalog: &Catalog) -> Result<RefreshReport, IndexErro
         if old.contains_key(&lesson.id) {
             writer.delete_term(Term::from_field_text(fields.lesson_id, &lesson.id));
         }
+        let analyzer = analyzers.get(&lesson.language);
         for passage in &lesson.passages {
             let section = &lesson.section_of(passage).title;
-            let document: TantivyDocument = doc!(
+            let mut document: TantivyDocument = doc!(
                 fields.passage_id => passage.id.as_str(),
                 fields.lesson_id => lesson.id.as_str(),
-                fields.section => section.as_str(),
                 fields.body => passage.text.as_str(),
-                fields.content => format!("{section}\n{}", passage.text),
                 fields.key => passage_key(&passage.id),
+            );
+            document.add_pre_tokenized_text(fields.section, analyzer.pre_tokenized(section));
+            document.add_pre_tokenized_text(
+                fields.content,
+                analyzer.pre_tokenized(&format!("{section}\n{}", passage.text)),
             );
             writer.add_document(document).map_err(tantivy)?;
         }
@@ -347,5 +427,38 @@ mod tests {
     fn passage_keys_are_stable() {
         assert_eq!(passage_key("a#b-1"), passage_key("a#b-1"));
         assert_ne!(passage_key("a#b-1"), passage_key("a#b-2"));
+    }
+
+    #[test]
+    fn each_language_has_its_stop_words_and_stemmer() {
+        let cases: &[(&str, &str, &[&str])] = &[
+            (
+                "es",
+                "¿Qué pierden los modelos cuantizados?",
+                &["pierd", "model", "cuantiz"],
+            ),
+            (
+                "fr",
+                "Pourquoi les modèles sont-ils quantifiés ?",
+                &["pourquoi", "model", "quantifi"],
+            ),
+            (
+                "de",
+                "Warum werden die Modelle quantisiert?",
+                &["warum", "modell", "quantisiert"],
+            ),
+            (
+                "en",
+                "Why are the models quantized?",
+                &["whi", "model", "quantiz"],
+            ),
+        ];
+        for (language, text, expected) in cases {
+            assert_eq!(
+                Analyzer::for_language(language).terms(text),
+                expected.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
+                "{language}: {text}"
+            );
+        }
     }
 }

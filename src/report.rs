@@ -113,7 +113,8 @@ pub fn build(records: &[Record], retriever: &Retriever) -> Report {
             .filter(|r| r.refused)
             .map(|r| r.question.as_str())
             .collect();
-        let gaps = clusters(&unanswered, retriever)
+        let language = lesson.map_or("en", |l| l.language.as_str());
+        let gaps = clusters(&unanswered, retriever, language)
             .into_iter()
             .map(|(questions, key_terms)| {
                 let probe = questions.join(" ");
@@ -156,10 +157,17 @@ fn section_of(passage_id: &str) -> Option<&str> {
 
 /// Groups questions that share key terms: a question joins the cluster it shares the most
 /// terms with when that is at least half of the smaller term set; biggest clusters first.
-fn clusters(questions: &[&str], retriever: &Retriever) -> Vec<(Vec<String>, Vec<String>)> {
+fn clusters(
+    questions: &[&str],
+    retriever: &Retriever,
+    language: &str,
+) -> Vec<(Vec<String>, Vec<String>)> {
     let mut groups: Vec<(Vec<String>, Vec<BTreeSet<String>>)> = Vec::new();
     for question in questions {
-        let terms: BTreeSet<String> = retriever.key_terms(question).into_iter().collect();
+        let terms: BTreeSet<String> = retriever
+            .key_terms(question, language)
+            .into_iter()
+            .collect();
         let best = groups
             .iter()
             .enumerate()
@@ -200,7 +208,7 @@ fn clusters(questions: &[&str], retriever: &Retriever) -> Vec<(Vec<String>, Vec<
             let key_terms = key
                 .into_iter()
                 .take(5)
-                .map(|(stem, _)| surface_word(stem, &questions, retriever))
+                .map(|(stem, _)| surface_word(stem, &questions, retriever, language))
                 .collect();
             (questions, key_terms)
         })
@@ -210,12 +218,17 @@ fn clusters(questions: &[&str], retriever: &Retriever) -> Vec<(Vec<String>, Vec<
 }
 
 /// The first word of the questions whose analyzed form is `stem`, lower-cased.
-fn surface_word(stem: &str, questions: &[String], retriever: &Retriever) -> String {
+fn surface_word(stem: &str, questions: &[String], retriever: &Retriever, language: &str) -> String {
     questions
         .iter()
         .flat_map(|q| q.split(|c: char| !c.is_alphanumeric()))
         .filter(|w| !w.is_empty())
-        .find(|w| retriever.analyze(w).first().is_some_and(|t| t == stem))
+        .find(|w| {
+            retriever
+                .analyze(w, language)
+                .first()
+                .is_some_and(|t| t == stem)
+        })
         .map_or_else(|| stem.to_string(), str::to_lowercase)
 }
 

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use tantivy::collector::TopDocs;
 use tantivy::query::{BooleanQuery, BoostQuery, ConstScoreQuery, Occur, Query, TermQuery};
 use tantivy::schema::IndexRecordOption;
-use tantivy::tokenizer::{TextAnalyzer, TokenStream};
+use tantivy::tokenizer::TokenStream;
 use tantivy::{IndexReader, ReloadPolicy, Searcher, Term};
 
 /// Words that shape a question but say nothing about its topic ("what does … mean?").
@@ -447,7 +447,8 @@ pub struct Retriever {
     fields: Fields,
     /// Passage key -> (lesson index in the catalog, passage index in the lesson).
     keys: HashMap<u64, (u32, u32)>,
-    analyzer: TextAnalyzer,
+    /// One analyzer per lesson language: a question is analyzed in its lesson's.
+    analyzers: index::Analyzers,
     question_words: HashSet<String>,
     /// Stems of [`NOT_TOPIC_WORDS`].
     not_topic_words: HashSet<String>,
@@ -476,11 +477,12 @@ impl Retriever {
                 keys.insert(index::passage_key(&passage.id), (l as u32, p as u32));
             }
         }
-        let mut analyzer = index::analyzer();
-        let mut stems = |words: &[&str]| -> HashSet<String> {
-            words
+        let analyzers = index::Analyzers::new();
+        // The word lists are English; their stems in every language are left out alike.
+        let stems = |words: &[&str]| -> HashSet<String> {
+            analyzers
                 .iter()
-                .flat_map(|w| index::terms(&mut analyzer, w))
+                .flat_map(|(_, analyzer)| words.iter().flat_map(|w| analyzer.terms(w)))
                 .chain(words.iter().map(|w| w.to_string()))
                 .collect()
         };
@@ -491,7 +493,7 @@ impl Retriever {
             reader,
             fields,
             keys,
-            analyzer,
+            analyzers,
             question_words,
             not_topic_words,
             settings,
@@ -508,20 +510,27 @@ impl Retriever {
         &self.settings
     }
 
-    /// Analyzes text into index terms (stemmed, stop words removed).
-    pub fn analyze(&self, text: &str) -> Vec<String> {
-        index::terms(&mut self.analyzer.clone(), text)
+    /// Analyzes text in `language` into index terms (stemmed, stop words removed).
+    pub fn analyze(&self, text: &str, language: &str) -> Vec<String> {
+        self.analyzers.get(language).terms(text)
     }
 
-    /// The key terms of a text: analyzed, without question words, deduplicated.
-    pub fn key_terms(&self, text: &str) -> Vec<String> {
-        self.content_terms(text)
+    /// The language of a lesson (English when there is no such lesson).
+    fn language_of(&self, lesson_id: &str) -> &str {
+        self.catalog
+            .get(lesson_id)
+            .map_or("en", |lesson| lesson.language.as_str())
+    }
+
+    /// The key terms of a text in `language`: analyzed, without question words, deduplicated.
+    pub fn key_terms(&self, text: &str, language: &str) -> Vec<String> {
+        self.content_terms(text, language)
     }
 
     /// The content terms of a message: analyzed, without question words, deduplicated.
-    fn content_terms(&self, text: &str) -> Vec<String> {
+    fn content_terms(&self, text: &str, language: &str) -> Vec<String> {
         let mut seen = HashSet::new();
-        self.analyze(text)
+        self.analyze(text, language)
             .into_iter()
             .filter(|t| !self.question_words.contains(t) && seen.insert(t.clone()))
             .collect()
@@ -559,7 +568,8 @@ impl Retriever {
         earlier: &Earlier<'_>,
     ) -> Retrieval {
         let searcher = self.reader.searcher();
-        let message_terms = self.content_terms(message);
+        let language = self.language_of(lesson_id);
+        let message_terms = self.content_terms(message, language);
         let own_topic: Vec<String> = message_terms
             .iter()
             .filter(|t| !self.not_topic_words.contains(*t))
@@ -580,7 +590,7 @@ impl Retriever {
             // The most recent questions first; only a few turns.
             let mut history_terms: Vec<QueryTerm> = Vec::new();
             for turn in earlier.questions.iter().rev().take(3) {
-                for t in self.content_terms(turn) {
+                for t in self.content_terms(turn, language) {
                     if !message_terms.contains(&t) && !history_terms.iter().any(|h| h.term == t) {
                         history_terms.push(self.query_term(
                             &searcher,
@@ -598,7 +608,7 @@ impl Retriever {
 
         // Words of the answer asked for ("cost", "trade-off" for "what is the catch?") rank
         // passages and sentences a little, and never count for the gate.
-        let wanted = self.wanted_terms(&searcher, reading.want, &terms);
+        let wanted = self.wanted_terms(&searcher, reading.want, &terms, language);
         let ranking: Vec<QueryTerm> = terms.iter().chain(&wanted).cloned().collect();
         let mut hits = self.search_with(
             &searcher,
@@ -707,14 +717,20 @@ impl Retriever {
     }
 
     /// Terms of the kind of answer a question wants, at a low weight, that it does not have.
-    fn wanted_terms(&self, searcher: &Searcher, want: Want, have: &[QueryTerm]) -> Vec<QueryTerm> {
+    fn wanted_terms(
+        &self,
+        searcher: &Searcher,
+        want: Want,
+        have: &[QueryTerm],
+        language: &str,
+    ) -> Vec<QueryTerm> {
         let words = match want {
             Want::Catch => "trade-off downside cost burden risk weakness drawback lock-in",
             Want::Reason => "because reason therefore means",
             _ => return Vec::new(),
         };
         let mut out: Vec<QueryTerm> = Vec::new();
-        for term in self.analyze(words) {
+        for term in self.analyze(words, language) {
             if !have.iter().chain(&out).any(|t| t.term == term) {
                 out.push(self.query_term(searcher, term, WANTED_WEIGHT));
             }
@@ -727,7 +743,7 @@ impl Retriever {
     fn anchor(&self, searcher: &Searcher, lesson_id: &str, answer: &str) -> Option<Hit> {
         // Citation markers ("[2]") are not words of the answer.
         let words: Vec<String> = self
-            .content_terms(answer)
+            .content_terms(answer, self.language_of(lesson_id))
             .into_iter()
             .filter(|t| !t.bytes().all(|b| b.is_ascii_digit()))
             .collect();
@@ -752,7 +768,11 @@ impl Retriever {
     /// Finds the best other lesson that covers the question, for a refusal's pointer.
     pub fn lesson_covering(&self, message: &str, except: &str) -> Option<Arc<Lesson>> {
         let searcher = self.reader.searcher();
-        let terms = self.query_terms(&searcher, self.content_terms(message), 1.0);
+        let terms = self.query_terms(
+            &searcher,
+            self.content_terms(message, self.language_of(except)),
+            1.0,
+        );
         self.best_other_lesson(&searcher, &terms, except)
             .filter(|(_, coverage)| *coverage >= self.settings.sure_coverage)
             .map(|(lesson, _)| lesson)
@@ -793,7 +813,7 @@ impl Retriever {
         let searcher = self.reader.searcher();
         let mut seen = HashSet::new();
         let words = self
-            .analyze(text)
+            .analyze(text, lesson_id.map_or("en", |id| self.language_of(id)))
             .into_iter()
             .filter(|t| seen.insert(t.clone()));
         let terms = self.query_terms(&searcher, words, 1.0);
@@ -914,7 +934,11 @@ impl Retriever {
         // Streams the passage's tokens against the few question terms: no per-word allocation
         // beyond the analyzer's own, since this runs for every candidate of every question.
         let mut found = vec![false; terms.len()];
-        let mut analyzer = self.analyzer.clone();
+        let mut analyzer = self
+            .analyzers
+            .get(&hit.lesson.language)
+            .text_analyzer()
+            .clone();
         let passage = hit.passage();
         for text in [
             passage.text.as_str(),

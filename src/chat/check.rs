@@ -5,32 +5,51 @@ use super::release::Judge;
 use super::verify::{
     Context, EvidenceCache, Source, Unsupported, Verdict, Verifier, quote_verdict,
 };
-use crate::index::Analyzer;
+use crate::index::{Analyzer, Analyzers};
 use crate::prompts::Prompts;
 use std::sync::{Arc, OnceLock};
 
 /// Passages whose analysis is kept between answers: about 100 lessons' worth, a few megabytes.
 const CACHED_PASSAGES: usize = 1024;
 
-/// What a verifier needs that does not change between answers: the analyzer, the filler words
-/// as it sees them, and the passages analysed for earlier answers.
+/// What a verifier needs that does not change between answers: each lesson language's analyzer
+/// and the filler words as it sees them, and the passages analysed for earlier answers.
 #[derive(Clone)]
 pub struct Analysis {
-    analyzer: Arc<Analyzer>,
-    filler: Arc<super::verify::WordSet>,
+    languages: Arc<Vec<Language>>,
     cache: EvidenceCache,
 }
 
+/// A lesson language's analyzer, and the filler words as it sees them.
+struct Language {
+    code: &'static str,
+    analyzer: Analyzer,
+    filler: super::verify::WordSet,
+}
+
 impl Analysis {
-    /// Builds the analyzer and the filler words once.
+    /// Builds the analyzers and the filler words once.
     pub fn new() -> Analysis {
-        let analyzer = Analyzer::new();
-        let filler = super::verify::filler_terms(&analyzer);
+        let languages = Analyzers::new()
+            .iter()
+            .map(|(code, analyzer)| Language {
+                code,
+                filler: super::verify::filler_terms(analyzer),
+                analyzer: analyzer.clone(),
+            })
+            .collect();
         Analysis {
-            analyzer: Arc::new(analyzer),
-            filler: Arc::new(filler),
+            languages: Arc::new(languages),
             cache: new_cache(),
         }
+    }
+
+    /// Which of [`Analysis::languages`] reads `language` (English for an unknown code).
+    fn language(&self, language: &str) -> usize {
+        self.languages
+            .iter()
+            .position(|l| l.code == language)
+            .unwrap_or(0)
     }
 
     /// The same analyzer with an empty cache, for a reloaded catalog (where a passage id may
@@ -59,6 +78,8 @@ impl Default for Analysis {
 /// word-for-word quote of one (so the embedded answerer's answers cost no analysis).
 pub struct Checker {
     analysis: Analysis,
+    /// The lesson's language, as an index into the analysis's languages.
+    language: usize,
     prompts: Arc<Prompts>,
     /// The passages, numbered from 1; each analysed when a sentence first needs it.
     passages: Vec<Source>,
@@ -70,15 +91,17 @@ pub struct Checker {
 
 impl Checker {
     /// Checks against `passages` (passage id, section title, text), numbered from 1 in this
-    /// order, for a question on a lesson titled `title`.
+    /// order, for a question on a lesson titled `title`, written in `language`.
     pub fn new(
         analysis: &Analysis,
         prompts: Arc<Prompts>,
         passages: &[(&str, &str, &str)],
         question: &str,
         title: &str,
+        language: &str,
     ) -> Checker {
         Checker {
+            language: analysis.language(language),
             analysis: analysis.clone(),
             prompts,
             passages: passages
@@ -92,11 +115,12 @@ impl Checker {
     }
 
     fn verifier(&self) -> Verifier<'_> {
-        let analyzer = &self.analysis.analyzer;
+        let language = &self.analysis.languages[self.language];
+        let analyzer = &language.analyzer;
         let context = self
             .context
             .get_or_init(|| Context::new(analyzer, &self.question, &self.title));
-        Verifier::new(analyzer, &self.analysis.filler, &self.passages, context)
+        Verifier::new(analyzer, &language.filler, &self.passages, context)
     }
 }
 

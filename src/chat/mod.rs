@@ -554,6 +554,7 @@ impl Tutor {
             easy: question.message.split_whitespace().count() <= self.easy_max_words
                 && retrieval.coverage >= 0.99,
             reading: retrieval.reading,
+            language: lesson.language.clone(),
         };
         let sources: Vec<(&str, &str, &str)> = citations
             .iter()
@@ -565,6 +566,7 @@ impl Tutor {
             &sources,
             &question.message,
             &lesson.title,
+            &lesson.language,
         );
         let asking = Asking {
             citations,

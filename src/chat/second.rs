@@ -56,6 +56,7 @@ impl SecondOpinion {
             terms: Vec::new(),
             easy: false,
             reading: Default::default(),
+            language: "en".to_string(),
         };
         let reply = match tokio::time::timeout(self.timeout, self.model.complete(&request)).await {
             Ok(Ok(reply)) => reply,

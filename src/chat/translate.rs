@@ -131,6 +131,7 @@ impl Translator {
             // Short and mechanical: routing may send it to the cheaper provider.
             easy: true,
             reading: crate::conversation::read(""),
+            language: to.to_string(),
         };
         let reply = self.model.complete(&request).await.map_err(|e| match e {
             ModelError::Upstream(why) | ModelError::Timeout(why) => Untranslated::Failed(why),

@@ -4,7 +4,7 @@
 
 use super::{ChatModel, ModelError, ModelRequest, Reply, ReplyStream};
 use crate::conversation::{Ordinal, Want};
-use crate::index::Analyzer;
+use crate::index::{Analyzer, Analyzers};
 use crate::retrieve::QueryTerm;
 use crate::text::split_sentences;
 use futures::future::BoxFuture;
@@ -127,7 +127,8 @@ const NUMBER_WORDS: &[&str] = &[
 /// The extractive answerer.
 #[derive(Clone, Default)]
 pub struct Extractive {
-    analyzer: Analyzer,
+    /// The index's analyzers: a lesson's sentences are read in its language.
+    analyzers: Analyzers,
 }
 
 /// What a unit of a passage is.
@@ -178,10 +179,11 @@ impl Extractive {
         let passages = &request.passages;
         let terms = &request.terms[..];
         let reading = &request.reading;
+        let analyzer = self.analyzers.get(&request.language);
         let total: f32 = terms.iter().map(|t| t.idf * t.weight).sum();
         let titles: Vec<HashSet<String>> = passages
             .iter()
-            .map(|p| self.analyzer.terms(&p.section).into_iter().collect())
+            .map(|p| analyzer.terms(&p.section).into_iter().collect())
             .collect();
         // What the tutor just said, so "tell me more" and "why?" get something new.
         // Lower-cased: a list item read out opens with a capital the lesson may not have.
@@ -191,7 +193,7 @@ impl Extractive {
         let mut units = Vec::new();
         for (rank, passage) in passages.iter().enumerate() {
             for (position, (text, shape)) in units_of(&passage.text).into_iter().enumerate() {
-                let analyzed = self.analyzer.terms(text);
+                let analyzed = analyzer.terms(text);
                 let defines = defines_question_terms(&analyzed, terms);
                 let unit_terms: HashSet<String> = analyzed.into_iter().collect();
                 let mut unit = Unit {
@@ -223,7 +225,7 @@ impl Extractive {
         if let Some(ordinal) = reading.ordinal
             && let Some(i) = nth_item(&units, ordinal)
         {
-            return vec![render(&units[i], terms, reading.want, &self.analyzer)];
+            return vec![render(&units[i], terms, reading.want, analyzer)];
         }
         let Some(best) = units
             .iter()
@@ -241,7 +243,7 @@ impl Extractive {
         {
             return list
                 .into_iter()
-                .map(|i| render(&units[i], terms, reading.want, &self.analyzer))
+                .map(|i| render(&units[i], terms, reading.want, analyzer))
                 .collect();
         }
         let mut picked = Picked::default();
@@ -302,7 +304,7 @@ impl Extractive {
         chosen.sort_by_key(|&i| (units[i].rank, units[i].position));
         chosen
             .into_iter()
-            .map(|i| render(&units[i], terms, reading.want, &self.analyzer))
+            .map(|i| render(&units[i], terms, reading.want, analyzer))
             .collect()
     }
 }
@@ -701,6 +703,7 @@ mod tests {
             terms: terms.to_vec(),
             easy: false,
             reading: crate::conversation::read(message),
+            language: "en".to_string(),
         })
     }
 
@@ -735,6 +738,7 @@ mod tests {
             terms: Vec::new(),
             easy: false,
             reading: crate::conversation::read(message),
+            language: "en".to_string(),
         });
         assert_eq!(answer, vec!["Ignoring drift. [2]"]);
     }

@@ -63,6 +63,8 @@ pub struct ModelRequest {
     /// What the message asks for (a reason, a list, the second item …), for answerers that
     /// pick sentences themselves.
     pub reading: crate::conversation::Reading,
+    /// The lesson's language (ISO 639-1): the passages and `terms` are analyzed in it.
+    pub language: String,
 }
 
 /// A whole answer and who wrote it.

@@ -124,3 +124,50 @@ fn refreshing_an_unchanged_catalog_writes_nothing_and_a_changed_lesson_is_rewrit
             .all(|h| h.lesson.id == "hybrid-routing")
     );
 }
+
+#[test]
+fn a_lesson_is_indexed_and_questioned_in_its_own_language() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lessons = dir.path().join("lessons");
+    std::fs::create_dir(&lessons).expect("mkdir");
+    std::fs::write(
+        lessons.join("cuantizacion.md"),
+        "---\nid: cuantizacion\ntitle: Cuantización de modelos\nlanguage: es\n---\n\
+         ## Qué es la cuantización\n\nLa cuantización guarda los pesos de un modelo con menos bits, \
+         por ejemplo ocho o cuatro en lugar de dieciséis.\n\n\
+         ## Lo que se pierde\n\nCuantizar demasiado empeora las respuestas: con cuatro bits algunos \
+         modelos pierden precisión en tareas de razonamiento.\n",
+    )
+    .expect("write");
+    std::fs::copy(
+        crate::helpers::sample_lessons().join("what-open-means.md"),
+        lessons.join("what-open-means.md"),
+    )
+    .expect("copy");
+    let index = dir.path().join("index");
+    let catalog = Arc::new(load_catalog(&lessons).expect("load"));
+    tutor::index::refresh(&index, &catalog).expect("build");
+    let retriever = Retriever::open(catalog, &index, Default::default()).expect("open");
+
+    // Spanish stop words ("qué", "los", "cuando", "se") are not topic words, and "pierden",
+    // "cuantizan" meet "pierden", "cuantizar" under the Spanish stemmer: every topic word is
+    // found. Read as English, the function words count as missing topic words (coverage 0.45).
+    let retrieval = retriever.retrieve(
+        "cuantizacion",
+        "¿Qué pierden los modelos cuando se cuantizan demasiado?",
+        &Earlier::NONE,
+    );
+    assert!(retrieval.covered, "{:?}", retrieval.reason);
+    assert!(retrieval.coverage >= 0.99, "{}", retrieval.coverage);
+    assert_eq!(
+        retrieval.hits[0].passage().id,
+        "cuantizacion#lo-que-se-pierde-1"
+    );
+    // An English lesson beside it is still read in English.
+    let english = retriever.retrieve(
+        "what-open-means",
+        "What does a fully open release include?",
+        &Earlier::NONE,
+    );
+    assert!(english.covered);
+}
