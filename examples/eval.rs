@@ -114,7 +114,14 @@ fn squad(dir: &Path) -> anyhow::Result<serde_json::Value> {
             answered += 1;
             cited_right += usize::from(answer.citations.iter().any(|c| c.section_id == q.section));
             let lower = answer.answer.to_lowercase();
-            contains += usize::from(q.answers.iter().any(|a| lower.contains(&a.to_lowercase())));
+            let hit = q.answers.iter().any(|a| lower.contains(&a.to_lowercase()));
+            contains += usize::from(hit);
+            if !hit && std::env::var_os("EVAL_SHOW_GOLD").is_some() {
+                eprintln!(
+                    "GOLD-MISS {} {:?} gold {:?}\n     got: {}",
+                    q.lesson, q.q, q.answers, answer.answer
+                );
+            }
         }
         // The same question asked in another lesson must be refused.
         let position = ids.iter().position(|id| *id == q.lesson).unwrap_or(0);
