@@ -1,5 +1,6 @@
 //! JSON and SSE handlers of `/v1/*`, `/healthz` and `/readyz`.
 
+use super::ErrorCode;
 use super::error::{ApiError, ErrorBody};
 use super::{AppState, BODY_LIMIT};
 use crate::chat::{Answer, ChatEvent, Question};
@@ -11,7 +12,7 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
@@ -95,13 +96,9 @@ pub struct SearchResults {
 
 /// Reads a JSON body within [`BODY_LIMIT`]; every failure is an [`ApiError`].
 pub(super) async fn read_json<T: serde::de::DeserializeOwned>(body: Body) -> Result<T, ApiError> {
-    let bytes = axum::body::to_bytes(body, BODY_LIMIT).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("the request body is larger than {} KiB", BODY_LIMIT / 1024),
-        )
-    })?;
+    let bytes = axum::body::to_bytes(body, BODY_LIMIT)
+        .await
+        .map_err(|_| ApiError::payload_too_large())?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::invalid_request(
             "the request body is empty: send a JSON object",
@@ -165,8 +162,7 @@ pub(super) fn check_lesson(
     match caller {
         Some(super::Caller::Learner { lesson, .. }) if lesson.as_ref() != lesson_id => {
             Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
+                ErrorCode::Forbidden,
                 format!("this session is for lesson `{lesson}`, not `{lesson_id}`"),
             ))
         }
@@ -185,11 +181,7 @@ async fn chat_inner(
         .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
         > Some(BODY_LIMIT)
     {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("the request body is larger than {} KiB", BODY_LIMIT / 1024),
-        ));
+        return Err(ApiError::payload_too_large());
     }
     let request: ChatRequest = read_json(body).await?;
     let stream = wants_stream(&headers, request.stream);
@@ -296,8 +288,7 @@ pub async fn search(
         .ok_or_else(|| ApiError::invalid_request("`q` is required: the text to search for"))?;
     if q.chars().count() > crate::chat::MAX_MESSAGE_CHARS {
         return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_message",
+            ErrorCode::InvalidMessage,
             format!(
                 "`q` is longer than {} characters",
                 crate::chat::MAX_MESSAGE_CHARS
@@ -379,8 +370,7 @@ pub async fn feedback(State(state): State<AppState>, body: Body) -> Result<Json<
         .is_some_and(|c| c.chars().count() > 500)
     {
         return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_message",
+            ErrorCode::InvalidMessage,
             "`comment` is longer than 500 characters",
         ));
     }
@@ -392,8 +382,7 @@ pub async fn feedback(State(state): State<AppState>, body: Body) -> Result<Json<
         .filter(|c| !c.trim().is_empty());
     if !tutor.rate(&request.answer_id, request.rating, comment.as_deref()) {
         return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "answer_not_found",
+            ErrorCode::AnswerNotFound,
             "no answer has this `answer_id`",
         ));
     }
@@ -420,8 +409,7 @@ pub async fn not_found() -> ApiError {
 /// Known paths with the wrong method.
 pub async fn method_not_allowed() -> ApiError {
     ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        ErrorCode::MethodNotAllowed,
         "this endpoint does not take that method",
     )
 }

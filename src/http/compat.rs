@@ -6,6 +6,7 @@
 //! A client's `system`/`developer` messages are ignored: they never override the tutor's
 //! grounding rules. Unknown request fields are accepted and ignored. Errors use OpenAI's shape.
 
+use super::ErrorCode;
 use super::api::read_json;
 use super::{AppState, error::ApiError};
 use crate::chat::{Answer, ChatEvent, Question};
@@ -13,7 +14,7 @@ use crate::llm::{Role, Turn};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -100,8 +101,7 @@ fn tokens(text: &str) -> u64 {
 
 fn model_not_found(model: &str) -> ApiError {
     ApiError::new(
-        StatusCode::NOT_FOUND,
-        "model_not_found",
+        ErrorCode::ModelNotFound,
         format!(
             "the model `{model}` does not exist; GET /v1/models lists them (`tutor/<lesson-id>`)"
         ),
@@ -299,66 +299,68 @@ fn completion(model: &str, answer: &Answer, prompt_tokens: u64) -> Value {
 
 /// An error in OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`.
 fn openai_body(error: &ApiError) -> Value {
-    let kind = match error.status.as_u16() {
-        401 => "authentication_error",
-        403 => "permission_error",
-        404 | 400 | 405 | 413 | 422 => "invalid_request_error",
-        429 => "rate_limit_error",
-        _ => "api_error",
-    };
-    json!({"error": {"message": error.message, "type": kind, "param": null, "code": error.code}})
+    json!({"error": {
+        "message": error.message,
+        "type": error.code.openai_type(),
+        "param": null,
+        "code": error.code.as_str(),
+    }})
 }
 
-/// Middleware for the OpenAI-compatible routes: rewrites every error response (from handlers,
-/// keys, limits, body limits) from the API's shape into OpenAI's.
+/// Middleware for the OpenAI-compatible routes: restates every error response (from handlers,
+/// keys, limits, body limits) in OpenAI's shape, from the [`ApiError`] the response carries.
 pub async fn openai_errors(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     if response.status().as_u16() < 400 {
         return response;
     }
-    let (parts, body) = response.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024).await else {
-        return Response::from_parts(parts, Body::empty());
+    let Some(error) = response.extensions().get::<ApiError>().cloned() else {
+        // Every error of the routes behind this layer is an `ApiError`; anything else is kept
+        // as it is rather than guessed at.
+        return response;
     };
-    let Ok(value) = serde_json::from_slice::<Value>(&bytes) else {
-        return Response::from_parts(parts, Body::from(bytes));
-    };
-    let code = value["error"]["code"].as_str().unwrap_or("error");
-    let message = value["error"]["message"]
-        .as_str()
-        .unwrap_or("request failed");
-    let error = ApiError::new(parts.status, leak_code(code), message);
-    let mut response = Response::from_parts(parts, Body::from(openai_body(&error).to_string()));
-    response.headers_mut().remove(header::CONTENT_LENGTH);
-    response.headers_mut().insert(
+    let (mut parts, _) = response.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    response
+    Response::from_parts(parts, Body::from(openai_body(&error).to_string()))
 }
 
-/// Maps a code string back to the static codes [`ApiError`] uses.
-fn leak_code(code: &str) -> &'static str {
-    const CODES: &[&str] = &[
-        "invalid_request",
-        "unauthorized",
-        "lesson_not_found",
-        "not_found",
-        "model_not_found",
-        "payload_too_large",
-        "invalid_message",
-        "rate_limited",
-        "upstream_error",
-        "upstream_timeout",
-        "not_ready",
-        "overloaded",
-        "origin_not_allowed",
-        "method_not_allowed",
-        "internal",
-    ];
-    CODES
-        .iter()
-        .find(|c| **c == code)
-        .copied()
-        .unwrap_or("error")
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::ErrorCode;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn every_error_code_keeps_its_code_and_status_in_openai_shape() {
+        for &code in ErrorCode::ALL {
+            let app = axum::Router::new()
+                .route(
+                    "/",
+                    axum::routing::get(move || async move { ApiError::new(code, "why") }),
+                )
+                .layer(axum::middleware::from_fn(openai_errors));
+            let response = app
+                .oneshot(
+                    axum::http::Request::builder()
+                        .uri("/")
+                        .body(Body::empty())
+                        .expect("request"),
+                )
+                .await
+                .expect("response");
+            assert_eq!(response.status(), code.status(), "{code:?}");
+            let bytes = axum::body::to_bytes(response.into_body(), 4096)
+                .await
+                .expect("body");
+            let body: Value = serde_json::from_slice(&bytes).expect("json");
+            assert_eq!(body["error"]["code"], code.as_str(), "{code:?}");
+            assert_eq!(body["error"]["type"], code.openai_type(), "{code:?}");
+            assert_eq!(body["error"]["message"], "why");
+            assert!(body["error"].get("param").is_some());
+        }
+    }
 }

@@ -9,10 +9,11 @@
 //! With no keys configured the API is open, as suits the zero-configuration local mode; `serve`
 //! warns loudly when such an open tutor listens beyond loopback.
 
+use super::ErrorCode;
 use super::{AppState, error::ApiError};
 use crate::config::{ApiKey, RateLimits};
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderName, StatusCode, header};
+use axum::http::{HeaderName, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
@@ -194,7 +195,7 @@ pub async fn authenticate(
 }
 
 fn unauthorized(message: &str) -> Response {
-    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response()
+    ApiError::new(ErrorCode::Unauthorized, message).into_response()
 }
 
 /// The rate-limiting key: the server key's name, else the client's IP (from the trusted proxy
@@ -254,8 +255,7 @@ pub fn rate_limited(error: GovernorError) -> Response {
     ApiError {
         retry_after: Some(wait),
         ..ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
+            ErrorCode::RateLimited,
             format!("too many requests; try again in {wait} s"),
         )
     }

@@ -9,14 +9,14 @@ mod guard;
 mod lti;
 mod pages;
 
-pub use error::ApiError;
+pub use error::{ApiError, ErrorCode};
 pub use guard::{Caller, Keys, key_digest_hex};
 
 use crate::chat::Tutor;
 use crate::config::RateLimits;
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use std::future::Future;
@@ -234,12 +234,24 @@ async fn track(request: Request, next: Next) -> Response {
         .get::<axum::extract::MatchedPath>()
         .map_or("unmatched", |p| p.as_str())
         .to_string();
-    let method = request.method().as_str().to_string();
+    // Clients may send any method token: only the standard ones get their own series.
+    let method = match *request.method() {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    };
     let started = std::time::Instant::now();
     let response = next.run(request).await;
     crate::telemetry::request(
         &route,
-        &method,
+        method,
         response.status().as_u16(),
         started.elapsed().as_secs_f64(),
     );
@@ -269,8 +281,7 @@ async fn check_origin(State(state): State<AppState>, request: Request, next: Nex
         return next.run(request).await;
     }
     let mut response = ApiError::new(
-        StatusCode::FORBIDDEN,
-        "origin_not_allowed",
+        ErrorCode::OriginNotAllowed,
         format!("pages from {origin} may not use this tutor; add the origin to TUTOR_CORS_ORIGINS"),
     )
     .into_response();

@@ -2,10 +2,11 @@
 //! with the widget on it, plus the widget script and the page stylesheet, all built into the
 //! binary (`TUTOR_DEV_ASSETS=dir` serves them from disk instead, for working on them).
 
+use super::ErrorCode;
 use super::{AppState, error::ApiError};
 use crate::lessons::Lesson;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, header};
 use axum::response::{Html, IntoResponse, Response};
 use minijinja::{Environment, context};
 use pulldown_cmark::{CowStr, Event, HeadingLevel, Options, Parser, Tag, TagEnd};
@@ -97,12 +98,7 @@ pub(super) fn render(state: &AppState, name: &str, ctx: minijinja::Value) -> Res
         Ok(html) => Html(html).into_response(),
         Err(error) => {
             tracing::error!(%error, template = name, "page template failed");
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "the page could not be rendered",
-            )
-            .into_response()
+            ApiError::new(ErrorCode::Internal, "the page could not be rendered").into_response()
         }
     }
 }

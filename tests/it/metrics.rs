@@ -49,7 +49,19 @@ async fn counters_move_as_questions_are_asked_and_labels_stay_bounded() {
         .send()
         .await
         .expect("sent");
+    // Made-up methods do not make new series.
+    for method in ["ZQXJKA", "ZQXJKB"] {
+        app.client
+            .request(
+                reqwest::Method::from_bytes(method.as_bytes()).expect("method"),
+                format!("{}/v1/lessons", app.base),
+            )
+            .send()
+            .await
+            .expect("sent");
+    }
     let after = scrape(&app).await;
+    grew_other(&before, &after);
 
     let grew = |metric: &str, labels: &[(&str, &str)], by: f64| {
         let (a, b) = (
@@ -96,4 +108,16 @@ async fn counters_move_as_questions_are_asked_and_labels_stay_bounded() {
             );
         }
     }
+}
+
+fn grew_other(before: &Scrape, after: &Scrape) {
+    let labels = [("route", "/v1/lessons"), ("method", "other")];
+    let (a, b) = (
+        total(before, "tutor_http_requests_total", &labels),
+        total(after, "tutor_http_requests_total", &labels),
+    );
+    assert!(
+        b - a >= 2.0,
+        "unknown methods are counted as `other`: {a} -> {b}"
+    );
 }
