@@ -304,9 +304,10 @@ pub struct PickerContext {
     pub client_id: String,
     pub deployment_id: String,
     pub return_url: String,
-    /// Opaque platform data that must be echoed back.
+    /// Opaque platform data that must be echoed back unchanged: any JSON value (Deep Linking
+    /// 2.0 §4.5.5).
     #[serde(default)]
-    pub data: Option<String>,
+    pub data: Option<Value>,
     #[serde(default)]
     pub context_title: Option<String>,
 }
@@ -789,10 +790,7 @@ impl Lti {
                     client_id: registration.client_id.clone(),
                     deployment_id: deployment.to_string(),
                     return_url: return_url.to_string(),
-                    data: settings
-                        .and_then(|s| s.get("data"))
-                        .and_then(Value::as_str)
-                        .map(str::to_string),
+                    data: settings.and_then(|s| s.get("data")).cloned(),
                     context_title,
                 }))
             }
@@ -957,7 +955,7 @@ impl Lti {
             }],
         });
         if let (Some(data), Some(map)) = (&context.data, claims.as_object_mut()) {
-            map.insert(claim::DATA.to_string(), Value::String(data.clone()));
+            map.insert(claim::DATA.to_string(), data.clone());
         }
         self.keys.sign(&claims).map_err(|e| e.to_string())
     }

@@ -932,3 +932,48 @@ async fn a_deep_linking_return_url_that_is_not_https_is_refused() {
         assert_eq!((status, check.as_str()), (400, "claims"), "{url}: {page}");
     }
 }
+
+#[tokio::test]
+async fn deep_linking_echoes_platform_data_that_is_a_json_object_unchanged() {
+    let platform = Platform::start().await;
+    let (app, _keys) = tool(&platform).await;
+    let login = login(&app).await;
+    let data = json!({"course": 17, "return": {"tab": "content"}, "tags": ["a", "b"]});
+    let claims = platform.deep_linking(
+        &login.nonce,
+        json!({
+            "deep_link_return_url": "https://lms.test/deep-link-return",
+            "accept_types": ["ltiResourceLink"],
+            "data": data,
+        }),
+    );
+    let token = platform.key.sign(&claims);
+    let (status, _, picker) = launch(&app, &login.state, Some(&login.cookie), &token).await;
+    assert_eq!(status, 200, "{picker}");
+    let context = attribute(&picker, "name=\"context\" value").expect("picker context");
+    let response = client()
+        .post(format!("{}/lti/deep-link", app.base))
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .body(form(&[("context", &context), ("lesson", LESSON)]))
+        .send()
+        .await
+        .expect("pick sent");
+    assert_eq!(response.status(), 200);
+    let page = response.text().await.expect("page");
+    let jwt = attribute(&page, "name=\"JWT\" value").expect("the response JWT");
+    let payload = jwt.split('.').nth(1).expect("payload");
+    use base64::Engine as _;
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .expect("base64"),
+    )
+    .expect("claims");
+    assert_eq!(
+        claims["https://purl.imsglobal.org/spec/lti-dl/claim/data"], data,
+        "the platform's data comes back exactly as sent"
+    );
+}
