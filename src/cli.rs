@@ -258,8 +258,13 @@ fn serve(config: Config, watch: bool) -> anyhow::Result<ExitCode> {
                     "LTI 1.3 enabled"
                 );
                 if keys.is_empty() {
+                    if !config.allow_open_api {
+                        anyhow::bail!(
+                            "LTI is on but no API keys are configured, so the API would be open to anyone, not only to learners launched from the course (their session tokens would not be needed). Add one [[keys]] entry to close it, or set `allow_open_api = true` in tutor.toml to run open on purpose"
+                        );
+                    }
                     tracing::warn!(
-                        "LTI is on but no API keys are configured, so the API is open to anyone, not only to launched learners: add one [[keys]] entry to close it"
+                        "LTI is on but no API keys are configured, and allow_open_api = true: the API is open to anyone, not only to launched learners"
                     );
                 }
                 Some(lti)

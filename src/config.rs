@@ -180,6 +180,13 @@ struct FileConfig {
     retrieval: Option<RetrievalSettings>,
     lti: Option<crate::lti::LtiSettings>,
     verify: Option<FileVerify>,
+    /// Lets LTI run with no `[[keys]]` (the API then stays open to anyone, not only launched
+    /// learners).
+    allow_open_api: Option<bool>,
+    /// Serve `/metrics` on this address only (e.g. `127.0.0.1:9090`), not on the API's.
+    metrics_addr: Option<String>,
+    /// Host names (with `:port` when not the default) requests may be addressed to.
+    allowed_hosts: Option<Vec<String>>,
 }
 
 /// Everything the tutor needs to run.
@@ -215,6 +222,13 @@ pub struct Config {
     pub lti: Option<crate::lti::LtiSettings>,
     /// A second-opinion verifier model (`[verify]`); `None`: the lexical verifier decides alone.
     pub verify: Option<VerifySettings>,
+    /// LTI may run with no API keys (the API open to anyone).
+    pub allow_open_api: bool,
+    /// `/metrics` on its own listener; `None`: on the API's (same-origin reads only).
+    pub metrics_addr: Option<SocketAddr>,
+    /// Hosts requests may name in `Host` (besides loopback names on a loopback address and the
+    /// LTI URL's host); empty: any host, unless the tutor listens on loopback.
+    pub allowed_hosts: Vec<String>,
 }
 
 /// Reads an environment variable, treating an empty value as unset.
@@ -379,7 +393,32 @@ impl Config {
                     .to_string(),
             ));
         }
+        let metrics_addr = match &file.metrics_addr {
+            None => None,
+            Some(text) => Some(text.parse::<SocketAddr>().map_err(|_| {
+                ConfigError::Invalid(format!(
+                    "`metrics_addr` `{text}` is not an address: use HOST:PORT, e.g. 127.0.0.1:9090"
+                ))
+            })?),
+        };
+        let allowed_hosts = match env("TUTOR_ALLOWED_HOSTS") {
+            Some(list) => list
+                .split(',')
+                .map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty())
+                .collect(),
+            None => file
+                .allowed_hosts
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|h| h.trim().to_ascii_lowercase())
+                .collect(),
+        };
         Ok(Config {
+            allow_open_api: file.allow_open_api.unwrap_or(false),
+            metrics_addr,
+            allowed_hosts,
             lessons_dir: overrides
                 .lessons
                 .clone()

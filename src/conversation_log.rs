@@ -11,7 +11,7 @@
 //! another `LogStore` (see ARCHITECTURE.md).
 
 use regex::Regex;
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex};
@@ -82,8 +82,8 @@ pub trait LogStore: Send + Sync {
         rating: Rating,
         comment: Option<&str>,
     ) -> Result<bool, LogError>;
-    /// True when an answer with this id is stored.
-    fn contains(&self, answer_id: &str) -> Result<bool, LogError>;
+    /// The lesson of the stored answer with this id, if one is stored.
+    fn lesson_of(&self, answer_id: &str) -> Result<Option<String>, LogError>;
     /// Deletes records older than `before` (Unix seconds); returns how many.
     fn prune(&self, before: u64) -> Result<usize, LogError>;
     /// Records since `since` (Unix seconds), optionally of one lesson, oldest first.
@@ -211,14 +211,15 @@ impl LogStore for SqliteStore {
         Ok(changed > 0)
     }
 
-    fn contains(&self, answer_id: &str) -> Result<bool, LogError> {
+    fn lesson_of(&self, answer_id: &str) -> Result<Option<String>, LogError> {
         let connection = self.connection.lock().unwrap_or_else(|e| e.into_inner());
         connection
             .query_row(
-                "SELECT EXISTS (SELECT 1 FROM answers WHERE answer_id = ?1)",
+                "SELECT lesson_id FROM answers WHERE answer_id = ?1",
                 params![answer_id],
                 |row| row.get(0),
             )
+            .optional()
             .map_err(|e| self.error(e))
     }
 
@@ -357,9 +358,9 @@ impl Logger {
         }
     }
 
-    /// True when the store knows this answer id (for feedback on answers from before a restart).
-    pub fn knows(&self, answer_id: &str) -> bool {
-        self.store.contains(answer_id).unwrap_or(false)
+    /// The lesson of a stored answer (for feedback on answers from before a restart).
+    pub fn lesson_of(&self, answer_id: &str) -> Option<String> {
+        self.store.lesson_of(answer_id).ok().flatten()
     }
 
     /// Waits until everything queued so far is written (tests, shutdown).

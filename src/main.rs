@@ -13,6 +13,8 @@ fn main() -> ExitCode {
             EnvFilter::try_from_env("TUTOR_LOG").unwrap_or_else(|_| EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: a file or a log collector gets plain lines.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match tutor::cli::run(cli) {
         Ok(code) => code,

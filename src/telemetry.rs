@@ -60,6 +60,31 @@ pub fn render() -> String {
     }
 }
 
+/// Longest request-supplied value written into a log line, in characters.
+const LOGGED_VALUE_CHARS: usize = 200;
+
+/// A value that came from a request (an issuer, an error text, a lesson id, a question), made
+/// safe to put in a log line: every control character (C0, DEL, C1), the Unicode line and
+/// paragraph separators and the bidirectional overrides are written as `\u{..}`, so a value
+/// can neither start a forged line nor send terminal escapes; and it is cut to 200 characters.
+pub fn untrusted(value: &str) -> String {
+    let mut out = String::with_capacity(value.len().min(LOGGED_VALUE_CHARS * 2));
+    for (i, c) in value.chars().enumerate() {
+        if i == LOGGED_VALUE_CHARS {
+            out.push('…');
+            break;
+        }
+        if c.is_control()
+            || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// One HTTP request, by route template, method and status.
 pub fn request(route: &str, method: &str, status: u16, seconds: f64) {
     let labels = [
@@ -180,5 +205,34 @@ impl StreamInFlight {
 impl Drop for StreamInFlight {
     fn drop(&mut self) {
         gauge!("tutor_streams_in_flight").decrement(1.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::untrusted;
+
+    #[test]
+    fn untrusted_values_cannot_break_a_log_line_or_drive_a_terminal() {
+        let mut hostile: String = (0u32..0x20)
+            .chain(0x7f..0xa0)
+            .filter_map(char::from_u32)
+            .collect();
+        hostile.push_str("\u{2028}\u{2029}\u{202e}\u{2066}");
+        let logged = untrusted(&format!("x{hostile}\nFORGED-LINE"));
+        assert!(
+            logged.chars().all(|c| !c.is_control()
+                && !matches!(c, '\u{2028}' | '\u{2029}' | '\u{202e}' | '\u{2066}')),
+            "{logged:?}"
+        );
+        assert!(logged.starts_with("x\\u{0}\\u{1}"), "{logged}");
+        assert!(logged.contains("\\u{1b}"), "{logged}");
+        assert!(logged.contains("\\u{a}FORGED-LINE"), "{logged}");
+        assert!(logged.contains("\\u{85}"), "{logged}");
+        assert_eq!(
+            untrusted("https://lms.example.edu"),
+            "https://lms.example.edu"
+        );
+        assert_eq!(untrusted(&"a".repeat(500)).chars().count(), 201);
     }
 }

@@ -219,38 +219,48 @@ pub struct Tutor {
     translator: Option<Arc<translate::Translator>>,
 }
 
-/// A bounded set of the most recent answer ids.
-#[derive(Default)]
+/// The most recent answer ids with their lessons, bounded.
 pub struct RecentAnswers {
-    inner: std::sync::Mutex<(
-        std::collections::HashSet<String>,
-        std::collections::VecDeque<String>,
-    )>,
+    inner: std::sync::Mutex<lru::LruCache<String, Arc<str>>>,
+}
+
+impl Default for RecentAnswers {
+    fn default() -> Self {
+        RecentAnswers {
+            inner: std::sync::Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(Self::CAPACITY).expect("non-zero"),
+            )),
+        }
+    }
 }
 
 impl RecentAnswers {
     const CAPACITY: usize = 100_000;
 
-    fn insert(&self, id: &str) {
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let (set, order) = &mut *inner;
-        if set.insert(id.to_string()) {
-            order.push_back(id.to_string());
-            if order.len() > Self::CAPACITY
-                && let Some(old) = order.pop_front()
-            {
-                set.remove(&old);
-            }
-        }
-    }
-
-    fn contains(&self, id: &str) -> bool {
+    fn insert(&self, id: &str, lesson: &str) {
         self.inner
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .0
-            .contains(id)
+            .put(id.to_string(), Arc::from(lesson));
     }
+
+    fn lesson_of(&self, id: &str) -> Option<Arc<str>> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .peek(id)
+            .cloned()
+    }
+}
+
+/// What became of a rating.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rated {
+    Recorded,
+    /// No answer has this id.
+    Unknown,
+    /// The answer is on another lesson than the one the caller may rate.
+    OtherLesson(String),
 }
 
 /// What to do with one question, decided by retrieval and the gate.
@@ -330,28 +340,37 @@ impl Tutor {
         self.logger.as_ref()
     }
 
-    /// Records a learner's rating. Returns false when the answer id is unknown.
+    /// Records a learner's rating of an answer, on `only_lesson` when the caller may rate only
+    /// that lesson's answers (a learner's session). Blocking (it may ask the log): run it off the
+    /// async workers.
     pub fn rate(
         &self,
         answer_id: &str,
         rating: crate::conversation_log::Rating,
         comment: Option<&str>,
-    ) -> bool {
-        let known = self.recent.contains(answer_id)
-            || self.logger.as_ref().is_some_and(|l| l.knows(answer_id));
-        if !known {
-            return false;
+        only_lesson: Option<&str>,
+    ) -> Rated {
+        let lesson = self
+            .recent
+            .lesson_of(answer_id)
+            .map(|l| l.to_string())
+            .or_else(|| self.logger.as_ref().and_then(|l| l.lesson_of(answer_id)));
+        let Some(lesson) = lesson else {
+            return Rated::Unknown;
+        };
+        if only_lesson.is_some_and(|only| only != lesson) {
+            return Rated::OtherLesson(lesson);
         }
         telemetry::feedback(rating);
         if let Some(logger) = &self.logger {
             logger.rate(answer_id, rating, comment);
         }
-        true
+        Rated::Recorded
     }
 
     /// Remembers an answer (for feedback) and logs it when the log is on.
     fn record(&self, question: &Question, answer: &Answer, started: std::time::Instant) {
-        self.recent.insert(&answer.answer_id);
+        self.recent.insert(&answer.answer_id, &question.lesson_id);
         let Some(logger) = &self.logger else {
             return;
         };

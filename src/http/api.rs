@@ -154,6 +154,14 @@ pub async fn chat(
     }
 }
 
+/// The lesson a learner's LTI session is limited to (`None` for keys and the open API).
+fn session_lesson(caller: Option<&super::Caller>) -> Option<String> {
+    match caller {
+        Some(super::Caller::Learner { lesson, .. }) => Some(lesson.to_string()),
+        _ => None,
+    }
+}
+
 /// A learner's LTI session is for one lesson only.
 pub(super) fn check_lesson(
     caller: Option<&super::Caller>,
@@ -247,10 +255,20 @@ fn lesson_info(lesson: &Lesson) -> LessonInfo {
 /// List the lessons with their sections.
 #[utoipa::path(get, path = "/v1/lessons", tag = "tutor",
     responses((status = 200, body = LessonList), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
-pub async fn lessons(State(state): State<AppState>) -> Result<Json<LessonList>, ApiError> {
+pub async fn lessons(
+    State(state): State<AppState>,
+    caller: Option<axum::Extension<super::Caller>>,
+) -> Result<Json<LessonList>, ApiError> {
     let tutor = state.tutor()?;
     let catalog = tutor.retriever().catalog();
-    let lessons = catalog.lessons.iter().map(|l| lesson_info(l)).collect();
+    // A learner's session sees its own lesson only.
+    let only = session_lesson(caller.as_ref().map(|c| &c.0));
+    let lessons = catalog
+        .lessons
+        .iter()
+        .filter(|l| only.as_ref().is_none_or(|only| *only == l.id))
+        .map(|l| lesson_info(l))
+        .collect();
     Ok(Json(LessonList { lessons }))
 }
 
@@ -259,8 +277,10 @@ pub async fn lessons(State(state): State<AppState>) -> Result<Json<LessonList>, 
     responses((status = 200, body = LessonInfo), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn lesson(
     State(state): State<AppState>,
+    caller: Option<axum::Extension<super::Caller>>,
     Path(id): Path<String>,
 ) -> Result<Json<LessonInfo>, ApiError> {
+    check_lesson(caller.as_ref().map(|c| &c.0), &id)?;
     let tutor = state.tutor()?;
     let catalog = tutor.retriever().catalog();
     let lesson = catalog
@@ -279,6 +299,7 @@ pub async fn lesson(
     responses((status = 200, body = SearchResults), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn search(
     State(state): State<AppState>,
+    caller: Option<axum::Extension<super::Caller>>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<SearchResults>, ApiError> {
     let Query(mut params) = query.map_err(|e| ApiError::invalid_request(e.body_text()))?;
@@ -304,7 +325,15 @@ pub async fn search(
             .ok_or_else(|| ApiError::invalid_request("`k` must be a whole number from 1 to 50"))?,
     };
     let tutor = state.tutor()?;
-    let lesson_id = params.remove("lesson_id").filter(|l| !l.is_empty());
+    let caller = caller.as_ref().map(|c| &c.0);
+    // A learner's session searches its own lesson, and only it.
+    let lesson_id = params
+        .remove("lesson_id")
+        .filter(|l| !l.is_empty())
+        .or_else(|| session_lesson(caller));
+    if let Some(id) = &lesson_id {
+        check_lesson(caller, id)?;
+    }
     if let Some(id) = &lesson_id
         && tutor.retriever().catalog().get(id).is_none()
     {
@@ -362,7 +391,11 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         (status = 400, body = ErrorBody), (status = 404, description = "Unknown answer id", body = ErrorBody),
         (status = 422, description = "Comment too long", body = ErrorBody),
     ))]
-pub async fn feedback(State(state): State<AppState>, body: Body) -> Result<Json<Value>, ApiError> {
+pub async fn feedback(
+    State(state): State<AppState>,
+    caller: Option<axum::Extension<super::Caller>>,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
     let request: FeedbackRequest = read_json(body).await?;
     if request
         .comment
@@ -380,13 +413,28 @@ pub async fn feedback(State(state): State<AppState>, body: Body) -> Result<Json<
         .as_deref()
         .map(crate::conversation_log::redact)
         .filter(|c| !c.trim().is_empty());
-    if !tutor.rate(&request.answer_id, request.rating, comment.as_deref()) {
-        return Err(ApiError::new(
+    let only_lesson = session_lesson(caller.as_ref().map(|c| &c.0));
+    let rated = tutor
+        .off_thread(move |tutor| {
+            tutor.rate(
+                &request.answer_id,
+                request.rating,
+                comment.as_deref(),
+                only_lesson.as_deref(),
+            )
+        })
+        .await?;
+    match rated {
+        crate::chat::Rated::Recorded => Ok(Json(json!({"status": "recorded"}))),
+        crate::chat::Rated::Unknown => Err(ApiError::new(
             ErrorCode::AnswerNotFound,
             "no answer has this `answer_id`",
-        ));
+        )),
+        crate::chat::Rated::OtherLesson(lesson) => Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!("this session may rate answers on its own lesson only, not on `{lesson}`"),
+        )),
     }
-    Ok(Json(json!({"status": "recorded"})))
 }
 
 /// Service metrics in Prometheus text format.

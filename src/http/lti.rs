@@ -43,8 +43,8 @@ pub struct PickForm {
 fn refusal(rejection: &Rejection, issuer: Option<&str>, state: &AppState) -> Response {
     tracing::warn!(
         check = rejection.check,
-        issuer = issuer.unwrap_or("-"),
-        reason = %rejection.message,
+        issuer = %crate::telemetry::untrusted(issuer.unwrap_or("-")),
+        reason = %crate::telemetry::untrusted(&rejection.message),
         "LTI launch rejected"
     );
     crate::telemetry::lti_launch(rejection.check);
@@ -267,7 +267,11 @@ pub async fn launch(
                 Ok(token) => token,
                 Err(error) => return signing_failed("an LTI session", &error),
             };
-            tracing::info!(platform = %launch.platform, lesson = %lesson_id, "LTI launch");
+            tracing::info!(
+                platform = %crate::telemetry::untrusted(&launch.platform),
+                lesson = %crate::telemetry::untrusted(&lesson_id),
+                "LTI launch"
+            );
             crate::telemetry::lti_launch("resource_link");
             // Post/redirect/get: the lesson page is a GET a reload repeats harmlessly. The token
             // rides in the fragment, which browsers never send to a server nor in a Referer.
@@ -374,7 +378,11 @@ pub async fn deep_link(
         Ok(jwt) => jwt,
         Err(error) => return signing_failed("the deep-linking response", &error),
     };
-    tracing::info!(platform = %context.platform, lesson = %lesson.id, "LTI deep link chosen");
+    tracing::info!(
+        platform = %crate::telemetry::untrusted(&context.platform),
+        lesson = %lesson.id,
+        "LTI deep link chosen"
+    );
     let mut response = pages::render(
         &state,
         "lti-return.html",

@@ -151,7 +151,12 @@ pub fn router(state: AppState) -> Router {
                     .get("x-request-id")
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("-");
-                tracing::info_span!("request", id = %id, method = %request.method(), path = %request.uri().path())
+                tracing::info_span!(
+                    "request",
+                    id = %crate::telemetry::untrusted(id),
+                    method = %crate::telemetry::untrusted(request.method().as_str()),
+                    path = %crate::telemetry::untrusted(request.uri().path())
+                )
             }),
         )
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))

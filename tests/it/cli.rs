@@ -17,6 +17,19 @@ fn tutor(dir: &Path, args: &[&str]) -> Output {
         .expect("tutor runs")
 }
 
+/// Ends a server the test started if the test fails before stopping it.
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = Command::new("kill")
+                .args(["-KILL", &self.0.to_string()])
+                .status();
+        }
+    }
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -370,10 +383,39 @@ fn a_broken_lti_section_is_a_clear_error() {
     );
 }
 
+#[test]
+fn serve_with_lti_and_no_keys_refuses_to_start_unless_told_to_run_open() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("tutor.toml"), LTI_TOML).expect("config");
+    let lessons = sample_lessons();
+    let out = tutor(
+        dir.path(),
+        &[
+            "--lessons",
+            lessons.to_str().expect("path"),
+            "--index",
+            "idx",
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+        ],
+    );
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("no API keys are configured") && stderr.contains("allow_open_api"),
+        "{stderr}"
+    );
+}
+
 #[tokio::test]
 async fn serve_with_lti_generates_its_key_publishes_it_and_warns_when_the_api_is_open() {
     let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::write(dir.path().join("tutor.toml"), LTI_TOML).expect("config");
+    std::fs::write(
+        dir.path().join("tutor.toml"),
+        format!("allow_open_api = true\n{LTI_TOML}"),
+    )
+    .expect("config");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("free port")
         .local_addr()
@@ -396,6 +438,7 @@ async fn serve_with_lti_generates_its_key_publishes_it_and_warns_when_the_api_is
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("tutor starts");
+    let _stop = KillOnDrop(child.id());
     let base = format!("http://127.0.0.1:{port}");
     let mut jwks = None;
     for _ in 0..200 {
@@ -413,6 +456,14 @@ async fn serve_with_lti_generates_its_key_publishes_it_and_warns_when_the_api_is
     assert!(keys[0]["kid"].as_str().is_some_and(|k| !k.is_empty()));
     assert!(dir.path().join("keys").is_dir(), "generated on first run");
 
+    // Request values reach the log escaped: no forged line, no terminal escape.
+    let hostile = reqwest::get(format!(
+        "{base}/lti/login?iss=x%1B%5B2J%0AFORGED-LINE%E2%80%A8&login_hint=a&target_link_uri=x"
+    ))
+    .await
+    .expect("sent");
+    assert!(hostile.status().is_client_error(), "{}", hostile.status());
+
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -422,6 +473,17 @@ async fn serve_with_lti_generates_its_key_publishes_it_and_warns_when_the_api_is
     let log = text(&output.stderr);
     assert!(log.contains("LTI 1.3 enabled"), "{log}");
     assert!(log.contains("no API keys are configured"), "{log}");
+    assert!(log.contains("LTI launch rejected"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "a terminal escape reached the log: {log:?}"
+    );
+    assert!(!log.contains('\u{2028}'), "{log:?}");
+    assert!(
+        log.lines().all(|l| !l.starts_with("FORGED-LINE")),
+        "a forged line reached the log: {log}"
+    );
+    assert!(log.contains("\\u{a}FORGED-LINE"), "{log}");
 }
 
 #[test]

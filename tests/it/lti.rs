@@ -448,6 +448,83 @@ async fn a_resource_link_launch_opens_the_lesson_and_its_token_answers_questions
             .is_some_and(|m| m.contains("session")),
         "a bad session says so: {body}"
     );
+
+    // Everything a session can call stays within its lesson.
+    let get = |path: String, bearer: String| {
+        let base = app.base.clone();
+        async move {
+            let response = reqwest::Client::new()
+                .get(format!("{base}{path}"))
+                .bearer_auth(bearer)
+                .send()
+                .await
+                .expect("sent");
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.expect("JSON"))
+        }
+    };
+    let (status, body) = get(
+        "/v1/search?q=routing&lesson_id=hybrid-routing".to_string(),
+        token.clone(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("forbidden")),
+        "{body}"
+    );
+    let (status, body) = get("/v1/search?q=open%20weights".to_string(), token.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    let hits = body["hits"].as_array().expect("hits");
+    assert!(!hits.is_empty());
+    assert!(hits.iter().all(|h| h["lesson_id"] == LESSON), "{body}");
+    let (status, body) = get("/v1/lessons/hybrid-routing".to_string(), token.clone()).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("forbidden")),
+        "{body}"
+    );
+    let (status, body) = get(format!("/v1/lessons/{LESSON}"), token.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = get("/v1/lessons".to_string(), token.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    let listed: Vec<&str> = body["lessons"]
+        .as_array()
+        .expect("lessons")
+        .iter()
+        .filter_map(|l| l["id"].as_str())
+        .collect();
+    assert_eq!(listed, vec![LESSON]);
+    let (status, server_lists) =
+        get("/v1/lessons".to_string(), "server.secret.key".to_string()).await;
+    assert_eq!(status, 200);
+    assert!(server_lists["lessons"].as_array().expect("lessons").len() > 1);
+
+    // Feedback: on its own lesson's answer, yes; on another lesson's, no.
+    let (_, other) = ask(Some("server.secret.key".to_string()), "hybrid-routing").await;
+    let rate = |answer_id: Value| {
+        let base = app.base.clone();
+        let token = token.clone();
+        async move {
+            let response = reqwest::Client::new()
+                .post(format!("{base}/v1/feedback"))
+                .bearer_auth(token)
+                .json(&json!({"answer_id": answer_id, "rating": "down"}))
+                .send()
+                .await
+                .expect("sent");
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.expect("JSON"))
+        }
+    };
+    let (status, body) = rate(other["answer_id"].clone()).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("forbidden")),
+        "{body}"
+    );
+    let (status, body) = rate(answer["answer_id"].clone()).await;
+    assert_eq!(status, 200, "{body}");
 }
 
 /// A change to a valid launch's claims.
