@@ -274,7 +274,26 @@ fn serve(config: Config, watch: bool) -> anyhow::Result<ExitCode> {
         let state = AppState::new(config.cors_origins.clone())
             .with_keys(keys)
             .with_limits(config.limits.clone())
-            .with_lti(lti);
+            .with_lti(lti)
+            .with_allowed_hosts(config.allowed_hosts.clone())
+            .with_metrics_elsewhere(config.metrics_addr.is_some());
+        if let Some(addr) = config.metrics_addr {
+            let metrics = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} for /metrics"))?;
+            tracing::info!("metrics on http://{addr}/metrics");
+            tokio::spawn(async move {
+                if let Err(error) = axum::serve(metrics, http::metrics_router()).await {
+                    tracing::error!(%error, "the metrics listener failed");
+                }
+            });
+        }
+        if config.allowed_hosts.is_empty() && !config.addr.ip().is_loopback() {
+            tracing::warn!(
+                addr = %config.addr,
+                "any Host name is accepted: list the names the tutor is reached by in `allowed_hosts` (tutor.toml) or TUTOR_ALLOWED_HOSTS to refuse DNS-rebinding requests"
+            );
+        }
         let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<anyhow::Error>();
         let loader_state = state.clone();
         let loader_config = config.clone();

@@ -262,9 +262,89 @@ pub fn rate_limited(error: GovernorError) -> Response {
     .into_response()
 }
 
+/// The `Host` names requests may be addressed to, against DNS rebinding: a page on another
+/// site whose name was re-pointed at this machine sends its own name as `Host`.
+#[derive(Debug, Clone)]
+pub struct HostAllowlist {
+    /// Lower-case names, each `host` (any port) or `host:port`.
+    names: Vec<String>,
+}
+
+impl HostAllowlist {
+    /// For a server listening on `listening`: the `configured` names, plus the loopback names
+    /// when it listens on loopback. `None` (any host) when it listens beyond loopback and no
+    /// names are configured: behind a load balancer the public name is the operator's to give.
+    pub fn new(listening: SocketAddr, configured: &[String]) -> Option<HostAllowlist> {
+        let mut names: Vec<String> = configured
+            .iter()
+            .map(|n| n.trim().trim_end_matches('/').to_ascii_lowercase())
+            .filter(|n| !n.is_empty())
+            .collect();
+        if listening.ip().is_loopback() {
+            names.extend(["localhost", "127.0.0.1", "[::1]"].map(String::from));
+        } else if names.is_empty() {
+            return None;
+        }
+        Some(HostAllowlist { names })
+    }
+
+    /// True when a request's `Host` value names this tutor.
+    pub fn allows(&self, host: &str) -> bool {
+        let host = host.trim().to_ascii_lowercase();
+        let name = match host.rfind(':') {
+            // `[::1]:8080`, `localhost:8080`; a bare `[::1]` has its colons inside brackets.
+            Some(colon) if !host[colon..].contains(']') => &host[..colon],
+            _ => host.as_str(),
+        };
+        self.names.iter().any(|n| *n == host || *n == name)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hosts_are_checked_against_the_names_the_tutor_answers_to() {
+        let loopback: SocketAddr = "127.0.0.1:8080".parse().expect("addr");
+        let local = HostAllowlist::new(loopback, &[]).expect("loopback always checks");
+        for host in [
+            "127.0.0.1:8080",
+            "localhost:8080",
+            "LOCALHOST",
+            "[::1]:8080",
+            "[::1]",
+        ] {
+            assert!(local.allows(host), "{host}");
+        }
+        for host in [
+            "evil.example:8080",
+            "evil.example",
+            "127.0.0.1.evil.example",
+            "",
+            "localhost.evil:8080",
+        ] {
+            assert!(!local.allows(host), "{host}");
+        }
+        let public: SocketAddr = "0.0.0.0:8080".parse().expect("addr");
+        assert!(
+            HostAllowlist::new(public, &[]).is_none(),
+            "any host without a configured name"
+        );
+        let named = HostAllowlist::new(
+            public,
+            &[
+                "tutor.example.edu".to_string(),
+                "lb.internal:9000".to_string(),
+            ],
+        )
+        .expect("configured");
+        assert!(named.allows("tutor.example.edu"));
+        assert!(named.allows("tutor.example.edu:443"));
+        assert!(named.allows("lb.internal:9000"));
+        assert!(!named.allows("lb.internal:9001"));
+        assert!(!named.allows("localhost:8080"));
+    }
 
     fn keys() -> Keys {
         Keys::new(&[

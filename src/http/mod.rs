@@ -10,7 +10,7 @@ mod lti;
 mod pages;
 
 pub use error::{ApiError, ErrorCode};
-pub use guard::{Caller, Keys, key_digest_hex};
+pub use guard::{Caller, HostAllowlist, Keys, key_digest_hex};
 
 use crate::chat::Tutor;
 use crate::config::RateLimits;
@@ -51,6 +51,12 @@ pub struct AppState {
     limits: Option<RateLimits>,
     /// LTI 1.3, when configured.
     lti: Option<Arc<crate::lti::Lti>>,
+    /// Host names requests may name besides those `serve` derives from its listener.
+    allowed_hosts: Arc<Vec<String>>,
+    /// Set by [`serve`] from its listener: the `Host` names it answers to (`None`: any).
+    hosts: Option<Arc<HostAllowlist>>,
+    /// `/metrics` is served on its own listener ([`metrics_router`]), not with the API.
+    metrics_elsewhere: bool,
 }
 
 impl AppState {
@@ -64,7 +70,23 @@ impl AppState {
             keys: Arc::new(Keys::default()),
             limits: None,
             lti: None,
+            allowed_hosts: Arc::new(Vec::new()),
+            hosts: None,
+            metrics_elsewhere: false,
         }
+    }
+
+    /// Host names requests may be addressed to, besides the loopback names when listening on
+    /// loopback and the LTI URL's host.
+    pub fn with_allowed_hosts(mut self, hosts: Vec<String>) -> AppState {
+        self.allowed_hosts = Arc::new(hosts);
+        self
+    }
+
+    /// Leaves `/metrics` out of the API's router (it is served by [`metrics_router`]).
+    pub fn with_metrics_elsewhere(mut self, elsewhere: bool) -> AppState {
+        self.metrics_elsewhere = elsewhere;
+        self
     }
 
     /// Accepts LTI launches (and the session tokens they issue).
@@ -115,13 +137,22 @@ impl AppState {
     }
 }
 
-/// The whole application.
-pub fn router(state: AppState) -> Router {
-    // Preflights succeed for every origin so that a page from an origin that is not allowed
-    // gets a readable `403 origin_not_allowed` from `check_origin`, not an opaque network error.
-    // The check on the real request is what protects the API.
-    let cors = CorsLayer::new()
-        .allow_origin(AllowOrigin::mirror_request())
+/// True for the routes a page on another site may read: the API and the OpenAI-compatible
+/// facade (which a widget calls) and the tool's public key set.
+fn cross_origin_route(path: &str) -> bool {
+    path.starts_with("/v1/") || path == "/.well-known/jwks.json"
+}
+
+/// CORS for [`cross_origin_route`]s only; everything else (pages, `/metrics`, the LTI endpoints)
+/// sends no CORS headers, so no other site's script can read it. On the API, preflights succeed
+/// for every origin so that a page from an origin that is not allowed gets a readable
+/// `403 origin_not_allowed` from `check_origin`, not an opaque network error; the check on the
+/// real request is what protects the API.
+fn api_cors() -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::predicate(|_, request| {
+            cross_origin_route(request.uri.path())
+        }))
         .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
         .allow_headers([
             header::CONTENT_TYPE,
@@ -130,7 +161,12 @@ pub fn router(state: AppState) -> Router {
             HeaderName::from_static("x-tutor-key"),
         ])
         .expose_headers([header::RETRY_AFTER, HeaderName::from_static("x-request-id")])
-        .max_age(Duration::from_secs(600));
+        .max_age(Duration::from_secs(600))
+}
+
+/// The whole application. Pages, assets, `/metrics` and the LTI endpoints send no CORS
+/// headers: no other site's script can read them (the tool's public key set excepted).
+pub fn router(state: AppState) -> Router {
     let (routes, spec) = documented_routes(&state).split_for_parts();
     if let Ok(json) = spec.to_pretty_json() {
         let _ = pages::OPENAPI_JSON.set(json);
@@ -138,10 +174,11 @@ pub fn router(state: AppState) -> Router {
     routes
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
-        .with_state(state)
+        .with_state(state.clone())
         .layer(middleware::from_fn(track))
         // Outermost of the routing layers, so preflights are answered before method routing.
-        .layer(cors)
+        .layer(api_cors())
+        .layer(middleware::from_fn_with_state(state, check_host))
         .layer(CompressionLayer::new())
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(
@@ -187,9 +224,10 @@ pub fn documented_routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(compat::model))
         .routes(routes!(compat::completions));
     let compat = guarded(compat, state).route_layer(middleware::from_fn(compat::openai_errors));
-    OpenApiRouter::with_openapi(<ApiDoc as utoipa::OpenApi>::openapi())
+    let mut routes = OpenApiRouter::with_openapi(<ApiDoc as utoipa::OpenApi>::openapi())
         .merge(guarded(api, state))
         .merge(compat)
+        .routes(routes!(lti::jwks))
         .routes(routes!(api::healthz))
         .routes(routes!(api::readyz))
         .routes(routes!(pages::catalog))
@@ -198,12 +236,44 @@ pub fn documented_routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(pages::stylesheet))
         .routes(routes!(pages::openapi_json))
         .routes(routes!(pages::docs))
-        .routes(routes!(api::metrics))
         .routes(routes!(lti::login))
         .routes(routes!(lti::launch, lti::launch_page))
         .routes(routes!(lti::deep_link))
-        .routes(routes!(lti::lesson))
-        .routes(routes!(lti::jwks))
+        .routes(routes!(lti::lesson));
+    if !state.metrics_elsewhere {
+        routes = routes.routes(routes!(api::metrics));
+    }
+    routes
+}
+
+/// `/metrics` alone, for its own listener (`metrics_addr`), e.g. on an address only the
+/// monitoring network reaches.
+pub fn metrics_router() -> Router {
+    Router::new().route("/metrics", axum::routing::get(api::metrics))
+}
+
+/// Refuses requests addressed to a name this tutor does not answer to (DNS rebinding), with
+/// `421 misdirected_request`.
+async fn check_host(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(hosts) = &state.hosts else {
+        return next.run(request).await;
+    };
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .map(|h| h.to_str().unwrap_or("\u{fffd}"))
+        .or_else(|| request.uri().authority().map(|a| a.as_str()));
+    match host {
+        Some(host) if !hosts.allows(host) => ApiError::new(
+            ErrorCode::MisdirectedRequest,
+            format!(
+                "this tutor does not answer to the host `{}`; add it to `allowed_hosts` in tutor.toml if it should",
+                crate::telemetry::untrusted(host)
+            ),
+        )
+        .into_response(),
+        _ => next.run(request).await,
+    }
 }
 
 /// Wraps API routes in, from the outside in: the origin check, keys, then rate limits.
@@ -303,9 +373,17 @@ async fn check_origin(State(state): State<AppState>, request: Request, next: Nex
 /// finish.
 pub async fn serve(
     listener: TcpListener,
-    state: AppState,
+    mut state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let mut names: Vec<String> = state.allowed_hosts.as_ref().clone();
+    if let Some(lti) = &state.lti
+        && let Ok(url) = reqwest::Url::parse(lti.settings().base_url())
+        && let Some(host) = url.host_str()
+    {
+        names.push(host.to_string());
+    }
+    state.hosts = HostAllowlist::new(listener.local_addr()?, &names).map(Arc::new);
     axum::serve(
         listener,
         router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),

@@ -480,6 +480,11 @@ impl Lti {
         })
     }
 
+    /// The settings the tool runs with.
+    pub fn settings(&self) -> &LtiSettings {
+        &self.settings
+    }
+
     /// The tool's public keys (`/.well-known/jwks.json`).
     pub fn jwks(&self) -> &Value {
         self.keys.jwks()

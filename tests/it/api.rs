@@ -342,6 +342,94 @@ async fn browsers_from_other_origins_are_refused_clearly_unless_allowed() {
 }
 
 #[tokio::test]
+async fn only_the_api_answers_other_origins_and_metrics_never_do() {
+    let app = spawn_app(None).await;
+    let get = |path: &'static str| {
+        app.client
+            .get(format!("{}{path}", app.base))
+            .header("origin", "http://evil.example")
+            .send()
+    };
+    let metrics = get("/metrics").await.expect("sent");
+    assert!(
+        !metrics
+            .headers()
+            .contains_key("access-control-allow-origin"),
+        "a page on another site cannot read the metrics"
+    );
+    let preflight = app
+        .client
+        .request(reqwest::Method::OPTIONS, format!("{}/metrics", app.base))
+        .header("origin", "http://evil.example")
+        .header("access-control-request-method", "GET")
+        .send()
+        .await
+        .expect("sent");
+    assert!(
+        !preflight
+            .headers()
+            .contains_key("access-control-allow-origin")
+    );
+    for page in ["/", "/openapi.json", "/lessons/what-open-means"] {
+        let response = get(page).await.expect("sent");
+        assert!(
+            !response
+                .headers()
+                .contains_key("access-control-allow-origin"),
+            "{page}"
+        );
+    }
+    // The tool's public key set is public.
+    let jwks = get("/.well-known/jwks.json").await.expect("sent");
+    assert_eq!(
+        jwks.headers()["access-control-allow-origin"],
+        "http://evil.example"
+    );
+}
+
+#[tokio::test]
+async fn a_rebound_host_name_is_refused_even_with_its_own_origin() {
+    let app = spawn_app(None).await;
+    let port = app.base.rsplit(':').next().expect("port").to_string();
+    let evil = format!("evil.example:{port}");
+    let body = json!({"lesson_id": "what-open-means", "message": "What is a fully open release?"});
+    let rebound = app
+        .client
+        .post(format!("{}/v1/chat", app.base))
+        .header("host", evil.clone())
+        .header("origin", format!("http://{evil}"))
+        .json(&body)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(rebound.status(), 421);
+    let error: Value = rebound.json().await.expect("json");
+    assert_eq!(error["error"]["code"], "misdirected_request");
+    for page in ["/", "/metrics", "/v1/lessons"] {
+        let response = app
+            .client
+            .get(format!("{}{page}", app.base))
+            .header("host", evil.clone())
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(response.status(), 421, "{page}");
+    }
+    // The names of a loopback address still work.
+    for host in [format!("localhost:{port}"), format!("127.0.0.1:{port}")] {
+        let response = app
+            .client
+            .post(format!("{}/v1/chat", app.base))
+            .header("host", host.clone())
+            .json(&body)
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(response.status(), 200, "{host}");
+    }
+}
+
+#[tokio::test]
 async fn readiness_waits_for_the_index_and_health_does_not() {
     let state = tutor::http::AppState::new(Vec::new());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -121,3 +121,33 @@ fn grew_other(before: &Scrape, after: &Scrape) {
         "unknown methods are counted as `other`: {a} -> {b}"
     );
 }
+
+#[tokio::test]
+async fn metrics_can_live_on_their_own_listener_and_then_leave_the_api_listener() {
+    let app =
+        crate::helpers::spawn_app_with(None, |c| c, |state| state.with_metrics_elsewhere(true))
+            .await;
+    let on_api = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(on_api.status(), 404);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        axum::serve(listener, tutor::http::metrics_router())
+            .await
+            .expect("metrics serve")
+    });
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .expect("sent")
+        .text()
+        .await
+        .expect("text");
+    assert!(text.contains("tutor_http_requests_total"), "{text}");
+}
