@@ -237,7 +237,10 @@ fn lti_key(config: &Config, new: bool) -> anyhow::Result<ExitCode> {
 }
 
 fn serve(config: Config, watch: bool) -> anyhow::Result<ExitCode> {
+    // Before anything opens files: thousands of learners need more than the usual 1,024.
+    let open_files = http::server::raise_open_files_limit();
     runtime()?.block_on(async move {
+        tracing::info!(open_files, "open-files limit");
         let listener = tokio::net::TcpListener::bind(config.addr)
             .await
             .with_context(|| format!("cannot listen on {}", config.addr))?;

@@ -94,11 +94,24 @@ pub struct SearchResults {
     hits: Vec<SearchHit>,
 }
 
-/// Reads a JSON body within [`BODY_LIMIT`]; every failure is an [`ApiError`].
+/// Reads a JSON body within [`BODY_LIMIT`] and [`super::server::BODY_READ_TIMEOUT`]; every
+/// failure is an [`ApiError`].
 pub(super) async fn read_json<T: serde::de::DeserializeOwned>(body: Body) -> Result<T, ApiError> {
-    let bytes = axum::body::to_bytes(body, BODY_LIMIT)
-        .await
-        .map_err(|_| ApiError::payload_too_large())?;
+    let bytes = tokio::time::timeout(
+        super::server::BODY_READ_TIMEOUT,
+        axum::body::to_bytes(body, BODY_LIMIT),
+    )
+    .await
+    .map_err(|_| {
+        ApiError::new(
+            ErrorCode::RequestTimeout,
+            format!(
+                "the request body did not arrive within {} s",
+                super::server::BODY_READ_TIMEOUT.as_secs()
+            ),
+        )
+    })?
+    .map_err(|_| ApiError::payload_too_large())?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::invalid_request(
             "the request body is empty: send a JSON object",

@@ -8,6 +8,7 @@ mod error;
 mod guard;
 mod lti;
 mod pages;
+pub mod server;
 
 pub use error::{ApiError, ErrorCode};
 pub use guard::{Caller, HostAllowlist, Keys, key_digest_hex};
@@ -176,6 +177,11 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(api::method_not_allowed)
         .with_state(state.clone())
         .layer(middleware::from_fn(track))
+        // A body (an LTI form, say) that stalls between two pieces is dropped; JSON bodies
+        // meet the shorter whole-body deadline of `read_json` first, which answers 408.
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            server::BODY_READ_TIMEOUT + Duration::from_secs(5),
+        ))
         // Outermost of the routing layers, so preflights are answered before method routing.
         .layer(api_cors())
         .layer(middleware::from_fn_with_state(state, check_host))
@@ -373,7 +379,17 @@ async fn check_origin(State(state): State<AppState>, request: Request, next: Nex
 /// finish.
 pub async fn serve(
     listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_with(listener, state, server::Limits::default(), shutdown).await
+}
+
+/// [`serve`] with other connection limits.
+pub async fn serve_with(
+    listener: TcpListener,
     mut state: AppState,
+    limits: server::Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let mut names: Vec<String> = state.allowed_hosts.as_ref().clone();
@@ -384,10 +400,5 @@ pub async fn serve(
         names.push(host.to_string());
     }
     state.hosts = HostAllowlist::new(listener.local_addr()?, &names).map(Arc::new);
-    axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    server::serve(listener, router(state), limits, shutdown).await
 }

@@ -18,4 +18,5 @@ mod reload;
 mod report;
 mod retrieval;
 mod robust;
+mod slow_clients;
 mod verify;
