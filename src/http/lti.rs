@@ -157,9 +157,9 @@ fn state_cookie(headers: &HeaderMap, state: &str) -> Option<String> {
 /// cross-site POST from the platform; `Partitioned` so browsers that block third-party cookies
 /// in iframes still keep it for this one embedding; named per state, so two launches in one
 /// browser (two activities on one course page) do not overwrite each other.
-fn set_state_cookie(state: &str, nonce: &str, max_age: u64) -> Option<HeaderValue> {
+fn set_state_cookie(state: &str, value: &str, max_age: u64) -> Option<HeaderValue> {
     HeaderValue::from_str(&format!(
-        "{}={nonce}; Path=/; Max-Age={max_age}; HttpOnly; Secure; SameSite=None; Partitioned",
+        "{}={value}; Path=/; Max-Age={max_age}; HttpOnly; Secure; SameSite=None; Partitioned",
         state_cookie_name(state)
     ))
     .ok()
@@ -187,7 +187,7 @@ pub async fn login(
             // `Redirect::to` answers 303; OIDC examples use 302, which every platform accepts.
             *response.status_mut() = StatusCode::FOUND;
             if let Some(cookie) =
-                set_state_cookie(&redirect.state, &redirect.nonce, STATE_TTL.as_secs())
+                set_state_cookie(&redirect.state, &redirect.cookie, STATE_TTL.as_secs())
             {
                 response.headers_mut().append(header::SET_COOKIE, cookie);
             }

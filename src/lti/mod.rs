@@ -3,10 +3,13 @@
 //! The flow, as the tool sees it:
 //!
 //! 1. [`Lti::login`]: the platform's OIDC login initiation → a redirect back to the platform's
-//!    auth endpoint with a fresh `state` (also set as a cookie, bound to the `nonce`).
-//! 2. [`Lti::launch`]: the platform posts an `id_token`; it is checked in a fixed order (state,
-//!    algorithm and key id, registration, signature, times, nonce, deployment, version, message
-//!    type, claims) and the first failure is a [`Rejection`] naming its check.
+//!    auth endpoint with a fresh `state` and `nonce`, and a state cookie holding a random value.
+//!    The signed state carries the digests of both the nonce and the cookie's value, so a launch
+//!    needs all three to agree: a captured id_token cannot be redeemed through another login.
+//! 2. [`Lti::launch`]: the platform posts an `id_token`; it is checked in a fixed order (state
+//!    and its cookie, algorithm and key id, registration, signature, times, nonce, deployment,
+//!    version, message type, claims, target_link_uri: a page of this tool and the one the login
+//!    named) and the first failure is a [`Rejection`] naming its check.
 //! 3. A resource link launch becomes a short-lived session token ([`Lti::session_token`]) the
 //!    lesson page's widget sends instead of an API key; a deep-linking launch becomes a lesson
 //!    picker whose choice returns to the platform as a signed `LtiDeepLinkingResponse`
@@ -271,7 +274,8 @@ pub struct LoginRedirect {
     /// The platform's auth URL with the OIDC parameters.
     pub url: String,
     pub state: String,
-    pub nonce: String,
+    /// The state cookie's value: random, bound to the state by its digest.
+    pub cookie: String,
 }
 
 /// A launch that passed every check.
@@ -333,6 +337,22 @@ struct StateClaims {
     login: LoginRequest,
     /// Randomness, so no two states are alike.
     n: String,
+    /// BLAKE3 of the nonce sent to the platform: the id_token must carry that nonce.
+    nonce_digest: String,
+    /// BLAKE3 of the state cookie's random value: the browser finishing the launch must hold
+    /// that cookie. With both, a captured id_token cannot be redeemed with someone else's login.
+    cookie_digest: String,
+}
+
+/// The digest a state holds of a secret it binds (hex BLAKE3).
+fn digest(secret: &str) -> String {
+    blake3::hash(secret.as_bytes()).to_hex().to_string()
+}
+
+/// Compares two digests in constant time.
+fn same_digest(a: &str, b: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
 /// A learner's session after a launch: what the widget's token proves.
@@ -558,6 +578,8 @@ impl Lti {
                 ),
             ));
         }
+        let nonce = random_token();
+        let cookie = random_token();
         let state = self
             .keys
             .sign_own(&StateClaims {
@@ -567,9 +589,10 @@ impl Lti {
                 client_id: registration.client_id.clone(),
                 login: request.clone(),
                 n: random_token(),
+                nonce_digest: digest(&nonce),
+                cookie_digest: digest(&cookie),
             })
             .map_err(|e| Rejection::new("login", format!("the state cannot be signed: {e}")))?;
-        let nonce = random_token();
         let launch_url = self.settings.launch_url();
         let mut params = vec![
             ("scope", "openid"),
@@ -590,19 +613,19 @@ impl Lti {
         Ok(LoginRedirect {
             url: url.to_string(),
             state,
-            nonce,
+            cookie,
         })
     }
 
     /// Validates a launch, in the documented order; the first failed check is the rejection.
     ///
-    /// `form_state` is the `state` the platform posted; `cookie_nonce` the nonce the browser's
-    /// state cookie holds (`None`: no cookie for that state).
+    /// `form_state` is the `state` the platform posted; `cookie` the value of the browser's
+    /// state cookie (`None`: no cookie for that state).
     pub async fn launch(
         &self,
         form_state: &str,
         id_token: &str,
-        cookie_nonce: Option<&str>,
+        cookie: Option<&str>,
     ) -> Result<Launch, Rejection> {
         // 1. State: the browser that started the login is the one finishing it.
         if form_state.is_empty() {
@@ -617,7 +640,7 @@ impl Lti {
                 "the launch's state was not issued by this tool's login, or the login took over 10 minutes",
             ));
         };
-        let Some(expected_nonce) = cookie_nonce else {
+        let Some(cookie) = cookie else {
             return Err(Rejection {
                 restart: self.login_url(&state.login),
                 ..Rejection::new(
@@ -626,6 +649,12 @@ impl Lti {
                 )
             });
         };
+        if !same_digest(&digest(cookie), &state.cookie_digest) {
+            return Err(Rejection::new(
+                "state",
+                "the login cookie does not belong to this launch's state",
+            ));
+        }
         // 2. Algorithm and key id, before anything is trusted.
         let (alg, kid) = header_alg_and_kid(id_token)?;
         if alg != "RS256" {
@@ -709,7 +738,7 @@ impl Lti {
         }
         // 6. Nonce: the one issued with this state, used once.
         let nonce = string_claim(&claims, "nonce").unwrap_or("");
-        if nonce.is_empty() || nonce != expected_nonce {
+        if nonce.is_empty() || !same_digest(&digest(nonce), &state.nonce_digest) {
             return Err(Rejection::new(
                 "nonce",
                 "the id_token's nonce is not the one issued for this login",
@@ -754,12 +783,7 @@ impl Lti {
                 if !claims.get(claim::ROLES).is_some_and(Value::is_array) {
                     return Err(Rejection::new("claims", "the launch has no `roles` claim"));
                 }
-                if string_claim(&claims, claim::TARGET_LINK_URI).is_none() {
-                    return Err(Rejection::new(
-                        "claims",
-                        "the launch has no `target_link_uri` claim",
-                    ));
-                }
+                self.check_target(&claims, &state.login)?;
                 Ok(Launch::ResourceLink(ResourceLaunch {
                     lesson_id: lesson_of(&claims),
                     subject: string_claim(&claims, "sub").map(str::to_string),
@@ -769,6 +793,7 @@ impl Lti {
                 }))
             }
             "LtiDeepLinkingRequest" => {
+                self.check_target(&claims, &state.login)?;
                 let settings = claims.get(claim::DEEP_LINKING_SETTINGS);
                 let return_url = settings
                     .and_then(|s| s.get("deep_link_return_url"))
@@ -804,6 +829,39 @@ impl Lti {
                 format!("message type `{other}` is not supported"),
             )),
         }
+    }
+
+    /// The launch's `target_link_uri` claim: a page of this tool, and the one its login named.
+    fn check_target(
+        &self,
+        claims: &serde_json::Map<String, Value>,
+        login: &LoginRequest,
+    ) -> Result<(), Rejection> {
+        let Some(target) = string_claim(claims, claim::TARGET_LINK_URI) else {
+            return Err(Rejection::new(
+                "claims",
+                "the launch has no `target_link_uri` claim",
+            ));
+        };
+        if !self.is_tool_url(target) {
+            return Err(Rejection::new(
+                "target_link_uri",
+                format!(
+                    "the launch's target_link_uri `{target}` is not a page of this tool ({})",
+                    self.settings.base_url()
+                ),
+            ));
+        }
+        if target.trim() != login.target_link_uri.trim() {
+            return Err(Rejection::new(
+                "target_link_uri",
+                format!(
+                    "the launch's target_link_uri `{target}` is not the one its login named (`{}`)",
+                    login.target_link_uri
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// The tool's login initiation URL for `login` (to start it again in a new window).

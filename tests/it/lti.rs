@@ -253,9 +253,10 @@ async fn login(app: &App) -> Login {
         .next()
         .expect("cookie pair")
         .to_string();
+    assert!(cookie.starts_with("__Host-tutor_lti_"), "{cookie}");
     assert!(
-        cookie.starts_with("__Host-tutor_lti_") && cookie.ends_with(&format!("={nonce}")),
-        "{cookie}"
+        !cookie.contains(&nonce),
+        "the cookie is its own secret, not the nonce: {cookie}"
     );
     assert!(
         set_cookie.contains("Path=/;"),
@@ -631,6 +632,19 @@ async fn every_failed_check_is_refused_with_its_reason() {
             "issuer",
             Box::new(|c: &mut Value| {
                 c["iss"] = json!("https://elsewhere.test");
+            }),
+        ),
+        (
+            "target_link_uri",
+            Box::new(|c: &mut Value| {
+                c[format!("{LTI}target_link_uri")] = json!("https://evil.example/lti/launch");
+            }),
+        ),
+        (
+            "target_link_uri",
+            Box::new(|c: &mut Value| {
+                // A page of the tool, but not the one the login named.
+                c[format!("{LTI}target_link_uri")] = json!(format!("{TOOL_URL}/lti/lessons/x"));
             }),
         ),
     ];
@@ -1053,4 +1067,27 @@ async fn deep_linking_echoes_platform_data_that_is_a_json_object_unchanged() {
         claims["https://purl.imsglobal.org/spec/lti-dl/claim/data"], data,
         "the platform's data comes back exactly as sent"
     );
+}
+
+#[tokio::test]
+async fn a_captured_id_token_cannot_be_redeemed_through_another_login() {
+    let platform = Platform::start().await;
+    let (app, _keys) = tool(&platform).await;
+    // The victim's login and the token the platform issued for it (captured, unspent).
+    let victim = login(&app).await;
+    let captured = platform.key.sign(&platform.resource_link(&victim.nonce));
+    // The attacker's own login, with the captured token and a cookie made from its nonce.
+    let attacker = login(&app).await;
+    let cookie_name = attacker.cookie.split('=').next().expect("cookie name");
+    let forged_cookie = format!("{cookie_name}={}", victim.nonce);
+    let (status, check, page) =
+        launch(&app, &attacker.state, Some(&forged_cookie), &captured).await;
+    assert_eq!((status, check.as_str()), (401, "state"), "{page}");
+    // With the attacker's real cookie, the token's nonce is not the one that login issued.
+    let (status, check, page) =
+        launch(&app, &attacker.state, Some(&attacker.cookie), &captured).await;
+    assert_eq!((status, check.as_str()), (401, "nonce"), "{page}");
+    // The victim's own browser still can.
+    let (status, check, page) = launch(&app, &victim.state, Some(&victim.cookie), &captured).await;
+    assert_eq!((status, check.as_str()), (200, ""), "{page}");
 }
