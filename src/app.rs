@@ -115,9 +115,12 @@ pub fn load(config: &Config) -> anyhow::Result<Loaded> {
     if let Some(path) = &config.log {
         let store = crate::conversation_log::SqliteStore::open(path)
             .context("cannot open the conversation log")?;
-        tutor = tutor.with_logger(crate::conversation_log::Logger::start(
+        let redactor = crate::conversation_log::Redactor::new(&config.log_redact)
+            .map_err(anyhow::Error::msg)?;
+        tutor = tutor.with_logger(crate::conversation_log::Logger::start_redacting(
             Arc::new(store),
             config.log_retention,
+            redactor,
         ));
     }
     Ok(Loaded {

@@ -180,6 +180,10 @@ struct FileConfig {
     retrieval: Option<RetrievalSettings>,
     lti: Option<crate::lti::LtiSettings>,
     verify: Option<FileVerify>,
+    /// Regular expressions whose matches the conversation log replaces with `[redacted]`, on
+    /// top of the built-in patterns.
+    #[serde(default)]
+    log_redact: Vec<String>,
     /// Lets LTI run with no `[[keys]]` (the API then stays open to anyone, not only launched
     /// learners).
     allow_open_api: Option<bool>,
@@ -224,6 +228,8 @@ pub struct Config {
     pub verify: Option<VerifySettings>,
     /// LTI may run with no API keys (the API open to anyone).
     pub allow_open_api: bool,
+    /// The operator's own redaction patterns for the conversation log.
+    pub log_redact: Vec<String>,
     /// `/metrics` on its own listener; `None`: on the API's (same-origin reads only).
     pub metrics_addr: Option<SocketAddr>,
     /// Hosts requests may name in `Host` (besides loopback names on a loopback address and the
@@ -417,6 +423,7 @@ impl Config {
         };
         Ok(Config {
             allow_open_api: file.allow_open_api.unwrap_or(false),
+            log_redact: file.log_redact.clone(),
             metrics_addr,
             allowed_hosts,
             lessons_dir: overrides

@@ -378,7 +378,8 @@ impl Tutor {
             answer_id: answer.answer_id.clone(),
             time: crate::conversation_log::now(),
             lesson_id: question.lesson_id.clone(),
-            question: crate::conversation_log::redact(question.asked()),
+            // Redacted by the log's writer, off the answer path.
+            question: question.asked().to_string(),
             answer: answer.answer.clone(),
             refused: answer.refused,
             refusal_reason: answer.refusal_reason.map(str::to_string),

@@ -424,8 +424,8 @@ pub async fn feedback(
     let comment = request
         .comment
         .as_deref()
-        .map(crate::conversation_log::redact)
-        .filter(|c| !c.trim().is_empty());
+        .filter(|c| !c.trim().is_empty())
+        .map(str::to_string);
     let only_lesson = session_lesson(caller.as_ref().map(|c| &c.0));
     let rated = tutor
         .off_thread(move |tutor| {

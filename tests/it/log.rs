@@ -16,6 +16,8 @@ async fn every_answer_is_logged_under_concurrent_load_ratings_land_and_a_restart
         None,
         move |mut c| {
             c.log = Some(db_for_config);
+            // The operator's own pattern, on top of the built-in ones.
+            c.log_redact = vec!["(?i)\\bsourdough\\b".to_string()];
             c
         },
         |s| s,
@@ -28,7 +30,7 @@ async fn every_answer_is_logged_under_concurrent_load_ratings_land_and_a_restart
             let mut ids = Vec::new();
             for i in 0..125 {
                 let message = if i % 5 == 0 {
-                    "How do I bake bread? Mail me at ana@school.example or call 555-123-4567.".to_string()
+                    "How do I bake sourdough bread? Mail me at ana@school.example or call 555-123-4567.".to_string()
                 } else {
                     "What are fallbacks for?".to_string()
                 };
@@ -119,7 +121,7 @@ async fn every_answer_is_logged_under_concurrent_load_ratings_land_and_a_restart
     for record in &refused {
         assert_eq!(
             record.question,
-            "How do I bake bread? Mail me at [email] or call [phone]."
+            "How do I bake [redacted] bread? Mail me at [email] or call [phone]."
         );
         assert!(record.refusal_reason.is_some());
     }
