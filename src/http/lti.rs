@@ -4,7 +4,7 @@
 //! check, in the `X-Tutor-Lti-Check` header too, and a log line).
 
 use super::{AppState, pages};
-use crate::lti::{Launch, LoginRequest, Lti, Rejection, STATE_TTL, state_cookie_name};
+use crate::lti::{Check, Launch, LoginRequest, Lti, Rejection, STATE_TTL, state_cookie_name};
 use axum::Json;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, Path, State};
@@ -42,27 +42,26 @@ pub struct PickForm {
 /// Why a refusal happened, as a page.
 fn refusal(rejection: &Rejection, issuer: Option<&str>, state: &AppState) -> Response {
     tracing::warn!(
-        check = rejection.check,
+        check = rejection.check.as_str(),
         issuer = %crate::telemetry::untrusted(issuer.unwrap_or("-")),
         reason = %crate::telemetry::untrusted(&rejection.message),
         "LTI launch rejected"
     );
-    crate::telemetry::lti_launch(rejection.check);
+    crate::telemetry::lti_launch(rejection.check.as_str());
     let status = match rejection.check {
-        "login" | "claims" => StatusCode::BAD_REQUEST,
-        "lesson" => StatusCode::NOT_FOUND,
-        "platform_keys" => StatusCode::BAD_GATEWAY,
-        "not_configured" => StatusCode::NOT_FOUND,
+        Check::Login | Check::Claims => StatusCode::BAD_REQUEST,
+        Check::Lesson | Check::NotConfigured => StatusCode::NOT_FOUND,
+        Check::PlatformKeys => StatusCode::BAD_GATEWAY,
         _ => StatusCode::UNAUTHORIZED,
     };
     let advice = match rejection.check {
-        "state" if rejection.restart.is_some() => {
+        Check::State if rejection.restart.is_some() => {
             "Open the lesson in a window of its own with the link below; it signs you in again through your course."
         }
-        "state" | "nonce" | "expired" | "picker" => {
+        Check::State | Check::Nonce | Check::Expired | Check::Picker => {
             "Go back to your course and open the activity again. If this keeps happening, your browser may be blocking this tool's cookies: try opening the activity in a new window."
         }
-        "lesson" => {
+        Check::Lesson => {
             "Ask your instructor to edit the activity and choose a lesson that exists in this tutor."
         }
         _ => {
@@ -75,13 +74,13 @@ fn refusal(rejection: &Rejection, issuer: Option<&str>, state: &AppState) -> Res
         context! {
             title => "This lesson could not be opened",
             message => sentence(&rejection.message),
-            check => rejection.check,
+            check => rejection.check.as_str(),
             advice => advice,
             restart => rejection.restart,
         },
     );
     *response.status_mut() = status;
-    if let Ok(value) = HeaderValue::from_str(rejection.check) {
+    if let Ok(value) = HeaderValue::from_str(rejection.check.as_str()) {
         response.headers_mut().insert("x-tutor-lti-check", value);
     }
     no_store(&mut response);
@@ -112,14 +111,14 @@ fn no_store(response: &mut Response) {
 
 fn not_configured() -> Rejection {
     Rejection::new(
-        "not_configured",
+        Check::NotConfigured,
         "LTI is not configured on this tutor (add [lti] to tutor.toml)",
     )
 }
 
 fn form_error(error: &FormRejection) -> Rejection {
     Rejection::new(
-        "login",
+        Check::Login,
         format!("the request's form cannot be read: {}", error.body_text()),
     )
 }
@@ -219,7 +218,7 @@ pub async fn launch(
     };
     if let Some(error) = &form.error {
         let rejection = Rejection::new(
-            "platform",
+            Check::Platform,
             format!(
                 "the platform did not sign you in: {error}{}",
                 form.error_description
@@ -231,7 +230,7 @@ pub async fn launch(
         return refusal(&rejection, None, &state);
     }
     if form.id_token.is_empty() {
-        let rejection = Rejection::new("claims", "the launch carries no id_token");
+        let rejection = Rejection::new(Check::Claims, "the launch carries no id_token");
         return refusal(&rejection, None, &state);
     }
     let cookie = state_cookie(&headers, &form.state);
@@ -242,7 +241,7 @@ pub async fn launch(
         Ok(Launch::ResourceLink(launch)) => {
             let Some(lesson_id) = launch.lesson_id.clone() else {
                 let rejection = Rejection::new(
-                    "lesson",
+                    Check::Lesson,
                     "this link does not say which lesson to open (no `lesson_id` custom parameter)",
                 );
                 return refusal(&rejection, Some(&launch.issuer), &state);
@@ -254,7 +253,7 @@ pub async fn launch(
                 Ok(true) => {}
                 Ok(false) => {
                     let rejection = Rejection::new(
-                        "lesson",
+                        Check::Lesson,
                         format!(
                             "this link opens lesson `{lesson_id}`, which is not in this tutor's catalog"
                         ),
@@ -369,7 +368,7 @@ pub async fn deep_link(
     };
     let Some(lesson) = tutor.retriever().catalog().get(&form.lesson) else {
         let rejection = Rejection::new(
-            "lesson",
+            Check::Lesson,
             format!("lesson `{}` is not in this tutor's catalog", form.lesson),
         );
         return refusal(&rejection, Some(&context.platform), &state);
