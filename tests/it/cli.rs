@@ -422,7 +422,12 @@ async fn serve_with_lti_generates_its_key_publishes_it_and_warns_when_the_api_is
         .expect("addr")
         .port();
     let lessons = sample_lessons();
-    let child = Command::new(env!("CARGO_BIN_EXE_tutor"))
+    // Started with the common soft limit of 1,024 open files (the shell execs into the tutor,
+    // so the pid is the tutor's).
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -Sn 1024 && exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_tutor"))
         .current_dir(dir.path())
         .env_remove("OPENAI_API_KEY")
         .env_remove("OPENAI_BASE_URL")
@@ -455,6 +460,18 @@ async fn serve_with_lti_generates_its_key_publishes_it_and_warns_when_the_api_is
     assert_eq!(keys[0]["use"], "sig");
     assert!(keys[0]["kid"].as_str().is_some_and(|k| !k.is_empty()));
     assert!(dir.path().join("keys").is_dir(), "generated on first run");
+
+    // The open-files limit was raised to the hard limit.
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).expect("limits");
+    let open_files: Vec<&str> = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("open files line")
+        .split_whitespace()
+        .skip(3)
+        .take(2)
+        .collect();
+    assert_eq!(open_files[0], open_files[1], "soft = hard: {limits}");
 
     // Request values reach the log escaped: no forged line, no terminal escape.
     let hostile = reqwest::get(format!(
