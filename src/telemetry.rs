@@ -130,6 +130,15 @@ pub fn translation(step: &'static str, outcome: &'static str) {
     counter!("tutor_translations_total", "step" => step, "outcome" => outcome).increment(1);
 }
 
+/// A failed model call: `timeout` when the provider did not answer in time, else `error`.
+pub fn model_failure(backend: &str, error: &crate::llm::ModelError) {
+    let outcome = match error {
+        crate::llm::ModelError::Timeout(_) => "timeout",
+        crate::llm::ModelError::Upstream(_) => "error",
+    };
+    model_call(backend, outcome);
+}
+
 /// One sentence of a model's answer judged by the verifier: its verdict (`supported`,
 /// `corrected`, `neutral`, `unsupported`) and, when removed, why (`number`, `name`, `words`,
 /// `polarity`, `leak`, `second_opinion`; else `none`).

@@ -700,7 +700,7 @@ impl Tutor {
             .model
             .complete(&asking.request)
             .await
-            .inspect_err(|e| record_model_error(&self.model.name(), e))?;
+            .inspect_err(|e| record_model_error(self.model.as_ref(), e))?;
         let seconds = started.elapsed().as_secs_f64();
         telemetry::model_call(&reply.backend, "ok");
         telemetry::model_first_token(&reply.backend, seconds);
@@ -921,7 +921,7 @@ impl Tutor {
             .model
             .stream(&asking.request)
             .await
-            .inspect_err(|e| record_model_error(&self.model.name(), e))?;
+            .inspect_err(|e| record_model_error(self.model.as_ref(), e))?;
         telemetry::model_call(&reply.backend, "ok");
         telemetry::model_first_token(&reply.backend, started.elapsed().as_secs_f64());
         let head = futures::stream::iter([ChatEvent::Citations(asking.citations.clone())]);
@@ -1000,7 +1000,7 @@ impl StreamState {
                     // The sentence being written is dropped unverified; what was sent stands.
                     self.finished = true;
                     self.text = Box::pin(futures::stream::empty());
-                    record_model_error(&self.backend, &error);
+                    telemetry::model_failure(&self.backend, &error);
                     self.queued
                         .push_back(ChatEvent::Error(ChatError::Model(error)));
                 }
@@ -1090,12 +1090,10 @@ fn prompt_tokens(request: &ModelRequest) -> u64 {
             .sum::<u64>()
 }
 
-fn record_model_error(backend: &str, error: &ModelError) {
-    let outcome = match error {
-        ModelError::Timeout(_) => "timeout",
-        ModelError::Upstream(_) => "error",
-    };
-    telemetry::model_call(backend, outcome);
+fn record_model_error(model: &dyn ChatModel, error: &ModelError) {
+    if !model.counts_its_failures() {
+        telemetry::model_failure(&model.name(), error);
+    }
 }
 
 fn citation(n: usize, lesson: &Lesson, passage: &Passage) -> Citation {

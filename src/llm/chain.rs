@@ -65,6 +65,10 @@ impl Chain {
 }
 
 impl ChatModel for Chain {
+    fn counts_its_failures(&self) -> bool {
+        true
+    }
+
     fn name(&self) -> String {
         self.providers
             .first()
@@ -82,7 +86,7 @@ impl ChatModel for Chain {
                 match provider.model.complete(request).await {
                     Ok(reply) => return Ok(reply),
                     Err(error) => {
-                        crate::telemetry::model_call(&provider.model.name(), "error");
+                        crate::telemetry::model_failure(&provider.model.name(), &error);
                         tracing::warn!(provider = %provider.name, %error, "provider failed; trying the next");
                         last = Some(error);
                     }
@@ -107,7 +111,7 @@ impl ChatModel for Chain {
                 match provider.model.stream(request).await {
                     Ok(reply) => return Ok(reply),
                     Err(error) => {
-                        crate::telemetry::model_call(&provider.model.name(), "error");
+                        crate::telemetry::model_failure(&provider.model.name(), &error);
                         tracing::warn!(provider = %provider.name, %error, "provider failed before its first word; trying the next");
                         last = Some(error);
                     }

@@ -110,6 +110,12 @@ pub trait ChatModel: Send + Sync {
     /// What answered, as reported in `backend`: `extractive` or `openai:MODEL`.
     fn name(&self) -> String;
 
+    /// True when the model counts its own failed calls in `tutor_model_calls_total` (a chain
+    /// counts each provider's), so the caller must not count them again.
+    fn counts_its_failures(&self) -> bool {
+        false
+    }
+
     /// The whole answer at once.
     fn complete<'a>(
         &'a self,

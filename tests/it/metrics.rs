@@ -151,3 +151,64 @@ async fn metrics_can_live_on_their_own_listener_and_then_leave_the_api_listener(
         .expect("text");
     assert!(text.contains("tutor_http_requests_total"), "{text}");
 }
+
+#[tokio::test]
+async fn a_failed_chain_counts_each_provider_once_with_timeouts_as_timeouts() {
+    use crate::helpers::{Behaviour, FakeModel};
+    let broken = FakeModel::named("zq-broken", Behaviour::Status(400)).await;
+    let slow = FakeModel::named(
+        "zq-slow",
+        Behaviour::Slow(std::time::Duration::from_secs(5)),
+    )
+    .await;
+    let providers: Vec<tutor::config::NamedProvider> = [("broken", &broken), ("slow", &slow)]
+        .into_iter()
+        .map(|(name, model)| {
+            let mut settings = model.settings();
+            settings.first_token_timeout = std::time::Duration::from_millis(300);
+            settings.total_timeout = std::time::Duration::from_millis(600);
+            tutor::config::NamedProvider {
+                name: name.to_string(),
+                settings,
+            }
+        })
+        .collect();
+    let app = crate::helpers::spawn_app_with(
+        None,
+        move |mut c| {
+            c.providers = providers;
+            c.routing.extractive_fallback = Some(false);
+            c
+        },
+        |s| s,
+    )
+    .await;
+    let before = scrape(&app).await;
+    let (status, body) = app
+        .chat(json!({"lesson_id": "hybrid-routing", "message": "What are fallbacks for?"}))
+        .await;
+    assert!(status >= 500, "{body}");
+    let after = scrape(&app).await;
+    let delta = |backend: &str, outcome: &str| {
+        let labels = [("backend", backend), ("outcome", outcome)];
+        total(&after, "tutor_model_calls_total", &labels)
+            - total(&before, "tutor_model_calls_total", &labels)
+    };
+    let seen: Vec<String> = after
+        .samples
+        .iter()
+        .filter(|s| s.metric == "tutor_model_calls_total")
+        .map(|s| format!("{:?}", s.labels))
+        .collect();
+    assert_eq!(
+        delta("openai:zq-broken", "error"),
+        1.0,
+        "counted once, not again for the chain: {seen:?}"
+    );
+    assert_eq!(
+        delta("openai:zq-slow", "timeout"),
+        1.0,
+        "a timeout is a timeout"
+    );
+    assert_eq!(delta("openai:zq-slow", "error"), 0.0);
+}
