@@ -551,35 +551,6 @@ fn verdict_reason(verdict: &crate::chat::verify::Verdict) -> String {
 }
 
 /// Parses `--since`: `YYYY-MM-DD` or `Nd`, into Unix seconds.
-fn parse_since(since: &str) -> anyhow::Result<u64> {
-    if let Some(days) = since.strip_suffix('d') {
-        let days: u64 = days
-            .parse()
-            .context("`--since Nd` takes a whole number of days")?;
-        return Ok(crate::conversation_log::now().saturating_sub(days * 86_400));
-    }
-    let parts: Vec<i64> = since
-        .split('-')
-        .map(|p| p.parse::<i64>())
-        .collect::<Result<_, _>>()
-        .context("`--since` takes YYYY-MM-DD or Nd")?;
-    let [y, m, d] = parts[..] else {
-        anyhow::bail!("`--since` takes YYYY-MM-DD or Nd");
-    };
-    anyhow::ensure!(
-        (1..=12).contains(&m) && (1..=31).contains(&d),
-        "`--since`: no such date"
-    );
-    // Days from the civil date (Howard Hinnant's algorithm), then seconds.
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Ok(u64::try_from(days * 86_400).unwrap_or(0))
-}
 
 fn report(
     config: &Config,
@@ -592,7 +563,11 @@ fn report(
         "no conversation log: pass --log FILE, or set `log` in tutor.toml / TUTOR_LOG_DB",
     )?;
     anyhow::ensure!(path.exists(), "no conversation log at {}", path.display());
-    let since = since.map(parse_since).transpose()?.unwrap_or(0);
+    let since = since
+        .map(|s| crate::report::parse_since(s, crate::conversation_log::now()))
+        .transpose()
+        .map_err(anyhow::Error::msg)?
+        .unwrap_or(0);
     let store = crate::conversation_log::SqliteStore::open(&path)?;
     use crate::conversation_log::LogStore;
     let records = store.records(since, lesson)?;

@@ -323,3 +323,82 @@ pub fn csv(report: &Report) -> String {
     }
     out
 }
+
+/// Unix seconds from `--since`: `YYYY-MM-DD` (midnight UTC) or `Nd` (N days before `now`).
+pub fn parse_since(since: &str, now: u64) -> Result<u64, String> {
+    let since = since.trim();
+    if let Some(days) = since.strip_suffix('d') {
+        let days: u64 = days
+            .parse()
+            .map_err(|_| "`--since Nd` takes a whole number of days".to_string())?;
+        return Ok(now.saturating_sub(days.saturating_mul(86_400)));
+    }
+    let form = || "`--since` takes YYYY-MM-DD or Nd".to_string();
+    let parts: Vec<i64> = since
+        .split('-')
+        .map(|p| p.parse::<i64>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| form())?;
+    let [y, m, d] = parts[..] else {
+        return Err(form());
+    };
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if !(1..=12).contains(&m) || d < 1 || d > month_days[(m - 1) as usize] {
+        return Err(format!("`--since`: there is no date {since}"));
+    }
+    // Days from the civil date (Howard Hinnant's algorithm), then seconds.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Ok(u64::try_from(days * 86_400).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_since;
+
+    #[test]
+    fn since_reads_dates_and_day_counts() {
+        let now = 1_764_374_400; // 2025-11-29T00:00:00Z
+        let cases: &[(&str, Result<u64, ()>)] = &[
+            ("1970-01-01", Ok(0)),
+            ("2000-03-01", Ok(951_868_800)),
+            ("2024-02-29", Ok(1_709_164_800)),
+            ("2025-11-29", Ok(now)),
+            ("7d", Ok(now - 7 * 86_400)),
+            ("0d", Ok(now)),
+            ("99999d", Ok(0)),
+            ("2023-02-29", Err(())),
+            ("2025-13-01", Err(())),
+            ("2025-04-31", Err(())),
+            ("yesterday", Err(())),
+            ("7days", Err(())),
+            ("2025-11", Err(())),
+        ];
+        for (since, expected) in cases {
+            assert_eq!(
+                parse_since(since, now).map_err(|_| ()),
+                *expected,
+                "{since}"
+            );
+        }
+    }
+}
