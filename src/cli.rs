@@ -550,8 +550,6 @@ fn verdict_reason(verdict: &crate::chat::verify::Verdict) -> String {
     }
 }
 
-/// Parses `--since`: `YYYY-MM-DD` or `Nd`, into Unix seconds.
-
 fn report(
     config: &Config,
     log: Option<PathBuf>,
