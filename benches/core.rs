@@ -105,7 +105,9 @@ fn main() {
         b.iter(|| {
             let (lesson, q) = &fixture.questions[i % fixture.questions.len()];
             i += 1;
-            retriever.retrieve(lesson, q, &Earlier::NONE)
+            retriever
+                .retrieve(lesson, q, &Earlier::NONE)
+                .expect("retrieval")
         })
     });
     let tutor = Tutor::new(
@@ -278,7 +280,11 @@ fn main() {
     for k in 0..20_000 {
         let (lesson, q) = &fixture.questions[k % fixture.questions.len()];
         let started = Instant::now();
-        black_box(retriever.retrieve(lesson, q, &Earlier::NONE));
+        black_box(
+            retriever
+                .retrieve(lesson, q, &Earlier::NONE)
+                .expect("retrieval"),
+        );
         samples.push(started.elapsed());
     }
     samples.sort();
@@ -301,6 +307,7 @@ fn main() {
         let (_, before) = &fixture.questions[(k + 1) % fixture.questions.len()];
         let previous = retriever
             .search(Some(lesson), before, 1)
+            .expect("search")
             .first()
             .map(|h| h.passage().text.clone())
             .unwrap_or_default();
@@ -311,7 +318,11 @@ fn main() {
             previous_answer: Some(&previous),
         };
         let started = Instant::now();
-        black_box(retriever.retrieve(lesson, &follow_up, &earlier));
+        black_box(
+            retriever
+                .retrieve(lesson, &follow_up, &earlier)
+                .expect("retrieval"),
+        );
         samples.push(started.elapsed());
     }
     samples.sort();

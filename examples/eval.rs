@@ -219,6 +219,7 @@ fn scifact(dir: &Path) -> anyhow::Result<serde_json::Value> {
         };
         let ranked: Vec<String> = retriever
             .search(None, &claim.text, 100)
+            .expect("search")
             .into_iter()
             .map(|h| h.lesson.id.clone())
             .collect();

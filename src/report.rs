@@ -119,7 +119,13 @@ pub fn build(records: &[Record], retriever: &Retriever) -> Report {
             .map(|(questions, key_terms)| {
                 let probe = questions.join(" ");
                 let nearest_section = lesson.and_then(|l| {
-                    retriever.search(Some(&l.id), &probe, 1).first().map(|hit| {
+                    let hits = retriever
+                        .search(Some(&l.id), &probe, 1)
+                        .inspect_err(|error| {
+                            tracing::warn!(%error, "no nearest section for a gap");
+                        })
+                        .ok()?;
+                    hits.first().map(|hit| {
                         let section = hit.lesson.section_of(hit.passage());
                         SectionRef {
                             id: section.slug.clone(),

@@ -440,6 +440,12 @@ impl Earlier<'_> {
     };
 }
 
+/// The index could not be searched (a damaged or vanished segment): an error, not an empty
+/// result.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the index search failed: {0}")]
+pub struct SearchFailed(pub String);
+
 /// One process-wide reader over the index plus the catalog it was built from.
 pub struct Retriever {
     catalog: Arc<Catalog>,
@@ -555,7 +561,12 @@ impl Retriever {
     /// questions' terms join at a lower weight, the passage the previous answer stood on comes
     /// first when the message adds nothing it lacks, and the message's own topic words must
     /// still be found in the lesson: "what about pizza?" is refused whatever came before.
-    pub fn retrieve(&self, lesson_id: &str, message: &str, earlier: &Earlier<'_>) -> Retrieval {
+    pub fn retrieve(
+        &self,
+        lesson_id: &str,
+        message: &str,
+        earlier: &Earlier<'_>,
+    ) -> Result<Retrieval, SearchFailed> {
         self.retrieve_read(lesson_id, message, conversation::read(message), earlier)
     }
 
@@ -566,7 +577,7 @@ impl Retriever {
         message: &str,
         reading: Reading,
         earlier: &Earlier<'_>,
-    ) -> Retrieval {
+    ) -> Result<Retrieval, SearchFailed> {
         let searcher = self.reader.searcher();
         let language = self.language_of(lesson_id);
         let message_terms = self.content_terms(message, language);
@@ -601,9 +612,10 @@ impl Retriever {
                 }
             }
             terms.extend(history_terms.into_iter().take(24));
-            anchor = earlier
-                .previous_answer
-                .and_then(|answer| self.anchor(&searcher, lesson_id, answer));
+            anchor = match earlier.previous_answer {
+                Some(answer) => self.anchor(&searcher, lesson_id, answer)?,
+                None => None,
+            };
         }
 
         // Words of the answer asked for ("cost", "trade-off" for "what is the catch?") rank
@@ -615,7 +627,7 @@ impl Retriever {
             Some(lesson_id),
             &ranking,
             self.settings.candidates,
-        );
+        )?;
         let gate_terms: Vec<&QueryTerm> = if follow_up {
             terms.iter().collect()
         } else {
@@ -629,7 +641,7 @@ impl Retriever {
         let own: Vec<&QueryTerm> = terms.iter().filter(|t| t.weight >= 1.0).collect();
         let own_coverage = if follow_up && !own.is_empty() {
             let alone: Vec<QueryTerm> = own.iter().map(|t| (*t).clone()).collect();
-            let alone = self.search_with(&searcher, Some(lesson_id), &alone, 2);
+            let alone = self.search_with(&searcher, Some(lesson_id), &alone, 2)?;
             hits.iter()
                 .chain(&alone)
                 .chain(anchor.iter())
@@ -679,7 +691,7 @@ impl Retriever {
         if !wanted.is_empty() {
             // The gate judges the passages the message's own words find, as without them.
             for hit in
-                self.search_with(&searcher, Some(lesson_id), &terms, self.settings.candidates)
+                self.search_with(&searcher, Some(lesson_id), &terms, self.settings.candidates)?
             {
                 coverage = coverage.max(self.coverage(&gate_terms, &hit));
             }
@@ -696,7 +708,7 @@ impl Retriever {
             (false, GateReason::NotCovered)
         } else if !follow_up
             && self
-                .best_other_lesson(&searcher, &terms, lesson_id)
+                .best_other_lesson(&searcher, &terms, lesson_id)?
                 .is_some_and(|(_, other)| other >= coverage + self.settings.elsewhere_margin)
         {
             (false, GateReason::BetterElsewhere)
@@ -704,7 +716,7 @@ impl Retriever {
             (true, GateReason::Covered)
         };
         terms.extend(wanted);
-        Retrieval {
+        Ok(Retrieval {
             terms,
             hits,
             coverage,
@@ -713,7 +725,7 @@ impl Retriever {
             follow_up,
             anchor: anchor.map(|a| a.passage().id.clone()),
             reading,
-        }
+        })
     }
 
     /// Terms of the kind of answer a question wants, at a low weight, that it does not have.
@@ -740,7 +752,12 @@ impl Retriever {
 
     /// The passage of the lesson a previous answer stood on: the one holding most of the
     /// answer's terms (at least [`ANCHOR_MIN_SHARE`] of their weight), if any.
-    fn anchor(&self, searcher: &Searcher, lesson_id: &str, answer: &str) -> Option<Hit> {
+    fn anchor(
+        &self,
+        searcher: &Searcher,
+        lesson_id: &str,
+        answer: &str,
+    ) -> Result<Option<Hit>, SearchFailed> {
         // Citation markers ("[2]") are not words of the answer.
         let words: Vec<String> = self
             .content_terms(answer, self.language_of(lesson_id))
@@ -748,34 +765,40 @@ impl Retriever {
             .filter(|t| !t.bytes().all(|b| b.is_ascii_digit()))
             .collect();
         if words.len() < 2 {
-            return None;
+            return Ok(None);
         }
         // The rarest words identify the passage; a dozen keep the search cheap.
         let mut terms = self.query_terms(searcher, words, 1.0);
         terms.sort_by(|a, b| b.idf.total_cmp(&a.idf));
         terms.truncate(ANCHOR_TERMS);
         let refs: Vec<&QueryTerm> = terms.iter().collect();
-        self.search_with(searcher, Some(lesson_id), &terms, 3)
+        Ok(self
+            .search_with(searcher, Some(lesson_id), &terms, 3)?
             .into_iter()
             .map(|mut hit| {
                 hit.coverage = self.coverage(&refs, &hit);
                 hit
             })
             .filter(|hit| hit.coverage >= ANCHOR_MIN_SHARE)
-            .max_by(|a, b| a.coverage.total_cmp(&b.coverage))
+            .max_by(|a, b| a.coverage.total_cmp(&b.coverage)))
     }
 
     /// Finds the best other lesson that covers the question, for a refusal's pointer.
-    pub fn lesson_covering(&self, message: &str, except: &str) -> Option<Arc<Lesson>> {
+    pub fn lesson_covering(
+        &self,
+        message: &str,
+        except: &str,
+    ) -> Result<Option<Arc<Lesson>>, SearchFailed> {
         let searcher = self.reader.searcher();
         let terms = self.query_terms(
             &searcher,
             self.content_terms(message, self.language_of(except)),
             1.0,
         );
-        self.best_other_lesson(&searcher, &terms, except)
+        Ok(self
+            .best_other_lesson(&searcher, &terms, except)?
             .filter(|(_, coverage)| *coverage >= self.settings.sure_coverage)
-            .map(|(lesson, _)| lesson)
+            .map(|(lesson, _)| lesson))
     }
 
     /// The lesson other than `except` whose best passage covers the message's terms most
@@ -785,14 +808,14 @@ impl Retriever {
         searcher: &Searcher,
         terms: &[QueryTerm],
         except: &str,
-    ) -> Option<(Arc<Lesson>, f32)> {
+    ) -> Result<Option<(Arc<Lesson>, f32)>, SearchFailed> {
         let main: Vec<QueryTerm> = terms.iter().filter(|t| t.weight >= 1.0).cloned().collect();
         if main.is_empty() {
-            return None;
+            return Ok(None);
         }
         let gate_terms: Vec<&QueryTerm> = main.iter().collect();
         let mut best: Option<(f32, f32, Arc<Lesson>)> = None;
-        for mut hit in self.search_with(searcher, None, &main, 10) {
+        for mut hit in self.search_with(searcher, None, &main, 10)? {
             if hit.lesson.id == except {
                 continue;
             }
@@ -804,12 +827,17 @@ impl Retriever {
                 best = Some((hit.coverage, hit.score, hit.lesson.clone()));
             }
         }
-        best.map(|(coverage, _, lesson)| (lesson, coverage))
+        Ok(best.map(|(coverage, _, lesson)| (lesson, coverage)))
     }
 
     /// Plain search for `/v1/search`, the report and evaluations: BM25 hits, no gate (so
     /// `coverage` is left at 0: nothing reads it, and computing it re-analyzes every hit).
-    pub fn search(&self, lesson_id: Option<&str>, text: &str, k: usize) -> Vec<Hit> {
+    pub fn search(
+        &self,
+        lesson_id: Option<&str>,
+        text: &str,
+        k: usize,
+    ) -> Result<Vec<Hit>, SearchFailed> {
         let searcher = self.reader.searcher();
         let mut seen = HashSet::new();
         let words = self
@@ -848,9 +876,9 @@ impl Retriever {
         lesson_id: Option<&str>,
         terms: &[QueryTerm],
         k: usize,
-    ) -> Vec<Hit> {
+    ) -> Result<Vec<Hit>, SearchFailed> {
         if terms.is_empty() || k == 0 {
-            return Vec::new();
+            return Ok(Vec::new());
         }
         let mut should: Vec<(Occur, Box<dyn Query>)> = Vec::with_capacity(terms.len() * 2);
         for term in terms {
@@ -890,13 +918,10 @@ impl Retriever {
         };
         // A few more than asked, so that ties at the cut are broken by lesson order below
         // rather than by where the passages landed in the index's segments.
-        let top = match searcher.search(&query, &TopDocs::with_limit(k + 4).order_by_score()) {
-            Ok(top) => top,
-            Err(error) => {
-                tracing::error!(%error, "search failed");
-                return Vec::new();
-            }
-        };
+        // A failed search is an error, never "nothing found": the learner would see a refusal.
+        let top = searcher
+            .search(&query, &TopDocs::with_limit(k + 4).order_by_score())
+            .map_err(|error| SearchFailed(error.to_string()))?;
         let mut hits = Vec::with_capacity(top.len());
         for (score, address) in top {
             let segment = searcher.segment_reader(address.segment_ord);
@@ -922,7 +947,7 @@ impl Retriever {
         // lesson does, so the same question always gets the same answer.
         hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.order.cmp(&b.order)));
         hits.truncate(k);
-        hits
+        Ok(hits)
     }
 
     /// Share of the terms' weighted idf found in the hit's passage or section title.

@@ -57,6 +57,12 @@ pub enum ChatError {
     Internal(String),
 }
 
+impl From<crate::retrieve::SearchFailed> for ChatError {
+    fn from(error: crate::retrieve::SearchFailed) -> ChatError {
+        ChatError::Internal(error.to_string())
+    }
+}
+
 /// A passage an answer stands on, as the learner sees it.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Citation {
@@ -537,7 +543,7 @@ impl Tutor {
         let started = std::time::Instant::now();
         let retrieval =
             self.retriever
-                .retrieve_read(&lesson.id, &question.message, reading, &earlier);
+                .retrieve_read(&lesson.id, &question.message, reading, &earlier)?;
         telemetry::retrieval(started.elapsed().as_secs_f64());
         telemetry::gate(retrieval.covered, retrieval.reason.as_str());
         if !retrieval.covered {
@@ -624,7 +630,7 @@ impl Tutor {
             GateReason::NoSearchableWords => None,
             _ => self
                 .retriever
-                .lesson_covering(&question.message, &lesson.id),
+                .lesson_covering(&question.message, &lesson.id)?,
         };
         let language = question
             .translated

@@ -357,22 +357,25 @@ pub async fn search(
             tutor
                 .retriever()
                 .search(lesson_id.as_deref(), &q, k)
-                .into_iter()
-                .map(|hit| {
-                    let passage = hit.passage();
-                    let section = hit.lesson.section_of(passage);
-                    SearchHit {
-                        passage_id: passage.id.clone(),
-                        lesson_id: hit.lesson.id.clone(),
-                        section: section.title.clone(),
-                        section_id: section.slug.clone(),
-                        text: passage.text.clone(),
-                        score: hit.score,
-                    }
+                .map(|hits| {
+                    hits.into_iter()
+                        .map(|hit| {
+                            let passage = hit.passage();
+                            let section = hit.lesson.section_of(passage);
+                            SearchHit {
+                                passage_id: passage.id.clone(),
+                                lesson_id: hit.lesson.id.clone(),
+                                section: section.title.clone(),
+                                section_id: section.slug.clone(),
+                                text: passage.text.clone(),
+                                score: hit.score,
+                            }
+                        })
+                        .collect::<Vec<_>>()
                 })
-                .collect::<Vec<_>>()
         })
-        .await?;
+        .await?
+        .map_err(crate::chat::ChatError::from)?;
     Ok(Json(SearchResults { hits }))
 }
 
