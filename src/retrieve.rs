@@ -530,11 +530,6 @@ impl Retriever {
 
     /// The key terms of a text in `language`: analyzed, without question words, deduplicated.
     pub fn key_terms(&self, text: &str, language: &str) -> Vec<String> {
-        self.content_terms(text, language)
-    }
-
-    /// The content terms of a message: analyzed, without question words, deduplicated.
-    fn content_terms(&self, text: &str, language: &str) -> Vec<String> {
         let mut seen = HashSet::new();
         self.analyze(text, language)
             .into_iter()
@@ -580,7 +575,7 @@ impl Retriever {
     ) -> Result<Retrieval, SearchFailed> {
         let searcher = self.reader.searcher();
         let language = self.language_of(lesson_id);
-        let message_terms = self.content_terms(message, language);
+        let message_terms = self.key_terms(message, language);
         let own_topic: Vec<String> = message_terms
             .iter()
             .filter(|t| !self.not_topic_words.contains(*t))
@@ -601,7 +596,7 @@ impl Retriever {
             // The most recent questions first; only a few turns.
             let mut history_terms: Vec<QueryTerm> = Vec::new();
             for turn in earlier.questions.iter().rev().take(3) {
-                for t in self.content_terms(turn, language) {
+                for t in self.key_terms(turn, language) {
                     if !message_terms.contains(&t) && !history_terms.iter().any(|h| h.term == t) {
                         history_terms.push(self.query_term(
                             &searcher,
@@ -760,7 +755,7 @@ impl Retriever {
     ) -> Result<Option<Hit>, SearchFailed> {
         // Citation markers ("[2]") are not words of the answer.
         let words: Vec<String> = self
-            .content_terms(answer, self.language_of(lesson_id))
+            .key_terms(answer, self.language_of(lesson_id))
             .into_iter()
             .filter(|t| !t.bytes().all(|b| b.is_ascii_digit()))
             .collect();
@@ -792,7 +787,7 @@ impl Retriever {
         let searcher = self.reader.searcher();
         let terms = self.query_terms(
             &searcher,
-            self.content_terms(message, self.language_of(except)),
+            self.key_terms(message, self.language_of(except)),
             1.0,
         );
         Ok(self
