@@ -237,9 +237,9 @@ pub struct Config {
     pub allowed_hosts: Vec<String>,
 }
 
-/// Reads an environment variable, treating an empty value as unset.
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+/// The process environment, as [`Config::load_from`] reads it.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
 }
 
 fn seconds(value: Option<f64>, default: f64, name: &str) -> Result<Duration, ConfigError> {
@@ -256,6 +256,17 @@ impl Config {
     /// Builds the configuration from flags/environment, the optional file and defaults.
     /// `tutor.toml` in the working directory is read when present; `--config` names another.
     pub fn load(overrides: &Overrides) -> Result<Config, ConfigError> {
+        Config::load_from(overrides, &process_env)
+    }
+
+    /// [`Config::load`] with the environment given as a lookup (tests pass their own, so the
+    /// developer's environment never leaks into them). An empty value counts as unset; a value
+    /// that does not parse is an error naming its variable.
+    pub fn load_from(
+        overrides: &Overrides,
+        environment: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let env = |name: &str| environment(name).filter(|v| !v.trim().is_empty());
         let (file, file_path) = match &overrides.config {
             Some(path) => (read_file(path)?, Some(path.clone())),
             None if Path::new("tutor.toml").exists() => (
@@ -317,7 +328,7 @@ impl Config {
             settings.api_key = provider
                 .api_key_env
                 .as_deref()
-                .and_then(env)
+                .and_then(&env)
                 .unwrap_or_default();
             providers.push(NamedProvider {
                 name: provider.name.clone(),
@@ -468,7 +479,14 @@ impl Config {
             log_retention: Duration::from_secs(
                 u64::from(
                     env("TUTOR_LOG_RETENTION_DAYS")
-                        .and_then(|d| d.parse().ok())
+                        .map(|d| {
+                            d.trim().parse::<u32>().ok().filter(|d| *d > 0).ok_or_else(|| {
+                                ConfigError::Invalid(format!(
+                                    "TUTOR_LOG_RETENTION_DAYS must be a whole number of days, at least 1 (it is `{d}`)"
+                                ))
+                            })
+                        })
+                        .transpose()?
                         .or(file.log_retention_days)
                         .unwrap_or(30),
                 ) * 86_400,
@@ -492,6 +510,40 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn environment_values_are_read_from_the_given_lookup_and_bad_ones_are_errors() {
+        let lookup = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let config = Config::load_from(
+            &Overrides::default(),
+            &lookup(&[
+                ("TUTOR_LOG_RETENTION_DAYS", "7"),
+                ("TUTOR_MAX_MODEL_CALLS", ""),
+            ]),
+        )
+        .expect("loads");
+        assert_eq!(config.log_retention, Duration::from_secs(7 * 86_400));
+        assert_eq!(config.max_model_calls, 1024, "an empty value is unset");
+        for (name, value) in [
+            ("TUTOR_LOG_RETENTION_DAYS", "thirty"),
+            ("TUTOR_LOG_RETENTION_DAYS", "0"),
+            ("TUTOR_MAX_MODEL_CALLS", "many"),
+            ("TUTOR_RATE_PER_MINUTE", "-1"),
+        ] {
+            let pairs: &'static [(&'static str, &'static str)] =
+                Box::leak(vec![(name, value)].into_boxed_slice());
+            let error = Config::load_from(&Overrides::default(), &lookup(pairs))
+                .expect_err("a bad value is an error");
+            assert!(error.to_string().contains(name), "{name}={value}: {error}");
+        }
+    }
 
     #[test]
     fn unknown_keys_in_the_file_are_rejected() {

@@ -290,14 +290,17 @@ async fn complete(
 
 /// A configuration over the sample lessons with a fresh index folder.
 pub fn config(index: &tempfile::TempDir) -> Config {
-    let mut config = Config::load(&Overrides {
-        lessons: Some(sample_lessons()),
-        index: Some(index.path().to_path_buf()),
-        prompts: Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("prompts")),
-        ..Overrides::default()
-    })
+    // No environment: the developer's OPENAI_API_KEY or TUTOR_* settings never reach a test.
+    let mut config = Config::load_from(
+        &Overrides {
+            lessons: Some(sample_lessons()),
+            index: Some(index.path().to_path_buf()),
+            prompts: Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("prompts")),
+            ..Overrides::default()
+        },
+        &|_| None,
+    )
     .expect("test config loads");
-    config.openai = None;
     config.cors_origins = vec!["http://allowed.example".to_string()];
     config
 }

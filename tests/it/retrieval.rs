@@ -71,7 +71,10 @@ fn retrieval_only_returns_passages_of_the_asked_lesson() {
             &Earlier::NONE,
         )
         .expect("retrieval");
-    assert!(!retrieval.hits.is_empty(), "the lesson has words of the query");
+    assert!(
+        !retrieval.hits.is_empty(),
+        "the lesson has words of the query"
+    );
     assert!(
         retrieval
             .hits
