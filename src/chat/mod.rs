@@ -714,7 +714,7 @@ impl Tutor {
         telemetry::model_tokens(
             &reply.backend,
             prompt_tokens(&asking.request),
-            tokens(&reply.text),
+            crate::llm::estimated_tokens(&reply.text),
         );
         let mut release = Release::new(self.second_opinion.is_some());
         release.push(&reply.text, &asking.checker);
@@ -1081,18 +1081,13 @@ fn answered(
     }
 }
 
-/// A rough token count (about four characters a token).
-fn tokens(text: &str) -> u64 {
-    (text.chars().count() as u64).div_ceil(4)
-}
-
 fn prompt_tokens(request: &ModelRequest) -> u64 {
-    tokens(&request.system)
-        + tokens(&request.message)
+    crate::llm::estimated_tokens(&request.system)
+        + crate::llm::estimated_tokens(&request.message)
         + request
             .history
             .iter()
-            .map(|t| tokens(&t.content))
+            .map(|t| crate::llm::estimated_tokens(&t.content))
             .sum::<u64>()
 }
 

@@ -10,6 +10,8 @@ use super::ErrorCode;
 use super::api::read_json;
 use super::{AppState, error::ApiError};
 use crate::chat::{Answer, ChatEvent, Question};
+use crate::conversation_log::now;
+use crate::llm::estimated_tokens;
 use crate::llm::{Role, Turn};
 use axum::Json;
 use axum::body::Body;
@@ -22,7 +24,6 @@ use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::convert::Infallible;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Model ids are `tutor/<lesson-id>`.
 pub const MODEL_PREFIX: &str = "tutor/";
@@ -83,20 +84,8 @@ impl Content {
     }
 }
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 fn fingerprint() -> String {
     format!("tutor-{}", env!("CARGO_PKG_VERSION"))
-}
-
-/// A rough token count (about four characters a token), since the tutor may not see the
-/// provider's own count.
-fn tokens(text: &str) -> u64 {
-    (text.chars().count() as u64).div_ceil(4)
 }
 
 fn model_not_found(model: &str) -> ApiError {
@@ -202,7 +191,11 @@ async fn completions_inner(
         })
         .collect();
     let history = history[history.len().saturating_sub(crate::chat::MAX_HISTORY_TURNS)..].to_vec();
-    let prompt_tokens = tokens(&message) + history.iter().map(|t| tokens(&t.content)).sum::<u64>();
+    let prompt_tokens = estimated_tokens(&message)
+        + history
+            .iter()
+            .map(|t| estimated_tokens(&t.content))
+            .sum::<u64>();
     let question = Question::parse(lesson_id, message, history)?;
     let model = request.model.clone();
     if request.stream != Some(true) {
@@ -272,7 +265,7 @@ async fn completions_inner(
 }
 
 fn usage(prompt_tokens: u64, answer: &Answer) -> Value {
-    let completion_tokens = tokens(&answer.answer);
+    let completion_tokens = estimated_tokens(&answer.answer);
     json!({"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens})
 }
 

@@ -26,6 +26,12 @@ pub struct Turn {
     pub content: String,
 }
 
+/// A rough token count (about four characters a token), for usage figures and metrics when the
+/// provider's own count is not seen.
+pub fn estimated_tokens(text: &str) -> u64 {
+    (text.chars().count() as u64).div_ceil(4)
+}
+
 /// The tutor's last answer in a conversation's history, if it has one.
 pub fn last_answer(history: &[Turn]) -> Option<&str> {
     history
