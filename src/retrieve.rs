@@ -446,6 +446,48 @@ impl Earlier<'_> {
 #[error("the index search failed: {0}")]
 pub struct SearchFailed(pub String);
 
+/// What the gate decides on, once the lesson's passages are scored.
+#[derive(Debug, Clone, Copy)]
+pub struct GateInput {
+    /// The message is a sum ("2+2"): never a topic.
+    pub arithmetic: bool,
+    /// The message has words the tutor can search for.
+    pub searchable: bool,
+    /// Coverage of a follow-up's own topic words alone (1.0 for a first question).
+    pub own_coverage: f32,
+    /// The best passage's coverage of the gate's terms.
+    pub coverage: f32,
+    pub follow_up: bool,
+}
+
+/// The gate: answer, or refuse and why. Covered at `sure_coverage`; refused below
+/// `min_coverage`; in between, refused only when another lesson covers the question at least
+/// `elsewhere_margin` better (`other_lesson`, asked only then: it costs a catalog-wide search;
+/// never for a follow-up, whose topic is set by the conversation).
+pub fn gate<E>(
+    input: &GateInput,
+    settings: &RetrievalSettings,
+    other_lesson: impl FnOnce() -> Result<Option<f32>, E>,
+) -> Result<(bool, GateReason), E> {
+    Ok(if input.arithmetic {
+        (false, GateReason::NotCovered)
+    } else if !input.searchable {
+        (false, GateReason::NoSearchableWords)
+    } else if input.own_coverage < settings.sure_coverage {
+        (false, GateReason::NotCovered)
+    } else if input.coverage >= settings.sure_coverage {
+        (true, GateReason::Covered)
+    } else if input.coverage < settings.min_coverage {
+        (false, GateReason::NotCovered)
+    } else if !input.follow_up
+        && other_lesson()?.is_some_and(|other| other >= input.coverage + settings.elsewhere_margin)
+    {
+        (false, GateReason::BetterElsewhere)
+    } else {
+        (true, GateReason::Covered)
+    })
+}
+
 /// One process-wide reader over the index plus the catalog it was built from.
 pub struct Retriever {
     catalog: Arc<Catalog>,
@@ -691,25 +733,21 @@ impl Retriever {
                 coverage = coverage.max(self.coverage(&gate_terms, &hit));
             }
         }
-        let (covered, reason) = if reading.arithmetic {
-            (false, GateReason::NotCovered)
-        } else if gate_terms.is_empty() {
-            (false, GateReason::NoSearchableWords)
-        } else if own_coverage < self.settings.sure_coverage {
-            (false, GateReason::NotCovered)
-        } else if coverage >= self.settings.sure_coverage {
-            (true, GateReason::Covered)
-        } else if coverage < self.settings.min_coverage {
-            (false, GateReason::NotCovered)
-        } else if !follow_up
-            && self
-                .best_other_lesson(&searcher, &terms, lesson_id)?
-                .is_some_and(|(_, other)| other >= coverage + self.settings.elsewhere_margin)
-        {
-            (false, GateReason::BetterElsewhere)
-        } else {
-            (true, GateReason::Covered)
-        };
+        let (covered, reason) = gate(
+            &GateInput {
+                arithmetic: reading.arithmetic,
+                searchable: !gate_terms.is_empty(),
+                own_coverage,
+                coverage,
+                follow_up,
+            },
+            &self.settings,
+            || {
+                Ok(self
+                    .best_other_lesson(&searcher, &terms, lesson_id)?
+                    .map(|(_, other)| other))
+            },
+        )?;
         terms.extend(wanted);
         Ok(Retrieval {
             terms,
@@ -981,5 +1019,86 @@ impl Retriever {
             .map(|(t, _)| t.idf * t.weight)
             .sum();
         covered / total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gate_decides_on_coverage_and_asks_other_lessons_only_when_in_doubt() {
+        let settings = RetrievalSettings::default(); // sure 0.5, min 0.35, margin 0.2
+        let first = |coverage: f32| GateInput {
+            arithmetic: false,
+            searchable: true,
+            own_coverage: 1.0,
+            coverage,
+            follow_up: false,
+        };
+        // (input, other lesson's coverage, expected, whether the other lesson was asked)
+        type Case = (GateInput, Option<f32>, (bool, GateReason), bool);
+        let cases: Vec<Case> = vec![
+            (first(0.9), Some(1.0), (true, GateReason::Covered), false),
+            (first(0.5), Some(1.0), (true, GateReason::Covered), false),
+            (first(0.2), None, (false, GateReason::NotCovered), false),
+            (first(0.4), None, (true, GateReason::Covered), true),
+            (first(0.4), Some(0.55), (true, GateReason::Covered), true),
+            (
+                first(0.4),
+                Some(0.6),
+                (false, GateReason::BetterElsewhere),
+                true,
+            ),
+            (
+                GateInput {
+                    follow_up: true,
+                    ..first(0.4)
+                },
+                Some(1.0),
+                (true, GateReason::Covered),
+                false,
+            ),
+            (
+                GateInput {
+                    own_coverage: 0.3,
+                    follow_up: true,
+                    ..first(0.9)
+                },
+                None,
+                (false, GateReason::NotCovered),
+                false,
+            ),
+            (
+                GateInput {
+                    searchable: false,
+                    ..first(0.9)
+                },
+                None,
+                (false, GateReason::NoSearchableWords),
+                false,
+            ),
+            (
+                GateInput {
+                    arithmetic: true,
+                    ..first(1.0)
+                },
+                None,
+                (false, GateReason::NotCovered),
+                false,
+            ),
+        ];
+        for (input, other, expected, asks) in cases {
+            let mut asked = false;
+            let decided = gate::<()>(&input, &settings, || {
+                asked = true;
+                Ok(other)
+            })
+            .expect("no search error");
+            assert_eq!(decided, expected, "{input:?}");
+            assert_eq!(asked, asks, "{input:?}");
+        }
+        // A failed catalog search is the gate's error, not a decision.
+        assert!(gate(&first(0.4), &settings, || Err("search failed")).is_err());
     }
 }
