@@ -3,11 +3,9 @@
 //! people goes to stdout; logs go to stderr.
 
 use crate::app;
-use crate::chat::{Answer, Question};
+use crate::chat::Question;
 use crate::config::{Config, Overrides};
 use crate::http::{self, AppState};
-use crate::lessons::GoldenQuestion;
-use crate::llm::{Role, Turn};
 use crate::retrieve::Retrieval;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -585,97 +583,7 @@ fn report(
 struct CheckRow {
     lesson: String,
     question: String,
-    expected: String,
-    got: String,
-    passed: bool,
-}
-
-fn judge(
-    expected_section: Option<&str>,
-    refuse: bool,
-    points_to: Option<&str>,
-    answer: &Answer,
-) -> (String, bool) {
-    if refuse {
-        let pointed = answer.related_lesson.as_ref().map(|l| l.id.as_str());
-        let got = match (answer.refused, pointed) {
-            (true, Some(id)) => format!("refused -> {id}"),
-            (true, None) => "refused".to_string(),
-            (false, _) => format!("answered from {}", sections_cited(answer)),
-        };
-        let passed = answer.refused && points_to.is_none_or(|want| pointed == Some(want));
-        return (got, passed);
-    }
-    if answer.refused {
-        return ("refused".to_string(), false);
-    }
-    let cited = sections_cited(answer);
-    let passed = answer
-        .citations
-        .iter()
-        .any(|c| Some(c.section_id.as_str()) == expected_section);
-    (format!("cited {cited}"), passed)
-}
-
-/// What a golden question's phrases found wrong with an answer: each `must` phrase it lacks and
-/// each `must_not` phrase it has. Case, spacing and citation markers are ignored.
-fn judge_phrases(golden: &GoldenQuestion, answer: &Answer) -> Vec<String> {
-    let said = plain_words(&answer.answer);
-    let has = |phrase: &str| {
-        let phrase = plain_words(phrase);
-        format!(" {said} ").contains(&format!(" {phrase} "))
-    };
-    let missing = golden
-        .must
-        .iter()
-        .filter(|p| !has(p))
-        .map(|p| format!("missing \"{p}\""));
-    let unwanted = golden
-        .must_not
-        .iter()
-        .filter(|p| has(p))
-        .map(|p| format!("says \"{p}\""));
-    missing.chain(unwanted).collect()
-}
-
-/// Lower-case words separated by single spaces, without `[n]` citation markers.
-fn plain_words(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut marker = false;
-    for c in text.chars() {
-        match c {
-            '[' => marker = true,
-            ']' if marker => marker = false,
-            _ if marker && c.is_ascii_digit() => {}
-            _ => {
-                marker = false;
-                if c.is_alphanumeric() || matches!(c, '%' | '.' | ',' | '\'' | '’') {
-                    out.extend(c.to_lowercase());
-                } else {
-                    out.push(' ');
-                }
-            }
-        }
-    }
-    out.split_whitespace()
-        .map(|w| w.trim_matches(|c: char| matches!(c, '.' | ',' | '\'' | '’')))
-        .filter(|w| !w.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn sections_cited(answer: &Answer) -> String {
-    let mut ids: Vec<&str> = answer
-        .citations
-        .iter()
-        .map(|c| c.section_id.as_str())
-        .collect();
-    ids.dedup();
-    if ids.is_empty() {
-        "nothing".to_string()
-    } else {
-        ids.join(", ")
-    }
+    judged: crate::chat::golden::Judged,
 }
 
 fn check(config: &Config, only: Option<&str>, as_json: bool) -> anyhow::Result<ExitCode> {
@@ -694,65 +602,15 @@ fn check(config: &Config, only: Option<&str>, as_json: bool) -> anyhow::Result<E
         .filter(|l| only.is_none_or(|id| l.id == id))
     {
         for golden in &lesson.questions {
-            let outcome = runtime.block_on(async {
-                let mut history = Vec::new();
-                for earlier in &golden.after {
-                    let question =
-                        Question::parse(lesson.id.clone(), earlier.clone(), history.clone())?;
-                    let (answer, _) = loaded.tutor.ask(question).await?;
-                    history.push(Turn {
-                        role: Role::User,
-                        content: earlier.clone(),
-                    });
-                    history.push(Turn {
-                        role: Role::Assistant,
-                        content: answer.answer,
-                    });
-                }
-                let question = Question::parse(lesson.id.clone(), golden.q.clone(), history)?;
-                loaded.tutor.ask(question).await.map(|(answer, _)| answer)
-            });
-            let (got, passed) = match outcome {
-                Ok(answer) => {
-                    let (got, passed) = judge(
-                        golden.section.as_deref(),
-                        golden.refuse,
-                        golden.points_to.as_deref(),
-                        &answer,
-                    );
-                    let wrong = judge_phrases(golden, &answer);
-                    if wrong.is_empty() {
-                        (got, passed)
-                    } else {
-                        (format!("{got}; {}", wrong.join(", ")), false)
-                    }
-                }
-                Err(error) => (format!("error: {error}"), false),
-            };
-            let expected = if golden.refuse {
-                match &golden.points_to {
-                    Some(id) => format!("refused -> {id}"),
-                    None => "refused".to_string(),
-                }
-            } else {
-                format!("cited {}", golden.section.as_deref().unwrap_or("?"))
-            };
-            let phrases = golden.must.len() + golden.must_not.len();
-            let expected = match phrases {
-                0 => expected,
-                1 => format!("{expected}, 1 phrase"),
-                n => format!("{expected}, {n} phrases"),
-            };
+            let judged = runtime.block_on(loaded.tutor.judge_golden(&lesson.id, golden));
             rows.push(CheckRow {
                 lesson: lesson.id.clone(),
                 question: golden.q.clone(),
-                expected,
-                got,
-                passed,
+                judged,
             });
         }
     }
-    let failed = rows.iter().filter(|r| !r.passed).count();
+    let failed = rows.iter().filter(|r| !r.judged.passed).count();
     let problems = &loaded.problems;
     let mut out = std::io::stdout().lock();
     if as_json {
@@ -761,8 +619,9 @@ fn check(config: &Config, only: Option<&str>, as_json: bool) -> anyhow::Result<E
             "failed": failed,
             "problems": problems.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
             "questions": rows.iter().map(|r| json!({
-                "lesson": r.lesson, "question": r.question, "expected": r.expected,
-                "got": r.got, "passed": r.passed,
+                "lesson": r.lesson, "question": r.question,
+                "expected": r.judged.expected_text(), "got": r.judged.got,
+                "passed": r.judged.passed,
             })).collect::<Vec<_>>(),
         });
         writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
@@ -786,20 +645,26 @@ fn check(config: &Config, only: Option<&str>, as_json: bool) -> anyhow::Result<E
             writeln!(
                 out,
                 "{:<4}  {:<28}  {:<width$}  {:<40}  {}",
-                if row.passed { "ok" } else { "FAIL" },
+                if row.judged.passed { "ok" } else { "FAIL" },
                 row.lesson,
                 question,
-                row.expected,
-                row.got
+                row.judged.expected_text(),
+                row.judged.got
             )?;
         }
         let answered = rows
             .iter()
-            .filter(|r| r.passed && r.expected.starts_with("cited"))
+            .filter(|r| {
+                r.judged.passed
+                    && matches!(r.judged.expected, crate::chat::golden::Expected::Cited(_))
+            })
             .count();
         let refused = rows
             .iter()
-            .filter(|r| r.passed && r.expected.starts_with("refused"))
+            .filter(|r| {
+                r.judged.passed
+                    && matches!(r.judged.expected, crate::chat::golden::Expected::Refused(_))
+            })
             .count();
         writeln!(
             out,

@@ -15,6 +15,7 @@
 
 pub mod check;
 pub mod citations;
+pub mod golden;
 mod question;
 pub mod release;
 pub mod second;
