@@ -79,50 +79,53 @@ impl ChatModel for Chain {
         &'a self,
         request: &'a ModelRequest,
     ) -> BoxFuture<'a, Result<Reply, ModelError>> {
-        Box::pin(async move {
-            let mut last = None;
-            for i in self.order(request.easy) {
-                let provider = &self.providers[i];
-                match provider.model.complete(request).await {
-                    Ok(reply) => return Ok(reply),
-                    Err(error) => {
-                        crate::telemetry::model_failure(&provider.model.name(), &error);
-                        tracing::warn!(provider = %provider.name, %error, "provider failed; trying the next");
-                        last = Some(error);
-                    }
-                }
-            }
-            match &self.last_resort {
-                Some(extractive) => extractive.complete(request).await,
-                None => Err(last
-                    .unwrap_or_else(|| ModelError::Upstream("no provider configured".to_string()))),
-            }
-        })
+        Box::pin(self.in_order(
+            request,
+            |model| model.complete(request),
+            "provider failed; trying the next",
+        ))
     }
 
     fn stream<'a>(
         &'a self,
         request: &'a ModelRequest,
     ) -> BoxFuture<'a, Result<ReplyStream, ModelError>> {
-        Box::pin(async move {
-            let mut last = None;
-            for i in self.order(request.easy) {
-                let provider = &self.providers[i];
-                match provider.model.stream(request).await {
-                    Ok(reply) => return Ok(reply),
-                    Err(error) => {
-                        crate::telemetry::model_failure(&provider.model.name(), &error);
-                        tracing::warn!(provider = %provider.name, %error, "provider failed before its first word; trying the next");
-                        last = Some(error);
-                    }
+        Box::pin(self.in_order(
+            request,
+            |model| model.stream(request),
+            "provider failed before its first word; trying the next",
+        ))
+    }
+}
+
+impl Chain {
+    /// Tries `call` on each provider in the request's order, counting and logging each failure,
+    /// then on the extractive last resort (if any); the last error when every one failed.
+    async fn in_order<'a, T>(
+        &'a self,
+        request: &'a ModelRequest,
+        call: impl Fn(&'a dyn ChatModel) -> BoxFuture<'a, Result<T, ModelError>>,
+        failed: &'static str,
+    ) -> Result<T, ModelError> {
+        let mut last = None;
+        for i in self.order(request.easy) {
+            let provider = &self.providers[i];
+            match call(provider.model.as_ref()).await {
+                Ok(reply) => return Ok(reply),
+                Err(error) => {
+                    crate::telemetry::model_failure(&provider.model.name(), &error);
+                    tracing::warn!(provider = %provider.name, %error, "{failed}");
+                    last = Some(error);
                 }
             }
-            match &self.last_resort {
-                Some(extractive) => extractive.stream(request).await,
-                None => Err(last
-                    .unwrap_or_else(|| ModelError::Upstream("no provider configured".to_string()))),
+        }
+        match &self.last_resort {
+            Some(extractive) => call(extractive).await,
+            None => {
+                Err(last
+                    .unwrap_or_else(|| ModelError::Upstream("no provider configured".to_string())))
             }
-        })
+        }
     }
 }
 
