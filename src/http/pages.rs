@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{Html, IntoResponse, Response};
 use minijinja::{Environment, context};
-use pulldown_cmark::{CowStr, Event, HeadingLevel, Options, Parser, Tag, TagEnd};
+use pulldown_cmark::{CowStr, Event, HeadingLevel, Parser, Tag, TagEnd};
 use std::sync::OnceLock;
 
 const WIDGET_JS: &str = include_str!("../../assets/widget.js");
@@ -201,10 +201,7 @@ fn static_asset(body: String, content_type: &'static str) -> Response {
 /// parser gave them (so citations link to them). Raw HTML in a lesson is shown as text, and
 /// links may only use safe schemes: nothing in a lesson can inject script into the page.
 pub fn lesson_html(lesson: &Lesson) -> String {
-    let mut options = Options::empty();
-    options.insert(Options::ENABLE_TABLES);
-    options.insert(Options::ENABLE_STRIKETHROUGH);
-    options.insert(Options::ENABLE_TASKLISTS);
+    let options = crate::lessons::markdown_options();
     let mut slugs = lesson
         .sections
         .iter()

@@ -8,7 +8,7 @@ mod load;
 mod parse;
 
 pub use load::{Catalog, Problem, load_catalog};
-pub use parse::{LessonError, PARSER_VERSION, parse_lesson, parse_questions};
+pub use parse::{LessonError, PARSER_VERSION, markdown_options, parse_lesson, parse_questions};
 
 use serde::{Deserialize, Serialize};
 

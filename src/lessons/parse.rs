@@ -327,6 +327,12 @@ struct Block {
     offset: usize,
 }
 
+/// The Markdown dialect of lessons, for the parser and the lesson pages alike: CommonMark with
+/// tables, strikethrough and task lists.
+pub fn markdown_options() -> Options {
+    Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TASKLISTS
+}
+
 /// Walks the Markdown events and cuts sections and passages.
 fn cut_passages(
     lesson_id: &str,
@@ -334,10 +340,7 @@ fn cut_passages(
     body_start: usize,
     lines: &LineIndex,
 ) -> (Vec<Section>, Vec<Passage>) {
-    let mut options = Options::empty();
-    options.insert(Options::ENABLE_TABLES);
-    options.insert(Options::ENABLE_STRIKETHROUGH);
-    options.insert(Options::ENABLE_TASKLISTS);
+    let options = markdown_options();
 
     let mut sections: Vec<Section> = Vec::new();
     let mut section_blocks: Vec<Vec<Block>> = Vec::new();
