@@ -78,8 +78,10 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 impl ToolKeys {
-    /// The keys of `dir`, generating the first one when it holds none. Files are ordered by
-    /// modification time (then name): the newest signs.
+    /// The keys of `dir`, generating the first one when it holds none. Files are ordered by the
+    /// time in their name (`tool-<microseconds>.pem`, as `tutor lti-key` writes them), else by
+    /// modification time, which copying a key folder to another machine may change: the newest
+    /// signs.
     pub fn load_or_generate(dir: &Path) -> Result<ToolKeys, String> {
         if pem_files(dir)?.is_empty() {
             let path = generate(dir)?;
@@ -91,7 +93,7 @@ impl ToolKeys {
     /// The keys of `dir`; an unreadable or non-RSA file is an error naming it.
     pub fn load(dir: &Path) -> Result<ToolKeys, String> {
         let mut files = pem_files(dir)?;
-        files.sort_by_key(|(path, modified)| (*modified, path.clone()));
+        files.sort_by_key(|(path, modified)| (key_time(path, *modified), path.clone()));
         let mut keys = Vec::with_capacity(files.len());
         for (path, _) in files {
             let text =
@@ -198,6 +200,20 @@ impl ToolKey {
             jwk,
         })
     }
+}
+
+/// When a key was made, in microseconds since 1970: from its `tool-<µs>.pem` name, else its
+/// modification time.
+fn key_time(path: &Path, modified: std::time::SystemTime) -> u128 {
+    path.file_stem()
+        .and_then(|s| s.to_str())
+        .and_then(|s| s.strip_prefix("tool-"))
+        .and_then(|s| s.parse::<u128>().ok())
+        .unwrap_or_else(|| {
+            modified
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros())
+        })
 }
 
 fn pem_files(dir: &Path) -> Result<Vec<(PathBuf, std::time::SystemTime)>, String> {

@@ -17,6 +17,36 @@ fn tutor(dir: &Path, args: &[&str]) -> Output {
         .expect("tutor runs")
 }
 
+/// Reads a `tutor serve` child's stderr on a thread until it says where it listens (it binds
+/// port 0, so no port is picked first and bound later); returns that base URL and the thread,
+/// which returns the whole log once the child exits.
+fn listening(child: &mut std::process::Child) -> (String, std::thread::JoinHandle<String>) {
+    use std::io::BufRead;
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut log = String::new();
+        let mut tx = Some(tx);
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(base) = line.strip_prefix("tutor: listening on ")
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(base.to_string());
+            }
+            log.push_str(&line);
+            log.push('\n');
+        }
+        log
+    });
+    let base = rx
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("the server says where it listens");
+    (base, reader)
+}
+
 /// Ends a server the test started if the test fails before stopping it.
 struct KillOnDrop(u32);
 
@@ -225,11 +255,6 @@ async fn sigterm_stops_accepting_lets_streams_in_flight_finish_and_exits_zero() 
     })
     .await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("free port")
-        .local_addr()
-        .expect("addr")
-        .port();
     let lessons = sample_lessons();
     let mut child = Command::new(env!("CARGO_BIN_EXE_tutor"))
         .current_dir(dir.path())
@@ -243,12 +268,13 @@ async fn sigterm_stops_accepting_lets_streams_in_flight_finish_and_exits_zero() 
             "idx",
             "serve",
             "--addr",
+            "127.0.0.1:0",
         ])
-        .arg(format!("127.0.0.1:{port}"))
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("tutor starts");
-    let base = format!("http://127.0.0.1:{port}");
+    let _stop = KillOnDrop(child.id());
+    let (base, _log) = listening(&mut child);
     let client = reqwest::Client::new();
     let mut ready = false;
     for _ in 0..200 {
@@ -280,12 +306,21 @@ async fn sigterm_stops_accepting_lets_streams_in_flight_finish_and_exits_zero() 
         .status()
         .expect("kill runs");
     assert!(killed.success());
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let refused = reqwest::Client::new()
-        .get(format!("{base}/healthz"))
-        .send()
-        .await;
-    assert!(refused.is_err(), "no new connections after SIGTERM");
+    // The listener closes once the signal is handled: new connections are refused from then on.
+    let mut refused = false;
+    for _ in 0..400 {
+        if reqwest::Client::new()
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .is_err()
+        {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(refused, "no new connections after SIGTERM");
 
     while let Some(chunk) = stream
         .chunk()
@@ -344,7 +379,6 @@ fn lti_key_generates_the_first_key_and_rotation_adds_a_signing_one() {
         );
     }
 
-    std::thread::sleep(std::time::Duration::from_millis(20));
     let rotated = tutor(dir.path(), &["lti-key", "--new"]);
     assert!(rotated.status.success(), "{}", text(&rotated.stderr));
     let listed = text(&rotated.stdout);
@@ -356,6 +390,20 @@ fn lti_key_generates_the_first_key_and_rotation_adds_a_signing_one() {
         "the old key stays published"
     );
     assert!(lines[1].ends_with("\tsigns"));
+
+    // Copying the folder elsewhere may give the old key the newer modification time: the
+    // newer key (by the time in its name) still signs.
+    let old_key = std::fs::File::options()
+        .append(true)
+        .open(files[0].path())
+        .expect("old key");
+    old_key
+        .set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(3600))
+        .expect("touch");
+    let again = tutor(dir.path(), &["lti-key"]);
+    let listed_again = text(&again.stdout);
+    let lines_again: Vec<&str> = listed_again.lines().filter(|l| l.contains('\t')).collect();
+    assert_eq!(lines_again, lines, "{listed_again}");
 }
 
 #[test]
@@ -416,15 +464,10 @@ async fn serve_with_lti_generates_its_key_publishes_it_and_warns_when_the_api_is
         format!("allow_open_api = true\n{LTI_TOML}"),
     )
     .expect("config");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("free port")
-        .local_addr()
-        .expect("addr")
-        .port();
     let lessons = sample_lessons();
     // Started with the common soft limit of 1,024 open files (the shell execs into the tutor,
     // so the pid is the tutor's).
-    let child = Command::new("sh")
+    let mut child = Command::new("sh")
         .arg("-c")
         .arg("ulimit -Sn 1024 && exec \"$0\" \"$@\"")
         .arg(env!("CARGO_BIN_EXE_tutor"))
@@ -438,13 +481,12 @@ async fn serve_with_lti_generates_its_key_publishes_it_and_warns_when_the_api_is
             "--index",
             "idx",
         ])
-        .args(["serve", "--addr"])
-        .arg(format!("127.0.0.1:{port}"))
+        .args(["serve", "--addr", "127.0.0.1:0"])
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("tutor starts");
     let _stop = KillOnDrop(child.id());
-    let base = format!("http://127.0.0.1:{port}");
+    let (base, log) = listening(&mut child);
     let mut jwks = None;
     for _ in 0..200 {
         if let Ok(response) = reqwest::get(format!("{base}/.well-known/jwks.json")).await {
@@ -486,8 +528,8 @@ async fn serve_with_lti_generates_its_key_publishes_it_and_warns_when_the_api_is
         .status()
         .expect("kill runs");
     assert!(killed.success());
-    let output = child.wait_with_output().expect("tutor exits");
-    let log = text(&output.stderr);
+    child.wait().expect("tutor exits");
+    let log = log.join().expect("the log reader");
     assert!(log.contains("LTI 1.3 enabled"), "{log}");
     assert!(log.contains("no API keys are configured"), "{log}");
     assert!(log.contains("LTI launch rejected"), "{log}");
