@@ -11,16 +11,17 @@ pub const MAX_HISTORY_TURNS: usize = 20;
 /// Longest single history turn, in characters.
 pub const MAX_TURN_CHARS: usize = 8000;
 
-/// A validated question: parse, don't validate.
+/// A validated question: parse, don't validate. Its fields are readable inside `chat` only, so
+/// a `Question` anywhere else was made by [`Question::parse`].
 #[derive(Debug, Clone)]
 pub struct Question {
-    pub lesson_id: String,
-    pub message: String,
-    pub history: Vec<Turn>,
+    pub(in crate::chat) lesson_id: String,
+    pub(in crate::chat) message: String,
+    pub(in crate::chat) history: Vec<Turn>,
     /// An anonymous id the widget makes per conversation (for the log); never an identity.
-    pub conversation_id: Option<String>,
+    pub(in crate::chat) conversation_id: Option<String>,
     /// Set when `message` is a translation of what the learner asked in another language.
-    pub translated: Option<Translated>,
+    pub(in crate::chat) translated: Option<Translated>,
 }
 
 /// What the learner asked, when the tutor works on a translation of it.
@@ -91,6 +92,11 @@ impl Question {
             original,
         });
         self
+    }
+
+    /// The lesson asked about.
+    pub fn lesson_id(&self) -> &str {
+        &self.lesson_id
     }
 
     /// What the learner typed (the original of a translated question).

@@ -212,7 +212,7 @@ async fn chat_inner(
         request.history.unwrap_or_default(),
     )?
     .with_conversation(request.conversation_id)?;
-    check_lesson(caller.as_ref(), &question.lesson_id)?;
+    check_lesson(caller.as_ref(), question.lesson_id())?;
     let tutor = state.tutor()?;
     if !stream {
         let (answer, _) = tutor.ask(question).await?;
