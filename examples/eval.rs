@@ -180,6 +180,7 @@ fn scifact(dir: &Path) -> anyhow::Result<serde_json::Value> {
                     title: doc.title,
                     level: 2,
                     line: 1,
+                    body_offset: 0,
                 }],
                 passages: vec![Passage {
                     id: format!("{id}#abstract-1"),

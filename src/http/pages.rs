@@ -202,76 +202,82 @@ fn static_asset(body: String, content_type: &'static str) -> Response {
 /// links may only use safe schemes: nothing in a lesson can inject script into the page.
 pub fn lesson_html(lesson: &Lesson) -> String {
     let options = crate::lessons::markdown_options();
-    let mut slugs = lesson
+    // Each heading gets the id its section was given, found by where the heading starts.
+    let anchors: std::collections::HashMap<usize, &str> = lesson
         .sections
         .iter()
         .filter(|s| s.level >= 2)
-        .map(|s| s.slug.clone());
-    let events = Parser::new_ext(&lesson.body, options).map(|event| match event {
-        Event::Start(Tag::Heading {
-            level,
-            classes,
-            attrs,
-            ..
-        }) => {
-            let numbered = matches!(level, HeadingLevel::H2 | HeadingLevel::H3);
-            // A level-1 heading in the body repeats the page title; show it one level down.
-            let level = if level == HeadingLevel::H1 {
-                HeadingLevel::H2
-            } else {
-                level
-            };
-            let id = if numbered {
-                slugs.next().map(CowStr::from)
-            } else {
-                None
-            };
+        .map(|s| (s.body_offset, s.slug.as_str()))
+        .collect();
+    let events = Parser::new_ext(&lesson.body, options)
+        .into_offset_iter()
+        .map(|(event, range)| match event {
             Event::Start(Tag::Heading {
                 level,
-                id,
                 classes,
                 attrs,
-            })
-        }
-        Event::End(TagEnd::Heading(level)) => {
-            let level = if level == HeadingLevel::H1 {
-                HeadingLevel::H2
-            } else {
-                level
-            };
-            Event::End(TagEnd::Heading(level))
-        }
-        Event::Html(html) | Event::InlineHtml(html) => Event::Text(html),
-        Event::Start(Tag::Link {
-            link_type,
-            dest_url,
-            title,
-            id,
-        }) => {
-            let safe = safe_url(&dest_url);
+                ..
+            }) => {
+                let numbered = matches!(level, HeadingLevel::H2 | HeadingLevel::H3);
+                // A level-1 heading in the body repeats the page title; show it one level down.
+                let level = if level == HeadingLevel::H1 {
+                    HeadingLevel::H2
+                } else {
+                    level
+                };
+                let id = if numbered {
+                    anchors
+                        .get(&range.start)
+                        .map(|slug| CowStr::from(slug.to_string()))
+                } else {
+                    None
+                };
+                Event::Start(Tag::Heading {
+                    level,
+                    id,
+                    classes,
+                    attrs,
+                })
+            }
+            Event::End(TagEnd::Heading(level)) => {
+                let level = if level == HeadingLevel::H1 {
+                    HeadingLevel::H2
+                } else {
+                    level
+                };
+                Event::End(TagEnd::Heading(level))
+            }
+            Event::Html(html) | Event::InlineHtml(html) => Event::Text(html),
             Event::Start(Tag::Link {
                 link_type,
-                dest_url: if safe { dest_url } else { CowStr::from("#") },
+                dest_url,
                 title,
                 id,
-            })
-        }
-        Event::Start(Tag::Image {
-            link_type,
-            dest_url,
-            title,
-            id,
-        }) => {
-            let safe = safe_url(&dest_url);
+            }) => {
+                let safe = safe_url(&dest_url);
+                Event::Start(Tag::Link {
+                    link_type,
+                    dest_url: if safe { dest_url } else { CowStr::from("#") },
+                    title,
+                    id,
+                })
+            }
             Event::Start(Tag::Image {
                 link_type,
-                dest_url: if safe { dest_url } else { CowStr::from("") },
+                dest_url,
                 title,
                 id,
-            })
-        }
-        other => other,
-    });
+            }) => {
+                let safe = safe_url(&dest_url);
+                Event::Start(Tag::Image {
+                    link_type,
+                    dest_url: if safe { dest_url } else { CowStr::from("") },
+                    title,
+                    id,
+                })
+            }
+            other => other,
+        });
     // The text before the first heading is the "introduction" section: wrap it in an element
     // with that id, so citations of it have something to scroll to.
     let intro = lesson
@@ -332,5 +338,24 @@ mod tests {
             html.starts_with("<div id=\"introduction\">\n<p>Intro"),
             "{html}"
         );
+    }
+
+    #[test]
+    fn an_empty_heading_does_not_shift_the_anchors_after_it() {
+        // `##` with no title is no section; the headings after it keep their own anchors.
+        let lesson = crate::lessons::parse_lesson(
+            "---\nid: x\ntitle: X\n---\n## First\n\nA.\n\n##\n\nB.\n\n## Second\n\nC.\n\n> ## Quoted\n\n## Third\n\nD.\n",
+            "x",
+        )
+        .expect("parses");
+        let html = lesson_html(&lesson);
+        for section in lesson.sections.iter().filter(|s| s.level >= 2) {
+            assert!(
+                html.contains(&format!("id=\"{}\">{}</h", section.slug, section.title)),
+                "{}: {html}",
+                section.slug
+            );
+        }
+        assert!(html.contains(r#"<h2 id="third">Third</h2>"#), "{html}");
     }
 }

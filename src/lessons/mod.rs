@@ -47,6 +47,10 @@ pub struct Section {
     pub level: u8,
     /// 1-based line of the heading in the source file.
     pub line: usize,
+    /// Byte offset of the heading in [`Lesson::body`]: the lesson page finds each section's
+    /// anchor by it, so an anchor can never drift from the section's id.
+    #[serde(skip)]
+    pub body_offset: usize,
 }
 
 /// A few sentences of one section, small enough to cite.

@@ -347,7 +347,8 @@ fn cut_passages(
     let mut slug_counts: HashMap<String, usize> = HashMap::new();
     let mut intro: Vec<Block> = Vec::new();
 
-    let mut heading: Option<(u8, String, usize)> = None;
+    // A heading being read: its level, its text so far, its offset in the file and in the body.
+    let mut heading: Option<(u8, String, usize, usize)> = None;
     let mut block: Option<Block> = None;
     let mut list_depth = 0usize;
     let mut quote_depth = 0usize;
@@ -377,10 +378,10 @@ fn cut_passages(
                 if let Some(open) = block.take() {
                     push_block(open, &sections, &mut section_blocks, &mut intro);
                 }
-                heading = Some((heading_level(level), String::new(), offset));
+                heading = Some((heading_level(level), String::new(), offset, range.start));
             }
             Event::End(TagEnd::Heading(_)) => {
-                if let Some((level, text, at)) = heading.take() {
+                if let Some((level, text, at, body_offset)) = heading.take() {
                     let title = text.trim().to_string();
                     match level {
                         2 | 3 if !title.is_empty() => {
@@ -390,6 +391,7 @@ fn cut_passages(
                                 title,
                                 level,
                                 line: lines.line(at),
+                                body_offset,
                             });
                             section_blocks.push(Vec::new());
                         }
@@ -539,7 +541,7 @@ fn cut_passages(
             Event::Text(text) | Event::Code(text) => {
                 let target = if let Some(cell) = cell.as_mut() {
                     cell
-                } else if let Some((_, heading_text, _)) = heading.as_mut() {
+                } else if let Some((_, heading_text, _, _)) = heading.as_mut() {
                     heading_text
                 } else {
                     let open = block.get_or_insert_with(|| Block {
@@ -582,6 +584,7 @@ fn cut_passages(
                 title: "Introduction".to_string(),
                 level: 0,
                 line: lines.line(intro[0].offset),
+                body_offset: intro[0].offset - body_start,
             },
         );
         section_blocks.insert(0, intro);
