@@ -271,13 +271,19 @@ pub struct HostAllowlist {
 }
 
 impl HostAllowlist {
-    /// For a server listening on `listening`: the `configured` names, plus the loopback names
-    /// when it listens on loopback. `None` (any host) when it listens beyond loopback and no
-    /// names are configured: behind a load balancer the public name is the operator's to give.
-    pub fn new(listening: SocketAddr, configured: &[String]) -> Option<HostAllowlist> {
+    /// For a server listening on `listening`: the `configured` names and `also` (the LTI URL's
+    /// host), plus the loopback names when it listens on loopback. `None` (any host) when it
+    /// listens beyond loopback and the operator configured no names: behind a load balancer,
+    /// which names reach the tutor (an IP, an internal name) is the operator's to say.
+    pub fn new(
+        listening: SocketAddr,
+        configured: &[String],
+        also: &[String],
+    ) -> Option<HostAllowlist> {
+        let clean = |n: &String| n.trim().trim_end_matches('/').to_ascii_lowercase();
         let mut names: Vec<String> = configured
             .iter()
-            .map(|n| n.trim().trim_end_matches('/').to_ascii_lowercase())
+            .map(clean)
             .filter(|n| !n.is_empty())
             .collect();
         if listening.ip().is_loopback() {
@@ -285,6 +291,7 @@ impl HostAllowlist {
         } else if names.is_empty() {
             return None;
         }
+        names.extend(also.iter().map(clean).filter(|n| !n.is_empty()));
         Some(HostAllowlist { names })
     }
 
@@ -307,7 +314,7 @@ mod tests {
     #[test]
     fn hosts_are_checked_against_the_names_the_tutor_answers_to() {
         let loopback: SocketAddr = "127.0.0.1:8080".parse().expect("addr");
-        let local = HostAllowlist::new(loopback, &[]).expect("loopback always checks");
+        let local = HostAllowlist::new(loopback, &[], &[]).expect("loopback always checks");
         for host in [
             "127.0.0.1:8080",
             "localhost:8080",
@@ -328,8 +335,12 @@ mod tests {
         }
         let public: SocketAddr = "0.0.0.0:8080".parse().expect("addr");
         assert!(
-            HostAllowlist::new(public, &[]).is_none(),
+            HostAllowlist::new(public, &[], &[]).is_none(),
             "any host without a configured name"
+        );
+        assert!(
+            HostAllowlist::new(public, &[], &["tutor.example.edu".to_string()]).is_none(),
+            "the LTI URL's host alone does not shut out probes and callers by other names"
         );
         let named = HostAllowlist::new(
             public,
@@ -337,6 +348,7 @@ mod tests {
                 "tutor.example.edu".to_string(),
                 "lb.internal:9000".to_string(),
             ],
+            &[],
         )
         .expect("configured");
         assert!(named.allows("tutor.example.edu"));

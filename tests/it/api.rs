@@ -415,6 +415,15 @@ async fn a_rebound_host_name_is_refused_even_with_its_own_origin() {
             .expect("sent");
         assert_eq!(response.status(), 421, "{page}");
     }
+    // Probes may name the machine however they like.
+    let probe = app
+        .client
+        .get(format!("{}/healthz", app.base))
+        .header("host", evil.clone())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(probe.status(), 200);
     // The names of a loopback address still work.
     for host in [format!("localhost:{port}"), format!("127.0.0.1:{port}")] {
         let response = app
