@@ -676,6 +676,18 @@ impl Tutor {
     pub async fn ask(&self, question: Question) -> Result<(Answer, Retrieval), ChatError> {
         let asked = std::time::Instant::now();
         let (plan, retrieval, question) = self.plan_off_thread(question).await?;
+        self.answer_plan(question, plan, retrieval, asked).await
+    }
+
+    /// [`Tutor::ask`] from a plan already made (a translated question plans again on its
+    /// translation).
+    async fn answer_plan(
+        &self,
+        question: Question,
+        plan: Plan,
+        retrieval: Retrieval,
+        asked: std::time::Instant,
+    ) -> Result<(Answer, Retrieval), ChatError> {
         let (plan, retrieval, question) = match plan {
             Plan::Translate {
                 from,
@@ -898,7 +910,7 @@ impl Tutor {
         question: Question,
     ) -> Result<BoxStream<'static, ChatEvent>, ChatError> {
         let asked = std::time::Instant::now();
-        let (plan, _, question) = self.plan_off_thread(question).await?;
+        let (plan, retrieval, question) = self.plan_off_thread(question).await?;
         let asking = match plan {
             Plan::Reply(refusal) => {
                 self.record(&question, &refusal, asked);
@@ -909,10 +921,10 @@ impl Tutor {
                 ];
                 return Ok(futures::stream::iter(events).boxed());
             }
-            Plan::Translate { .. } => {
+            plan @ Plan::Translate { .. } => {
                 // A rendering in the learner's language can only be checked whole, so it is
                 // sent whole, once checked.
-                let (answer, _) = self.ask(question).await?;
+                let (answer, _) = self.answer_plan(question, plan, retrieval, asked).await?;
                 let mut events = vec![ChatEvent::Citations(answer.citations.clone())];
                 if !answer.answer.is_empty() {
                     events.push(ChatEvent::Delta(answer.answer.clone()));
