@@ -27,24 +27,24 @@ async fn wait_for(mut check: impl AsyncFnMut() -> bool) -> bool {
     false
 }
 
-#[tokio::test]
-async fn edits_are_served_with_no_failed_request_and_broken_edits_keep_the_last_good_version() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let lessons = dir.path().join("lessons");
-    let prompts = dir.path().join("prompts");
-    copy_dir(&sample_lessons(), &lessons);
-    copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts"),
-        &prompts,
-    );
-    let (lessons_dir, prompts_dir) = (lessons.clone(), prompts.clone());
+/// A tutor over `lessons` (and `prompts`, when given) with its watcher following what
+/// `follow` names every `every`; returns the app and the configuration it runs with.
+async fn watched(
+    lessons: &Path,
+    prompts: Option<&Path>,
+    every: Duration,
+    follow: tutor::app::Follow,
+) -> (crate::helpers::App, tutor::config::Config) {
+    let (lessons_dir, prompts_dir) = (lessons.to_path_buf(), prompts.map(Path::to_path_buf));
     let config_slot = Arc::new(std::sync::Mutex::new(None));
     let slot = config_slot.clone();
     let app = spawn_app_with(
         None,
         move |mut config| {
             config.lessons_dir = lessons_dir;
-            config.prompts_dir = prompts_dir;
+            if let Some(prompts) = prompts_dir {
+                config.prompts_dir = prompts;
+            }
             *slot.lock().expect("lock") = Some(config.clone());
             config
         },
@@ -57,11 +57,31 @@ async fn edits_are_served_with_no_failed_request_and_broken_edits_keep_the_last_
         .take()
         .expect("config captured");
     tokio::spawn(tutor::app::watch(
-        config,
+        config.clone(),
         app.state(),
+        every,
+        follow,
+    ));
+    (app, config)
+}
+
+#[tokio::test]
+async fn edits_are_served_with_no_failed_request_and_broken_edits_keep_the_last_good_version() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lessons = dir.path().join("lessons");
+    let prompts = dir.path().join("prompts");
+    copy_dir(&sample_lessons(), &lessons);
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts"),
+        &prompts,
+    );
+    let (app, _) = watched(
+        &lessons,
+        Some(&prompts),
         Duration::from_millis(100),
         tutor::app::Follow::Everything,
-    ));
+    )
+    .await;
 
     // Load: eight clients asking without pause for the whole test.
     let stop = Arc::new(AtomicBool::new(false));
@@ -164,30 +184,13 @@ async fn plain_serve_picks_up_tutor_index_but_not_a_bare_edit() {
     let dir = tempfile::tempdir().expect("temp dir");
     let lessons = dir.path().join("lessons");
     copy_dir(&sample_lessons(), &lessons);
-    let lessons_dir = lessons.clone();
-    let config_slot = Arc::new(std::sync::Mutex::new(None));
-    let slot = config_slot.clone();
-    let app = spawn_app_with(
+    let (app, config) = watched(
+        &lessons,
         None,
-        move |mut config| {
-            config.lessons_dir = lessons_dir;
-            *slot.lock().expect("lock") = Some(config.clone());
-            config
-        },
-        |state| state,
-    )
-    .await;
-    let config = config_slot
-        .lock()
-        .expect("lock")
-        .take()
-        .expect("config captured");
-    tokio::spawn(tutor::app::watch(
-        config.clone(),
-        app.state(),
         Duration::from_millis(50),
         tutor::app::Follow::Index,
-    ));
+    )
+    .await;
     let ask = async || {
         app.client
             .post(format!("{}/v1/chat", app.base))
