@@ -214,11 +214,7 @@ fn run_languages(
         let (answer, _) = runtime
             .block_on(tutor.ask(question))
             .map_err(|e| anyhow::anyhow!("{}: {e}", case.asked))?;
-        let hit = !answer.refused
-            && answer
-                .citations
-                .iter()
-                .any(|c| c.section_id == case.section);
+        let hit = !answer.refused && cited(&answer).contains(&case.section.as_str());
         right += usize::from(hit);
         not_covered += usize::from(answer.refused);
         if show && !hit {
@@ -229,11 +225,7 @@ fn run_languages(
                 case.section,
                 answer.answer,
                 answer.kind,
-                answer
-                    .citations
-                    .iter()
-                    .map(|c| c.section_id.as_str())
-                    .collect::<Vec<_>>()
+                cited(&answer)
             );
         }
     }
@@ -243,6 +235,15 @@ fn run_languages(
         "right_section": ratio(right, n),
         "told_not_covered": not_covered,
     }))
+}
+
+/// The sections an answer cites, in order.
+fn cited(answer: &Answer) -> Vec<&str> {
+    answer
+        .citations
+        .iter()
+        .map(|c| c.section_id.as_str())
+        .collect()
 }
 
 /// A tutor with the embedded answerer over the lessons in `dir`, with its index.
@@ -288,7 +289,7 @@ fn run(
             "refuse" => answer.refused,
             "small_talk" => answer.kind == ReplyKind::SmallTalk,
             "other_language" => answer.kind == ReplyKind::OtherLanguage,
-            section => !answer.refused && answer.citations.iter().any(|c| c.section_id == section),
+            section => !answer.refused && cited(&answer).contains(&section),
         };
         let contains = case.contains.as_ref().is_none_or(|phrase| {
             answer
@@ -315,11 +316,7 @@ fn run(
                     .unwrap_or_default(),
                 answer.answer,
                 answer.kind,
-                answer
-                    .citations
-                    .iter()
-                    .map(|c| c.section_id.as_str())
-                    .collect::<Vec<_>>()
+                cited(&answer)
             );
         }
     }
