@@ -136,7 +136,7 @@ impl Translator {
         let reply = self.model.complete(&request).await.map_err(|e| match e {
             ModelError::Upstream(why) | ModelError::Timeout(why) => Untranslated::Failed(why),
         })?;
-        if reply.backend == "extractive" {
+        if reply.backend == crate::llm::extractive::NAME {
             // A chain whose providers all failed fell back to the embedded answerer, which
             // quotes lessons and cannot translate.
             return Err(Untranslated::Failed(

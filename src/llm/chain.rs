@@ -72,7 +72,7 @@ impl ChatModel for Chain {
     fn name(&self) -> String {
         self.providers
             .first()
-            .map_or_else(|| "extractive".to_string(), |p| p.model.name())
+            .map_or_else(|| super::extractive::NAME.to_string(), |p| p.model.name())
     }
 
     fn complete<'a>(

@@ -124,6 +124,9 @@ const NUMBER_WORDS: &[&str] = &[
     "december",
 ];
 
+/// What the embedded answerer is called in `backend`.
+pub const NAME: &str = "extractive";
+
 /// The extractive answerer.
 #[derive(Clone, Default)]
 pub struct Extractive {
@@ -637,7 +640,7 @@ fn with_full_stop(text: &str) -> String {
 
 impl ChatModel for Extractive {
     fn name(&self) -> String {
-        "extractive".to_string()
+        NAME.to_string()
     }
 
     fn complete<'a>(
