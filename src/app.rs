@@ -4,6 +4,7 @@
 
 use crate::chat::Tutor;
 use crate::config::Config;
+use crate::conversation_log::LogStore;
 use crate::http::AppState;
 use crate::index::{self, RefreshReport};
 use crate::lessons::{Catalog, Problem, load_catalog};
@@ -13,6 +14,7 @@ use crate::llm::extractive::Extractive;
 use crate::llm::openai::OpenAiModel;
 use crate::prompts::Prompts;
 use crate::retrieve::Retriever;
+use crate::shared::Shared;
 use anyhow::Context;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -87,8 +89,42 @@ fn open_parts(config: &Config, catalog: Catalog) -> anyhow::Result<(Arc<Retrieve
     Ok((Arc::new(retriever), Arc::new(prompts)))
 }
 
+/// What the tutor keeps outside the process: the conversation log's database and Redis, each
+/// when configured. Opened once and shared by the tutor, LTI and the rate limiter.
+#[derive(Clone, Default)]
+pub struct Stores {
+    pub log: Option<Arc<dyn LogStore>>,
+    pub redis: Option<Arc<Shared>>,
+}
+
+impl Stores {
+    /// Opens the configured log (creating or migrating it; a database that cannot be reached
+    /// is an error) and a handle on Redis (connected on first use, so a Redis that is down
+    /// does not stop the tutor).
+    pub fn open(config: &Config) -> anyhow::Result<Stores> {
+        let log = match &config.log {
+            Some(target) => Some(
+                target
+                    .open()
+                    .with_context(|| format!("cannot open the conversation log at {target}"))?,
+            ),
+            None => None,
+        };
+        let redis = match &config.redis_url {
+            Some(url) => Some(Shared::new(url).map_err(anyhow::Error::msg)?),
+            None => None,
+        };
+        Ok(Stores { log, redis })
+    }
+}
+
 /// Everything `serve`, `ask` and `check` need.
 pub fn load(config: &Config) -> anyhow::Result<Loaded> {
+    load_with(config, &Stores::open(config)?)
+}
+
+/// [`load`] with stores already opened (`serve` shares them with LTI and the rate limiter).
+pub fn load_with(config: &Config, stores: &Stores) -> anyhow::Result<Loaded> {
     let started = Instant::now();
     let (catalog, refresh) = index(config)?;
     let problems = catalog.problems.clone();
@@ -112,17 +148,16 @@ pub fn load(config: &Config) -> anyhow::Result<Loaded> {
     if let Some(words) = config.routing.easy_max_words {
         tutor = tutor.with_easy_max_words(words);
     }
-    if let Some(path) = &config.log {
-        let store = crate::conversation_log::SqliteStore::open(path)
-            .context("cannot open the conversation log")?;
+    if let Some(store) = &stores.log {
         let redactor = crate::conversation_log::Redactor::new(&config.log_redact)
             .map_err(anyhow::Error::msg)?;
         tutor = tutor.with_logger(crate::conversation_log::Logger::start_redacting(
-            Arc::new(store),
+            store.clone(),
             config.log_retention,
             redactor,
         ));
     }
+    tutor = tutor.with_shared(stores.redis.clone());
     Ok(Loaded {
         tutor,
         problems,

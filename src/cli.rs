@@ -72,9 +72,10 @@ enum Command {
     /// Report what learners asked, per lesson and section, from the conversation log: refusal
     /// and thumbs-down rates, and clusters of questions the lessons could not answer.
     Report {
-        /// The conversation log (default: `log` from tutor.toml or TUTOR_LOG_DB).
-        #[arg(long, value_name = "FILE")]
-        log: Option<PathBuf>,
+        /// The conversation log, a SQLite file or a postgres:// URL (default: `log` from
+        /// tutor.toml or TUTOR_LOG_DB).
+        #[arg(long, value_name = "FILE|URL")]
+        log: Option<String>,
         /// Only this lesson.
         #[arg(long)]
         lesson: Option<String>,
@@ -250,9 +251,17 @@ fn serve(config: Config, watch: bool) -> anyhow::Result<ExitCode> {
                 "NO API KEYS ARE CONFIGURED AND THE TUTOR LISTENS BEYOND LOOPBACK: anyone who can reach it can use it (and your model budget). Add [[keys]] to tutor.toml and [limits]."
             );
         }
+        let stores = {
+            let config = config.clone();
+            tokio::task::spawn_blocking(move || app::Stores::open(&config))
+                .await
+                .context("opening the stores failed")??
+        };
         let lti = match &config.lti {
             Some(settings) => {
-                let lti = crate::lti::Lti::new(settings.clone()).map_err(anyhow::Error::msg)?;
+                let lti = crate::lti::Lti::new(settings.clone())
+                    .map_err(anyhow::Error::msg)?
+                    .with_shared_nonces(stores.redis.clone(), stores.log.clone());
                 tracing::info!(
                     launch = %settings.launch_url(),
                     platforms = settings.platforms.len(),
@@ -275,6 +284,7 @@ fn serve(config: Config, watch: bool) -> anyhow::Result<ExitCode> {
         let state = AppState::new(config.cors_origins.clone())
             .with_keys(keys)
             .with_limits(config.limits.clone())
+            .with_shared(stores.redis.clone())
             .with_lti(lti)
             .with_allowed_hosts(config.allowed_hosts.clone())
             .with_metrics_elsewhere(config.metrics_addr.is_some());
@@ -298,7 +308,7 @@ fn serve(config: Config, watch: bool) -> anyhow::Result<ExitCode> {
         let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<anyhow::Error>();
         let loader_state = state.clone();
         let loader_config = config.clone();
-        tokio::task::spawn_blocking(move || match app::load(&loader_config) {
+        tokio::task::spawn_blocking(move || match app::load_with(&loader_config, &stores) {
             Ok(loaded) => {
                 for problem in &loaded.problems {
                     tracing::warn!("{problem}");
@@ -550,23 +560,27 @@ fn verdict_reason(verdict: &crate::chat::verify::Verdict) -> String {
 
 fn report(
     config: &Config,
-    log: Option<PathBuf>,
+    log: Option<String>,
     lesson: Option<&str>,
     since: Option<&str>,
     format: &str,
 ) -> anyhow::Result<ExitCode> {
-    let path = log.or(config.log.clone()).context(
-        "no conversation log: pass --log FILE, or set `log` in tutor.toml / TUTOR_LOG_DB",
-    )?;
-    anyhow::ensure!(path.exists(), "no conversation log at {}", path.display());
+    use crate::conversation_log::LogTarget;
+    let target = match log {
+        Some(text) => LogTarget::parse(&text)?,
+        None => config.log.clone().context(
+            "no conversation log: pass --log FILE|URL, or set `log` in tutor.toml / TUTOR_LOG_DB",
+        )?,
+    };
+    if let LogTarget::Sqlite(path) = &target {
+        anyhow::ensure!(path.exists(), "no conversation log at {}", path.display());
+    }
     let since = since
         .map(|s| crate::report::parse_since(s, crate::conversation_log::now()))
         .transpose()
         .map_err(anyhow::Error::msg)?
         .unwrap_or(0);
-    let store = crate::conversation_log::SqliteStore::open(&path)?;
-    use crate::conversation_log::LogStore;
-    let records = store.records(since, lesson)?;
+    let records = target.open()?.records(since, lesson)?;
     let loaded = app::load(config)?;
     let report = crate::report::build(&records, loaded.tutor.retriever());
     let text = match format {

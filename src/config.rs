@@ -165,8 +165,12 @@ struct FileConfig {
     limits: Option<RateLimits>,
     max_model_calls: Option<usize>,
     model_queue_secs: Option<f64>,
-    /// The conversation log's SQLite file; absent: no log.
-    log: Option<PathBuf>,
+    /// The conversation log: a SQLite file or a `postgres://` URL; absent: no log.
+    log: Option<String>,
+    /// Redis, for rate limits, recent answer ids and LTI nonces shared by replicas.
+    redis_url: Option<String>,
+    /// Open the index read-only (a build artifact made by `tutor index`), never rebuilding it.
+    index_read_only: Option<bool>,
     log_retention_days: Option<u32>,
     lessons: Option<PathBuf>,
     index: Option<PathBuf>,
@@ -219,7 +223,12 @@ pub struct Config {
     /// How long a question waits for a model slot before `503 overloaded`.
     pub model_queue: Duration,
     /// The conversation log's database (`None`: no log, the default).
-    pub log: Option<PathBuf>,
+    pub log: Option<crate::conversation_log::LogTarget>,
+    /// Redis (`redis://...`), shared by replicas; `None`: limits and recent answers are per
+    /// process.
+    pub redis_url: Option<String>,
+    /// Serve the index as built by `tutor index`, never writing it (replicas sharing one).
+    pub index_read_only: bool,
     /// Records older than this are pruned.
     pub log_retention: Duration,
     /// LTI 1.3 (`[lti]`); `None`: LMS launches are not configured.
@@ -475,7 +484,39 @@ impl Config {
                 .unwrap_or(1024)
                 .max(1),
             model_queue: seconds(file.model_queue_secs, 2.0, "model_queue_secs")?,
-            log: env("TUTOR_LOG_DB").map(PathBuf::from).or(file.log),
+            log: env("TUTOR_LOG_DB")
+                .or(file.log.clone())
+                .map(|text| {
+                    crate::conversation_log::LogTarget::parse(&text).map_err(|e| {
+                        ConfigError::Invalid(format!("`log` (or TUTOR_LOG_DB): {e}"))
+                    })
+                })
+                .transpose()?,
+            redis_url: env("TUTOR_REDIS_URL")
+                .or(file.redis_url.clone())
+                .map(|url| {
+                    let url = url.trim().to_string();
+                    if url.starts_with("redis://") || url.starts_with("unix://") {
+                        Ok(url)
+                    } else {
+                        Err(ConfigError::Invalid(format!(
+                            "`redis_url` (or TUTOR_REDIS_URL) must start with redis:// or unix:// (it is `{url}`)"
+                        )))
+                    }
+                })
+                .transpose()?,
+            index_read_only: match env("TUTOR_INDEX_READ_ONLY") {
+                Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+                    "1" | "true" | "yes" => true,
+                    "0" | "false" | "no" => false,
+                    _ => {
+                        return Err(ConfigError::Invalid(format!(
+                            "TUTOR_INDEX_READ_ONLY must be true or false (it is `{v}`)"
+                        )));
+                    }
+                },
+                None => file.index_read_only.unwrap_or(false),
+            },
             log_retention: Duration::from_secs(
                 u64::from(
                     env("TUTOR_LOG_RETENTION_DAYS")

@@ -14,8 +14,10 @@
 //!   extractive answerer.
 //! - [`chat`]: [`chat::Tutor`] ties them together: retrieve → refuse, or prompt → model →
 //!   check citations → answer (whole or streamed).
-//! - [`telemetry`]: Prometheus metrics; [`conversation_log`]: the optional SQLite log of
-//!   answers and ratings; [`report`]: what learners asked, per lesson and section.
+//! - [`telemetry`]: Prometheus metrics; [`conversation_log`]: the optional log of answers,
+//!   ratings and used LTI nonces (SQLite on one machine, PostgreSQL shared by replicas);
+//!   [`shared`]: Redis for what replicas share fast (rate limits, recent answers, nonces);
+//!   [`report`]: what learners asked, per lesson and section.
 //! - [`lti`]: LTI 1.3 launches from an LMS (login, launch checks, deep linking, tool keys).
 //! - [`http`]: the axum router of API.md, pages and widget; [`cli`]: the `tutor` commands;
 //!   [`config`]: layered configuration; [`app`]: start-up shared by the commands.
@@ -35,5 +37,6 @@ pub mod lti;
 pub mod prompts;
 pub mod report;
 pub mod retrieve;
+pub mod shared;
 pub mod telemetry;
 pub mod text;

@@ -195,6 +195,17 @@ pub fn log_dropped() {
     counter!("tutor_log_writes_dropped_total").increment(1);
 }
 
+/// A conversation-log write retried because the database was unreachable.
+pub fn log_retry() {
+    counter!("tutor_log_write_retries_total").increment(1);
+}
+
+/// A call to the shared Redis that failed or timed out (`op`: `rate_limit`, `answer`,
+/// `nonce`); the tutor went on without it.
+pub fn shared_state_error(op: &'static str) {
+    counter!("tutor_shared_state_errors_total", "op" => op).increment(1);
+}
+
 /// An LTI launch: `resource_link`, `deep_linking`, or the check that refused it.
 pub fn lti_launch(outcome: &'static str) {
     counter!("tutor_lti_launches_total", "outcome" => outcome).increment(1);

@@ -215,6 +215,9 @@ pub struct Tutor {
     recent: Arc<RecentAnswers>,
     /// The conversation log, when it is on.
     logger: Option<crate::conversation_log::Logger>,
+    /// Redis shared by replicas, when configured: answer ids are remembered there too, so
+    /// feedback reaching another replica finds its answer.
+    shared: Option<Arc<crate::shared::Shared>>,
     /// The analyzer and word lists the verifier uses, built once.
     analysis: Analysis,
     /// The embedded answerer, which answers when the verifier removes every sentence.
@@ -260,10 +263,26 @@ impl RecentAnswers {
     }
 }
 
+/// How long Redis remembers an answer's lesson for feedback from any replica (the log, when
+/// on, remembers longer).
+const SHARED_ANSWER_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+/// How long feedback on an unknown answer waits before looking once more.
+const UNKNOWN_ANSWER_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// What the lookup of an answer's lesson found.
+enum Lookup {
+    Found(String),
+    Missing,
+    /// A store that could know was unreachable.
+    Unsure,
+}
+
 /// What became of a rating.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rated {
     Recorded,
+    /// The answer could not be looked up now, and the caller may rate only its own lesson's.
+    Unavailable,
     /// No answer has this id.
     Unknown,
     /// The answer is on another lesson than the one the caller may rate.
@@ -316,6 +335,7 @@ impl Tutor {
             easy_max_words: 12,
             recent: Arc::new(RecentAnswers::default()),
             logger: None,
+            shared: None,
             analysis: Analysis::new(),
             extractive: Extractive::new(),
             second_opinion: None,
@@ -342,6 +362,12 @@ impl Tutor {
         self
     }
 
+    /// Remembers answer ids in Redis too (replicas behind a load balancer).
+    pub fn with_shared(mut self, shared: Option<Arc<crate::shared::Shared>>) -> Tutor {
+        self.shared = shared;
+        self
+    }
+
     /// The conversation log, when it is on.
     pub fn logger(&self) -> Option<&crate::conversation_log::Logger> {
         self.logger.as_ref()
@@ -350,20 +376,26 @@ impl Tutor {
     /// Records a learner's rating of an answer, on `only_lesson` when the caller may rate only
     /// that lesson's answers (a learner's session). Blocking (it may ask the log): run it off the
     /// async workers.
-    pub fn rate(
+    pub async fn rate(
         &self,
         answer_id: &str,
         rating: crate::conversation_log::Rating,
         comment: Option<&str>,
         only_lesson: Option<&str>,
     ) -> Rated {
-        let lesson = self
-            .recent
-            .lesson_of(answer_id)
-            .map(|l| l.to_string())
-            .or_else(|| self.logger.as_ref().and_then(|l| l.lesson_of(answer_id)));
-        let Some(lesson) = lesson else {
-            return Rated::Unknown;
+        let lesson = match self.lesson_of_answer(answer_id).await {
+            Lookup::Found(lesson) => lesson,
+            Lookup::Missing => return Rated::Unknown,
+            // The store cannot say now: the writer keeps the rating until the answer's record
+            // is there. A session limited to one lesson cannot be checked, so it is refused.
+            Lookup::Unsure if only_lesson.is_none() => {
+                telemetry::feedback(rating);
+                if let Some(logger) = &self.logger {
+                    logger.rate(answer_id, rating, comment);
+                }
+                return Rated::Recorded;
+            }
+            Lookup::Unsure => return Rated::Unavailable,
         };
         if only_lesson.is_some_and(|only| only != lesson) {
             return Rated::OtherLesson(lesson);
@@ -375,9 +407,62 @@ impl Tutor {
         Rated::Recorded
     }
 
+    /// The lesson of an answer: remembered here, in Redis (another replica's), or stored in
+    /// the log. Asked twice a moment apart before it counts as missing, since another replica
+    /// may have sent its answer an instant ago.
+    async fn lesson_of_answer(&self, answer_id: &str) -> Lookup {
+        let mut unsure = false;
+        for attempt in 0..2 {
+            if attempt > 0 {
+                tokio::time::sleep(UNKNOWN_ANSWER_RETRY).await;
+            }
+            if let Some(lesson) = self.recent.lesson_of(answer_id) {
+                return Lookup::Found(lesson.to_string());
+            }
+            if let Some(shared) = &self.shared {
+                match shared.answer_lesson(answer_id).await {
+                    Ok(Some(lesson)) => return Lookup::Found(lesson),
+                    Ok(None) => {}
+                    Err(_) => unsure = true,
+                }
+            }
+            if let Some(logger) = &self.logger {
+                match logger.lesson_of(answer_id).await {
+                    Ok(Some(lesson)) => return Lookup::Found(lesson),
+                    Ok(None) => {}
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot look up an answer for feedback");
+                        unsure = true;
+                    }
+                }
+            }
+            if self.shared.is_none() && self.logger.is_none() {
+                break;
+            }
+        }
+        // Only the log is the record of every answer; Redis alone forgets after a day.
+        if unsure && self.logger.is_some() {
+            Lookup::Unsure
+        } else {
+            Lookup::Missing
+        }
+    }
+
     /// Remembers an answer (for feedback) and logs it when the log is on.
     fn record(&self, question: &Question, answer: &Answer, started: std::time::Instant) {
         self.recent.insert(&answer.answer_id, &question.lesson_id);
+        if let Some(shared) = &self.shared
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let shared = shared.clone();
+            let (id, lesson) = (answer.answer_id.clone(), question.lesson_id.clone());
+            // Off the answer's path: a slow or absent Redis never delays it.
+            runtime.spawn(async move {
+                let _ = shared
+                    .remember_answer(&id, &lesson, SHARED_ANSWER_TTL)
+                    .await;
+            });
+        }
         let Some(logger) = &self.logger else {
             return;
         };

@@ -431,20 +431,22 @@ pub async fn feedback(
         .map(str::to_string);
     let only_lesson = session_lesson(caller.as_ref().map(|c| &c.0));
     let rated = tutor
-        .off_thread(move |tutor| {
-            tutor.rate(
-                &request.answer_id,
-                request.rating,
-                comment.as_deref(),
-                only_lesson.as_deref(),
-            )
-        })
-        .await?;
+        .rate(
+            &request.answer_id,
+            request.rating,
+            comment.as_deref(),
+            only_lesson.as_deref(),
+        )
+        .await;
     match rated {
         crate::chat::Rated::Recorded => Ok(Json(json!({"status": "recorded"}))),
         crate::chat::Rated::Unknown => Err(ApiError::new(
             ErrorCode::AnswerNotFound,
             "no answer has this `answer_id`",
+        )),
+        crate::chat::Rated::Unavailable => Err(ApiError::new(
+            ErrorCode::Overloaded,
+            "answers cannot be looked up right now; try again in a moment",
         )),
         crate::chat::Rated::OtherLesson(lesson) => Err(ApiError::new(
             ErrorCode::Forbidden,

@@ -19,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 use subtle::ConstantTimeEq;
 use tower_governor::GovernorError;
 use tower_governor::key_extractor::KeyExtractor;
@@ -252,6 +253,51 @@ pub fn rate_limited(error: GovernorError) -> Response {
         GovernorError::TooManyRequests { wait_time, .. } => wait_time.max(1),
         _ => 1,
     };
+    refused_for(wait)
+}
+
+/// Rate limits counted in Redis, so every replica draws on one bucket per caller.
+pub struct SharedLimiter {
+    key: CallerKey,
+    interval: Duration,
+    burst: u32,
+    shared: Arc<crate::shared::Shared>,
+}
+
+impl SharedLimiter {
+    /// The same buckets as the per-process limiter: `per_minute` sustained, `burst` at once.
+    pub fn new(limits: &RateLimits, shared: Arc<crate::shared::Shared>) -> SharedLimiter {
+        SharedLimiter {
+            key: CallerKey::new(limits),
+            interval: Duration::from_secs(60) / limits.per_minute.max(1),
+            burst: limits.burst.max(1),
+            shared,
+        }
+    }
+}
+
+/// Middleware: takes one request from the caller's bucket in Redis. When Redis does not
+/// answer, the request is admitted (counted and warned about by [`crate::shared`]).
+pub async fn shared_rate_limit(
+    State(limiter): State<Arc<SharedLimiter>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Ok(key) = limiter.key.extract(&request) else {
+        return next.run(request).await;
+    };
+    match limiter
+        .shared
+        .admit(&key, limiter.interval, limiter.burst)
+        .await
+    {
+        Ok(crate::shared::Admission::Wait(wait)) => refused_for(wait.as_secs_f64().ceil() as u64),
+        Ok(crate::shared::Admission::Admit) | Err(_) => next.run(request).await,
+    }
+}
+
+fn refused_for(wait: u64) -> Response {
+    let wait = wait.max(1);
     ApiError {
         retry_after: Some(wait),
         ..ApiError::new(

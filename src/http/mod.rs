@@ -50,6 +50,8 @@ pub struct AppState {
     keys: Arc<Keys>,
     /// Rate limits, when configured.
     limits: Option<RateLimits>,
+    /// Redis shared by replicas: rate-limit buckets live there when it is configured.
+    shared: Option<Arc<crate::shared::Shared>>,
     /// LTI 1.3, when configured.
     lti: Option<Arc<crate::lti::Lti>>,
     /// Host names requests may name besides those `serve` derives from its listener.
@@ -70,6 +72,7 @@ impl AppState {
             dev_assets: std::env::var_os("TUTOR_DEV_ASSETS").map(|p| Arc::new(p.into())),
             keys: Arc::new(Keys::default()),
             limits: None,
+            shared: None,
             lti: None,
             allowed_hosts: Arc::new(Vec::new()),
             hosts: None,
@@ -105,6 +108,12 @@ impl AppState {
     /// Rate-limits the API.
     pub fn with_limits(mut self, limits: Option<RateLimits>) -> AppState {
         self.limits = limits;
+        self
+    }
+
+    /// Counts rate limits in Redis, shared by every replica (instead of per process).
+    pub fn with_shared(mut self, shared: Option<Arc<crate::shared::Shared>>) -> AppState {
+        self.shared = shared;
         self
     }
 
@@ -286,10 +295,15 @@ async fn check_host(State(state): State<AppState>, request: Request, next: Next)
     }
 }
 
-/// Wraps API routes in, from the outside in: the origin check, keys, then rate limits.
+/// Wraps API routes in, from the outside in: the origin check, keys, then rate limits (in
+/// Redis when it is configured, else per process).
 fn guarded(routes: OpenApiRouter<AppState>, state: &AppState) -> OpenApiRouter<AppState> {
-    let routes = match &state.limits {
-        Some(limits) => {
+    let routes = match (&state.limits, &state.shared) {
+        (Some(limits), Some(shared)) => routes.route_layer(middleware::from_fn_with_state(
+            Arc::new(guard::SharedLimiter::new(limits, shared.clone())),
+            guard::shared_rate_limit,
+        )),
+        (Some(limits), None) => {
             let config = GovernorConfigBuilder::default()
                 .key_extractor(guard::CallerKey::new(limits))
                 .period(Duration::from_secs(60) / limits.per_minute.max(1))
@@ -302,7 +316,7 @@ fn guarded(routes: OpenApiRouter<AppState>, state: &AppState) -> OpenApiRouter<A
                 None => routes,
             }
         }
-        None => routes,
+        (None, _) => routes,
     };
     routes
         .route_layer(middleware::from_fn_with_state(

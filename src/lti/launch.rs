@@ -193,7 +193,7 @@ impl Lti {
         let claims = self
             .check_signature_and_times(id_token, registration, &kid)
             .await?;
-        self.check_nonce(&claims, &state)?;
+        self.check_nonce(&claims, &state).await?;
         let deployment = check_deployment(&claims, registration)?;
         check_version(&claims)?;
         self.check_message(&claims, registration, deployment, &state)
@@ -325,8 +325,8 @@ impl Lti {
         }
     }
 
-    /// 6. Nonce: the one issued with this state, used once.
-    fn check_nonce(
+    /// 6. Nonce: the one issued with this state, used once (on any replica, when they share).
+    async fn check_nonce(
         &self,
         claims: &Map<String, Value>,
         state: &StateClaims,
@@ -338,13 +338,37 @@ impl Lti {
                 "the id_token's nonce is not the one issued for this login",
             ));
         }
-        if !self.nonces.consume(nonce) {
+        if !self.nonces.consume(nonce) || !self.first_use_everywhere(nonce).await {
             return Err(Rejection::new(
                 Check::Nonce,
                 "this id_token was already used (replayed nonce)",
             ));
         }
         Ok(())
+    }
+
+    /// Whether no other replica has used this nonce: asked of Redis, else of the log's
+    /// database (on the blocking pool). When neither can answer, this process's ledger (already
+    /// consulted) decides alone.
+    async fn first_use_everywhere(&self, nonce: &str) -> bool {
+        let key = digest(nonce);
+        let ttl = STATE_TTL * 2;
+        if let Some(redis) = &self.shared_nonces.redis
+            && let Ok(first) = redis.first_use_of_nonce(&key, ttl).await
+        {
+            return first;
+        }
+        if let Some(store) = &self.shared_nonces.store {
+            let store = store.clone();
+            let expires = now_secs() + ttl.as_secs();
+            match tokio::task::spawn_blocking(move || store.first_use_of_nonce(&key, expires)).await
+            {
+                Ok(Ok(first)) => return first,
+                Ok(Err(error)) => tracing::warn!(%error, "cannot record a used LTI nonce"),
+                Err(error) => tracing::warn!(%error, "nonce lookup failed"),
+            }
+        }
+        true
     }
 
     /// 9. Message type; 10. the claims that type requires (the target link among them).

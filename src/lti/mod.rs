@@ -16,9 +16,9 @@
 //!    ([`Lti::deep_link_response`]).
 //!
 //! Nothing here knows HTTP; `http::lti` turns these into pages. The module holds no state a
-//! load balancer would have to pin, except the set of consumed nonces (per process: a token
-//! replayed to another machine within its few minutes of life is caught only by the state
-//! cookie, which the first launch deleted).
+//! load balancer would have to pin: consumed nonces are remembered per process and, when
+//! replicas share them, in Redis (`redis_url`) or else in the conversation log's database, so
+//! a replayed launch is refused whichever replica it reaches.
 
 pub mod keys;
 mod launch;
@@ -159,6 +159,14 @@ pub struct Lti {
     keys: ToolKeys,
     platform_keys: PlatformKeys,
     nonces: NonceLedger,
+    shared_nonces: SharedNonces,
+}
+
+/// Where used nonces are shared with other replicas.
+#[derive(Default, Clone)]
+struct SharedNonces {
+    redis: Option<std::sync::Arc<crate::shared::Shared>>,
+    store: Option<std::sync::Arc<dyn crate::conversation_log::LogStore>>,
 }
 
 impl std::fmt::Debug for Lti {
@@ -194,7 +202,19 @@ impl Lti {
             keys,
             platform_keys: PlatformKeys::new(),
             nonces: NonceLedger::default(),
+            shared_nonces: SharedNonces::default(),
         })
+    }
+
+    /// Remembers used nonces where every replica sees them: Redis when given, else the log's
+    /// database when given. Either failing, the per-process ledger still decides.
+    pub fn with_shared_nonces(
+        mut self,
+        redis: Option<std::sync::Arc<crate::shared::Shared>>,
+        store: Option<std::sync::Arc<dyn crate::conversation_log::LogStore>>,
+    ) -> Lti {
+        self.shared_nonces = SharedNonces { redis, store };
+        self
     }
 
     /// The settings the tool runs with.

@@ -15,7 +15,7 @@ async fn every_answer_is_logged_under_concurrent_load_ratings_land_and_a_restart
     let app = spawn_app_with(
         None,
         move |mut c| {
-            c.log = Some(db_for_config);
+            c.log = Some(tutor::conversation_log::LogTarget::Sqlite(db_for_config));
             // The operator's own pattern, on top of the built-in ones.
             c.log_redact = vec!["(?i)\\bsourdough\\b".to_string()];
             c
