@@ -42,6 +42,48 @@ pub fn index(config: &Config) -> anyhow::Result<(Catalog, RefreshReport)> {
     Ok((catalog, report))
 }
 
+/// Loads lessons and the catalog for an index built elsewhere (`index_read_only`): the index
+/// is opened as it is, never written; lessons whose files differ from what was indexed are
+/// reported (a replica deployed with other lesson files than its index was built from).
+fn read_only_index(config: &Config) -> anyhow::Result<(Catalog, RefreshReport)> {
+    let catalog = load_catalog(&config.lessons_dir).with_context(|| {
+        format!(
+            "cannot read the lessons folder {}",
+            config.lessons_dir.display()
+        )
+    })?;
+    let (version, _) = index::current_version(&config.index_dir).with_context(|| {
+        format!(
+            "no index at {} (index_read_only is set): build it with `tutor index`",
+            config.index_dir.display()
+        )
+    })?;
+    let different = index::differences(&config.index_dir, &catalog);
+    if let Some(first) = different.first() {
+        tracing::warn!(
+            lessons = different.len(),
+            first = %first,
+            %version,
+            "the read-only index was built from other lesson files than these"
+        );
+    }
+    let report = RefreshReport {
+        unchanged: catalog.lessons.len(),
+        version,
+        ..RefreshReport::default()
+    };
+    Ok((catalog, report))
+}
+
+/// The catalog and its index, refreshed unless the index is read-only.
+fn catalog_and_index(config: &Config) -> anyhow::Result<(Catalog, RefreshReport)> {
+    if config.index_read_only {
+        read_only_index(config)
+    } else {
+        index(config)
+    }
+}
+
 /// The model the configuration selects.
 pub fn model(config: &Config) -> anyhow::Result<Arc<dyn ChatModel>> {
     if !config.providers.is_empty() {
@@ -126,7 +168,7 @@ pub fn load(config: &Config) -> anyhow::Result<Loaded> {
 /// [`load`] with stores already opened (`serve` shares them with LTI and the rate limiter).
 pub fn load_with(config: &Config, stores: &Stores) -> anyhow::Result<Loaded> {
     let started = Instant::now();
-    let (catalog, refresh) = index(config)?;
+    let (catalog, refresh) = catalog_and_index(config)?;
     let problems = catalog.problems.clone();
     let lessons = catalog.lessons.len();
     let passages = catalog.passage_count();
@@ -182,8 +224,16 @@ pub fn reload(
             )
         })?
         .keeping_last_good(current.retriever().catalog());
-    let refresh =
-        index::refresh(&config.index_dir, &catalog).context("cannot refresh the index")?;
+    let refresh = if config.index_read_only {
+        RefreshReport {
+            version: index::current_version(&config.index_dir)
+                .map(|(name, _)| name)
+                .unwrap_or_default(),
+            ..RefreshReport::default()
+        }
+    } else {
+        index::refresh(&config.index_dir, &catalog).context("cannot refresh the index")?
+    };
     let problems = catalog.problems.clone();
     let (retriever, prompts) = open_parts(config, catalog)?;
     Ok((current.reloaded(retriever, prompts), problems, refresh))
@@ -194,14 +244,15 @@ pub fn reload(
 pub enum Follow {
     /// `serve --watch`: lesson, questions and prompt files, and the index.
     Everything,
-    /// Plain `serve`: only the index manifest, which `tutor index` rewrites when lessons change,
-    /// so an author's `tutor index` is picked up without restarting (editing a file alone is not).
+    /// Plain `serve`: only the index's current version, which `tutor index` switches when
+    /// lessons change, so an author's `tutor index` (or a new build artifact) is picked up
+    /// without restarting (editing a file alone is not).
     Index,
 }
 
 /// What the watcher compares: with [`Follow::Everything`], every lesson, questions and prompt
-/// file with its size and modification time; always the index manifest (so `tutor index` run
-/// elsewhere is seen too).
+/// file with its size and modification time; always the index's current version (so
+/// `tutor index` run elsewhere is seen too).
 fn fingerprint(config: &Config, follow: Follow) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
@@ -232,9 +283,7 @@ fn fingerprint(config: &Config, follow: Follow) -> u64 {
         visit(&config.lessons_dir, true);
         visit(&config.prompts_dir, false);
     }
-    if let Ok(meta) = std::fs::metadata(config.index_dir.join("tutor-manifest.json")) {
-        meta.modified().ok().hash(&mut hasher);
-    }
+    index::current_version(&config.index_dir).hash(&mut hasher);
     hasher.finish()
 }
 
@@ -257,7 +306,7 @@ pub async fn watch(config: Config, state: AppState, every: Duration, follow: Fol
                 return Ok(None);
             }
             let reloaded = reload(&config, &current)?;
-            // Taken after the reload, which may have rewritten the index manifest itself.
+            // Taken after the reload, which may have switched the index's version itself.
             Ok(Some((fingerprint(&config, follow), reloaded)))
         })
         .await;

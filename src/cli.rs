@@ -181,10 +181,11 @@ fn index(config: &Config) -> anyhow::Result<ExitCode> {
         eprintln!("warning: {problem}");
     }
     println!(
-        "indexed {} lessons ({} passages) into {} in {:.0} ms: {} added, {} updated, {} removed, {} unchanged{}",
+        "indexed {} lessons ({} passages) into {} (version {}) in {:.0} ms: {} added, {} updated, {} removed, {} unchanged{}",
         catalog.lessons.len(),
         catalog.passage_count(),
         config.index_dir.display(),
+        report.version,
         report.elapsed.as_secs_f64() * 1000.0,
         report.added,
         report.updated,

@@ -1,8 +1,13 @@
 //! The Tantivy index in `index/`: its schema and analyzer, and the incremental refresh that
 //! brings it in line with a [`Catalog`] (only lessons whose content hash changed are rewritten).
 //!
+//! The index is a build artifact: `index/CURRENT` names the version in use, and each version
+//! (`index/v000004-<digest>/`) is a complete, checksummed, never-modified folder. A refresh
+//! writes a new version beside the old and switches `CURRENT` atomically, so any number of
+//! readers (replicas sharing the folder among them) see one whole version or the next.
+//!
 //! Only this module and `retrieve` know Tantivy. Request handlers never write the index: it is
-//! built by `tutor index` or by `serve` before it starts answering.
+//! built by `tutor index` or by `serve` before it starts answering (unless `index_read_only`).
 
 use crate::lessons::Catalog;
 use serde::{Deserialize, Serialize};
@@ -42,6 +47,8 @@ pub enum IndexError {
     },
     #[error("no index at {0}: run `tutor index` first")]
     Missing(PathBuf),
+    #[error("index at {path} is damaged ({why}): run `tutor index` again")]
+    Corrupt { path: PathBuf, why: String },
 }
 
 /// The fields of a passage document.
@@ -240,6 +247,8 @@ pub struct RefreshReport {
     pub unchanged: usize,
     /// True when the index was (re)created from scratch.
     pub rebuilt: bool,
+    /// The version now current (`v000003-1a2b3c4d5e6f`).
+    pub version: String,
     pub elapsed: Duration,
 }
 
@@ -250,7 +259,86 @@ impl RefreshReport {
     }
 }
 
+/// The file naming the current version; replaced atomically (write, then rename).
+const CURRENT: &str = "CURRENT";
+/// In each version: every file's BLAKE3 digest, checked when the version is opened.
+const CHECKSUMS: &str = "tutor-checksums.json";
+/// Versions kept besides the current one, for readers still on them.
+const KEEP_OLD_VERSIONS: usize = 2;
+/// A build left behind (a crashed `tutor index`) is removed after this long.
+const STALE_BUILD: Duration = Duration::from_secs(3600);
+
+/// Tantivy's lock files: never linked between versions, never checksummed.
+fn is_lock(name: &str) -> bool {
+    name.starts_with(".tantivy-") && name.ends_with(".lock")
+}
+
+/// The current version's name and folder, when there is one.
+pub fn current_version(dir: &Path) -> Option<(String, PathBuf)> {
+    let name = std::fs::read_to_string(dir.join(CURRENT)).ok()?;
+    let name = name.trim();
+    let valid =
+        name.starts_with('v') && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    valid.then(|| (name.to_string(), dir.join(name)))
+}
+
+/// The sequence number of a version name (`v000003-...` → 3).
+fn sequence(name: &str) -> Option<u64> {
+    name.strip_prefix('v')?.split('-').next()?.parse().ok()
+}
+
+fn read_manifest(version: &Path) -> Option<Manifest> {
+    std::fs::read(version.join(MANIFEST))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .filter(|m: &Manifest| m.format == INDEX_FORMAT)
+}
+
+/// The lesson ids whose indexed content differs from `catalog` (or that one side lacks): what
+/// a replica serving a read-only index built from other lesson files should warn about.
+pub fn differences(dir: &Path, catalog: &Catalog) -> Vec<String> {
+    let indexed = current_version(dir)
+        .and_then(|(_, path)| read_manifest(&path))
+        .map(|m| m.lessons)
+        .unwrap_or_default();
+    let mut different: Vec<String> = catalog
+        .lessons
+        .iter()
+        .filter(|l| indexed.get(&l.id) != Some(&l.hash))
+        .map(|l| l.id.clone())
+        .collect();
+    different.extend(
+        indexed
+            .keys()
+            .filter(|id| catalog.get(id).is_none())
+            .cloned(),
+    );
+    different
+}
+
+/// Every file of a version folder (locks and the checksum list aside) with its digest.
+fn checksums(version: &Path) -> std::io::Result<BTreeMap<String, String>> {
+    let mut sums = BTreeMap::new();
+    for entry in std::fs::read_dir(version)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if is_lock(&name) || name == CHECKSUMS || !entry.file_type()?.is_file() {
+            continue;
+        }
+        let mut hasher = blake3::Hasher::new();
+        hasher.update_reader(std::fs::File::open(entry.path())?)?;
+        sums.insert(name, hasher.finalize().to_hex().to_string());
+    }
+    Ok(sums)
+}
+
 /// Brings the index at `dir` in line with `catalog`, writing only lessons whose hash changed.
+///
+/// Each refresh that changes something writes a new version folder (`v000004-<digest>`):
+/// the current version's files are linked into a build folder, the changes are written there,
+/// every file is checksummed, the folder is renamed into place, and only then is `CURRENT`
+/// switched (write and rename, atomic). A reader, in this process or a replica sharing the
+/// folder, sees the old version or the new one, never a half-written one.
 ///
 /// Lessons that failed to parse this time (listed in `catalog.problems`) keep their previously
 /// indexed passages only while the file still exists; the catalog decides what is served.
@@ -265,29 +353,18 @@ pub fn refresh(dir: &Path, catalog: &Catalog) -> Result<RefreshReport, IndexErro
         source,
     };
     std::fs::create_dir_all(dir).map_err(io)?;
-    let (schema, fields) = schema();
-    let manifest_path = dir.join(MANIFEST);
-    let manifest: Option<Manifest> = std::fs::read(&manifest_path)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .filter(|m: &Manifest| m.format == INDEX_FORMAT);
-    let existing = match (&manifest, Index::open_in_dir(dir)) {
-        (Some(_), Ok(index)) if index.schema() == schema => Some(index),
-        _ => None,
-    };
+    let (schema, _) = schema();
+    let previous = current_version(dir).and_then(|(name, path)| {
+        let manifest = read_manifest(&path)?;
+        let index = Index::open_in_dir(&path).ok()?;
+        (index.schema() == schema).then_some((name, path, manifest))
+    });
     let mut report = RefreshReport::default();
-    let (index, old) = match existing {
-        Some(index) => (index, manifest.map(|m| m.lessons).unwrap_or_default()),
-        None => {
-            clear_dir(dir).map_err(io)?;
-            report.rebuilt = true;
-            (
-                Index::create_in_dir(dir, schema).map_err(tantivy)?,
-                BTreeMap::new(),
-            )
-        }
-    };
-    index.tokenizers().register(ANALYZER, analyzer());
+    let old = previous
+        .as_ref()
+        .map(|(_, _, manifest)| manifest.lessons.clone())
+        .unwrap_or_default();
+    report.rebuilt = previous.is_none();
 
     let mut new: BTreeMap<String, String> = BTreeMap::new();
     let mut to_write = Vec::new();
@@ -307,18 +384,103 @@ pub fn refresh(dir: &Path, catalog: &Catalog) -> Result<RefreshReport, IndexErro
     }
     let removed: Vec<&String> = old.keys().filter(|id| !new.contains_key(*id)).collect();
     report.removed = removed.len();
-    if to_write.is_empty() && removed.is_empty() && !report.rebuilt {
+    if let Some((name, _, _)) = &previous
+        && to_write.is_empty()
+        && removed.is_empty()
+    {
+        report.version = name.clone();
         report.elapsed = started.elapsed();
         return Ok(report);
     }
 
+    let build = dir.join(format!(
+        ".build-{}-{}",
+        std::process::id(),
+        blake3::hash(format!("{:?}", std::time::SystemTime::now()).as_bytes())
+            .to_hex()
+            .get(..8)
+            .unwrap_or("0")
+    ));
+    std::fs::create_dir_all(&build).map_err(io)?;
+    let written = (|| {
+        let index = match &previous {
+            Some((_, path, _)) => {
+                link_version(path, &build).map_err(io)?;
+                Index::open_in_dir(&build).map_err(tantivy)?
+            }
+            None => Index::create_in_dir(&build, schema).map_err(tantivy)?,
+        };
+        write_changes(&index, &to_write, &removed, &old).map_err(tantivy)?;
+        let manifest = Manifest {
+            format: INDEX_FORMAT,
+            lessons: new,
+        };
+        let bytes = serde_json::to_vec(&manifest).map_err(|e| io(e.into()))?;
+        std::fs::write(build.join(MANIFEST), bytes).map_err(io)?;
+        let sums = checksums(&build).map_err(io)?;
+        let listing = serde_json::to_vec_pretty(&sums).map_err(|e| io(e.into()))?;
+        std::fs::write(build.join(CHECKSUMS), &listing).map_err(io)?;
+        let seq = previous
+            .as_ref()
+            .and_then(|(name, _, _)| sequence(name))
+            .unwrap_or(0)
+            + 1;
+        let digest = blake3::hash(&listing).to_hex();
+        Ok::<_, IndexError>(format!("v{seq:06}-{}", &digest[..12]))
+    })();
+    let name = match written {
+        Ok(name) => name,
+        Err(error) => {
+            let _ = std::fs::remove_dir_all(&build);
+            return Err(error);
+        }
+    };
+    let version = dir.join(&name);
+    std::fs::rename(&build, &version).map_err(io)?;
+    let pointer = dir.join(format!("{CURRENT}.{}.tmp", std::process::id()));
+    std::fs::write(&pointer, format!("{name}\n")).map_err(io)?;
+    std::fs::rename(&pointer, dir.join(CURRENT)).map_err(io)?;
+    prune_versions(dir, &name);
+    report.version = name;
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+/// Hard-links the files of version `from` into `to` (copies them across file systems). Tantivy
+/// never changes a file in place (new segments, new deletes, metadata written and renamed), so
+/// the old version is untouched by what is written in the new one.
+fn link_version(from: &Path, to: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let text = name.to_string_lossy();
+        // The tutor's own files are written anew in place: never share them.
+        if is_lock(&text) || text == CHECKSUMS || text == MANIFEST || !entry.file_type()?.is_file()
+        {
+            continue;
+        }
+        let target = to.join(&name);
+        if std::fs::hard_link(entry.path(), &target).is_err() {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+fn write_changes(
+    index: &Index,
+    to_write: &[&std::sync::Arc<crate::lessons::Lesson>],
+    removed: &[&String],
+    old: &BTreeMap<String, String>,
+) -> tantivy::Result<()> {
+    let (_, fields) = schema();
+    index.tokenizers().register(ANALYZER, analyzer());
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, 4);
     let analyzers = Analyzers::new();
-    let mut writer: IndexWriter = index
-        .writer_with_num_threads(threads, WRITER_MEMORY * threads)
-        .map_err(tantivy)?;
+    let mut writer: IndexWriter =
+        index.writer_with_num_threads(threads, WRITER_MEMORY * threads)?;
     for id in removed {
         writer.delete_term(Term::from_field_text(fields.lesson_id, id));
     }
@@ -340,30 +502,94 @@ pub fn refresh(dir: &Path, catalog: &Catalog) -> Result<RefreshReport, IndexErro
                 fields.content,
                 analyzer.pre_tokenized(&format!("{section}\n{}", passage.text)),
             );
-            writer.add_document(document).map_err(tantivy)?;
+            writer.add_document(document)?;
         }
     }
-    writer.commit().map_err(tantivy)?;
-    writer.wait_merging_threads().map_err(tantivy)?;
-    let manifest = Manifest {
-        format: INDEX_FORMAT,
-        lessons: new,
-    };
-    let bytes = serde_json::to_vec(&manifest).map_err(|e| io(e.into()))?;
-    let temporary = dir.join(format!("{MANIFEST}.tmp"));
-    std::fs::write(&temporary, bytes).map_err(io)?;
-    std::fs::rename(&temporary, &manifest_path).map_err(io)?;
-    report.elapsed = started.elapsed();
-    Ok(report)
+    writer.commit()?;
+    writer.wait_merging_threads()?;
+    Ok(())
 }
 
-/// Opens a built index for reading, with the analyzer registered.
+/// Removes versions older than the newest kept ones, builds left behind, and the files of the
+/// flat layout older tutors wrote. A replica still reading a removed version keeps its open
+/// files (the system frees them when it lets go) and moves to the current one on its next check.
+fn prune_versions(dir: &Path, current: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut versions = Vec::new();
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if is_dir && name != current {
+            if let Some(seq) = sequence(&name) {
+                versions.push((seq, entry.path()));
+            } else if name.starts_with(".build-")
+                && entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > STALE_BUILD))
+            {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    versions.sort();
+    let excess = versions.len().saturating_sub(KEEP_OLD_VERSIONS);
+    for (_, path) in versions.into_iter().take(excess) {
+        let _ = std::fs::remove_dir_all(path);
+    }
+    let _ = clear_flat_layout(dir);
+}
+
+/// Opens the current version for reading, with the analyzer registered, after checking every
+/// file against its checksum (a truncated copy or a half-synced folder is refused by name).
 pub fn open(dir: &Path) -> Result<(Index, Fields), IndexError> {
-    if !dir.join(MANIFEST).exists() {
+    // A version may be pruned while it is being opened (several refreshes in quick
+    // succession): when `CURRENT` moved meanwhile, open the new one instead.
+    let mut attempts = 0;
+    loop {
+        let before = current_version(dir);
+        match open_current(dir) {
+            Err(error) if attempts < 3 && current_version(dir) != before => {
+                attempts += 1;
+                tracing::debug!(%error, "the index moved to a new version while opening; again");
+            }
+            result => return result,
+        }
+    }
+}
+
+fn open_current(dir: &Path) -> Result<(Index, Fields), IndexError> {
+    let Some((name, version)) = current_version(dir) else {
+        return Err(IndexError::Missing(dir.to_path_buf()));
+    };
+    let corrupt = |why: String| IndexError::Corrupt {
+        path: version.clone(),
+        why,
+    };
+    let listed: BTreeMap<String, String> = std::fs::read(version.join(CHECKSUMS))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .ok_or_else(|| corrupt(format!("version {name} has no readable {CHECKSUMS}")))?;
+    let found = checksums(&version).map_err(|source| IndexError::Io {
+        path: version.clone(),
+        source,
+    })?;
+    for (file, digest) in &listed {
+        match found.get(file) {
+            None => return Err(corrupt(format!("{file} is missing"))),
+            Some(actual) if actual != digest => {
+                return Err(corrupt(format!("{file} does not match its checksum")));
+            }
+            Some(_) => {}
+        }
+    }
+    if read_manifest(&version).is_none() {
         return Err(IndexError::Missing(dir.to_path_buf()));
     }
-    let index = Index::open_in_dir(dir).map_err(|source| IndexError::Tantivy {
-        path: dir.to_path_buf(),
+    let index = Index::open_in_dir(&version).map_err(|source| IndexError::Tantivy {
+        path: version.clone(),
         source,
     })?;
     let (schema, fields) = schema();
@@ -374,8 +600,8 @@ pub fn open(dir: &Path) -> Result<(Index, Fields), IndexError> {
     Ok((index, fields))
 }
 
-/// Removes what a previous index left in `dir` (only files Tantivy or the tutor write).
-fn clear_dir(dir: &Path) -> std::io::Result<()> {
+/// Removes the files an index of the flat layout (before versions) left in `dir`.
+fn clear_flat_layout(dir: &Path) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name();
@@ -389,8 +615,7 @@ fn clear_dir(dir: &Path) -> std::io::Result<()> {
             || name.ends_with(".del")
             || name == "meta.json"
             || name == ".managed.json"
-            || name == ".tantivy-meta.lock"
-            || name == ".tantivy-writer.lock"
+            || is_lock(&name)
             || name.starts_with(MANIFEST);
         if ours && entry.file_type()?.is_file() {
             std::fs::remove_file(entry.path())?;
@@ -421,6 +646,181 @@ mod tests {
                 "日本語"
             ]
         );
+    }
+
+    fn catalog(lessons: &[(&str, &str)]) -> Catalog {
+        let parsed = lessons
+            .iter()
+            .map(|(id, body)| {
+                let text = format!("---\nid: {id}\ntitle: {id}\n---\n\n## Part\n\n{body}\n");
+                let mut lesson = crate::lessons::parse_lesson(&text, id).expect("a lesson");
+                lesson.hash = blake3::hash(text.as_bytes()).to_hex().to_string();
+                (PathBuf::from(format!("{id}.md")), lesson)
+            })
+            .collect();
+        Catalog::from_lessons(parsed, Vec::new())
+    }
+
+    fn count(dir: &Path, word: &str) -> usize {
+        let (index, fields) = open(dir).expect("opens");
+        let searcher = index.reader().expect("reader").searcher();
+        let query = tantivy::query::TermQuery::new(
+            Term::from_field_text(fields.content, word),
+            IndexRecordOption::Basic,
+        );
+        searcher
+            .search(&query, &tantivy::collector::Count)
+            .expect("searches")
+    }
+
+    #[test]
+    fn each_change_is_a_new_checksummed_version_and_the_old_one_stays_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = refresh(
+            dir.path(),
+            &catalog(&[("a", "Tokenizers merge pairs."), ("b", "Licences vary.")]),
+        )
+        .expect("builds");
+        assert!(first.rebuilt);
+        assert!(first.version.starts_with("v000001-"), "{}", first.version);
+        let again = refresh(
+            dir.path(),
+            &catalog(&[("a", "Tokenizers merge pairs."), ("b", "Licences vary.")]),
+        )
+        .expect("refreshes");
+        assert!(again.is_noop());
+        assert_eq!(
+            again.version, first.version,
+            "nothing changed, same version"
+        );
+
+        let second = refresh(
+            dir.path(),
+            &catalog(&[("a", "Tokenizers split words."), ("b", "Licences vary.")]),
+        )
+        .expect("refreshes");
+        assert_eq!((second.updated, second.unchanged), (1, 1));
+        assert!(second.version.starts_with("v000002-"), "{}", second.version);
+        assert_eq!(count(dir.path(), "split"), 1);
+        assert_eq!(count(dir.path(), "merg"), 0);
+        // The old version is untouched by the new one written beside it.
+        let old = dir.path().join(&first.version);
+        let old_index = Index::open_in_dir(&old).expect("old version opens");
+        let (_, fields) = schema();
+        old_index.tokenizers().register(ANALYZER, analyzer());
+        let merges = old_index
+            .reader()
+            .expect("reader")
+            .searcher()
+            .search(
+                &tantivy::query::TermQuery::new(
+                    Term::from_field_text(fields.content, "merg"),
+                    IndexRecordOption::Basic,
+                ),
+                &tantivy::collector::Count,
+            )
+            .expect("searches");
+        assert_eq!(merges, 1);
+        assert_eq!(
+            checksums(&old).expect("sums"),
+            serde_json::from_slice::<BTreeMap<String, String>>(
+                &std::fs::read(old.join(CHECKSUMS)).expect("listed")
+            )
+            .expect("json"),
+            "every file of the old version still matches its checksum"
+        );
+
+        for n in 3..=6 {
+            let report = refresh(
+                dir.path(),
+                &catalog(&[("a", &format!("Version {n} of the text.")), ("b", "x y")]),
+            )
+            .expect("refreshes");
+            assert!(report.version.starts_with(&format!("v{n:06}-")));
+        }
+        let versions = std::fs::read_dir(dir.path())
+            .expect("lists")
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().starts_with('v'))
+            .count();
+        assert_eq!(versions, 1 + KEEP_OLD_VERSIONS);
+    }
+
+    #[test]
+    fn readers_never_see_a_half_written_version() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lessons = |n: usize| {
+            let bodies: Vec<(String, String)> = (0..n)
+                .map(|i| (format!("l{i}"), format!("Passage {i} about tokens.")))
+                .collect();
+            let refs: Vec<(&str, &str)> = bodies
+                .iter()
+                .map(|(a, b)| (a.as_str(), b.as_str()))
+                .collect();
+            catalog(&refs)
+        };
+        refresh(dir.path(), &lessons(3)).expect("builds");
+        let path = dir.path().to_path_buf();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut seen = std::collections::BTreeSet::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let found = count(&path, "token");
+                    // Every version holds 3 or 5 whole lessons, never a mix.
+                    assert!(found == 3 || found == 5, "{found} passages");
+                    seen.insert(found);
+                }
+                seen
+            })
+        };
+        for round in 0..12 {
+            refresh(dir.path(), &lessons(if round % 2 == 0 { 5 } else { 3 })).expect("refreshes");
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let seen = reader.join().expect("the reader never failed");
+        assert!(!seen.is_empty());
+    }
+
+    #[test]
+    fn a_damaged_version_is_refused_by_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let report =
+            refresh(dir.path(), &catalog(&[("a", "Tokenizers merge pairs.")])).expect("builds");
+        let version = dir.path().join(&report.version);
+        let store = std::fs::read_dir(&version)
+            .expect("lists")
+            .filter_map(Result::ok)
+            .find(|e| e.file_name().to_string_lossy().ends_with(".store"))
+            .expect("a store file");
+        let mut bytes = std::fs::read(store.path()).expect("reads");
+        bytes.truncate(bytes.len() / 2);
+        std::fs::write(store.path(), bytes).expect("writes");
+        let error = open(dir.path()).expect_err("refused").to_string();
+        assert!(error.contains("does not match its checksum"), "{error}");
+        assert!(
+            error.contains(&store.file_name().to_string_lossy().into_owned()),
+            "{error}"
+        );
+        std::fs::write(dir.path().join(CURRENT), "v999999-gone\n").expect("writes");
+        assert!(open(dir.path()).is_err());
+    }
+
+    #[test]
+    fn a_read_only_replica_learns_which_lessons_differ() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        refresh(
+            dir.path(),
+            &catalog(&[("a", "Tokenizers merge pairs."), ("b", "Licences vary.")]),
+        )
+        .expect("builds");
+        let mut different = differences(
+            dir.path(),
+            &catalog(&[("a", "Tokenizers merge pairs."), ("c", "New.")]),
+        );
+        different.sort();
+        assert_eq!(different, vec!["b".to_string(), "c".to_string()]);
     }
 
     #[test]
