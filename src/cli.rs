@@ -258,6 +258,9 @@ fn serve(config: Config, watch: bool) -> anyhow::Result<ExitCode> {
                 .await
                 .context("opening the stores failed")??
         };
+        if let Some(redis) = &stores.redis {
+            redis.warm_up().await;
+        }
         let lti = match &config.lti {
             Some(settings) => {
                 let lti = crate::lti::Lti::new(settings.clone())

@@ -76,7 +76,8 @@ pub struct RateLimits {
     /// Requests allowed at once before the sustained rate applies.
     #[serde(default = "default_burst")]
     pub burst: u32,
-    /// Header carrying the client's IP (first address), e.g. `x-forwarded-for`; set only when
+    /// Header carrying the client's IP, e.g. `x-forwarded-for`, of which the last address (the one
+    /// the proxy appended) is used; set only when
     /// a proxy you trust sets it, since clients can forge it.
     #[serde(default)]
     pub client_ip_header: Option<String>,

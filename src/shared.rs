@@ -88,19 +88,25 @@ impl Shared {
         }))
     }
 
-    async fn connection(&self) -> Result<ConnectionManager, SharedError> {
-        if let Some(connection) = self
-            .connection
+    fn current(&self) -> Option<ConnectionManager> {
+        self.connection
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
-        {
+    }
+
+    async fn connection(&self) -> Result<ConnectionManager, SharedError> {
+        if let Some(connection) = self.current() {
             return Ok(connection);
         }
-        // One caller connects; the others go on without Redis meanwhile.
-        let Ok(mut last_try) = self.connecting.try_lock() else {
-            return Err(SharedError::Unreachable);
-        };
+        // One caller connects; the others wait for that attempt (not for a second one), so a
+        // burst at start-up is counted in Redis rather than let through.
+        let mut last_try = tokio::time::timeout(CALL_TIMEOUT * 2, self.connecting.lock())
+            .await
+            .map_err(|_| SharedError::Timeout)?;
+        if let Some(connection) = self.current() {
+            return Ok(connection);
+        }
         if last_try.is_some_and(|at| at.elapsed() < RECONNECT_EVERY) {
             return Err(SharedError::Unreachable);
         }
@@ -119,6 +125,14 @@ impl Shared {
         *self.connection.write().unwrap_or_else(|e| e.into_inner()) = Some(connection.clone());
         tracing::info!("connected to redis");
         Ok(connection)
+    }
+
+    /// Connects now rather than on the first request (`serve` calls this at start); failing is
+    /// only logged, and the next call tries again.
+    pub async fn warm_up(&self) {
+        if let Err(error) = self.connection().await {
+            tracing::warn!(%error, "redis is not reachable yet; going on without it until it is");
+        }
     }
 
     /// Runs one call with the timeout, counting and (now and then) logging a failure.

@@ -17,7 +17,7 @@ const POOL_SIZE: u32 = 6;
 /// How long a connection attempt, or a wait for a pooled connection, may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// The advisory lock key migrations hold (any constant the deployment does not use).
-const MIGRATION_LOCK: i64 = 0x7475_746f_72;
+const MIGRATION_LOCK: i64 = 0x0074_7574_6f72;
 
 type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
 
@@ -25,7 +25,20 @@ type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
 pub struct PostgresStore {
     /// The URL without its password, for messages.
     target: String,
-    pool: Pool,
+    /// Always `Some` but while dropping.
+    pool: Option<Pool>,
+}
+
+impl Drop for PostgresStore {
+    /// Each connection owns a small runtime of its own, which must not be dropped on an async
+    /// worker: the pool is let go of on a thread of its own.
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.take() {
+            let _ = std::thread::Builder::new()
+                .name("postgres-close".to_string())
+                .spawn(move || drop(pool));
+        }
+    }
 }
 
 /// `postgres://user:secret@host/db` shown as `postgres://user@host/db`.
@@ -70,7 +83,10 @@ impl PostgresStore {
                 message: format!("cannot connect: {e}"),
                 unreachable: true,
             })?;
-        let store = PostgresStore { target, pool };
+        let store = PostgresStore {
+            target,
+            pool: Some(pool),
+        };
         store.migrate()?;
         Ok(store)
     }
@@ -95,7 +111,12 @@ impl PostgresStore {
     fn connection(
         &self,
     ) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>, LogError> {
-        self.pool.get().map_err(|e| LogError::Postgres {
+        let pool = self.pool.as_ref().ok_or_else(|| LogError::Postgres {
+            target: self.target.clone(),
+            message: "closed".to_string(),
+            unreachable: false,
+        })?;
+        pool.get().map_err(|e| LogError::Postgres {
             target: self.target.clone(),
             message: format!("no connection: {e}"),
             unreachable: true,

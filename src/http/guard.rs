@@ -231,12 +231,7 @@ impl KeyExtractor for CallerKey {
             _ => {}
         }
         if let Some(header) = &self.client_ip_header
-            && let Some(ip) = request
-                .headers()
-                .get(header)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split(',').next())
-                .and_then(|v| v.trim().parse::<IpAddr>().ok())
+            && let Some(ip) = last_address(request.headers(), header)
         {
             return Ok(format!("ip:{ip}"));
         }
@@ -245,6 +240,18 @@ impl KeyExtractor for CallerKey {
             .get::<ConnectInfo<SocketAddr>>()
             .map_or_else(|| "ip:unknown".to_string(), |c| format!("ip:{}", c.0.ip())))
     }
+}
+
+/// The last address of every `header` line: the one the trusted proxy in front appended (what a
+/// client sent itself comes before it, so it cannot pick its own bucket).
+fn last_address(headers: &axum::http::HeaderMap, header: &HeaderName) -> Option<IpAddr> {
+    headers
+        .get_all(header)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .next_back()
+        .and_then(|v| v.trim().parse::<IpAddr>().ok())
 }
 
 /// The limiter's refusal, in the API's error shape, with `Retry-After`.
@@ -437,6 +444,25 @@ mod tests {
                 .is_err()
         );
         assert!(keys.check("widget-public", None).is_err());
+    }
+
+    #[test]
+    fn the_client_address_is_the_one_the_proxy_appended() {
+        let header = HeaderName::from_static("x-forwarded-for");
+        let mut headers = axum::http::HeaderMap::new();
+        headers.append(&header, "6.6.6.6, 7.7.7.7".parse().expect("value"));
+        headers.append(&header, "203.0.113.9".parse().expect("value"));
+        assert_eq!(
+            last_address(&headers, &header),
+            Some("203.0.113.9".parse().expect("ip"))
+        );
+        let mut one = axum::http::HeaderMap::new();
+        one.append(&header, "6.6.6.6, 198.51.100.4".parse().expect("value"));
+        assert_eq!(
+            last_address(&one, &header),
+            Some("198.51.100.4".parse().expect("ip"))
+        );
+        assert_eq!(last_address(&axum::http::HeaderMap::new(), &header), None);
     }
 
     #[test]

@@ -20,7 +20,9 @@ fn tutor(dir: &Path, args: &[&str]) -> Output {
 /// Reads a `tutor serve` child's stderr on a thread until it says where it listens (it binds
 /// port 0, so no port is picked first and bound later); returns that base URL and the thread,
 /// which returns the whole log once the child exits.
-fn listening(child: &mut std::process::Child) -> (String, std::thread::JoinHandle<String>) {
+pub(crate) fn listening(
+    child: &mut std::process::Child,
+) -> (String, std::thread::JoinHandle<String>) {
     use std::io::BufRead;
     let stderr = child.stderr.take().expect("piped stderr");
     let (tx, rx) = std::sync::mpsc::channel();

@@ -17,15 +17,15 @@ use tutor::config::ApiKey;
 use tutor::http::{Keys, key_digest_hex};
 use tutor::lti::{Lti, LtiSettings, Registration};
 
-const TOOL_URL: &str = "https://tutor.test";
-const ISSUER: &str = "https://lms.test";
-const CLIENT_ID: &str = "tutor-client";
-const DEPLOYMENT: &str = "deployment-1";
+pub(crate) const TOOL_URL: &str = "https://tutor.test";
+pub(crate) const ISSUER: &str = "https://lms.test";
+pub(crate) const CLIENT_ID: &str = "tutor-client";
+pub(crate) const DEPLOYMENT: &str = "deployment-1";
 const LESSON: &str = "what-open-means";
 const LTI: &str = "https://purl.imsglobal.org/spec/lti/claim/";
 
 /// A platform key pair, made with nothing of the tool's but a temp PEM file.
-struct PlatformKey {
+pub(crate) struct PlatformKey {
     kid: String,
     pem: Vec<u8>,
     encoding: EncodingKey,
@@ -52,7 +52,7 @@ impl PlatformKey {
         }
     }
 
-    fn sign(&self, claims: &Value) -> String {
+    pub fn sign(&self, claims: &Value) -> String {
         let mut header = Header::new(Algorithm::RS256);
         header.kid = Some(self.kid.clone());
         jsonwebtoken::encode(&header, claims, &self.encoding).expect("signed")
@@ -60,11 +60,11 @@ impl PlatformKey {
 }
 
 /// The fake platform: serves its JWK set and counts how often it is fetched.
-struct Platform {
+pub(crate) struct Platform {
     base: String,
     keys: Arc<Mutex<Vec<Value>>>,
     fetches: Arc<AtomicUsize>,
-    key: PlatformKey,
+    pub key: PlatformKey,
 }
 
 type PlatformState = (Arc<Mutex<Vec<Value>>>, Arc<AtomicUsize>);
@@ -76,7 +76,7 @@ async fn serve_jwks(State((keys, fetches)): State<PlatformState>) -> Json<Value>
 }
 
 impl Platform {
-    async fn start() -> Platform {
+    pub async fn start() -> Platform {
         let key = PlatformKey::new("platform-key-1");
         let keys = Arc::new(Mutex::new(vec![
             // A key of another kind must not hide the RSA one.
@@ -100,7 +100,7 @@ impl Platform {
         }
     }
 
-    fn registration(&self) -> Registration {
+    pub fn registration(&self) -> Registration {
         Registration {
             name: Some("Test LMS".to_string()),
             issuer: ISSUER.to_string(),
@@ -130,7 +130,7 @@ impl Platform {
     }
 
     /// The claims of a valid resource link launch with `nonce`.
-    fn resource_link(&self, nonce: &str) -> Value {
+    pub fn resource_link(&self, nonce: &str) -> Value {
         let now = jsonwebtoken::get_current_timestamp();
         json!({
             "iss": ISSUER,
@@ -193,15 +193,20 @@ fn form(pairs: &[(&str, &str)]) -> String {
 }
 
 /// A login that went through: the state, the nonce sent to the platform, the cookie set.
-struct Login {
-    state: String,
-    nonce: String,
-    cookie: String,
+pub(crate) struct Login {
+    pub state: String,
+    pub nonce: String,
+    pub cookie: String,
 }
 
 async fn login(app: &App) -> Login {
+    login_at(&app.base).await
+}
+
+/// Logs in at the tool whose base URL is `base`.
+pub(crate) async fn login_at(base: &str) -> Login {
     let response = client()
-        .get(format!("{}/lti/login", app.base))
+        .get(format!("{base}/lti/login"))
         .query(&[
             ("iss", ISSUER),
             ("login_hint", "user-42"),
@@ -276,8 +281,18 @@ async fn post_launch(
     cookie: Option<&str>,
     id_token: &str,
 ) -> reqwest::Response {
+    post_launch_at(&app.base, state, cookie, id_token).await
+}
+
+/// Posts a launch to the tool whose base URL is `base`.
+pub(crate) async fn post_launch_at(
+    base: &str,
+    state: &str,
+    cookie: Option<&str>,
+    id_token: &str,
+) -> reqwest::Response {
     let mut request = client()
-        .post(format!("{}/lti/launch", app.base))
+        .post(format!("{base}/lti/launch"))
         .header(
             reqwest::header::CONTENT_TYPE,
             "application/x-www-form-urlencoded",

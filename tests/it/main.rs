@@ -15,6 +15,7 @@ mod metrics;
 mod model;
 mod openapi;
 mod reload;
+mod replicas;
 mod report;
 mod retrieval;
 mod robust;
