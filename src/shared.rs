@@ -21,23 +21,65 @@ const WARN_EVERY: Duration = Duration::from_secs(60);
 /// Every key the tutor writes starts with this.
 const PREFIX: &str = "tutor:";
 
-/// GCRA: KEYS[1] holds the bucket's theoretical arrival time (ms). ARGV: the emission interval
-/// (ms per request) and the burst. Returns {1, 0} when admitted, {0, ms to wait} when not.
+/// GCRA: KEYS[1] holds the bucket's theoretical arrival time (µs, Redis's clock). ARGV: the
+/// emission interval (µs per request) and the burst. Returns {1, 0} when admitted, {0, µs to
+/// wait} when not. Microseconds keep limits above 60,000 a minute exact; Lua's doubles hold
+/// them exactly for another two centuries.
 const GCRA: &str = r"
 local now = redis.call('TIME')
-local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local now_us = tonumber(now[1]) * 1000000 + tonumber(now[2])
 local interval = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now_ms)
-if tat < now_ms then tat = now_ms end
+local tat = tonumber(redis.call('GET', KEYS[1]) or now_us)
+if tat < now_us then tat = now_us end
 local next_tat = tat + interval
 local allowed_at = next_tat - burst * interval
-if allowed_at > now_ms then
-  return {0, allowed_at - now_ms}
+if allowed_at > now_us then
+  return {0, allowed_at - now_us}
 end
-redis.call('SET', KEYS[1], next_tat, 'PX', math.max(1, next_tat - now_ms))
+redis.call('SET', KEYS[1], string.format('%d', next_tat), 'PX', math.max(1, math.ceil((next_tat - now_us) / 1000)))
 return {1, 0}
 ";
+
+/// Answer ids waiting to be written to Redis; past this they are dropped (and counted).
+const ANSWER_QUEUE: usize = 10_000;
+/// Most answer ids written in one pipeline.
+const ANSWER_BATCH: usize = 512;
+/// How long answer ids gather before a batch is written.
+pub const ANSWER_BATCH_EVERY: Duration = Duration::from_millis(20);
+
+type AnswerQueue = tokio::sync::mpsc::Sender<(String, String, Duration)>;
+
+/// Writes queued answer ids in batches until the handle is dropped.
+async fn write_answers(
+    shared: std::sync::Weak<Shared>,
+    mut receiver: tokio::sync::mpsc::Receiver<(String, String, Duration)>,
+) {
+    let mut batch = Vec::with_capacity(ANSWER_BATCH);
+    while receiver.recv_many(&mut batch, ANSWER_BATCH).await > 0 {
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let entries = std::mem::take(&mut batch);
+        let _ = shared
+            .call("answer", |mut connection| async move {
+                let mut pipeline = redis::pipe();
+                for (key, lesson, ttl) in &entries {
+                    pipeline
+                        .cmd("SET")
+                        .arg(key)
+                        .arg(lesson)
+                        .arg("PX")
+                        .arg(ttl.as_millis() as u64)
+                        .ignore();
+                }
+                pipeline.query_async::<()>(&mut connection).await
+            })
+            .await;
+        drop(shared);
+        tokio::time::sleep(ANSWER_BATCH_EVERY).await;
+    }
+}
 
 /// Why a shared call did not answer.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +108,8 @@ pub struct Shared {
     connecting: tokio::sync::Mutex<Option<Instant>>,
     last_warning: Mutex<Option<Instant>>,
     gcra: redis::Script,
+    /// Answer ids on their way to Redis (see [`Shared::remember_answer`]).
+    answers: std::sync::OnceLock<AnswerQueue>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -85,6 +129,7 @@ impl Shared {
             connecting: tokio::sync::Mutex::new(None),
             last_warning: Mutex::new(None),
             gcra: redis::Script::new(GCRA),
+            answers: std::sync::OnceLock::new(),
         }))
     }
 
@@ -169,12 +214,12 @@ impl Shared {
         burst: u32,
     ) -> Result<Admission, SharedError> {
         let key = format!("{PREFIX}rate:{key}");
-        let interval_ms = interval.as_millis().max(1) as u64;
-        let (admitted, wait_ms): (i64, i64) = self
+        let interval_us = interval.as_micros().max(1) as u64;
+        let (admitted, wait_us): (i64, i64) = self
             .call("rate_limit", |mut connection| async move {
                 self.gcra
                     .key(key)
-                    .arg(interval_ms)
+                    .arg(interval_us)
                     .arg(burst.max(1))
                     .invoke_async(&mut connection)
                     .await
@@ -183,29 +228,26 @@ impl Shared {
         Ok(if admitted == 1 {
             Admission::Admit
         } else {
-            Admission::Wait(Duration::from_millis(wait_ms.max(0) as u64))
+            Admission::Wait(Duration::from_micros(wait_us.max(0) as u64))
         })
     }
 
-    /// Remembers an answer's lesson for `ttl` (for feedback reaching another replica).
-    pub async fn remember_answer(
-        &self,
-        answer_id: &str,
-        lesson: &str,
-        ttl: Duration,
-    ) -> Result<(), SharedError> {
+    /// Remembers an answer's lesson for `ttl` (for feedback reaching another replica), without
+    /// waiting: answers are queued and written in batches, one pipelined round trip each
+    /// (at most every [`ANSWER_BATCH_EVERY`]), by a task started on first use. A full queue
+    /// drops the id (counted): feedback then falls back on the log.
+    pub fn remember_answer(self: &Arc<Self>, answer_id: &str, lesson: &str, ttl: Duration) {
+        let queue = self.answers.get_or_init(|| {
+            let (queue, receiver) = tokio::sync::mpsc::channel(ANSWER_QUEUE);
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(write_answers(Arc::downgrade(self), receiver));
+            }
+            queue
+        });
         let key = format!("{PREFIX}answer:{answer_id}");
-        let lesson = lesson.to_string();
-        self.call("answer", |mut connection| async move {
-            redis::cmd("SET")
-                .arg(key)
-                .arg(lesson)
-                .arg("PX")
-                .arg(ttl.as_millis() as u64)
-                .query_async::<()>(&mut connection)
-                .await
-        })
-        .await
+        if queue.try_send((key, lesson.to_string(), ttl)).is_err() {
+            crate::telemetry::shared_state_error("answer");
+        }
     }
 
     /// The lesson of a recent answer, if any replica remembered it.

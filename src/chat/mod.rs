@@ -263,9 +263,10 @@ impl RecentAnswers {
     }
 }
 
-/// How long Redis remembers an answer's lesson for feedback from any replica (the log, when
-/// on, remembers longer).
-const SHARED_ANSWER_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+/// How long Redis remembers an answer's lesson for feedback from any replica: learners rate
+/// within minutes; the log, when on, remembers longer. Bounds Redis's memory to an hour of
+/// answers (about 100 bytes each).
+const SHARED_ANSWER_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
 /// How long feedback on an unknown answer waits before looking once more.
 const UNKNOWN_ANSWER_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
 
@@ -440,7 +441,7 @@ impl Tutor {
                 break;
             }
         }
-        // Only the log is the record of every answer; Redis alone forgets after a day.
+        // Only the log is the record of every answer; Redis alone forgets after an hour.
         if unsure && self.logger.is_some() {
             Lookup::Unsure
         } else {
@@ -451,17 +452,9 @@ impl Tutor {
     /// Remembers an answer (for feedback) and logs it when the log is on.
     fn record(&self, question: &Question, answer: &Answer, started: std::time::Instant) {
         self.recent.insert(&answer.answer_id, &question.lesson_id);
-        if let Some(shared) = &self.shared
-            && let Ok(runtime) = tokio::runtime::Handle::try_current()
-        {
-            let shared = shared.clone();
-            let (id, lesson) = (answer.answer_id.clone(), question.lesson_id.clone());
-            // Off the answer's path: a slow or absent Redis never delays it.
-            runtime.spawn(async move {
-                let _ = shared
-                    .remember_answer(&id, &lesson, SHARED_ANSWER_TTL)
-                    .await;
-            });
+        if let Some(shared) = &self.shared {
+            // Queued, written in batches: a slow or absent Redis never delays the answer.
+            shared.remember_answer(&answer.answer_id, &question.lesson_id, SHARED_ANSWER_TTL);
         }
         let Some(logger) = &self.logger else {
             return;
