@@ -21,25 +21,102 @@ const WARN_EVERY: Duration = Duration::from_secs(60);
 /// Every key the tutor writes starts with this.
 const PREFIX: &str = "tutor:";
 
-/// GCRA: KEYS[1] holds the bucket's theoretical arrival time (µs, Redis's clock). ARGV: the
-/// emission interval (µs per request) and the burst. Returns {1, 0} when admitted, {0, µs to
-/// wait} when not. Microseconds keep limits above 60,000 a minute exact; Lua's doubles hold
-/// them exactly for another two centuries.
+/// GCRA taking up to ARGV[3] cells at once: KEYS[1] holds the bucket's theoretical arrival time
+/// (µs, Redis's clock); ARGV[1] is the emission interval (µs per request), ARGV[2] the burst.
+/// Returns {cells taken, 0}, or {0, µs until one fits}. Taking n cells is exactly n single
+/// GCRA admissions in a row, stopped at the first that would not fit. Microseconds keep limits
+/// above 60,000 a minute exact; Lua's doubles hold them exactly for two more centuries.
 const GCRA: &str = r"
 local now = redis.call('TIME')
 local now_us = tonumber(now[1]) * 1000000 + tonumber(now[2])
 local interval = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
+local want = tonumber(ARGV[3])
 local tat = tonumber(redis.call('GET', KEYS[1]) or now_us)
 if tat < now_us then tat = now_us end
-local next_tat = tat + interval
-local allowed_at = next_tat - burst * interval
-if allowed_at > now_us then
-  return {0, allowed_at - now_us}
+local room = math.floor((now_us + (burst - 1) * interval - tat) / interval) + 1
+if room < 1 then
+  return {0, tat + interval - burst * interval - now_us}
 end
+local take = math.min(want, room)
+local next_tat = tat + take * interval
 redis.call('SET', KEYS[1], string.format('%d', next_tat), 'PX', math.max(1, math.ceil((next_tat - now_us) / 1000)))
-return {1, 0}
+return {take, 0}
 ";
+
+/// How long cells taken from Redis ahead of need stay usable here; what is left unused then is
+/// forgotten (the shared bucket is never overdrawn, only sometimes underused).
+pub const LEASE_FOR: Duration = Duration::from_millis(200);
+/// Most cells one replica takes from a bucket at once.
+const LEASE_MOST: u32 = 32;
+
+/// Cells a replica took from shared buckets ahead of need, per caller. A caller asking often
+/// (an LMS back end under one key) takes more at once, up to [`LEASE_MOST`] and a quarter of
+/// its burst, so Redis sees a fraction of its requests; one asking now and then (a learner's
+/// IP) takes one at a time, exactly as without leases.
+#[derive(Debug, Default)]
+pub struct Leases {
+    held: std::collections::HashMap<String, Lease>,
+    /// The size of `held` after the last sweep of expired leases.
+    swept: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Lease {
+    cells: u32,
+    until: Instant,
+    /// How many to take next time.
+    next: u32,
+}
+
+impl Leases {
+    /// Uses a held cell of `key`, if one is left and still valid.
+    pub fn take(&mut self, key: &str, now: Instant) -> bool {
+        match self.held.get_mut(key) {
+            Some(lease) if lease.cells > 0 && lease.until > now => {
+                lease.cells -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// How many cells to ask Redis for: more when the last lease was used up in time, one when
+    /// it expired unused (or there was none).
+    pub fn wanted(&self, key: &str, burst: u32, now: Instant) -> u32 {
+        let most = LEASE_MOST.min(burst / 4).max(1);
+        match self.held.get(key) {
+            Some(lease) if lease.cells == 0 && lease.until > now => lease.next.min(most),
+            _ => 1,
+        }
+    }
+
+    /// Records `granted` cells taken from Redis, one of which the caller uses now.
+    pub fn granted(&mut self, key: &str, asked: u32, granted: u32, now: Instant) {
+        if self.held.len() >= (self.swept * 2).max(1024) {
+            self.held.retain(|_, lease| lease.until > now);
+            self.swept = self.held.len();
+        }
+        let next = if granted >= asked {
+            asked.saturating_mul(2)
+        } else {
+            asked
+        };
+        // Requests that missed together each took cells: keep them all.
+        let left = match self.held.get(key) {
+            Some(lease) if lease.until > now => lease.cells,
+            _ => 0,
+        };
+        self.held.insert(
+            key.to_string(),
+            Lease {
+                cells: left + granted.saturating_sub(1),
+                until: now + LEASE_FOR,
+                next,
+            },
+        );
+    }
+}
 
 /// Answer ids waiting to be written to Redis; past this they are dropped (and counted).
 const ANSWER_QUEUE: usize = 10_000;
@@ -110,6 +187,8 @@ pub struct Shared {
     gcra: redis::Script,
     /// Answer ids on their way to Redis (see [`Shared::remember_answer`]).
     answers: std::sync::OnceLock<AnswerQueue>,
+    /// Rate-limit cells taken ahead of need.
+    leases: Mutex<Leases>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -130,6 +209,7 @@ impl Shared {
             last_warning: Mutex::new(None),
             gcra: redis::Script::new(GCRA),
             answers: std::sync::OnceLock::new(),
+            leases: Mutex::new(Leases::default()),
         }))
     }
 
@@ -206,30 +286,44 @@ impl Shared {
     }
 
     /// Takes one request from the bucket `key`, which refills one request per `interval` and
-    /// holds at most `burst`.
+    /// holds at most `burst`: from a cell this replica already took, or from Redis (taking a
+    /// few ahead for a caller that asks often; see [`Leases`]).
     pub async fn admit(
         &self,
         key: &str,
         interval: Duration,
         burst: u32,
     ) -> Result<Admission, SharedError> {
-        let key = format!("{PREFIX}rate:{key}");
+        let burst = burst.max(1);
+        let want = {
+            let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+            let now = Instant::now();
+            if leases.take(key, now) {
+                return Ok(Admission::Admit);
+            }
+            leases.wanted(key, burst, now)
+        };
+        let bucket = format!("{PREFIX}rate:{key}");
         let interval_us = interval.as_micros().max(1) as u64;
-        let (admitted, wait_us): (i64, i64) = self
+        let (taken, wait_us): (i64, i64) = self
             .call("rate_limit", |mut connection| async move {
                 self.gcra
-                    .key(key)
+                    .key(bucket)
                     .arg(interval_us)
-                    .arg(burst.max(1))
+                    .arg(burst)
+                    .arg(want)
                     .invoke_async(&mut connection)
                     .await
             })
             .await?;
-        Ok(if admitted == 1 {
-            Admission::Admit
-        } else {
-            Admission::Wait(Duration::from_micros(wait_us.max(0) as u64))
-        })
+        if taken < 1 {
+            return Ok(Admission::Wait(Duration::from_micros(wait_us.max(0) as u64)));
+        }
+        self.leases
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .granted(key, want, taken as u32, Instant::now());
+        Ok(Admission::Admit)
     }
 
     /// Remembers an answer's lesson for `ttl` (for feedback reaching another replica), without
@@ -282,5 +376,59 @@ impl Shared {
             })
             .await?;
         Ok(set.is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_caller_asking_often_takes_more_cells_at_once_and_one_asking_rarely_takes_one() {
+        let mut leases = Leases::default();
+        let t0 = Instant::now();
+        // First request: one cell, used at once.
+        assert!(!leases.take("key:lms", t0));
+        assert_eq!(leases.wanted("key:lms", 400, t0), 1);
+        leases.granted("key:lms", 1, 1, t0);
+        // Used up in time: twice as many next, up to the most.
+        let mut asked = Vec::new();
+        let mut now = t0;
+        for _ in 0..8 {
+            now += Duration::from_millis(1);
+            while leases.take("key:lms", now) {}
+            let want = leases.wanted("key:lms", 400, now);
+            asked.push(want);
+            leases.granted("key:lms", want, want, now);
+        }
+        assert_eq!(asked, vec![2, 4, 8, 16, 32, 32, 32, 32]);
+        // Held cells are used without asking.
+        assert!(leases.take("key:lms", now));
+        // A small burst caps the lease at a quarter of it.
+        assert_eq!(leases.wanted("ip:a", 10, now), 1);
+        leases.granted("ip:a", 1, 1, now);
+        for _ in 0..4 {
+            let want = leases.wanted("ip:a", 10, now);
+            assert!(want <= 2, "{want}");
+            leases.granted("ip:a", want, want, now);
+            while leases.take("ip:a", now) {}
+        }
+        // A lease not used in time is forgotten, and the next asks for one.
+        let later = now + LEASE_FOR + Duration::from_millis(1);
+        assert!(!leases.take("key:lms", later));
+        assert_eq!(leases.wanted("key:lms", 400, later), 1);
+        // Requests that missed together keep every cell they took.
+        leases.granted("key:y", 4, 4, later);
+        leases.granted("key:y", 4, 4, later);
+        let mut used = 0;
+        while leases.take("key:y", later) {
+            used += 1;
+        }
+        assert_eq!(used, 6, "8 taken, 2 used by the requests that took them");
+        // Fewer granted than asked (the bucket ran low): the next ask does not grow.
+        leases.granted("key:x", 8, 3, later);
+        assert!(leases.take("key:x", later) && leases.take("key:x", later));
+        assert!(!leases.take("key:x", later));
+        assert_eq!(leases.wanted("key:x", 400, later), 8);
     }
 }

@@ -659,10 +659,13 @@ async fn the_rate_limit_holds_across_replicas(d: &Deployment) {
         );
     }
     // The bucket refills LIMIT per minute while the test runs; per-process buckets would have
-    // admitted twice the limit.
+    // admitted twice the limit. A replica takes cells ahead for a caller this busy (at most 32
+    // at a time, kept 200 ms): ones it could not use in time are refused nowhere but lost, so
+    // the total may fall short of the limit by that much, never exceed it.
     let refilled = (elapsed * f64::from(LIMIT) / 60.0).ceil() as usize;
+    let unused_leases = 2 * 32;
     assert!(
-        admitted >= LIMIT as usize && admitted <= LIMIT as usize + refilled,
+        admitted + unused_leases >= LIMIT as usize && admitted <= LIMIT as usize + refilled,
         "admitted {admitted} of {} in {elapsed:.1} s with a shared limit of {LIMIT}",
         outcomes.len()
     );
