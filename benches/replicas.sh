@@ -4,6 +4,8 @@
 #
 #   one-sqlite  one replica, conversation log in SQLite, rate limits per process
 #   one-redis   the same replica, rate limits counted in Redis (the GCRA script)
+#   *-many      the same two, every request from another client address (X-Forwarded-For), so
+#               every request is a caller of its own: no cells are taken ahead, each one asks Redis
 #   two-lb      two replicas behind HAProxy (deploy/haproxy.cfg), log in PostgreSQL, limits and
 #               recent answers in Redis
 #
@@ -43,6 +45,9 @@ UP=$(free_port)
 PIDS+=("$!")
 for _ in $(seq 1 200); do curl -s -o /dev/null "http://127.0.0.1:$UP/v1/models" && break; sleep 0.05; done
 request_mix "$CATALOG" "$WORK/chat.lua" "$WORK/question" >/dev/null
+sed "s/{\['Content-Type'\]='application\/json'}/{['Content-Type']='application\/json', ['X-Forwarded-For']='10.'..math.random(0,255)..'.'..math.random(0,255)..'.'..math.random(0,255)}/" \
+  "$WORK/chat.lua" >"$WORK/chat-many.lua"
+grep -q X-Forwarded-For "$WORK/chat-many.lua"
 
 # PostgreSQL and Redis of our own.
 chmod 755 "$WORK"
@@ -86,9 +91,10 @@ start_replica() {  # CONFIG -> sets PORT (pid appended to PIDS and REPLICAS)
 rows() { psql -At -h 127.0.0.1 -p "$PGPORT" -U tutor postgres -c "SELECT count(*) FROM answers" 2>/dev/null || echo 0; }
 dropped() { curl -s "http://127.0.0.1:$1/metrics" | awk '/^tutor_log_writes_dropped_total/ {s += $2} END {print s + 0}'; }
 
-run_wrk() {  # NAME PORT
-  wrk -t2 -c"$CONNS" -d2s -s "$WORK/chat.lua" "http://127.0.0.1:$2" >/dev/null  # warm-up
-  wrk -t2 -c"$CONNS" -d"$DURATION" --latency -s "$WORK/chat.lua" "http://127.0.0.1:$2" >"$WORK/wrk.txt"
+run_wrk() {  # NAME PORT [LUA]
+  local lua="${3:-$WORK/chat.lua}"
+  wrk -t2 -c"$CONNS" -d2s -s "$lua" "http://127.0.0.1:$2" >/dev/null  # warm-up
+  wrk -t2 -c"$CONNS" -d"$DURATION" --latency -s "$lua" "http://127.0.0.1:$2" >"$WORK/wrk.txt"
   parse "$WORK/wrk.txt" >>"$WORK/runs-$1.txt"
 }
 
@@ -101,10 +107,10 @@ stop_replicas() {
 for _ in $(seq 1 "$RUNS"); do
   REPLICAS=()
   start_replica "$(config one-sqlite "$WORK/log.sqlite" no)"
-  run_wrk one-sqlite "$PORT"; stop_replicas
+  run_wrk one-sqlite "$PORT"; run_wrk one-sqlite-many "$PORT" "$WORK/chat-many.lua"; stop_replicas
 
   start_replica "$(config one-redis "$WORK/log.sqlite" yes)"
-  run_wrk one-redis "$PORT"; stop_replicas
+  run_wrk one-redis "$PORT"; run_wrk one-redis-many "$PORT" "$WORK/chat-many.lua"; stop_replicas
 
   cfg=$(config two-lb "$PG_URL" yes)
   start_replica "$cfg"; a=$PORT
@@ -129,7 +135,7 @@ done
 column() { cut -d' ' -f"$2" "$WORK/runs-$1.txt" | median; }
 echo "| /v1/chat through the stand-in model, wrk -t2 -c$CONNS -d$DURATION, median of $RUNS | req/s (runs) | p50 ms | p99 ms | non-2xx |"
 echo "|---|---|---|---|---|"
-for name in one-sqlite one-redis two-lb; do
+for name in one-sqlite one-redis one-sqlite-many one-redis-many two-lb; do
   echo "| $name | $(column "$name" 1) ($(cut -d' ' -f1 "$WORK/runs-$name.txt" | tr '\n' ' ')) | $(column "$name" 2) | $(column "$name" 3) | $(awk '{s += $4} END {print s}' "$WORK/runs-$name.txt") |"
 done
 echo
