@@ -4,6 +4,8 @@
 #   2. the load test (benches/load.sh: wrk on /v1/chat, 1,000 streams, RSS, start-up);
 #   3. the quality evaluation on ../shared/eval (SQuAD 2.0 dev, SciFact);
 #   4. the side-by-side with the Python peer (../shared/peer/compare.sh), when it is there.
+# The cost of sharing state between replicas has its own script, benches/replicas.sh (about
+# 8 minutes; it starts PostgreSQL, Redis and HAProxy).
 # usage: bash benches/report.sh > /tmp/report.md      (takes about 10 minutes)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
