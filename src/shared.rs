@@ -317,7 +317,9 @@ impl Shared {
             })
             .await?;
         if taken < 1 {
-            return Ok(Admission::Wait(Duration::from_micros(wait_us.max(0) as u64)));
+            return Ok(Admission::Wait(
+                Duration::from_micros(wait_us.max(0) as u64),
+            ));
         }
         self.leases
             .lock()
