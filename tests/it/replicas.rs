@@ -844,10 +844,34 @@ async fn answers_go_on_while_postgres_is_down(d: &mut Deployment) {
         assert_eq!(status, 200, "{body}");
         ids.push(body["answer_id"].as_str().expect("id").to_string());
     }
+    // Rated on both replicas while the database is away: found through Redis (or the
+    // replica's own memory), queued, and written with the answers.
+    for (id, replica) in ids.iter().take(2).zip([&d.a, &d.b]) {
+        let response = client()
+            .post(format!("{}/v1/feedback", replica.base))
+            .bearer_auth("load-secret")
+            .json(&json!({"answer_id": id, "rating": "up"}))
+            .send()
+            .await
+            .expect("feedback sent");
+        assert_eq!(response.status(), 200, "a rating while PostgreSQL is down");
+    }
     // Longer than a writer waits for a connection, so it has to keep its batch and retry.
     tokio::time::sleep(Duration::from_secs(5)).await;
     tokio::task::block_in_place(|| d.postgres.run());
     wait_stored(&d.postgres, &ids).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ids.iter().take(2).all(|id| {
+        stored(&d.postgres)
+            .iter()
+            .any(|r| &r.answer_id == id && r.rating == Some(tutor::conversation_log::Rating::Up))
+    }) {
+        assert!(
+            Instant::now() < deadline,
+            "the ratings given during the outage never reached their answers"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     for replica in [&d.a, &d.b] {
         assert_eq!(
             metric(&replica.base, "tutor_log_writes_dropped_total").await,
