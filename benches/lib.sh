@@ -78,3 +78,17 @@ fake_model() {  # HERE CACHE
   fi
   echo "$fake"
 }
+
+# Builds the release binaries and the scale catalog (cached), starts the stand-in model
+# (examples/stand-in.rs) and waits for it; sets UP to its port. Call from the checkout.
+catalog_and_stand_in() {  # HERE
+  cargo build --release -q --bin tutor --example gen-catalog --example stand-in
+  if [ ! -d "$CATALOG" ]; then
+    "$1/target/release/examples/gen-catalog" "$LESSONS_N" "$CATALOG" >/dev/null
+  fi
+  UP=$(free_port)
+  "$1/target/release/examples/stand-in" "$UP" >/dev/null 2>&1 &
+  PIDS+=("$!")
+  local _
+  for _ in $(seq 1 200); do curl -s -o /dev/null "http://127.0.0.1:$UP/v1/models" && break; sleep 0.05; done
+}

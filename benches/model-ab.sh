@@ -19,14 +19,7 @@ NEW="$(cd "$(dirname "$2")" && pwd)/$(basename "$2")"
 bench_setup
 
 cd "$HERE"
-cargo build --release -q --example gen-catalog --example stand-in
-if [ ! -d "$CATALOG" ]; then
-  "$HERE/target/release/examples/gen-catalog" "$LESSONS_N" "$CATALOG" >/dev/null
-fi
-UP=$(free_port)
-"$HERE/target/release/examples/stand-in" "$UP" >/dev/null 2>&1 &
-PIDS+=("$!")
-for i in $(seq 1 200); do curl -s -o /dev/null "http://127.0.0.1:$UP/v1/models" && break; sleep 0.05; done
+catalog_and_stand_in "$HERE"
 LESSON=$(request_mix "$CATALOG" "$WORK/chat.lua" "$WORK/question")
 
 for name in old new; do

@@ -35,15 +35,8 @@ fi
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 
 cd "$HERE"
-cargo build --release -q --bin tutor --example gen-catalog --example stand-in
+catalog_and_stand_in "$HERE"
 TUTOR="$HERE/target/release/tutor"
-if [ ! -d "$CATALOG" ]; then
-  "$HERE/target/release/examples/gen-catalog" "$LESSONS_N" "$CATALOG" >/dev/null
-fi
-UP=$(free_port)
-"$HERE/target/release/examples/stand-in" "$UP" >/dev/null 2>&1 &
-PIDS+=("$!")
-for _ in $(seq 1 200); do curl -s -o /dev/null "http://127.0.0.1:$UP/v1/models" && break; sleep 0.05; done
 request_mix "$CATALOG" "$WORK/chat.lua" "$WORK/question" >/dev/null
 sed "s/{\['Content-Type'\]='application\/json'}/{['Content-Type']='application\/json', ['X-Forwarded-For']='10.'..math.random(0,255)..'.'..math.random(0,255)..'.'..math.random(0,255)}/" \
   "$WORK/chat.lua" >"$WORK/chat-many.lua"
