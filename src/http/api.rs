@@ -94,9 +94,31 @@ pub struct SearchResults {
     hits: Vec<SearchHit>,
 }
 
+/// A JSON request body, as an extractor: read within [`BODY_LIMIT`] (a larger
+/// `Content-Length` is refused before reading) and [`super::server::BODY_READ_TIMEOUT`], and
+/// every failure rejected as an [`ApiError`] in the API's error shape. Any `Content-Type` is
+/// taken (`curl -d` and simple browser requests send others), the body alone decides.
+pub(super) struct ApiJson<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, _: &S) -> Result<Self, ApiError> {
+        if request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+            > Some(BODY_LIMIT)
+        {
+            return Err(ApiError::payload_too_large());
+        }
+        read_json(request.into_body()).await.map(ApiJson)
+    }
+}
+
 /// Reads a JSON body within [`BODY_LIMIT`] and [`super::server::BODY_READ_TIMEOUT`]; every
 /// failure is an [`ApiError`].
-pub(super) async fn read_json<T: serde::de::DeserializeOwned>(body: Body) -> Result<T, ApiError> {
+async fn read_json<T: serde::de::DeserializeOwned>(body: Body) -> Result<T, ApiError> {
     let bytes = tokio::time::timeout(
         super::server::BODY_READ_TIMEOUT,
         axum::body::to_bytes(body, BODY_LIMIT),
@@ -159,9 +181,9 @@ pub async fn chat(
     State(state): State<AppState>,
     caller: Option<axum::Extension<super::Caller>>,
     headers: HeaderMap,
-    body: Body,
+    ApiJson(request): ApiJson<ChatRequest>,
 ) -> Response {
-    match chat_inner(state, caller.map(|c| c.0), headers, body).await {
+    match chat_inner(state, caller.map(|c| c.0), headers, request).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     }
@@ -195,16 +217,8 @@ async fn chat_inner(
     state: AppState,
     caller: Option<super::Caller>,
     headers: HeaderMap,
-    body: Body,
+    request: ChatRequest,
 ) -> Result<Response, ApiError> {
-    if headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
-        > Some(BODY_LIMIT)
-    {
-        return Err(ApiError::payload_too_large());
-    }
-    let request: ChatRequest = read_json(body).await?;
     let stream = wants_stream(&headers, request.stream);
     let question = Question::parse(
         request.lesson_id,
@@ -410,9 +424,8 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 pub async fn feedback(
     State(state): State<AppState>,
     caller: Option<axum::Extension<super::Caller>>,
-    body: Body,
+    ApiJson(request): ApiJson<FeedbackRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let request: FeedbackRequest = read_json(body).await?;
     if request
         .comment
         .as_ref()

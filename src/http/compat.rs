@@ -7,7 +7,7 @@
 //! grounding rules. Unknown request fields are accepted and ignored. Errors use OpenAI's shape.
 
 use super::ErrorCode;
-use super::api::read_json;
+use super::api::ApiJson;
 use super::{AppState, error::ApiError};
 use crate::chat::{Answer, ChatEvent, Question};
 use crate::conversation_log::now;
@@ -29,7 +29,7 @@ use std::convert::Infallible;
 pub const MODEL_PREFIX: &str = "tutor/";
 
 #[derive(Deserialize)]
-struct CompletionRequest {
+pub(super) struct CompletionRequest {
     model: String,
     messages: Vec<Message>,
     #[serde(default)]
@@ -145,9 +145,9 @@ pub async fn model(
 pub async fn completions(
     State(state): State<AppState>,
     caller: Option<axum::Extension<super::Caller>>,
-    body: Body,
+    ApiJson(request): ApiJson<CompletionRequest>,
 ) -> Response {
-    match completions_inner(state, caller.map(|c| c.0), body).await {
+    match completions_inner(state, caller.map(|c| c.0), request).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     }
@@ -156,9 +156,8 @@ pub async fn completions(
 async fn completions_inner(
     state: AppState,
     caller: Option<super::Caller>,
-    body: Body,
+    request: CompletionRequest,
 ) -> Result<Response, ApiError> {
-    let request: CompletionRequest = read_json(body).await?;
     let tutor = state.tutor()?;
     let lesson_id = request
         .model
