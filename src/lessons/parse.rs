@@ -340,269 +340,294 @@ fn cut_passages(
     body_start: usize,
     lines: &LineIndex,
 ) -> (Vec<Section>, Vec<Passage>) {
-    let options = markdown_options();
+    let mut cutter = Cutter::new(body_start, lines);
+    for (event, range) in Parser::new_ext(body, markdown_options()).into_offset_iter() {
+        cutter.event(event, range.start);
+    }
+    cutter.finish(lesson_id)
+}
 
-    let mut sections: Vec<Section> = Vec::new();
-    let mut section_blocks: Vec<Vec<Block>> = Vec::new();
-    let mut slug_counts: HashMap<String, usize> = HashMap::new();
-    let mut intro: Vec<Block> = Vec::new();
+/// A heading being read.
+struct OpenHeading {
+    level: u8,
+    text: String,
+    /// Offset in the file (for its line) and in the body (for the page's anchor).
+    at: usize,
+    body_offset: usize,
+}
 
-    // A heading being read: its level, its text so far, its offset in the file and in the body.
-    let mut heading: Option<(u8, String, usize, usize)> = None;
-    let mut block: Option<Block> = None;
-    let mut list_depth = 0usize;
-    let mut quote_depth = 0usize;
-    let mut table_head: Vec<String> = Vec::new();
-    let mut in_table_head = false;
-    let mut row: Vec<String> = Vec::new();
-    let mut cell: Option<String> = None;
+/// The state of one walk over a lesson's Markdown events: the sections found so far with their
+/// blocks, and what is open (a heading, a block, a table row or cell, list and quote depth).
+/// One method per kind of event; a block is closed into the current section by [`Cutter::close`].
+struct Cutter<'a> {
+    body_start: usize,
+    lines: &'a LineIndex,
+    sections: Vec<Section>,
+    /// The blocks of each section, in step with `sections`.
+    section_blocks: Vec<Vec<Block>>,
+    /// Blocks before the first section: an "Introduction" section if there are any.
+    intro: Vec<Block>,
+    slug_counts: HashMap<String, usize>,
+    heading: Option<OpenHeading>,
+    block: Option<Block>,
+    list_depth: usize,
+    quote_depth: usize,
+    table_head: Vec<String>,
+    in_table_head: bool,
+    row: Vec<String>,
+    cell: Option<String>,
+}
 
-    let push_block = |block: Block,
-                      sections: &Vec<Section>,
-                      blocks: &mut Vec<Vec<Block>>,
-                      intro: &mut Vec<Block>| {
+impl<'a> Cutter<'a> {
+    fn new(body_start: usize, lines: &'a LineIndex) -> Cutter<'a> {
+        Cutter {
+            body_start,
+            lines,
+            sections: Vec::new(),
+            section_blocks: Vec::new(),
+            intro: Vec::new(),
+            slug_counts: HashMap::new(),
+            heading: None,
+            block: None,
+            list_depth: 0,
+            quote_depth: 0,
+            table_head: Vec::new(),
+            in_table_head: false,
+            row: Vec::new(),
+            cell: None,
+        }
+    }
+
+    /// True outside lists and block quotes, where blocks open and close at the top level.
+    fn at_top(&self) -> bool {
+        self.list_depth == 0 && self.quote_depth == 0
+    }
+
+    /// Adds a finished block to the current section (or the introduction); empty ones vanish.
+    fn push(&mut self, block: Block) {
         if block.text.trim().is_empty() {
             return;
         }
-        if sections.is_empty() {
-            intro.push(block);
-        } else if let Some(last) = blocks.last_mut() {
+        if self.sections.is_empty() {
+            self.intro.push(block);
+        } else if let Some(last) = self.section_blocks.last_mut() {
             last.push(block);
         }
-    };
+    }
 
-    for (event, range) in Parser::new_ext(body, options).into_offset_iter() {
-        let offset = body_start + range.start;
+    /// Closes the open block, if any.
+    fn close(&mut self) {
+        if let Some(open) = self.block.take() {
+            self.push(open);
+        }
+    }
+
+    /// Closes the open block and opens one of `kind`.
+    fn open(&mut self, kind: BlockKind, offset: usize) {
+        self.close();
+        self.block = Some(Block {
+            kind,
+            text: String::new(),
+            offset,
+        });
+    }
+
+    fn event(&mut self, event: Event<'_>, body_offset: usize) {
+        let offset = self.body_start + body_offset;
         match event {
             Event::Start(Tag::Heading { level, .. }) => {
-                if let Some(open) = block.take() {
-                    push_block(open, &sections, &mut section_blocks, &mut intro);
-                }
-                heading = Some((heading_level(level), String::new(), offset, range.start));
+                self.close();
+                self.heading = Some(OpenHeading {
+                    level: heading_level(level),
+                    text: String::new(),
+                    at: offset,
+                    body_offset,
+                });
             }
-            Event::End(TagEnd::Heading(_)) => {
-                if let Some((level, text, at, body_offset)) = heading.take() {
-                    let title = text.trim().to_string();
-                    match level {
-                        2 | 3 if !title.is_empty() => {
-                            let slug = unique_slug(&mut slug_counts, slugify(&title));
-                            sections.push(Section {
-                                slug,
-                                title,
-                                level,
-                                line: lines.line(at),
-                                body_offset,
-                            });
-                            section_blocks.push(Vec::new());
-                        }
-                        // A level-1 heading repeats the lesson title; deeper ones are part of
-                        // the section's text.
-                        1..=3 => {}
-                        _ => push_block(
-                            Block {
-                                kind: BlockKind::Paragraph,
-                                text: title,
-                                offset: at,
-                            },
-                            &sections,
-                            &mut section_blocks,
-                            &mut intro,
-                        ),
-                    }
-                }
-            }
+            Event::End(TagEnd::Heading(_)) => self.heading_end(),
             Event::Start(Tag::BlockQuote(_)) => {
-                if quote_depth == 0 && list_depth == 0 {
-                    if let Some(open) = block.take() {
-                        push_block(open, &sections, &mut section_blocks, &mut intro);
-                    }
-                    block = Some(Block {
-                        kind: BlockKind::Quote,
-                        text: String::new(),
-                        offset,
-                    });
+                if self.at_top() {
+                    self.open(BlockKind::Quote, offset);
                 }
-                quote_depth += 1;
+                self.quote_depth += 1;
             }
             Event::End(TagEnd::BlockQuote(_)) => {
-                quote_depth = quote_depth.saturating_sub(1);
-                if quote_depth == 0
-                    && list_depth == 0
-                    && let Some(open) = block.take()
-                {
-                    push_block(open, &sections, &mut section_blocks, &mut intro);
+                self.quote_depth = self.quote_depth.saturating_sub(1);
+                if self.at_top() {
+                    self.close();
                 }
             }
-            Event::Start(Tag::Item) => {
-                if list_depth == 1 && quote_depth == 0 {
-                    if let Some(open) = block.take() {
-                        push_block(open, &sections, &mut section_blocks, &mut intro);
-                    }
-                    block = Some(Block {
-                        kind: BlockKind::ListItem,
-                        text: String::new(),
-                        offset,
-                    });
-                } else if let Some(open) = block.as_mut() {
-                    // "Conditions: a; b" reads better than "Conditions:; a; b".
-                    if open.text.trim_end().ends_with(':') {
-                        separate(&mut open.text, " ");
-                    } else {
-                        separate(&mut open.text, "; ");
-                    }
-                }
-            }
+            Event::Start(Tag::Item) => self.item_start(offset),
             Event::End(TagEnd::Item) => {
-                if list_depth == 1
-                    && quote_depth == 0
-                    && let Some(open) = block.take()
-                {
-                    push_block(open, &sections, &mut section_blocks, &mut intro);
+                if self.list_depth == 1 && self.quote_depth == 0 {
+                    self.close();
                 }
             }
             Event::Start(Tag::List(_)) => {
-                list_depth += 1;
-                if list_depth > 1
-                    && let Some(open) = block.as_mut()
+                self.list_depth += 1;
+                if self.list_depth > 1
+                    && let Some(open) = self.block.as_mut()
                 {
                     trim_trailing_colon(&mut open.text);
                     separate(&mut open.text, ": ");
                 }
             }
-            Event::End(TagEnd::List(_)) => list_depth = list_depth.saturating_sub(1),
-            Event::Start(Tag::Paragraph) => {
-                if let Some(open) = block.as_mut() {
-                    separate(&mut open.text, " ");
-                } else {
-                    block = Some(Block {
-                        kind: BlockKind::Paragraph,
-                        text: String::new(),
-                        offset,
-                    });
+            Event::End(TagEnd::List(_)) => self.list_depth = self.list_depth.saturating_sub(1),
+            Event::Start(Tag::Paragraph) => match self.block.as_mut() {
+                Some(open) => separate(&mut open.text, " "),
+                None => self.open(BlockKind::Paragraph, offset),
+            },
+            Event::End(TagEnd::Paragraph) | Event::End(TagEnd::CodeBlock) => {
+                if self.at_top() {
+                    self.close();
                 }
             }
-            Event::End(TagEnd::Paragraph) => {
-                if list_depth == 0
-                    && quote_depth == 0
-                    && let Some(open) = block.take()
-                {
-                    push_block(open, &sections, &mut section_blocks, &mut intro);
-                }
-            }
-            Event::Start(Tag::CodeBlock(_)) if list_depth == 0 && quote_depth == 0 => {
-                if let Some(open) = block.take() {
-                    push_block(open, &sections, &mut section_blocks, &mut intro);
-                }
-                block = Some(Block {
-                    kind: BlockKind::Code,
-                    text: String::new(),
-                    offset,
-                });
-            }
-            Event::End(TagEnd::CodeBlock) => {
-                if list_depth == 0
-                    && quote_depth == 0
-                    && let Some(open) = block.take()
-                {
-                    push_block(open, &sections, &mut section_blocks, &mut intro);
-                }
+            Event::Start(Tag::CodeBlock(_)) if self.at_top() => {
+                self.open(BlockKind::Code, offset);
             }
             Event::Start(Tag::Table(_)) => {
-                if let Some(open) = block.take() {
-                    push_block(open, &sections, &mut section_blocks, &mut intro);
-                }
-                table_head.clear();
+                self.close();
+                self.table_head.clear();
             }
-            Event::Start(Tag::TableHead) => in_table_head = true,
+            Event::Start(Tag::TableHead) => self.in_table_head = true,
             Event::End(TagEnd::TableHead) => {
-                in_table_head = false;
-                table_head = std::mem::take(&mut row);
+                self.in_table_head = false;
+                self.table_head = std::mem::take(&mut self.row);
             }
-            Event::Start(Tag::TableRow) => row.clear(),
-            Event::End(TagEnd::TableRow) if in_table_head => {}
+            Event::Start(Tag::TableRow) => self.row.clear(),
+            Event::End(TagEnd::TableRow) if self.in_table_head => {}
             Event::End(TagEnd::TableRow) => {
-                let text = table_row_text(&table_head, &row);
-                push_block(
-                    Block {
-                        kind: BlockKind::TableRow,
-                        text,
-                        offset,
-                    },
-                    &sections,
-                    &mut section_blocks,
-                    &mut intro,
-                );
-                row.clear();
+                let text = table_row_text(&self.table_head, &self.row);
+                self.push(Block {
+                    kind: BlockKind::TableRow,
+                    text,
+                    offset,
+                });
+                self.row.clear();
             }
-            Event::Start(Tag::TableCell) => cell = Some(String::new()),
+            Event::Start(Tag::TableCell) => self.cell = Some(String::new()),
             Event::End(TagEnd::TableCell) => {
-                row.push(cell.take().unwrap_or_default().trim().to_string());
+                let cell = self.cell.take().unwrap_or_default();
+                self.row.push(cell.trim().to_string());
             }
-            Event::Text(text) | Event::Code(text) => {
-                let target = if let Some(cell) = cell.as_mut() {
-                    cell
-                } else if let Some((_, heading_text, _, _)) = heading.as_mut() {
-                    heading_text
-                } else {
-                    let open = block.get_or_insert_with(|| Block {
-                        kind: if list_depth > 0 {
-                            BlockKind::ListItem
-                        } else {
-                            BlockKind::Paragraph
-                        },
-                        text: String::new(),
-                        offset,
-                    });
-                    &mut open.text
-                };
-                target.push_str(&text);
-            }
-            Event::SoftBreak | Event::HardBreak => {
-                if let Some(cell) = cell.as_mut() {
-                    cell.push(' ');
-                } else if let Some(open) = block.as_mut() {
-                    if open.kind == BlockKind::Code {
-                        open.text.push('\n');
-                    } else {
-                        open.text.push(' ');
-                    }
-                }
-            }
+            Event::Text(text) | Event::Code(text) => self.text(&text, offset),
+            Event::SoftBreak | Event::HardBreak => self.line_break(),
             _ => {}
         }
     }
-    if let Some(open) = block.take() {
-        push_block(open, &sections, &mut section_blocks, &mut intro);
+
+    /// A `##` or `###` heading starts a section; `#` repeats the lesson title; deeper ones are
+    /// part of the section's text.
+    fn heading_end(&mut self) {
+        let Some(heading) = self.heading.take() else {
+            return;
+        };
+        let title = heading.text.trim().to_string();
+        match heading.level {
+            2 | 3 if !title.is_empty() => {
+                let slug = unique_slug(&mut self.slug_counts, slugify(&title));
+                self.sections.push(Section {
+                    slug,
+                    title,
+                    level: heading.level,
+                    line: self.lines.line(heading.at),
+                    body_offset: heading.body_offset,
+                });
+                self.section_blocks.push(Vec::new());
+            }
+            1..=3 => {}
+            _ => self.push(Block {
+                kind: BlockKind::Paragraph,
+                text: title,
+                offset: heading.at,
+            }),
+        }
     }
 
-    if !intro.is_empty() {
-        let slug = unique_slug(&mut slug_counts, "introduction".to_string());
-        sections.insert(
-            0,
-            Section {
-                slug,
-                title: "Introduction".to_string(),
-                level: 0,
-                line: lines.line(intro[0].offset),
-                body_offset: intro[0].offset - body_start,
-            },
-        );
-        section_blocks.insert(0, intro);
+    /// A top-level list item is a block of its own; a nested one joins its parent's text.
+    fn item_start(&mut self, offset: usize) {
+        if self.list_depth == 1 && self.quote_depth == 0 {
+            self.open(BlockKind::ListItem, offset);
+        } else if let Some(open) = self.block.as_mut() {
+            // "Conditions: a; b" reads better than "Conditions:; a; b".
+            if open.text.trim_end().ends_with(':') {
+                separate(&mut open.text, " ");
+            } else {
+                separate(&mut open.text, "; ");
+            }
+        }
     }
 
-    let mut passages = Vec::new();
-    for (index, blocks) in section_blocks.into_iter().enumerate() {
-        let slug = &sections[index].slug;
-        for (n, (text, offset)) in group_blocks(blocks).into_iter().enumerate() {
-            passages.push(Passage {
-                id: format!("{lesson_id}#{slug}-{}", n + 1),
-                section: index,
-                text,
-                line: lines.line(offset),
+    /// Text goes to the open table cell, else the open heading, else the open block (opening
+    /// one when there is none).
+    fn text(&mut self, text: &str, offset: usize) {
+        let target = if let Some(cell) = self.cell.as_mut() {
+            cell
+        } else if let Some(heading) = self.heading.as_mut() {
+            &mut heading.text
+        } else {
+            let kind = if self.list_depth > 0 {
+                BlockKind::ListItem
+            } else {
+                BlockKind::Paragraph
+            };
+            let open = self.block.get_or_insert_with(|| Block {
+                kind,
+                text: String::new(),
+                offset,
+            });
+            &mut open.text
+        };
+        target.push_str(text);
+    }
+
+    /// Line breaks are spaces, except in code.
+    fn line_break(&mut self) {
+        if let Some(cell) = self.cell.as_mut() {
+            cell.push(' ');
+        } else if let Some(open) = self.block.as_mut() {
+            open.text.push(if open.kind == BlockKind::Code {
+                '\n'
+            } else {
+                ' '
             });
         }
     }
-    (sections, passages)
+
+    /// Closes what is open, adds the introduction, and groups each section's blocks into
+    /// passages.
+    fn finish(mut self, lesson_id: &str) -> (Vec<Section>, Vec<Passage>) {
+        self.close();
+        let mut sections = self.sections;
+        let mut section_blocks = self.section_blocks;
+        if !self.intro.is_empty() {
+            let slug = unique_slug(&mut self.slug_counts, "introduction".to_string());
+            sections.insert(
+                0,
+                Section {
+                    slug,
+                    title: "Introduction".to_string(),
+                    level: 0,
+                    line: self.lines.line(self.intro[0].offset),
+                    body_offset: self.intro[0].offset - self.body_start,
+                },
+            );
+            section_blocks.insert(0, self.intro);
+        }
+        let mut passages = Vec::new();
+        for (index, blocks) in section_blocks.into_iter().enumerate() {
+            let slug = &sections[index].slug;
+            for (n, (text, offset)) in group_blocks(blocks).into_iter().enumerate() {
+                passages.push(Passage {
+                    id: format!("{lesson_id}#{slug}-{}", n + 1),
+                    section: index,
+                    text,
+                    line: self.lines.line(offset),
+                });
+            }
+        }
+        (sections, passages)
+    }
 }
 
 fn heading_level(level: HeadingLevel) -> u8 {
