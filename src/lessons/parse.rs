@@ -458,10 +458,8 @@ impl<'a> Cutter<'a> {
                 }
             }
             Event::Start(Tag::Item) => self.item_start(offset),
-            Event::End(TagEnd::Item) => {
-                if self.list_depth == 1 && self.quote_depth == 0 {
-                    self.close();
-                }
+            Event::End(TagEnd::Item) if self.list_depth == 1 && self.quote_depth == 0 => {
+                self.close();
             }
             Event::Start(Tag::List(_)) => {
                 self.list_depth += 1;
@@ -477,10 +475,8 @@ impl<'a> Cutter<'a> {
                 Some(open) => separate(&mut open.text, " "),
                 None => self.open(BlockKind::Paragraph, offset),
             },
-            Event::End(TagEnd::Paragraph) | Event::End(TagEnd::CodeBlock) => {
-                if self.at_top() {
-                    self.close();
-                }
+            Event::End(TagEnd::Paragraph) | Event::End(TagEnd::CodeBlock) if self.at_top() => {
+                self.close();
             }
             Event::Start(Tag::CodeBlock(_)) if self.at_top() => {
                 self.open(BlockKind::Code, offset);
