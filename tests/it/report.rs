@@ -132,7 +132,12 @@ fn tutor_report_reads_the_log_file_and_filters_by_date_and_lesson() {
     };
     let json: serde_json::Value = serde_json::from_str(&run(&["--format", "json"])).expect("JSON");
     assert_eq!(json["lessons"][0]["asked"], 10);
-    let later = run(&["--since", "2099-01-01"]);
+    // The records were made at 1,790,000,000 s: 2026-09-21 14:13 UTC. A day starts at
+    // midnight UTC, so the 21st includes them all and the 22nd none.
+    let same_day: serde_json::Value =
+        serde_json::from_str(&run(&["--since", "2026-09-21", "--format", "json"])).expect("JSON");
+    assert_eq!(same_day["lessons"][0]["asked"], 10);
+    let later = run(&["--since", "2026-09-22"]);
     assert!(later.contains("No questions"), "{later}");
     let other = run(&["--lesson", "the-policy-layer"]);
     assert!(other.contains("No questions"), "{other}");

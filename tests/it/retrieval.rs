@@ -127,13 +127,11 @@ fn refreshing_an_unchanged_catalog_writes_nothing_and_a_changed_lesson_is_rewrit
     let retriever = Retriever::open(catalog, &index, Default::default()).expect("open");
     let hits = retriever.search(None, "zebra", 5).expect("search");
     assert_eq!(hits[0].passage().id, "hybrid-routing#added-later-1");
-    assert!(
-        retriever
-            .search(None, "openness spectrum", 5)
-            .expect("search")
-            .iter()
-            .all(|h| h.lesson.id == "hybrid-routing")
-    );
+    let hits = retriever
+        .search(None, "openness spectrum", 5)
+        .expect("search");
+    assert!(!hits.is_empty(), "the words are in the catalog");
+    assert!(hits.iter().all(|h| h.lesson.id == "hybrid-routing"));
 }
 
 #[test]
