@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Browser tests of the widget, the lesson pages and LTI launches from an LMS page.
-# Usage: tests/browser/run.sh PATH/TO/tutor
+# Usage: tests/browser/run.sh PATH/TO/tutor [FILE PATTERN]
+#   FILE PATTERN: only the scenarios of FILE (widget.test.mjs or lti.test.mjs) whose names match
+#   the regular expression PATTERN (tests/browser.rs runs each scenario as a test of its own).
 # Installs Debian's chromium when missing and the npm packages pinned in package-lock.json.
 set -euo pipefail
 
@@ -30,4 +32,9 @@ if [ ! -d node_modules ]; then
 fi
 
 mkdir -p "$repo/target/screenshots"
-TUTOR_BIN="$tutor_bin" TUTOR_LESSONS="$repo/lessons" node --test widget.test.mjs lti.test.mjs
+if [ $# -ge 3 ]; then
+  TUTOR_BIN="$tutor_bin" TUTOR_LESSONS="$repo/lessons" \
+    node --test --test-reporter=tap --test-name-pattern="$3" "$2"
+else
+  TUTOR_BIN="$tutor_bin" TUTOR_LESSONS="$repo/lessons" node --test widget.test.mjs lti.test.mjs
+fi

@@ -436,9 +436,21 @@ test("an answer streams in, cites the lesson, and its citation jumps to the host
   await page.waitForFunction(() => !document.querySelector("[data-tutor-highlight]"), null, { timeout: 4000 });
 });
 
-test("a reload keeps the conversation, and Clear empties it", { timeout: 30_000 }, async () => {
-  const page = conversationPage;
-  assert.ok(page, "needs the conversation of the previous test");
+/** A page whose widget holds one finished question and answer (the first scenario's, or a
+ * fresh one when this scenario runs alone). */
+async function pageWithConversation() {
+  if (conversationPage) return conversationPage;
+  const page = await newPage();
+  await page.goto(`${hostOrigin}/`);
+  await openWidget(page);
+  await widget(page, "textarea").fill("Which deployment should I start with?");
+  await widget(page, "textarea").press("Enter");
+  await widget(page, ".msg.assistant:not(.streaming) .cite").first().waitFor({ timeout: 30_000 });
+  return page;
+}
+
+test("a reload keeps the conversation, and Clear empties it", { timeout: 60_000 }, async () => {
+  const page = await pageWithConversation();
   const key = `tutor:conversation:${LESSON}`;
   const saved = JSON.parse(await page.evaluate((k) => localStorage.getItem(k), key));
   assert.equal(saved.length, 2);
