@@ -10,6 +10,7 @@
 #   - peak RSS under that load;
 #   - STREAMS concurrent streaming answers through a fake OpenAI-compatible model that answers in
 #     50 chunks over about 1 s (../shared/peer/fake-upstream): errors, time to first event, RSS.
+# TUTOR_BIN=PATH measures another build of the tutor (an A/B of two binaries, run in turns).
 # Everything runs on this machine's cores together (wrk, tutor and the fake model share them).
 set -euo pipefail
 
@@ -21,7 +22,7 @@ STREAMS="${STREAMS:-1000}"
 
 cd "$HERE"
 cargo build --release -q --bin tutor --example gen-catalog --example stream-load
-TUTOR="$HERE/target/release/tutor"
+TUTOR="${TUTOR_BIN:-$HERE/target/release/tutor}"
 if [ ! -d "$CATALOG" ]; then
   "$HERE/target/release/examples/gen-catalog" "$LESSONS_N" "$CATALOG" >/dev/null
 fi

@@ -5,6 +5,11 @@ use clap::Parser;
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
+/// jemalloc: glibc's allocator spent about a fifth of the CPU of an answer through a model
+/// (many short-lived strings and buffers across threads); see BENCHMARKS.md.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = tutor::cli::Cli::parse();
     let default_level = if cli.is_serve() { "info" } else { "warn" };
