@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs tests/python/openai_client.py (the official openai package, from PyPI) against the tutor
-# binary given as the first argument, on a free port of 127.0.0.1 with the embedded answerer.
+# binary given as the first argument, on a free port of 127.0.0.1 with the embedded answerer;
+# further arguments name the checks to run (default: all).
 # The package is installed into target/py-openai when missing.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -21,4 +22,4 @@ for _ in $(seq 1 600); do
   curl -sf -o /dev/null "http://127.0.0.1:$port/readyz" && break
   sleep 0.05
 done
-"$venv/bin/python" "$here/openai_client.py" "http://127.0.0.1:$port"
+"$venv/bin/python" "$here/openai_client.py" "http://127.0.0.1:$port" "${@:2}"
