@@ -164,29 +164,16 @@ async fn free_text_with_query_syntax_never_errors() {
 #[tokio::test]
 async fn lessons_are_listed_with_their_sections() {
     let app = spawn_app(None).await;
-    let body: Value = app
-        .client
-        .get(format!("{}/v1/lessons", app.base))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let (status, body) = app.get_json("/v1/lessons").await;
+    assert_eq!(status, 200);
     let lessons = body["lessons"].as_array().expect("lessons");
     assert!(lessons.len() >= 6);
     for lesson in lessons {
         assert!(lesson["title"].is_string() && lesson["summary"].is_string());
         assert!(!lesson["sections"].as_array().expect("sections").is_empty());
     }
-    let one = app
-        .client
-        .get(format!("{}/v1/lessons/hybrid-routing", app.base))
-        .send()
-        .await
-        .expect("get");
-    assert_eq!(one.status(), 200);
-    let one: Value = one.json().await.expect("json");
+    let (status, one) = app.get_json("/v1/lessons/hybrid-routing").await;
+    assert_eq!(status, 200);
     assert!(
         one["sections"]
             .as_array()
@@ -199,18 +186,10 @@ async fn lessons_are_listed_with_their_sections() {
 #[tokio::test]
 async fn search_ranks_passages_of_one_lesson_or_all() {
     let app = spawn_app(None).await;
-    let body: Value = app
-        .client
-        .get(format!(
-            "{}/v1/search?q=export+controls+on+weights&k=3",
-            app.base
-        ))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let (status, body) = app
+        .get_json("/v1/search?q=export+controls+on+weights&k=3")
+        .await;
+    assert_eq!(status, 200);
     let hits = body["hits"].as_array().expect("hits");
     assert!(!hits.is_empty() && hits.len() <= 3);
     assert_eq!(hits[0]["lesson_id"], "the-policy-layer", "{body}");

@@ -69,15 +69,8 @@ async fn models_list_one_model_per_lesson() {
         "{ids:?}"
     );
     assert_eq!(ids.len(), 7);
-    let one: Value = app
-        .client
-        .get(format!("{}/v1/models/tutor/hybrid-routing", app.base))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
+    let (status, one) = app.get_json("/v1/models/tutor/hybrid-routing").await;
+    assert_eq!(status, 200);
     assert_eq!(one["id"], "tutor/hybrid-routing");
 }
 

@@ -371,6 +371,18 @@ impl App {
         (status, response.json().await.expect("JSON body"))
     }
 
+    /// GETs `path` and returns the status and the JSON body.
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("request sent");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("JSON body"))
+    }
+
     /// Posts a streaming chat request and returns the (event, data) pairs.
     pub async fn chat_stream(&self, body: Value) -> (u16, Vec<(String, Value)>) {
         let response = self

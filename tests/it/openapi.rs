@@ -1,21 +1,13 @@
 //! The OpenAPI document matches what the server really does.
 
 use crate::helpers::spawn_app;
-use serde_json::Value;
 use std::collections::BTreeSet;
 
 #[tokio::test]
 async fn every_route_is_in_the_openapi_document_and_every_documented_route_is_served() {
     let app = spawn_app(None).await;
-    let spec: Value = app
-        .client
-        .get(format!("{}/openapi.json", app.base))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
+    let (status, spec) = app.get_json("/openapi.json").await;
+    assert_eq!(status, 200);
     assert!(
         spec["openapi"]
             .as_str()
