@@ -14,13 +14,12 @@ fn answer(text: &str) -> Behaviour {
 }
 
 fn provider(name: &str, model: &FakeModel) -> NamedProvider {
-    let mut settings = model.settings();
-    settings.first_token_timeout = Duration::from_millis(600);
-    settings.total_timeout = Duration::from_secs(3);
-    NamedProvider {
-        name: name.to_string(),
-        settings,
-    }
+    crate::helpers::chain_provider(
+        name,
+        model,
+        Duration::from_millis(600),
+        Duration::from_secs(3),
+    )
 }
 
 #[tokio::test]

@@ -421,3 +421,20 @@ pub fn parse_sse(text: &str) -> Vec<(String, Value)> {
     }
     events
 }
+
+/// A provider of a fallback chain served by `model`, with a short first-token and total timeout
+/// (so a test of slow or silent providers takes a second, not the defaults' minute).
+pub fn chain_provider(
+    name: &str,
+    model: &FakeModel,
+    first_token: Duration,
+    total: Duration,
+) -> tutor::config::NamedProvider {
+    let mut settings = model.settings();
+    settings.first_token_timeout = first_token;
+    settings.total_timeout = total;
+    tutor::config::NamedProvider {
+        name: name.to_string(),
+        settings,
+    }
+}

@@ -164,13 +164,12 @@ async fn a_failed_chain_counts_each_provider_once_with_timeouts_as_timeouts() {
     let providers: Vec<tutor::config::NamedProvider> = [("broken", &broken), ("slow", &slow)]
         .into_iter()
         .map(|(name, model)| {
-            let mut settings = model.settings();
-            settings.first_token_timeout = std::time::Duration::from_millis(300);
-            settings.total_timeout = std::time::Duration::from_millis(600);
-            tutor::config::NamedProvider {
-                name: name.to_string(),
-                settings,
-            }
+            crate::helpers::chain_provider(
+                name,
+                model,
+                std::time::Duration::from_millis(300),
+                std::time::Duration::from_millis(600),
+            )
         })
         .collect();
     let app = crate::helpers::spawn_app_with(
