@@ -385,20 +385,16 @@ impl Tutor {
         only_lesson: Option<&str>,
     ) -> Rated {
         let lesson = match self.lesson_of_answer(answer_id).await {
-            Lookup::Found(lesson) => lesson,
+            Lookup::Found(lesson) => Some(lesson),
             Lookup::Missing => return Rated::Unknown,
             // The store cannot say now: the writer keeps the rating until the answer's record
             // is there. A session limited to one lesson cannot be checked, so it is refused.
-            Lookup::Unsure if only_lesson.is_none() => {
-                telemetry::feedback(rating);
-                if let Some(logger) = &self.logger {
-                    logger.rate(answer_id, rating, comment);
-                }
-                return Rated::Recorded;
-            }
-            Lookup::Unsure => return Rated::Unavailable,
+            Lookup::Unsure if only_lesson.is_some() => return Rated::Unavailable,
+            Lookup::Unsure => None,
         };
-        if only_lesson.is_some_and(|only| only != lesson) {
+        if let (Some(only), Some(lesson)) = (only_lesson, lesson)
+            && only != lesson
+        {
             return Rated::OtherLesson(lesson);
         }
         telemetry::feedback(rating);

@@ -52,6 +52,10 @@ pub struct PickerContext {
     pub context_title: Option<String>,
 }
 
+/// How long a used nonce is remembered: a token outlives its state by at most its own
+/// lifetime, so after both it can no longer be presented.
+const NONCE_TTL: std::time::Duration = STATE_TTL.saturating_mul(2);
+
 /// Nonces already used, with when they may be forgotten.
 #[derive(Default)]
 pub(super) struct NonceLedger {
@@ -72,8 +76,7 @@ impl NonceLedger {
         match used.get(nonce) {
             Some(forget_at) if *forget_at > now => false,
             _ => {
-                // A token outlives its state by at most its own lifetime; forget after both.
-                used.insert(nonce.to_string(), now + STATE_TTL * 2);
+                used.insert(nonce.to_string(), now + NONCE_TTL);
                 true
             }
         }
@@ -332,13 +335,14 @@ impl Lti {
         state: &StateClaims,
     ) -> Result<(), Rejection> {
         let nonce = string_claim(claims, "nonce").unwrap_or("");
-        if nonce.is_empty() || !same_digest(&digest(nonce), &state.nonce_digest) {
+        let nonce_digest = digest(nonce);
+        if nonce.is_empty() || !same_digest(&nonce_digest, &state.nonce_digest) {
             return Err(Rejection::new(
                 Check::Nonce,
                 "the id_token's nonce is not the one issued for this login",
             ));
         }
-        if !self.nonces.consume(nonce) || !self.first_use_everywhere(nonce).await {
+        if !self.nonces.consume(nonce) || !self.first_use_everywhere(nonce_digest).await {
             return Err(Rejection::new(
                 Check::Nonce,
                 "this id_token was already used (replayed nonce)",
@@ -350,9 +354,8 @@ impl Lti {
     /// Whether no other replica has used this nonce: asked of Redis, else of the log's
     /// database (on the blocking pool). When neither can answer, this process's ledger (already
     /// consulted) decides alone.
-    async fn first_use_everywhere(&self, nonce: &str) -> bool {
-        let key = digest(nonce);
-        let ttl = STATE_TTL * 2;
+    async fn first_use_everywhere(&self, key: String) -> bool {
+        let ttl = NONCE_TTL;
         if let Some(redis) = &self.shared_nonces.redis
             && let Ok(first) = redis.first_use_of_nonce(&key, ttl).await
         {
