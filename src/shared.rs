@@ -333,11 +333,15 @@ impl Shared {
     /// (at most every [`ANSWER_BATCH_EVERY`]), by a task started on first use. A full queue
     /// drops the id (counted): feedback then falls back on the log.
     pub fn remember_answer(self: &Arc<Self>, answer_id: &str, lesson: &str, ttl: Duration) {
+        // The writer task needs a runtime; without one (never the case under `serve`) the id
+        // is not shared, and the queue is not made, so a later call with a runtime makes it.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            crate::telemetry::shared_state_error("answer");
+            return;
+        };
         let queue = self.answers.get_or_init(|| {
             let (queue, receiver) = tokio::sync::mpsc::channel(ANSWER_QUEUE);
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(write_answers(Arc::downgrade(self), receiver));
-            }
+            runtime.spawn(write_answers(Arc::downgrade(self), receiver));
             queue
         });
         let key = format!("{PREFIX}answer:{answer_id}");
