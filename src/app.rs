@@ -30,35 +30,37 @@ pub struct Loaded {
     pub elapsed: Duration,
 }
 
-/// Loads lessons and refreshes the index only (`tutor index`).
-pub fn index(config: &Config) -> anyhow::Result<(Catalog, RefreshReport)> {
-    let catalog = load_catalog(&config.lessons_dir).with_context(|| {
+/// The lessons folder, parsed.
+fn lessons(config: &Config) -> anyhow::Result<Catalog> {
+    load_catalog(&config.lessons_dir).with_context(|| {
         format!(
             "cannot read the lessons folder {}",
             config.lessons_dir.display()
         )
-    })?;
+    })
+}
+
+/// Loads lessons and refreshes the index only (`tutor index`, which always writes).
+pub fn index(config: &Config) -> anyhow::Result<(Catalog, RefreshReport)> {
+    let catalog = lessons(config)?;
     let report = index::refresh(&config.index_dir, &catalog).context("cannot build the index")?;
     Ok((catalog, report))
 }
 
-/// Loads lessons and the catalog for an index built elsewhere (`index_read_only`): the index
-/// is opened as it is, never written; lessons whose files differ from what was indexed are
-/// reported (a replica deployed with other lesson files than its index was built from).
-fn read_only_index(config: &Config) -> anyhow::Result<(Catalog, RefreshReport)> {
-    let catalog = load_catalog(&config.lessons_dir).with_context(|| {
-        format!(
-            "cannot read the lessons folder {}",
-            config.lessons_dir.display()
-        )
-    })?;
+/// Brings the index in line with `catalog`, or, with `index_read_only`, takes the version built
+/// elsewhere as it is (never written), reporting lessons whose files differ from what was
+/// indexed (a replica deployed with other lesson files than its index was built from).
+fn index_for(config: &Config, catalog: &Catalog) -> anyhow::Result<RefreshReport> {
+    if !config.index_read_only {
+        return index::refresh(&config.index_dir, catalog).context("cannot refresh the index");
+    }
     let (version, _) = index::current_version(&config.index_dir).with_context(|| {
         format!(
             "no index at {} (index_read_only is set): build it with `tutor index`",
             config.index_dir.display()
         )
     })?;
-    let different = index::differences(&config.index_dir, &catalog);
+    let different = index::differences(&config.index_dir, catalog);
     if let Some(first) = different.first() {
         tracing::warn!(
             lessons = different.len(),
@@ -67,21 +69,11 @@ fn read_only_index(config: &Config) -> anyhow::Result<(Catalog, RefreshReport)> 
             "the read-only index was built from other lesson files than these"
         );
     }
-    let report = RefreshReport {
+    Ok(RefreshReport {
         unchanged: catalog.lessons.len(),
         version,
         ..RefreshReport::default()
-    };
-    Ok((catalog, report))
-}
-
-/// The catalog and its index, refreshed unless the index is read-only.
-fn catalog_and_index(config: &Config) -> anyhow::Result<(Catalog, RefreshReport)> {
-    if config.index_read_only {
-        read_only_index(config)
-    } else {
-        index(config)
-    }
+    })
 }
 
 /// The model the configuration selects.
@@ -168,7 +160,8 @@ pub fn load(config: &Config) -> anyhow::Result<Loaded> {
 /// [`load`] with stores already opened (`serve` shares them with LTI and the rate limiter).
 pub fn load_with(config: &Config, stores: &Stores) -> anyhow::Result<Loaded> {
     let started = Instant::now();
-    let (catalog, refresh) = catalog_and_index(config)?;
+    let catalog = lessons(config)?;
+    let refresh = index_for(config, &catalog)?;
     let problems = catalog.problems.clone();
     let lessons = catalog.lessons.len();
     let passages = catalog.passage_count();
@@ -216,24 +209,8 @@ pub fn reload(
     config: &Config,
     current: &Tutor,
 ) -> anyhow::Result<(Tutor, Vec<Problem>, RefreshReport)> {
-    let catalog = load_catalog(&config.lessons_dir)
-        .with_context(|| {
-            format!(
-                "cannot read the lessons folder {}",
-                config.lessons_dir.display()
-            )
-        })?
-        .keeping_last_good(current.retriever().catalog());
-    let refresh = if config.index_read_only {
-        RefreshReport {
-            version: index::current_version(&config.index_dir)
-                .map(|(name, _)| name)
-                .unwrap_or_default(),
-            ..RefreshReport::default()
-        }
-    } else {
-        index::refresh(&config.index_dir, &catalog).context("cannot refresh the index")?
-    };
+    let catalog = lessons(config)?.keeping_last_good(current.retriever().catalog());
+    let refresh = index_for(config, &catalog)?;
     let problems = catalog.problems.clone();
     let (retriever, prompts) = open_parts(config, catalog)?;
     Ok((current.reloaded(retriever, prompts), problems, refresh))
