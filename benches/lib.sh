@@ -92,3 +92,16 @@ catalog_and_stand_in() {  # HERE
   local _
   for _ in $(seq 1 200); do curl -s -o /dev/null "http://127.0.0.1:$UP/v1/models" && break; sleep 0.05; done
 }
+
+# The table of the runs each set-up wrote to WORK/runs-NAME.txt (one `parse` line per run):
+# the header, then per set-up the median req/s (and every run's), p50, p99, and the summed
+# non-2xx. Each argument is NAME or NAME=LABEL.
+runs_table() {
+  local arg name label f
+  echo "| /v1/chat through the stand-in model, wrk -t2 -c$CONNS -d$DURATION, median of $RUNS | req/s (runs) | p50 ms | p99 ms | non-2xx |"
+  echo "|---|---|---|---|---|"
+  for arg in "$@"; do
+    name="${arg%%=*}"; label="${arg#*=}"; f="$WORK/runs-$name.txt"
+    echo "| $label | $(cut -d' ' -f1 "$f" | median) ($(cut -d' ' -f1 "$f" | tr '\n' ' ')) | $(cut -d' ' -f2 "$f" | median) | $(cut -d' ' -f3 "$f" | median) | $(awk '{s += $4} END {print s}' "$f") |"
+  done
+}

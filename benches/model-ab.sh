@@ -46,11 +46,6 @@ for r in $(seq 1 "$RUNS"); do
 done
 
 column() { cut -d' ' -f"$2" "$WORK/runs-$1.txt" | median; }
-echo "| /v1/chat through the stand-in model, wrk -t2 -c$CONNS -d$DURATION, median of $RUNS | req/s (runs) | p50 ms | p99 ms | non-2xx |"
-echo "|---|---|---|---|---|"
-for name in old new; do
-  bin=$OLD; [ "$name" = new ] && bin=$NEW
-  echo "| $name ($bin) | $(column "$name" 1) ($(cut -d' ' -f1 "$WORK/runs-$name.txt" | tr '\n' ' ')) | $(column "$name" 2) | $(column "$name" 3) | $(awk '{s += $4} END {print s}' "$WORK/runs-$name.txt") |"
-done
+runs_table "old=old ($OLD)" "new=new ($NEW)"
 python3 -c "import sys; print(f'new/old req/s: {float(sys.argv[2]) / float(sys.argv[1]):.3f}')" "$(column old 1)" "$(column new 1)"
 for name in old new; do echo "$name answers: $(head -c 300 "$WORK/answer-$name.json")"; done

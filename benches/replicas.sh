@@ -125,11 +125,6 @@ for _ in $(seq 1 "$RUNS"); do
   stop_replicas
 done
 
-column() { cut -d' ' -f"$2" "$WORK/runs-$1.txt" | median; }
-echo "| /v1/chat through the stand-in model, wrk -t2 -c$CONNS -d$DURATION, median of $RUNS | req/s (runs) | p50 ms | p99 ms | non-2xx |"
-echo "|---|---|---|---|---|"
-for name in one-sqlite one-redis one-sqlite-many one-redis-many two-lb; do
-  echo "| $name | $(column "$name" 1) ($(cut -d' ' -f1 "$WORK/runs-$name.txt" | tr '\n' ' ')) | $(column "$name" 2) | $(column "$name" 3) | $(awk '{s += $4} END {print s}' "$WORK/runs-$name.txt") |"
-done
+runs_table one-sqlite one-redis one-sqlite-many one-redis-many two-lb
 echo
 echo "two-lb: log rows written to PostgreSQL per second (runs): $(cut -d' ' -f1 "$WORK/log-two-lb.txt" | tr '\n' ' '); records dropped: $(awk '{s += $2} END {print s}' "$WORK/log-two-lb.txt")"
