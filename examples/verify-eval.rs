@@ -26,7 +26,10 @@ use serde::Deserialize;
 use serde_json::json;
 use squad::{SquadQuestion, ratio};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tutor::chat::second::SecondOpinion;
 use tutor::chat::{Answer, ChatEvent, Plan, Question, Tutor};
 use tutor::lessons::load_catalog;
 use tutor::llm::{ChatModel, ModelError, ModelRequest, Reply, ReplyStream};
@@ -66,6 +69,48 @@ impl ChatModel for Scripted {
         let chars: Vec<char> = self.text().chars().collect();
         let pieces: Vec<String> = chars.chunks(3).map(|c| c.iter().collect()).collect();
         Box::pin(async move { Ok(ReplyStream::of_pieces(self.name(), pieces)) })
+    }
+}
+
+/// A second-opinion model that judges right: it is told whether the answer it is about to see
+/// is faithful, and counts the claims it is sent. It measures what the lexical verifier leaves
+/// to a second opinion, and what one that judges well would catch.
+#[derive(Default)]
+struct Oracle {
+    faithful: AtomicBool,
+    answers_asking: AtomicUsize,
+}
+
+impl ChatModel for Oracle {
+    fn name(&self) -> String {
+        "openai:oracle".to_string()
+    }
+    fn complete<'a>(
+        &'a self,
+        request: &'a ModelRequest,
+    ) -> BoxFuture<'a, Result<Reply, ModelError>> {
+        self.answers_asking.fetch_add(1, Ordering::Relaxed);
+        // "Judge the N claims above."
+        let claims: usize = request
+            .message
+            .split_whitespace()
+            .find_map(|w| w.parse().ok())
+            .unwrap_or(1);
+        let word = if self.faithful.load(Ordering::Relaxed) {
+            "SUPPORTED"
+        } else {
+            "UNSUPPORTED"
+        };
+        let text = (1..=claims).map(|n| format!("{n}: {word}\n")).collect();
+        Box::pin(async move {
+            Ok(Reply {
+                backend: self.name(),
+                text,
+            })
+        })
+    }
+    fn stream<'a>(&'a self, _: &'a ModelRequest) -> BoxFuture<'a, Result<ReplyStream, ModelError>> {
+        Box::pin(async { Err(ModelError::Upstream("the oracle only judges".to_string())) })
     }
 }
 
@@ -120,6 +165,12 @@ struct Tally {
     wrong_cite_cases: usize,
     /// Stream text that differed from its `done` answer (taken back or added later).
     unverified_streamed: usize,
+    /// With the oracle: faithful answers (verbatim, paraphrase, terse, wrong citation) and
+    /// perturbed ones, and how many of each were sent to the second opinion.
+    faithful_answers: usize,
+    faithful_asking: usize,
+    perturbed_answers: usize,
+    perturbed_asking: usize,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -358,14 +409,23 @@ fn run(
 ) -> anyhow::Result<serde_json::Value> {
     let (retriever, _index) = setup::load_and_index(lessons, RetrievalSettings::default())?;
     let model = Arc::new(Scripted::default());
-    let tutor = Tutor::new(retriever, Arc::new(Prompts::built_in()), model.clone());
+    let oracle = Arc::new(Oracle::default());
+    let tutor = Tutor::new(
+        retriever.clone(),
+        Arc::new(Prompts::built_in()),
+        model.clone(),
+    );
+    let second = Tutor::new(retriever, Arc::new(Prompts::built_in()), model.clone())
+        .with_second_opinion(SecondOpinion::new(oracle.clone(), Duration::from_secs(5)));
     let (mut json_tally, mut stream_tally) = (Tally::default(), Tally::default());
+    let mut second_tally = Tally::default();
     for case in &cases {
         let question = Question::parse(case.lesson.clone(), case.question.clone(), Vec::new())?;
         let (plan, _) = tutor.plan(&question)?;
         let Plan::Ask(asking) = plan else {
             json_tally.gate_refused += 1;
             stream_tally.gate_refused += 1;
+            second_tally.gate_refused += 1;
             continue;
         };
         let anchor = plain(&case.anchor);
@@ -378,15 +438,22 @@ fn run(
             // The sentence's passage was not retrieved: a retrieval miss, not the verifier's.
             json_tally.gate_refused += 1;
             stream_tally.gate_refused += 1;
+            second_tally.gate_refused += 1;
             continue;
         };
         let other = asking.citations.iter().map(|c| c.n).find(|&n| n != right);
-        for (tally, streamed) in [(&mut json_tally, false), (&mut stream_tally, true)] {
-            let mut ask = |text: String| -> anyhow::Result<Answer> {
+        for (tally, streamed, tutor) in [
+            (&mut json_tally, false, &tutor),
+            (&mut stream_tally, true, &tutor),
+            (&mut second_tally, false, &second),
+        ] {
+            let mut ask = |text: String, faithful: bool| -> anyhow::Result<Answer> {
                 model.say(&text);
+                oracle.faithful.store(faithful, Ordering::Relaxed);
+                let before = oracle.answers_asking.load(Ordering::Relaxed);
                 let question =
                     Question::parse(case.lesson.clone(), case.question.clone(), Vec::new())?;
-                runtime.block_on(async {
+                let answer = runtime.block_on(async {
                     if !streamed {
                         return Ok(tutor.ask(question).await?.0);
                     }
@@ -411,12 +478,21 @@ fn run(
                         }
                     }
                     anyhow::bail!("the stream ended without done")
-                })
+                })?;
+                let asked = usize::from(oracle.answers_asking.load(Ordering::Relaxed) > before);
+                if faithful {
+                    tally.faithful_answers += 1;
+                    tally.faithful_asking += asked;
+                } else {
+                    tally.perturbed_answers += 1;
+                    tally.perturbed_asking += asked;
+                }
+                Ok(answer)
             };
             tally.cases += 1;
-            let answer = ask(with_marker(&case.verbatim, right))?;
+            let answer = ask(with_marker(&case.verbatim, right), true)?;
             tally.verbatim += usize::from(shows(&answer, &case.verbatim));
-            let answer = ask(with_marker(&case.paraphrase, right))?;
+            let answer = ask(with_marker(&case.paraphrase, right), true)?;
             let shown = shows(&answer, &case.paraphrase);
             if !shown && std::env::var_os("VERIFY_EVAL_SHOW").is_some() {
                 let why: Vec<String> = answer
@@ -427,7 +503,7 @@ fn run(
                 eprintln!("paraphrase removed: {why:?}");
             }
             tally.paraphrase += usize::from(shown);
-            let answer = ask(with_marker(&case.terse, right))?;
+            let answer = ask(with_marker(&case.terse, right), true)?;
             let shown = shows(&answer, &case.terse);
             if !shown && std::env::var_os("VERIFY_EVAL_SHOW").is_some() {
                 eprintln!(
@@ -439,7 +515,7 @@ fn run(
             tally.terse += usize::from(shown);
             if let Some((swapped, fact)) = &case.swapped {
                 tally.swapped_cases += 1;
-                let answer = ask(with_marker(swapped, right))?;
+                let answer = ask(with_marker(swapped, right), false)?;
                 let reached = plain(&answer.answer).contains(&plain(fact));
                 if reached && std::env::var_os("VERIFY_EVAL_SHOW").is_some() {
                     eprintln!("swapped `{fact}` reached: {}", answer.answer);
@@ -457,11 +533,14 @@ fn run(
                     tally.swapped_fact += usize::from(reached);
                 }
             }
-            let answer = ask(format!(
-                "{} {}",
-                with_marker(&case.verbatim, right),
-                with_marker(&case.added, right)
-            ))?;
+            let answer = ask(
+                format!(
+                    "{} {}",
+                    with_marker(&case.verbatim, right),
+                    with_marker(&case.added, right)
+                ),
+                false,
+            )?;
             let reached = plain(&answer.answer).contains(&plain(&case.added));
             if reached && std::env::var_os("VERIFY_EVAL_SHOW").is_some() {
                 eprintln!(
@@ -471,11 +550,11 @@ fn run(
                 eprintln!("  {}", case.added);
             }
             tally.added += usize::from(reached);
-            let answer = ask(with_marker(&case.negated, right))?;
+            let answer = ask(with_marker(&case.negated, right), false)?;
             tally.negated += usize::from(shows(&answer, &case.negated));
             if let Some(other) = other {
                 tally.wrong_cite_cases += 1;
-                let answer = ask(with_marker(&case.verbatim, other))?;
+                let answer = ask(with_marker(&case.verbatim, other), true)?;
                 let fixed = shows(&answer, &case.verbatim)
                     && answer.answer.contains(&format!("[{right}]"))
                     && !answer.answer.contains(&format!("[{other}]"));
@@ -483,7 +562,20 @@ fn run(
             }
         }
     }
-    Ok(json!({ "json": figures(&json_tally), "stream": figures(&stream_tally) }))
+    let mut with_oracle = figures(&second_tally);
+    with_oracle["faithful_sent_to_model"] = json!(ratio(
+        second_tally.faithful_asking,
+        second_tally.faithful_answers
+    ));
+    with_oracle["perturbed_sent_to_model"] = json!(ratio(
+        second_tally.perturbed_asking,
+        second_tally.perturbed_answers
+    ));
+    Ok(json!({
+        "json": figures(&json_tally),
+        "stream": figures(&stream_tally),
+        "json_with_second_opinion": with_oracle,
+    }))
 }
 
 fn figures(t: &Tally) -> serde_json::Value {

@@ -141,7 +141,8 @@ impl Release {
     }
 
     /// Applies second opinions (`supported` for each index from [`Release::undecided`]; missing
-    /// ones keep the lexical verdict, removal) and releases what was waiting.
+    /// ones keep the lexical verdict: removal, or shown for a mere doubt) and releases what was
+    /// waiting.
     pub fn settle(&mut self, supported: &[(usize, bool)]) -> String {
         for held in &self.queued {
             let judged = &mut self.judged[held.judged];
@@ -153,6 +154,10 @@ impl Release {
                     }
                 } else if supported.iter().any(|(i, _)| *i == held.judged) {
                     Verdict::Unsupported(Unsupported::SecondOpinion)
+                } else if why.passes_lexically() {
+                    Verdict::Supported {
+                        cites: cites.clone(),
+                    }
                 } else {
                     Verdict::Unsupported(why.clone())
                 };
@@ -206,7 +211,13 @@ impl Release {
             self.stop = Some(Stop::NotInLesson);
             return;
         }
-        let verdict = judge.judge(&plain, &cited);
+        let verdict = match judge.judge(&plain, &cited) {
+            // Only a doubt, and nobody to ask: the lexical verdict keeps it.
+            Verdict::Undecided { cites, why } if why.passes_lexically() && !self.second_opinion => {
+                Verdict::Supported { cites }
+            }
+            verdict => verdict,
+        };
         if verdict == Verdict::Unsupported(Unsupported::Leak) {
             self.stop = Some(Stop::Leak);
         }
@@ -583,5 +594,36 @@ mod tests {
             out,
             "Byte-pair encoding starts from single bytes [1]. Vocabularies grow whenever careful builders merge symbols repeatedly overnight [1]. Larger vocabularies make sequences shorter [2]."
         );
+    }
+
+    #[test]
+    fn a_doubt_is_kept_without_a_second_opinion_and_asked_about_with_one() {
+        let fixture = Fixture::new();
+        // A close restatement with one word swapped: only a doubt, lexically.
+        let answer = "The builder merges the most frequent pair of adjacent glyphs until the vocabulary reaches between 32,000 and 200,000 tokens [1].";
+        let (out, release) = release_whole(answer);
+        assert_eq!(out, answer);
+        assert_eq!(
+            release.judged()[0].verdict,
+            Verdict::Supported { cites: vec![1] }
+        );
+
+        let mut asking = Release::new(true);
+        let mut out = asking.push(answer, &fixture);
+        out.push_str(&asking.finish(&fixture));
+        assert_eq!(out, "", "nothing is shown before the second opinion");
+        let undecided = asking.undecided();
+        assert_eq!(undecided.len(), 1, "{:?}", asking.judged());
+        // The model says no: removed.
+        assert_eq!(asking.settle(&[(undecided[0].0, false)]), "");
+        assert_eq!(
+            asking.judged()[0].verdict,
+            Verdict::Unsupported(Unsupported::SecondOpinion)
+        );
+        // The model failed: the lexical verdict, which keeps a mere doubt.
+        let mut failed = Release::new(true);
+        failed.push(answer, &fixture);
+        failed.finish(&fixture);
+        assert_eq!(failed.settle(&[]), answer);
     }
 }

@@ -204,7 +204,12 @@ const UNDECIDED: &str =
     "Open weights let hobbyists tinker freely at weekends with parameter files and friends [3].";
 
 async fn with_second_opinion(verifier: &FakeModel, timeout: Duration) -> Value {
-    let model = FakeModel::start(token_by_token(&format!("{FAITHFUL} [3]. {UNDECIDED}"))).await;
+    judged_by(verifier, timeout, &format!("{FAITHFUL} [3]. {UNDECIDED}")).await
+}
+
+/// Asks over JSON and SSE, with `verifier` as the second opinion, while the model says `said`.
+async fn judged_by(verifier: &FakeModel, timeout: Duration, said: &str) -> Value {
+    let model = FakeModel::start(token_by_token(said)).await;
     let mut settings = verifier.settings();
     settings.model = "judge".to_string();
     let app = spawn_app_with(
@@ -278,4 +283,27 @@ async fn a_failing_or_slow_second_opinion_keeps_the_lexical_verdict() {
             "{outcome} not counted: {metrics}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_swapped_ordinary_word_is_a_doubt_the_second_opinion_settles() {
+    // "parameter files" swapped for "training logs": every word is somewhere in the lesson, so
+    // the lexical checks alone let it through; it is a close restatement with a word put in,
+    // which goes to the second opinion when there is one.
+    let swapped = FAITHFUL.replace("parameter files", "training logs");
+    let said = format!("{FAITHFUL} [3]. In other words, {swapped} [3].");
+    let lexical = FakeModel::start(token_by_token(&said)).await;
+    let shown = ask_everywhere(&lexical, LESSON, QUESTION).await;
+    let answer = assert_same_everywhere(&shown);
+    assert!(answer.contains("training logs"), "{answer}");
+
+    let no = FakeModel::start(token_by_token("1: UNSUPPORTED")).await;
+    let body = judged_by(&no, Duration::from_secs(5), &said).await;
+    assert_eq!(body["answer"], format!("{FAITHFUL} [3]."), "{body}");
+    assert_eq!(body["verification"]["removed"], 1);
+    let system = no.last()["messages"][0]["content"]
+        .as_str()
+        .expect("system")
+        .to_string();
+    assert!(system.contains("training logs"), "{system}");
 }
