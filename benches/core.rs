@@ -265,6 +265,7 @@ fn main() {
         issuer: "https://lms.example".to_string(),
         platform: "lms".to_string(),
         context_title: None,
+        hint_only: false,
     };
     c.bench_function("sign an LTI session token (HS256)", |b| {
         b.iter(|| lti.session_token(&launch, &lesson.id).expect("signed"))

@@ -189,6 +189,7 @@ fn scifact(dir: &Path) -> anyhow::Result<serde_json::Value> {
                     line: 1,
                 }],
                 questions: Vec::new(),
+                quiz: None,
                 body: String::new(),
                 hash: id,
             },

@@ -3,7 +3,7 @@
 //! people goes to stdout; logs go to stderr.
 
 use crate::app;
-use crate::chat::Question;
+use crate::chat::{Mode, Question};
 use crate::config::{Config, Overrides};
 use crate::http::{self, AppState};
 use crate::retrieve::Retrieval;
@@ -59,8 +59,15 @@ enum Command {
         /// `history` array of `POST /v1/chat`, `[{"role": "user", "content": "..."}, ...]`.
         #[arg(long, value_name = "FILE")]
         history: Option<PathBuf>,
-        /// The question.
-        #[arg(required = true, num_args = 1..)]
+        /// `answer`, `hint` (a nudge, not the answer) or `quiz` (with no question: a quiz
+        /// question; with `--quiz-item`: the question is graded as the reply to that item).
+        #[arg(long, value_enum, default_value = "answer")]
+        mode: AskMode,
+        /// With `--mode quiz`: the quiz item the words reply to.
+        #[arg(long, value_name = "ID")]
+        quiz_item: Option<String>,
+        /// The question (with `--mode quiz` and `--quiz-item`: the reply to grade).
+        #[arg(num_args = 0..)]
         question: Vec<String>,
     },
     /// Print the SHA-256 digest of an API key, for `[[keys]]` in tutor.toml (reads the key from
@@ -148,12 +155,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             lesson,
             json,
             history,
+            mode,
+            quiz_item,
             question,
         } => ask(
             &config,
             lesson,
             question.join(" "),
             history.as_deref(),
+            (mode.into(), quiz_item),
             json,
         ),
         Command::Check { lesson, json } => check(&config, lesson.as_deref(), json),
@@ -447,11 +457,30 @@ fn read_history(path: &Path) -> anyhow::Result<Vec<crate::llm::Turn>> {
     })
 }
 
+/// What `tutor ask` asks for (`--mode`).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum AskMode {
+    Answer,
+    Hint,
+    Quiz,
+}
+
+impl From<AskMode> for Mode {
+    fn from(mode: AskMode) -> Mode {
+        match mode {
+            AskMode::Answer => Mode::Answer,
+            AskMode::Hint => Mode::Hint,
+            AskMode::Quiz => Mode::Quiz,
+        }
+    }
+}
+
 fn ask(
     config: &Config,
     lesson: String,
     question: String,
     history: Option<&Path>,
+    (mode, quiz_item): (Mode, Option<String>),
     as_json: bool,
 ) -> anyhow::Result<ExitCode> {
     let history = match history {
@@ -462,7 +491,16 @@ fn ask(
     for problem in &loaded.problems {
         eprintln!("warning: {problem}");
     }
-    let question = Question::parse(lesson, question, history)?;
+    let question = match (mode, quiz_item) {
+        (Mode::Quiz, None) if question.trim().is_empty() => Question::quiz_me(lesson, Vec::new())?,
+        (mode, item) => {
+            anyhow::ensure!(
+                !question.trim().is_empty(),
+                "give a question (or, with `--mode quiz` and `--quiz-item`, the reply to grade)"
+            );
+            Question::parse(lesson, question, history)?.with_mode(mode, item)?
+        }
+    };
     let (answer, retrieval) = runtime()?.block_on(loaded.tutor.ask(question))?;
     let mut out = std::io::stdout().lock();
     if as_json {
@@ -479,6 +517,18 @@ fn ask(
         return Ok(ExitCode::SUCCESS);
     }
     writeln!(out, "{}", answer.answer)?;
+    if let Some(quiz) = &answer.quiz {
+        writeln!(
+            out,
+            "\nquiz item: {} (section {}){}",
+            quiz.item_id,
+            quiz.section_id,
+            answer
+                .grade
+                .map(|g| format!("; graded {}", g.as_str()))
+                .unwrap_or_default()
+        )?;
+    }
     if let Some(related) = &answer.related_lesson {
         writeln!(out, "\nsee: {} ({})", related.title, related.id)?;
     }
@@ -627,6 +677,13 @@ fn check(config: &Config, only: Option<&str>, as_json: bool) -> anyhow::Result<E
                 judged,
             });
         }
+        for item in lesson.quiz.iter().flat_map(|q| &q.items) {
+            rows.push(CheckRow {
+                lesson: lesson.id.clone(),
+                question: format!("quiz {}: {}", item.id, item.question),
+                judged: loaded.tutor.judge_quiz_item(lesson, item),
+            });
+        }
     }
     let failed = rows.iter().filter(|r| !r.judged.passed).count();
     let problems = &loaded.problems;
@@ -684,13 +741,24 @@ fn check(config: &Config, only: Option<&str>, as_json: bool) -> anyhow::Result<E
                     && matches!(r.judged.expected, crate::chat::golden::Expected::Refused(_))
             })
             .count();
+        let quiz = rows
+            .iter()
+            .filter(|r| {
+                r.judged.passed
+                    && matches!(
+                        r.judged.expected,
+                        crate::chat::golden::Expected::QuizAnswer(_)
+                    )
+            })
+            .count();
         writeln!(
             out,
-            "\n{} passed, {} failed ({} answered from the right section, {} refused as expected; {} broken files)",
+            "\n{} passed, {} failed ({} answered from the right section, {} refused as expected, {} quiz answers supported; {} broken files)",
             rows.len() - failed,
             failed,
             answered,
             refused,
+            quiz,
             problems.len()
         )?;
     }

@@ -35,6 +35,7 @@ pub mod lessons;
 pub mod llm;
 pub mod lti;
 pub mod prompts;
+pub mod quiz;
 pub mod report;
 pub mod retrieve;
 pub mod shared;

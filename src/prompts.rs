@@ -19,8 +19,10 @@ const VERIFY: &str = "verify.j2";
 const SMALL_TALK: &str = "small_talk.j2";
 const OTHER_LANGUAGE: &str = "other_language.j2";
 const TRANSLATE: &str = "translate.j2";
+const QUIZ: &str = "quiz.j2";
 const BUILT_IN: &[(&str, &str)] = &[
     (TRANSLATE, include_str!("../prompts/translate.j2")),
+    (QUIZ, include_str!("../prompts/quiz.j2")),
     (SMALL_TALK, include_str!("../prompts/small_talk.j2")),
     (OTHER_LANGUAGE, include_str!("../prompts/other_language.j2")),
     (SYSTEM, include_str!("../prompts/system.j2")),
@@ -113,7 +115,7 @@ impl Prompts {
     }
 
     /// Loads the templates (`system.j2`, `refusal.j2`, `verify.j2`, `small_talk.j2`,
-    /// `other_language.j2`, `translate.j2`) from `dir`, falling back to the built-in copy of a
+    /// `other_language.j2`, `translate.j2`, `quiz.j2`) from `dir`, falling back to the built-in copy of a
     /// file that does not exist there. A template that does not compile is an error.
     pub fn load(dir: &Path) -> Result<Prompts, PromptError> {
         let mut sources = Vec::new();
@@ -346,6 +348,12 @@ impl Prompts {
             OTHER_LANGUAGE,
             context! { language => language, lesson => lesson, lesson_language => lesson_language },
         )
+    }
+
+    /// The tutor's own words around quizzes (`kind`: hint, question, grade, no_quiz), with
+    /// the fields `quiz.j2` documents for each.
+    pub fn quiz(&self, kind: &str, fields: Value) -> Result<String, PromptError> {
+        self.render(QUIZ, context! { kind => kind, ..fields })
     }
 
     fn render(&self, name: &str, ctx: Value) -> Result<String, PromptError> {

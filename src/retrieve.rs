@@ -18,7 +18,7 @@ use tantivy::tokenizer::TokenStream;
 use tantivy::{IndexReader, ReloadPolicy, Searcher, Term};
 
 /// Words that shape a question but say nothing about its topic ("what does … mean?").
-const QUESTION_WORDS: &[&str] = &[
+pub(crate) const QUESTION_WORDS: &[&str] = &[
     "what",
     "which",
     "who",

@@ -113,6 +113,12 @@ pub fn refusal(reason: &'static str) {
     counter!("tutor_refusals_total", "reason" => reason).increment(1);
 }
 
+/// A hint, a quiz question or a graded reply (`kind`), with the hint's reason or the grade
+/// (`detail`).
+pub fn quiz(kind: &'static str, detail: &'static str) {
+    counter!("tutor_quiz_replies_total", "kind" => kind, "detail" => detail).increment(1);
+}
+
 /// A reply to small talk (`kind`: greeting, thanks, goodbye, help).
 pub fn small_talk(kind: &'static str) {
     counter!("tutor_small_talk_total", "kind" => kind).increment(1);

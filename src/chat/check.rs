@@ -25,6 +25,8 @@ struct Language {
     code: &'static str,
     analyzer: Analyzer,
     filler: super::verify::WordSet,
+    /// The same analyzer with the quiz's own filler words.
+    quiz: crate::quiz::Words,
 }
 
 impl Analysis {
@@ -35,6 +37,7 @@ impl Analysis {
             .map(|(code, analyzer)| Language {
                 code,
                 filler: super::verify::filler_terms(analyzer),
+                quiz: crate::quiz::Words::new(analyzer.clone()),
                 analyzer: analyzer.clone(),
             })
             .collect();
@@ -50,6 +53,11 @@ impl Analysis {
             .iter()
             .position(|l| l.code == language)
             .unwrap_or(0)
+    }
+
+    /// The analysis quizzes use for a lesson in `language`.
+    pub fn quiz_words(&self, language: &str) -> &crate::quiz::Words {
+        &self.languages[self.language(language)].quiz
     }
 
     /// The same analyzer with an empty cache, for a reloaded catalog (where a passage id may
@@ -87,6 +95,9 @@ pub struct Checker {
     title: String,
     /// The question and the lesson's title, analysed when a sentence first needs them.
     context: OnceLock<Context>,
+    /// Answers no sentence may give away: quiz answers near the question, or the answer a
+    /// hint must not quote.
+    guards: Vec<crate::quiz::Guard>,
 }
 
 impl Checker {
@@ -111,7 +122,14 @@ impl Checker {
             question: question.to_string(),
             title: title.to_string(),
             context: OnceLock::new(),
+            guards: Vec::new(),
         }
+    }
+
+    /// Removes every sentence that gives one of `guards` away.
+    pub fn with_guards(mut self, guards: Vec<crate::quiz::Guard>) -> Checker {
+        self.guards = guards;
+        self
     }
 
     fn verifier(&self) -> Verifier<'_> {
@@ -126,6 +144,14 @@ impl Checker {
 
 impl Judge for Checker {
     fn judge(&self, sentence: &str, cited: &[usize]) -> Verdict {
+        if !self.guards.is_empty() {
+            let words = &self.analysis.languages[self.language].quiz;
+            if let Some(guard) = self.guards.iter().find(|g| g.revealed_by(words, sentence)) {
+                return Verdict::Unsupported(Unsupported::QuizAnswer(
+                    guard.item.clone().unwrap_or_default(),
+                ));
+            }
+        }
         // Quoting the lesson is never a leak, whatever the lesson says.
         let texts: Vec<&str> = self.passages.iter().map(Source::text).collect();
         if let Some(verdict) = quote_verdict(&texts, sentence, cited) {

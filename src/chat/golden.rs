@@ -2,8 +2,12 @@
 //! answer becoming history) and judged: the section cited or the refusal (and where it points),
 //! and the phrases the answer must and must not contain. `tutor check` prints what this finds.
 
-use super::{Answer, Question, Tutor};
-use crate::lessons::GoldenQuestion;
+use super::check::Checker;
+use super::release::Judge;
+use super::verify::Verdict;
+use super::{Answer, HintReason, Question, ReplyKind, Tutor};
+use crate::lessons::quiz::QuizItem;
+use crate::lessons::{GoldenQuestion, Lesson};
 use crate::llm::{Role, Turn};
 
 /// What a golden question expects.
@@ -13,6 +17,8 @@ pub enum Expected {
     Cited(String),
     /// A refusal, pointing to this lesson when one is named.
     Refused(Option<String>),
+    /// A quiz item's answer, supported by this section.
+    QuizAnswer(String),
 }
 
 /// One golden question, judged.
@@ -33,6 +39,7 @@ impl Judged {
             Expected::Cited(section) => format!("cited {section}"),
             Expected::Refused(Some(id)) => format!("refused -> {id}"),
             Expected::Refused(None) => "refused".to_string(),
+            Expected::QuizAnswer(section) => format!("answer supported by {section}"),
         };
         match self.phrases {
             0 => expected,
@@ -52,6 +59,25 @@ impl Tutor {
         };
         let phrases = golden.must.len() + golden.must_not.len();
         let (got, passed) = match self.ask_after(lesson_id, golden).await {
+            // One of the quiz's own questions gets a hint by design (quiz integrity): it passes
+            // when the hint points to the expected section; its phrases are withheld.
+            Ok(answer)
+                if answer.kind == ReplyKind::Hint && answer.hint == Some(HintReason::QuizItem) =>
+            {
+                let item = answer.quiz.as_ref().map_or("", |q| q.item_id.as_str());
+                let passed = !golden.refuse
+                    && answer
+                        .citations
+                        .iter()
+                        .any(|c| Some(c.section_id.as_str()) == golden.section.as_deref());
+                (
+                    format!(
+                        "hint for quiz item {item} citing {}",
+                        sections_cited(&answer)
+                    ),
+                    passed,
+                )
+            }
             Ok(answer) => {
                 let (got, passed) = judge(
                     golden.section.as_deref(),
@@ -71,6 +97,50 @@ impl Tutor {
         Judged {
             expected,
             phrases,
+            got,
+            passed,
+        }
+    }
+
+    /// Checks a quiz item as the tutor checks a model's sentence: its expected answer must be
+    /// supported by the passages of the section it names.
+    pub fn judge_quiz_item(&self, lesson: &Lesson, item: &QuizItem) -> Judged {
+        let sources: Vec<(&str, &str, &str)> = lesson
+            .passages
+            .iter()
+            .filter(|p| lesson.section_of(p).slug == item.section)
+            .map(|p| {
+                (
+                    p.id.as_str(),
+                    lesson.section_of(p).title.as_str(),
+                    p.text.as_str(),
+                )
+            })
+            .collect();
+        let checker = Checker::new(
+            &self.analysis,
+            self.prompts.clone(),
+            &sources,
+            "",
+            &lesson.title,
+            &lesson.language,
+        );
+        let verdict = checker.judge(&item.answer, &[]);
+        let (got, passed) = match &verdict {
+            Verdict::Supported { .. } | Verdict::Corrected { .. } => {
+                (format!("supported by {}", item.section), true)
+            }
+            Verdict::Undecided { why, .. } if why.passes_lexically() => {
+                (format!("supported by {}", item.section), true)
+            }
+            Verdict::Undecided { why, .. } | Verdict::Unsupported(why) => {
+                (format!("not supported: {why}"), false)
+            }
+            Verdict::Neutral => ("states nothing to check".to_string(), false),
+        };
+        Judged {
+            expected: Expected::QuizAnswer(item.section.clone()),
+            phrases: 0,
             got,
             passed,
         }

@@ -11,18 +11,22 @@
 //! - `check`: the verifier and the leak check bundled for one answer;
 //! - `release`: the state machine from model text to verified text, shared by JSON and streams;
 //! - `citations`: `[n]` markers taken out of and put back into sentences;
-//! - `second`: the optional second opinion of a verifier model.
+//! - `second`: the optional second opinion of a verifier model;
+//! - `quizzing`: quiz questions, graded replies and hints, written by the tutor from the lesson.
 
 pub mod check;
 pub mod citations;
 pub mod golden;
 mod question;
+mod quizzing;
 pub mod release;
 pub mod second;
 pub mod translate;
 pub mod verify;
 
-pub use question::{MAX_HISTORY_TURNS, MAX_MESSAGE_CHARS, MAX_TURN_CHARS, Question, Translated};
+pub use question::{
+    MAX_HISTORY_TURNS, MAX_MESSAGE_CHARS, MAX_TURN_CHARS, Mode, Question, Translated,
+};
 
 use crate::language::Detected;
 use crate::lessons::{Lesson, Passage};
@@ -116,6 +120,15 @@ pub struct Answer {
     /// asked in another language, translated by the model, is answered in the learner's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub language: Option<String>,
+    /// With `kind: "quiz_question"` and `"grade"`: the quiz item asked or graded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quiz: Option<QuizInfo>,
+    /// With `kind: "grade"`: how the learner's reply was graded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grade: Option<crate::quiz::grade::Grade>,
+    /// With `kind: "hint"`: why a hint was given instead of an answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<HintReason>,
     /// Why it was refused (for the log and metrics; not sent).
     #[serde(skip)]
     #[schema(ignore)]
@@ -139,6 +152,63 @@ pub enum ReplyKind {
     /// The question is in another language than the lesson's and no model can translate it:
     /// the reply, in the learner's language, asks for the lesson's language.
     OtherLanguage,
+    /// A nudge toward the answer (the section to re-read, the word to look for), not the answer.
+    Hint,
+    /// A quiz question for the learner ("quiz me"); `quiz` names the item.
+    QuizQuestion,
+    /// The grading of a learner's reply to a quiz item; `grade` says how it went.
+    Grade,
+}
+
+impl ReplyKind {
+    /// A stable word for metrics and the log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReplyKind::Answer => "answer",
+            ReplyKind::Refusal => "refusal",
+            ReplyKind::SmallTalk => "small_talk",
+            ReplyKind::OtherLanguage => "other_language",
+            ReplyKind::Hint => "hint",
+            ReplyKind::QuizQuestion => "quiz_question",
+            ReplyKind::Grade => "grade",
+        }
+    }
+}
+
+/// Why a hint was given instead of an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HintReason {
+    /// The learner asked for one (`mode: "hint"`).
+    Requested,
+    /// The question is one of the lesson's graded quiz questions (quiz integrity).
+    QuizItem,
+    /// An instructor set the session to hints only, during an assessment.
+    Assessment,
+}
+
+impl HintReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HintReason::Requested => "requested",
+            HintReason::QuizItem => "quiz_item",
+            HintReason::Assessment => "assessment",
+        }
+    }
+}
+
+/// A quiz item as the learner sees it (the expected answer is never sent).
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct QuizInfo {
+    /// Send it back as `quiz_item` with the learner's reply.
+    pub item_id: String,
+    pub question: String,
+    /// The slug of the section the item checks.
+    pub section_id: String,
+    /// The choices of a multiple-choice item (the learner may reply with the text, its letter
+    /// or its number); absent for a free-text item.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub choices: Vec<String>,
 }
 
 /// What the verifier did to a model's answer before the learner saw it.
@@ -579,6 +649,10 @@ impl Tutor {
             previous_answer: crate::llm::last_answer(&question.history),
         };
         let reading = crate::conversation::read(&question.message);
+        if question.mode == Mode::Quiz {
+            let reply = self.quiz_reply(question, &lesson)?;
+            return Ok((Plan::Reply(Box::new(reply)), Retrieval::unread(reading)));
+        }
         let language = crate::language::detect(&question.message);
         let prompt_lesson = PromptLesson {
             id: &lesson.id,
@@ -615,6 +689,16 @@ impl Tutor {
             };
             return Ok((plan, Retrieval::unread(reading)));
         }
+        // Quiz integrity, before any retrieval or model: a quiz's own question gets a hint.
+        let near = match self.integrity(question, &lesson) {
+            quizzing::Guarding::Hint(item) => {
+                if let Some(hint) = self.quiz_item_hint(question, &lesson, &item, 1)? {
+                    return Ok((Plan::Reply(Box::new(hint)), Retrieval::unread(reading)));
+                }
+                Vec::new()
+            }
+            quizzing::Guarding::Answer(near) => near,
+        };
         let started = std::time::Instant::now();
         let retrieval =
             self.retriever
@@ -625,6 +709,19 @@ impl Tutor {
             telemetry::refusal(retrieval.reason.as_str());
             let refusal = self.refusal(question, &lesson, retrieval.reason)?;
             return Ok((Plan::Reply(Box::new(refusal)), retrieval));
+        }
+        if question.mode == Mode::Hint || question.hint_only {
+            let reason = if question.hint_only {
+                HintReason::Assessment
+            } else {
+                HintReason::Requested
+            };
+            if let Some(best) = retrieval.hits.first() {
+                let avoid: Vec<&str> = near.iter().map(|i| i.answer.as_str()).collect();
+                let cited = citation(1, &lesson, best.passage());
+                let hint = self.hint_reply(question, &lesson, cited, reason, None, &avoid)?;
+                return Ok((Plan::Reply(Box::new(hint)), retrieval));
+            }
         }
         let hits = &retrieval.hits[..retrieval.hits.len().min(self.retriever.settings().passages)];
         let top_score = hits.first().map_or(1.0, |h| h.score.max(f32::EPSILON));
@@ -668,7 +765,8 @@ impl Tutor {
             &question.message,
             &lesson.title,
             &lesson.language,
-        );
+        )
+        .with_guards(self.guards(&lesson, &near));
         let asking = Asking {
             citations,
             request,
@@ -689,6 +787,9 @@ impl Tutor {
             related_lesson: None,
             verification: None,
             language: None,
+            quiz: None,
+            grade: None,
+            hint: None,
             refusal_reason: None,
             judged: Vec::new(),
         }
@@ -729,6 +830,9 @@ impl Tutor {
             }),
             verification: None,
             language: question.translated.as_ref().map(|t| t.language.to_string()),
+            quiz: None,
+            grade: None,
+            hint: None,
             judged: Vec::new(),
         })
     }
@@ -935,6 +1039,10 @@ impl Tutor {
                 );
                 "model_repeated_rules"
             }
+            None if let Some(hint) = self.hint_for_removed(question, asking, &judged)? => {
+                released.push_str(&hint.answer);
+                return Ok((hint, released));
+            }
             None => {
                 // Every sentence that answered was removed, but the gate found that the lesson
                 // covers the question: answer from it with the embedded answerer.
@@ -976,6 +1084,39 @@ impl Tutor {
         Ok((refusal, released))
     }
 
+    /// When the sentences that answered were removed for giving a quiz answer away, the hint
+    /// for that quiz item (citing it by a number the stream's passages do not use yet, unless
+    /// one of them is the item's own passage).
+    fn hint_for_removed(
+        &self,
+        question: &Question,
+        asking: &Asking,
+        judged: &[Judged],
+    ) -> Result<Option<Answer>, ChatError> {
+        let Some(item_id) = judged.iter().find_map(|j| match &j.verdict {
+            Verdict::Unsupported(verify::Unsupported::QuizAnswer(id)) if !id.is_empty() => {
+                Some(id.as_str())
+            }
+            _ => None,
+        }) else {
+            return Ok(None);
+        };
+        let Some(lesson) = self.retriever.catalog().get(&question.lesson_id).cloned() else {
+            return Ok(None);
+        };
+        let Some(item) = lesson.quiz.as_ref().and_then(|q| q.item(item_id)) else {
+            return Ok(None);
+        };
+        let words = self.analysis.quiz_words(&lesson.language);
+        let own = crate::quiz::passage_for(words, &lesson, item).map(|p| p.id.clone());
+        let n = asking
+            .citations
+            .iter()
+            .find(|c| Some(&c.passage_id) == own.as_ref())
+            .map_or(asking.citations.len() + 1, |c| c.n);
+        self.quiz_item_hint(question, &lesson, item, n)
+    }
+
     /// Answers a question as a stream of events. Errors before the first word (unknown lesson,
     /// a provider that fails or times out before answering) are returned as `Err`, so the HTTP
     /// layer can still send a status code. Text is sent a verified sentence at a time.
@@ -989,7 +1130,7 @@ impl Tutor {
             Plan::Reply(refusal) => {
                 self.record(&question, &refusal, asked);
                 let events = vec![
-                    ChatEvent::Citations(Vec::new()),
+                    ChatEvent::Citations(refusal.citations.clone()),
                     ChatEvent::Delta(refusal.answer.clone()),
                     ChatEvent::Done(refusal),
                 ];
@@ -1163,6 +1304,9 @@ fn answered(
         related_lesson: None,
         verification: Some(Verification::of(&judged, fallback)),
         language: None,
+        quiz: None,
+        grade: None,
+        hint: None,
         refusal_reason: None,
         judged,
     }

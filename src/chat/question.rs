@@ -22,6 +22,38 @@ pub struct Question {
     pub(in crate::chat) conversation_id: Option<String>,
     /// Set when `message` is a translation of what the learner asked in another language.
     pub(in crate::chat) translated: Option<Translated>,
+    /// What the learner wants: an answer, a hint, or a quiz question (or its grading).
+    pub(in crate::chat) mode: Mode,
+    /// With [`Mode::Quiz`]: the item `message` replies to; without, a question is asked.
+    pub(in crate::chat) quiz_item: Option<String>,
+    /// With [`Mode::Quiz`] and no item: the items already asked in this session, oldest first.
+    pub(in crate::chat) quiz_asked: Vec<String>,
+    /// Set during an assessment (an instructor's LTI launch): every answer is a hint.
+    pub(in crate::chat) hint_only: bool,
+}
+
+/// What a learner asks the tutor for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// An answer from the lesson (the default).
+    #[default]
+    Answer,
+    /// A nudge toward the answer: the section to re-read and the word to look for.
+    Hint,
+    /// A quiz question, or, with an item, the grading of the learner's reply to it.
+    Quiz,
+}
+
+impl Mode {
+    /// A stable word for metrics, logs and the facade's model names.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Answer => "answer",
+            Mode::Hint => "hint",
+            Mode::Quiz => "quiz",
+        }
+    }
 }
 
 /// What the learner asked, when the tutor works on a translation of it.
@@ -74,7 +106,68 @@ impl Question {
             history,
             conversation_id: None,
             translated: None,
+            mode: Mode::Answer,
+            quiz_item: None,
+            quiz_asked: Vec::new(),
+            hint_only: false,
         })
+    }
+
+    /// "Quiz me": ask the learner one question of the lesson, other than those in `asked`
+    /// (item ids, oldest first, at most 100).
+    pub fn quiz_me(lesson_id: String, asked: Vec<String>) -> Result<Question, ChatError> {
+        check_item_ids(&asked)?;
+        Ok(Question {
+            lesson_id,
+            message: String::new(),
+            history: Vec::new(),
+            conversation_id: None,
+            translated: None,
+            mode: Mode::Quiz,
+            quiz_item: None,
+            quiz_asked: asked,
+            hint_only: false,
+        })
+    }
+
+    /// The same message, as a hint request (`Mode::Hint`) or a reply to quiz item `item`
+    /// (`Mode::Quiz`); `Mode::Answer` leaves it as it is.
+    pub fn with_mode(mut self, mode: Mode, item: Option<String>) -> Result<Question, ChatError> {
+        match (mode, item) {
+            (Mode::Quiz, Some(item)) => {
+                check_item_ids(std::slice::from_ref(&item))?;
+                self.quiz_item = Some(item);
+            }
+            (Mode::Quiz, None) => {
+                return Err(ChatError::InvalidMessage(
+                    "a reply in `mode: \"quiz\"` needs the `quiz_item` it answers; send no `message` to be asked a question".to_string(),
+                ));
+            }
+            (_, Some(_)) => {
+                return Err(ChatError::InvalidMessage(
+                    "`quiz_item` goes with `mode: \"quiz\"`".to_string(),
+                ));
+            }
+            (_, None) => {}
+        }
+        self.mode = mode;
+        Ok(self)
+    }
+
+    /// During an assessment: every answer becomes a hint, and graded replies quote nothing.
+    pub fn hint_only(mut self, hint_only: bool) -> Question {
+        self.hint_only = hint_only;
+        self
+    }
+
+    /// What the learner asked for.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The message (empty for "quiz me").
+    pub fn message(&self) -> &str {
+        &self.message
     }
 
     /// The same question with `message` replaced by its translation into the lesson's
@@ -121,5 +214,20 @@ impl Question {
         }
         self.conversation_id = id;
         Ok(self)
+    }
+}
+
+/// Quiz item ids as the API takes them: each 1 to 64 letters, digits, `-` or `_`, at most 100.
+fn check_item_ids(ids: &[String]) -> Result<(), ChatError> {
+    if ids.len() > 100 {
+        return Err(ChatError::InvalidMessage(
+            "`quiz_asked` lists more than 100 items; send the last 100".to_string(),
+        ));
+    }
+    match ids.iter().find(|id| !crate::lessons::quiz::is_item_id(id)) {
+        Some(id) => Err(ChatError::InvalidMessage(format!(
+            "quiz item id {id:?} must be 1 to 64 letters, digits, `-` or `_`"
+        ))),
+        None => Ok(()),
     }
 }

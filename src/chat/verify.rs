@@ -580,6 +580,8 @@ pub enum Unsupported {
     Leak,
     /// The second-opinion model judged it unsupported.
     SecondOpinion,
+    /// It gives away the answer to this quiz item (empty: the answer a hint must not quote).
+    QuizAnswer(String),
 }
 
 impl Unsupported {
@@ -604,6 +606,7 @@ impl Unsupported {
             Unsupported::Polarity => "polarity",
             Unsupported::Leak => "leak",
             Unsupported::SecondOpinion => "second_opinion",
+            Unsupported::QuizAnswer(_) => "quiz_answer",
         }
     }
 }
@@ -630,6 +633,12 @@ impl std::fmt::Display for Unsupported {
             Unsupported::Polarity => write!(f, "its negation does not match the passage"),
             Unsupported::Leak => write!(f, "it repeats the tutor's instructions"),
             Unsupported::SecondOpinion => write!(f, "the verifier model found no support"),
+            Unsupported::QuizAnswer(item) if item.is_empty() => {
+                write!(f, "it gives the answer away in a hint")
+            }
+            Unsupported::QuizAnswer(item) => {
+                write!(f, "it gives away the answer to quiz item `{item}`")
+            }
         }
     }
 }

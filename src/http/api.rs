@@ -3,7 +3,7 @@
 use super::ErrorCode;
 use super::error::{ApiError, ErrorBody};
 use super::{AppState, BODY_LIMIT};
-use crate::chat::{Answer, ChatEvent, Question};
+use crate::chat::{Answer, ChatEvent, Mode, Question};
 #[allow(unused_imports)]
 use crate::chat::{Citation, LessonRef};
 use crate::lessons::Lesson;
@@ -27,8 +27,20 @@ use utoipa::ToSchema;
 pub struct ChatRequest {
     /// The lesson the learner is reading.
     lesson_id: String,
-    /// The question, 1 to 4,000 characters.
-    message: String,
+    /// The question, 1 to 4,000 characters (with `mode: "quiz"`: the reply to `quiz_item`, or
+    /// nothing to be asked a question).
+    #[serde(default)]
+    message: Option<String>,
+    /// `answer` (the default), `hint` (a nudge toward the answer, not the answer) or `quiz`.
+    #[serde(default)]
+    mode: Mode,
+    /// With `mode: "quiz"`: the item `message` replies to (from the `quiz` of the question).
+    #[serde(default)]
+    quiz_item: Option<String>,
+    /// With `mode: "quiz"` and no `message`: items already asked in this session, oldest
+    /// first, so the next question is a new one.
+    #[serde(default)]
+    quiz_asked: Vec<String>,
     /// Earlier turns, oldest first (at most 20).
     #[serde(default)]
     history: Option<Vec<Turn>>,
@@ -197,6 +209,17 @@ fn session_lesson(caller: Option<&super::Caller>) -> Option<String> {
     }
 }
 
+/// A learner's LTI session launched by an instructor in hint-only mode (an assessment).
+fn hint_only(caller: Option<&super::Caller>) -> bool {
+    matches!(
+        caller,
+        Some(super::Caller::Learner {
+            hint_only: true,
+            ..
+        })
+    )
+}
+
 /// A learner's LTI session is for one lesson only.
 pub(super) fn check_lesson(
     caller: Option<&super::Caller>,
@@ -220,12 +243,17 @@ async fn chat_inner(
     request: ChatRequest,
 ) -> Result<Response, ApiError> {
     let stream = wants_stream(&headers, request.stream);
-    let question = Question::parse(
-        request.lesson_id,
-        request.message,
-        request.history.unwrap_or_default(),
-    )?
-    .with_conversation(request.conversation_id)?;
+    let question = match (request.mode, request.message, request.quiz_item) {
+        (Mode::Quiz, None, None) => Question::quiz_me(request.lesson_id, request.quiz_asked)?,
+        (mode, message, item) => Question::parse(
+            request.lesson_id,
+            message.unwrap_or_default(),
+            request.history.unwrap_or_default(),
+        )?
+        .with_mode(mode, item)?,
+    }
+    .with_conversation(request.conversation_id)?
+    .hint_only(hint_only(caller.as_ref()));
     check_lesson(caller.as_ref(), question.lesson_id())?;
     let tutor = state.tutor()?;
     if !stream {

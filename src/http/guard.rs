@@ -38,7 +38,12 @@ pub enum Caller {
     Widget(Arc<str>),
     /// A learner launched from an LMS, with a session token for one lesson: rate-limited per
     /// learner.
-    Learner { subject: Arc<str>, lesson: Arc<str> },
+    Learner {
+        subject: Arc<str>,
+        lesson: Arc<str>,
+        /// An assessment: every answer is a hint.
+        hint_only: bool,
+    },
 }
 
 /// A configured key, by digest.
@@ -179,6 +184,7 @@ pub async fn authenticate(
                 request.extensions_mut().insert(Caller::Learner {
                     subject: Arc::from(session.sub.as_str()),
                     lesson: Arc::from(session.lesson.as_str()),
+                    hint_only: session.hint_only,
                 });
                 return next.run(request).await;
             }

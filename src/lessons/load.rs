@@ -187,12 +187,14 @@ pub fn load_catalog(dir: &Path) -> Result<Catalog, std::io::Error> {
             Err(found) => problems.extend(found),
         }
     }
-    // A lesson whose questions file is broken still loads; its problems travel separately.
+    // A lesson whose questions or quiz file is broken still loads; its problems travel
+    // separately.
     let mut question_problems = Vec::new();
     for (path, lesson) in &mut lessons {
         if let Some(problem) = attach_questions_file(path, lesson) {
             question_problems.push(problem);
         }
+        question_problems.extend(attach_quiz_file(path, lesson));
     }
     problems.extend(question_problems);
     Ok(Catalog::from_lessons(lessons, problems))
@@ -278,6 +280,34 @@ fn attach_questions_file(lesson_path: &Path, lesson: &mut Lesson) -> Option<Prob
             reason: e.reason,
         }),
     }
+}
+
+/// Reads `STEM.quiz.toml` beside the lesson, if any: its valid items become the lesson's quiz,
+/// and each invalid one a problem on its line.
+fn attach_quiz_file(lesson_path: &Path, lesson: &mut Lesson) -> Vec<Problem> {
+    let quiz_path = lesson_path.with_extension("quiz.toml");
+    let text = match std::fs::read_to_string(&quiz_path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(e) => {
+            return vec![Problem {
+                path: quiz_path,
+                line: 1,
+                reason: format!("cannot read the quiz file: {e}"),
+            }];
+        }
+    };
+    let (quiz, problems) = super::quiz::parse_quiz(&text, lesson);
+    lesson.quiz = quiz;
+    let last = LineIndex::new(&text).last_line();
+    problems
+        .into_iter()
+        .map(|e| Problem {
+            path: quiz_path.clone(),
+            line: e.line.min(last),
+            reason: e.reason,
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 
 mod load;
 mod parse;
+pub mod quiz;
 
 pub use load::{Catalog, Problem, load_catalog};
 pub use parse::{LessonError, PARSER_VERSION, markdown_options, parse_lesson, parse_questions};
@@ -29,6 +30,9 @@ pub struct Lesson {
     pub passages: Vec<Passage>,
     /// Golden questions from the front matter and the sibling `.questions.toml` file.
     pub questions: Vec<GoldenQuestion>,
+    /// The author's quiz, from the sibling `.quiz.toml` file.
+    #[serde(skip)]
+    pub quiz: Option<quiz::Quiz>,
     /// The Markdown body (after the front matter), kept to render the lesson page.
     #[serde(skip)]
     pub body: String,

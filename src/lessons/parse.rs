@@ -28,7 +28,7 @@ pub struct LessonError {
 }
 
 impl LessonError {
-    fn at(line: usize, reason: impl Into<String>) -> LessonError {
+    pub(crate) fn at(line: usize, reason: impl Into<String>) -> LessonError {
         LessonError {
             line,
             reason: reason.into(),
@@ -146,6 +146,7 @@ pub fn parse_lesson(text: &str, fallback_id: &str) -> Result<Lesson, LessonError
         sections,
         passages,
         questions: Vec::new(),
+        quiz: None,
         body: body.to_string(),
         hash: String::new(),
     };

@@ -34,6 +34,9 @@ pub struct ResourceLaunch {
     pub platform: String,
     /// The course's title, when sent.
     pub context_title: Option<String>,
+    /// The instructor set the link to hints only (`custom.tutor_mode = "hint-only"`), for an
+    /// assessment: every answer in the session is a hint.
+    pub hint_only: bool,
 }
 
 /// What the deep-linking picker needs to answer the platform; travels signed in the page.
@@ -154,6 +157,16 @@ fn header_alg_and_kid(token: &str) -> Result<(String, Option<String>), Rejection
 
 pub(super) fn string_claim<'a>(claims: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
     claims.get(name).and_then(Value::as_str)
+}
+
+/// True when the link's custom parameter `tutor_mode` is `hint-only` (an instructor's setting
+/// for an assessment). Other values, and none, mean ordinary answers.
+pub(super) fn hint_only(claims: &Map<String, Value>) -> bool {
+    claims
+        .get(claim::CUSTOM)
+        .and_then(|c| c.get("tutor_mode"))
+        .and_then(Value::as_str)
+        .is_some_and(|mode| mode.trim().eq_ignore_ascii_case("hint-only"))
 }
 
 /// The lesson a launch points at: `custom.lesson_id`, else `lesson` in the target link's
@@ -413,6 +426,7 @@ impl Lti {
                     issuer: registration.issuer.clone(),
                     platform: registration.label().to_string(),
                     context_title,
+                    hint_only: hint_only(claims),
                 }))
             }
             "LtiDeepLinkingRequest" => {

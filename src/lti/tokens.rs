@@ -15,6 +15,9 @@ pub struct Session {
     pub sub: String,
     /// The only lesson this session may ask about.
     pub lesson: String,
+    /// Every answer is a hint (an assessment).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hint_only: bool,
     pub exp: u64,
     aud: String,
     iat: u64,
@@ -40,6 +43,7 @@ impl Lti {
                 launch.subject.as_deref().unwrap_or("")
             ),
             lesson: lesson.to_string(),
+            hint_only: launch.hint_only,
             exp: now + self.settings.session_minutes * 60,
             aud: SESSION_AUDIENCE.to_string(),
             iat: now,

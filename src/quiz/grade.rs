@@ -1,0 +1,253 @@
+//! Grading a learner's reply to a quiz item without a model: the reply against the expected
+//! answer, after the index's own analysis (case, punctuation, plurals and word forms do not
+//! matter), numbers by value ("32000" = "32,000" = "32 thousand"), and polarity (a reply that
+//! negates the answer is not it). Pure and table-tested.
+
+use super::Words;
+use crate::lessons::quiz::QuizItem;
+use crate::text;
+
+/// Share of the expected answer's key terms a reply must hold to be correct.
+///
+/// Tuned on the quiz evaluation's tuning sets (`examples/quiz-eval.rs`: the sample course's
+/// tuning lessons and SQuAD articles 1 to 4): see BENCHMARKS.md ("Quizzes").
+pub const CORRECT_SHARE: f32 = 0.75;
+
+/// Share of the key terms that makes a reply partly right (below it: not yet).
+pub const PARTLY_SHARE: f32 = 0.4;
+
+/// How a reply was graded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Grade {
+    Correct,
+    Partly,
+    NotYet,
+}
+
+impl Grade {
+    /// A stable word for metrics, logs and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Grade::Correct => "correct",
+            Grade::Partly => "partly",
+            Grade::NotYet => "not_yet",
+        }
+    }
+}
+
+/// What an answer is made of, for grading and for spotting it in other text.
+#[derive(Debug, Clone)]
+pub struct Expected {
+    /// Analyzed key terms, deduplicated, in order.
+    pub terms: Vec<String>,
+    /// Numbers, by value.
+    pub numbers: Vec<f64>,
+    /// Lower-cased letters and digits, one space between words (for answers that are only
+    /// stop words, such as "to be").
+    pub plain: String,
+    pub negated: bool,
+}
+
+impl Expected {
+    /// Analyses an answer.
+    pub fn new(words: &Words, answer: &str) -> Expected {
+        let numbers: Vec<text::Number> = text::numbers(answer);
+        let terms = words
+            .tokens(answer)
+            .into_iter()
+            .filter(|(at, _)| !numbers.iter().any(|n| (n.start..n.end).contains(at)))
+            .map(|(_, term)| term)
+            .collect();
+        Expected {
+            terms,
+            numbers: numbers.iter().map(|n| n.value).collect(),
+            plain: plain(answer),
+            negated: text::is_negated(answer),
+        }
+    }
+
+    /// How many of the key terms (and numbers) `reply` holds, of how many.
+    pub fn found_in(&self, reply: &Expected) -> (usize, usize) {
+        let terms = self
+            .terms
+            .iter()
+            .filter(|t| reply.terms.contains(t))
+            .count();
+        let numbers = self
+            .numbers
+            .iter()
+            .filter(|n| reply.numbers.iter().any(|r| text::same_number(**n, *r)))
+            .count();
+        (terms + numbers, self.terms.len() + self.numbers.len())
+    }
+}
+
+/// Lower-cased letters and digits with single spaces.
+pub fn plain(text: &str) -> String {
+    text::words(text)
+        .map(|(_, w)| w.to_lowercase())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Grades `reply` against `item`. A multiple-choice reply may be the choice's text or its
+/// letter or number ("b", "2"); a free-text reply is graded by the share of the answer's key
+/// terms and numbers it holds.
+pub fn grade(words: &Words, item: &QuizItem, reply: &str) -> Grade {
+    let said = plain(reply);
+    if said.is_empty() {
+        return Grade::NotYet;
+    }
+    if !item.choices.is_empty() {
+        if let Some(chosen) = chosen_choice(&item.choices, &said) {
+            return if item.choices[chosen].trim() == item.answer.trim() {
+                Grade::Correct
+            } else {
+                Grade::NotYet
+            };
+        }
+        // Another choice named in full is a wrong pick, even among extra words.
+        let right = plain(&item.answer);
+        let other = item.choices.iter().map(|c| plain(c)).any(|c| {
+            c != right && !right.contains(&c) && contains_words(&said, &c) && !said.contains(&right)
+        });
+        if other {
+            return Grade::NotYet;
+        }
+    }
+    let expected = Expected::new(words, &item.answer);
+    let given = Expected::new(words, reply);
+    if expected.negated != given.negated {
+        return Grade::NotYet;
+    }
+    if !expected.plain.is_empty() && contains_words(&said, &expected.plain) {
+        return Grade::Correct;
+    }
+    // A number stated otherwise is wrong, whatever the words.
+    let wrong_number = !expected.numbers.is_empty()
+        && !given.numbers.is_empty()
+        && !expected
+            .numbers
+            .iter()
+            .all(|n| given.numbers.iter().any(|g| text::same_number(*n, *g)));
+    let (found, of) = expected.found_in(&given);
+    if of == 0 {
+        return Grade::NotYet;
+    }
+    let share = found as f32 / of as f32;
+    if share >= CORRECT_SHARE && !wrong_number && (of > 2 || found == of) {
+        Grade::Correct
+    } else if share >= PARTLY_SHARE && found > 0 {
+        Grade::Partly
+    } else {
+        Grade::NotYet
+    }
+}
+
+/// The choice a reply names by its letter, its number or its whole text, if any.
+fn chosen_choice(choices: &[String], said: &str) -> Option<usize> {
+    let letters = "abcdefgh";
+    if said.len() == 1 {
+        let c = said.chars().next()?;
+        if let Some(i) = letters.find(c).filter(|i| *i < choices.len()) {
+            return Some(i);
+        }
+        if let Some(d) = c.to_digit(10).map(|d| d as usize)
+            && (1..=choices.len()).contains(&d)
+        {
+            return Some(d - 1);
+        }
+    }
+    choices.iter().position(|c| plain(c) == said)
+}
+
+/// True when `needle`'s words occur in `haystack` as whole words, in order, side by side.
+fn contains_words(haystack: &str, needle: &str) -> bool {
+    !needle.is_empty() && format!(" {haystack} ").contains(&format!(" {needle} "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(answer: &str, choices: &[&str]) -> QuizItem {
+        QuizItem {
+            id: "q".into(),
+            question: "?".into(),
+            answer: answer.into(),
+            choices: choices.iter().map(|c| c.to_string()).collect(),
+            section: "s".into(),
+            line: 1,
+        }
+    }
+
+    #[test]
+    fn replies_and_their_grades() {
+        let words = Words::new(crate::index::Analyzer::new());
+        let free = item("escalated requests take longer", &[]);
+        let number = item("between 32,000 and 200,000 tokens", &[]);
+        let single = item("Denver Broncos", &[]);
+        let choices = item(
+            "whether the cheap answer was good enough",
+            &[
+                "which model is cheaper",
+                "whether the cheap answer was good enough",
+                "how long each answer took",
+            ],
+        );
+        let cases: &[(&QuizItem, &str, Grade)] = &[
+            // Written differently: case, punctuation, word forms, extra words.
+            (&free, "Escalated requests take longer.", Grade::Correct),
+            (
+                &free,
+                "the escalated REQUESTS, they take longer!",
+                Grade::Correct,
+            ),
+            (
+                &free,
+                "I think escalated requests would take a bit longer",
+                Grade::Correct,
+            ),
+            (&free, "an escalated request takes longer", Grade::Correct),
+            // Half of it, nothing of it, its negation.
+            (&free, "escalated requests", Grade::Partly),
+            (&free, "they cost more money", Grade::NotYet),
+            (&free, "escalated requests don't take longer", Grade::NotYet),
+            (&free, "", Grade::NotYet),
+            // Numbers by value, however written.
+            (&number, "32000 to 200000 tokens", Grade::Correct),
+            (&number, "between 32 thousand and 200 000", Grade::Correct),
+            (&number, "between 32,000 and 500,000 tokens", Grade::Partly),
+            (&number, "about 8,000 tokens", Grade::NotYet),
+            // A short name: all of it, or not correct.
+            (&single, "the denver broncos", Grade::Correct),
+            (&single, "Broncos", Grade::Partly),
+            (&single, "Carolina Panthers", Grade::NotYet),
+            // Choices: by text, letter or number; another choice is wrong.
+            (
+                &choices,
+                "Whether the cheap answer was good enough",
+                Grade::Correct,
+            ),
+            (&choices, "b", Grade::Correct),
+            (&choices, "2", Grade::Correct),
+            (&choices, "a", Grade::NotYet),
+            (&choices, "which model is cheaper", Grade::NotYet),
+            (&choices, "I'd say which model is cheaper", Grade::NotYet),
+            (
+                &choices,
+                "whether the cheap model's answer was good enough",
+                Grade::Correct,
+            ),
+        ];
+        for (item, reply, expected) in cases {
+            assert_eq!(
+                grade(&words, item, reply),
+                *expected,
+                "{reply:?} for {:?}",
+                item.answer
+            );
+        }
+    }
+}

@@ -1,0 +1,417 @@
+//! What the tutor does with quizzes, beside answering: recognise a quiz's own question (quiz
+//! integrity), spot a quiz answer in a sentence about to be shown, pick the next question to
+//! ask ("quiz me"), build items from a lesson without a quiz, grade replies ([`grade`]) and
+//! write hints that point to a section without quoting its answer. Pure: the index's analysis
+//! in, decisions out; `chat` turns them into replies.
+
+pub mod grade;
+
+use crate::chat::verify::{WordSet, filler_terms};
+use crate::index::Analyzer;
+use crate::lessons::quiz::QuizItem;
+use crate::lessons::{Lesson, Passage};
+use grade::Expected;
+
+/// Words that ask rather than say ("quick question: what about ..."), and function words the
+/// analyzer keeps, beside the verifier's friendly words and the retriever's question words.
+const ASKING: &[&str] = &[
+    "about",
+    "tell",
+    "quick",
+    "know",
+    "wonder",
+    "please",
+    "remind",
+    "again",
+    "roughly",
+    "around",
+    "approximately",
+    "exactly",
+    "is",
+    "are",
+    "was",
+    "were",
+    "from",
+    "each",
+    "need",
+    "needs",
+    "someone",
+    "somebody",
+    "any",
+    "some",
+    "have",
+    "has",
+    "had",
+    "get",
+    "gets",
+    "from",
+    "doing",
+    "there",
+    "then",
+    "than",
+    "also",
+    "still",
+    "even",
+    "like",
+];
+
+/// A lesson language's analyzer and the words that carry no content, built once.
+#[derive(Clone)]
+pub struct Words {
+    pub analyzer: Analyzer,
+    filler: WordSet,
+}
+
+impl Words {
+    pub fn new(analyzer: Analyzer) -> Words {
+        let mut filler = filler_terms(&analyzer);
+        let listed = ASKING.iter().chain(crate::retrieve::QUESTION_WORDS);
+        for word in listed {
+            filler.extend(analyzer.terms(word));
+            filler.insert(word.to_string());
+        }
+        Words { analyzer, filler }
+    }
+
+    /// The key terms of a text, in order, each once: analyzed, without filler (all of them
+    /// when the text is nothing but filler).
+    pub fn terms(&self, text: &str) -> Vec<String> {
+        self.tokens(text).into_iter().map(|(_, t)| t).collect()
+    }
+
+    /// [`Words::terms`] with the byte offset of the word each came from.
+    pub fn tokens(&self, text: &str) -> Vec<(usize, String)> {
+        let all = self.analyzer.tokens(text);
+        let mut seen = WordSet::default();
+        let kept: Vec<(usize, String)> = all
+            .iter()
+            .filter(|(_, t)| !self.filler.contains(t) && seen.insert(t.clone()))
+            .cloned()
+            .collect();
+        if !kept.is_empty() {
+            return kept;
+        }
+        let mut seen = WordSet::default();
+        all.into_iter()
+            .filter(|(_, t)| seen.insert(t.clone()))
+            .collect()
+    }
+}
+
+/// Share of a quiz question's key terms a learner's question must hold to be taken for it.
+///
+/// Tuned on the quiz evaluation's tuning sets (`examples/quiz-eval.rs`); see BENCHMARKS.md.
+pub const ASKED_ITEM_SHARE: f32 = 0.6;
+
+/// Share of the learner's own key terms that must be the quiz question's: a longer question
+/// that merely mentions a quiz question's words asks something else.
+pub const ASKED_QUESTION_SHARE: f32 = 0.5;
+
+/// Share of a quiz question's key terms a learner's question must hold for the quiz answer to
+/// be kept out of the reply (the reply is given, without the sentences that hold it).
+pub const NEAR_ITEM_SHARE: f32 = 0.3;
+
+/// Share of an answer's key terms (and all of its numbers) a sentence must hold to give the
+/// answer away (all of them for answers of one or two terms).
+pub const REVEAL_SHARE: f32 = 0.75;
+
+/// The quiz item a learner's question asks, when it is (a paraphrase of) one: most of the
+/// item's key terms, and mostly the item's, are in it.
+pub fn asked_item<'a>(
+    words: &Words,
+    items: &'a [QuizItem],
+    question: &str,
+) -> Option<&'a QuizItem> {
+    let asked = words.terms(question);
+    if asked.is_empty() {
+        return None;
+    }
+    items
+        .iter()
+        .filter_map(|item| {
+            let terms = words.terms(&item.question);
+            let shared = terms.iter().filter(|t| asked.contains(t)).count();
+            let item_share = shared as f32 / terms.len().max(1) as f32;
+            let question_share = shared as f32 / asked.len() as f32;
+            (shared >= terms.len().min(2)
+                && item_share >= ASKED_ITEM_SHARE
+                && question_share >= ASKED_QUESTION_SHARE)
+                .then_some((item, item_share + question_share))
+        })
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(item, _)| item)
+}
+
+/// The items a question comes near: it shares a key term with the item's question. Their
+/// answers are kept out of the tutor's reply to it.
+///
+/// Near: the question holds at least [`NEAR_ITEM_SHARE`] of the item question's key terms.
+pub fn near_items<'a>(words: &Words, items: &'a [QuizItem], question: &str) -> Vec<&'a QuizItem> {
+    let asked = words.terms(question);
+    items
+        .iter()
+        .filter(|item| {
+            let terms = words.terms(&item.question);
+            let shared = terms.iter().filter(|t| asked.contains(t)).count();
+            shared > 0 && shared as f32 >= NEAR_ITEM_SHARE * terms.len() as f32
+        })
+        .collect()
+}
+
+/// An answer to keep out of a reply, analysed once.
+#[derive(Debug, Clone)]
+pub struct Guard {
+    /// The quiz item it answers (`None` for the answer sentence a hint must not quote).
+    pub item: Option<String>,
+    expected: Expected,
+}
+
+impl Guard {
+    pub fn new(words: &Words, item: Option<String>, answer: &str) -> Guard {
+        Guard {
+            item,
+            expected: Expected::new(words, answer),
+        }
+    }
+
+    /// True when `sentence` gives the answer away: its words side by side, or most of its key
+    /// terms and all of its numbers.
+    pub fn revealed_by(&self, words: &Words, sentence: &str) -> bool {
+        let plain = grade::plain(sentence);
+        if !self.expected.plain.is_empty()
+            && format!(" {plain} ").contains(&format!(" {} ", self.expected.plain))
+        {
+            return true;
+        }
+        let said = Expected::new(words, sentence);
+        let (found, of) = self.expected.found_in(&said);
+        let numbers_all = self.expected.numbers.iter().all(|n| {
+            said.numbers
+                .iter()
+                .any(|s| crate::text::same_number(*n, *s))
+        });
+        of > 0
+            && numbers_all
+            && if of <= 2 {
+                found == of
+            } else {
+                found as f32 / of as f32 >= REVEAL_SHARE
+            }
+    }
+}
+
+/// The next question to ask: the first item not asked yet in this session, or, when every one
+/// was, the one asked longest ago.
+pub fn next_item<'a>(items: &'a [QuizItem], asked: &[String]) -> Option<&'a QuizItem> {
+    items
+        .iter()
+        .find(|i| !asked.contains(&i.id))
+        .or_else(|| {
+            asked
+                .iter()
+                .find_map(|id| items.iter().find(|i| &i.id == id))
+        })
+        .or_else(|| items.first())
+}
+
+/// Quiz items for a lesson without an author's quiz: its golden questions that name a section
+/// and a phrase the answer must hold (the phrase is the expected answer). Ids are stable while
+/// the questions file does not change: `golden-N`, N counting answerable questions from 1.
+pub fn built_items(lesson: &Lesson) -> Vec<QuizItem> {
+    lesson
+        .questions
+        .iter()
+        .filter(|q| !q.refuse && q.after.is_empty())
+        .enumerate()
+        .filter_map(|(i, q)| {
+            Some(QuizItem {
+                id: format!("golden-{}", i + 1),
+                question: q.q.clone(),
+                answer: q.must.first()?.clone(),
+                choices: Vec::new(),
+                section: q.section.clone()?,
+                line: 0,
+            })
+        })
+        .collect()
+}
+
+/// The items "quiz me" draws from: the author's, or those built from the golden questions.
+pub fn items_of(lesson: &Lesson) -> Vec<QuizItem> {
+    match &lesson.quiz {
+        Some(quiz) if !quiz.items.is_empty() => quiz.items.clone(),
+        _ => built_items(lesson),
+    }
+}
+
+/// The passage of `item`'s section that best holds its answer (the section's first passage
+/// when none holds it).
+pub fn passage_for<'a>(words: &Words, lesson: &'a Lesson, item: &QuizItem) -> Option<&'a Passage> {
+    let expected = Expected::new(words, &item.answer);
+    lesson
+        .passages
+        .iter()
+        .filter(|p| lesson.section_of(p).slug == item.section)
+        .map(|p| {
+            let (found, _) = expected.found_in(&Expected::new(words, &p.text));
+            (p, found)
+        })
+        .fold(
+            None,
+            |best: Option<(&Passage, usize)>, (p, found)| match best {
+                Some((_, most)) if most >= found => best,
+                _ => Some((p, found)),
+            },
+        )
+        .map(|(p, _)| p)
+}
+
+/// The sentence of `text` that best holds `answer` (for quoting it after a graded reply).
+pub fn answer_sentence<'a>(words: &Words, text: &'a str, answer: &str) -> Option<&'a str> {
+    let expected = Expected::new(words, answer);
+    text.lines()
+        .flat_map(crate::text::split_sentences)
+        .map(|s| {
+            let (found, _) = expected.found_in(&Expected::new(words, s));
+            (s, found)
+        })
+        .filter(|(_, found)| *found > 0)
+        .fold(None, |best: Option<(&str, usize)>, (s, found)| match best {
+            Some((_, most)) if most >= found => best,
+            _ => Some((s, found)),
+        })
+        .map(|(s, _)| crate::text::without_list_marker(s).trim())
+}
+
+/// The word to look for, for a hint: a word of the learner's question (or, failing that, of the
+/// quiz question) that the passage also uses and that is no part of the answer, the longest
+/// such word. `None` when there is none.
+pub fn key_word(words: &Words, asked: &str, passage: &str, avoid: Option<&str>) -> Option<String> {
+    let in_passage = words.terms(passage);
+    let avoided = avoid.map(|a| words.terms(a)).unwrap_or_default();
+    let avoided_plain = avoid.map(grade::plain).unwrap_or_default();
+    words
+        .tokens(asked)
+        .into_iter()
+        .filter(|(_, term)| in_passage.contains(term) && !avoided.contains(term))
+        .filter_map(|(at, _)| crate::text::words(&asked[at..]).next().map(|(_, w)| w))
+        .map(str::to_lowercase)
+        .filter(|w| {
+            w.chars().count() > 2 && !format!(" {avoided_plain} ").contains(&format!(" {w} "))
+        })
+        .max_by_key(|w| w.chars().count())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(id: &str, question: &str, answer: &str) -> QuizItem {
+        QuizItem {
+            id: id.into(),
+            question: question.into(),
+            answer: answer.into(),
+            choices: Vec::new(),
+            section: "routing-strategies".into(),
+            line: 1,
+        }
+    }
+
+    #[test]
+    fn a_quiz_question_is_recognised_in_other_words_and_a_topic_is_not() {
+        let words = Words::new(Analyzer::new());
+        let items = vec![
+            item(
+                "weakness",
+                "What is the main weakness of a cascade?",
+                "escalated requests take longer",
+            ),
+            item(
+                "labels",
+                "When training a learned router, what do you label for each request?",
+                "whether the cheap answer was good enough",
+            ),
+        ];
+        let cases: &[(&str, Option<&str>)] = &[
+            ("What is the main weakness of a cascade?", Some("weakness")),
+            ("whats the main weakness of cascades", Some("weakness")),
+            (
+                "quick question: the weakness of a cascade?",
+                Some("weakness"),
+            ),
+            (
+                "what do you label for each request when training a learned router",
+                Some("labels"),
+            ),
+            // Same topic, another question.
+            (
+                "How does a cascade decide when to escalate a request?",
+                None,
+            ),
+            ("What is a learned router?", None),
+            (
+                "What are the weaknesses and strengths of rules, learned routers and cascades compared with each other?",
+                None,
+            ),
+            ("hello", None),
+        ];
+        for (question, expected) in cases {
+            let found = asked_item(&words, &items, question).map(|i| i.id.as_str());
+            assert_eq!(found, *expected, "{question}");
+        }
+    }
+
+    #[test]
+    fn a_sentence_gives_an_answer_away_by_its_words_or_its_numbers() {
+        let words = Words::new(Analyzer::new());
+        let guard = Guard::new(&words, Some("w".into()), "escalated requests take longer");
+        assert!(guard.revealed_by(&words, "In a cascade, escalated requests take longer [1]."));
+        assert!(guard.revealed_by(&words, "An escalated request will take longer."));
+        assert!(!guard.revealed_by(&words, "Look for what it says about escalated requests."));
+        let number = Guard::new(&words, None, "about 200,000 tokens");
+        assert!(number.revealed_by(&words, "It reaches 200 000 tokens."));
+        assert!(!number.revealed_by(&words, "Look at what it says about tokens."));
+        let name = Guard::new(&words, None, "Denver Broncos");
+        assert!(name.revealed_by(&words, "The Broncos from Denver won."));
+        assert!(!name.revealed_by(&words, "Look at the team from Denver."));
+    }
+
+    #[test]
+    fn quiz_me_goes_through_the_items_then_starts_over() {
+        let items = vec![item("a", "A?", "a"), item("b", "B?", "b")];
+        let ids = |asked: &[&str]| {
+            let asked: Vec<String> = asked.iter().map(|s| s.to_string()).collect();
+            next_item(&items, &asked).map(|i| i.id.clone())
+        };
+        assert_eq!(ids(&[]).as_deref(), Some("a"));
+        assert_eq!(ids(&["a"]).as_deref(), Some("b"));
+        assert_eq!(ids(&["a", "b"]).as_deref(), Some("a"));
+        assert_eq!(ids(&["b", "a"]).as_deref(), Some("b"));
+        assert!(next_item(&[], &[]).is_none());
+    }
+
+    #[test]
+    fn the_key_word_comes_from_the_question_and_is_never_the_answer() {
+        let words = Words::new(Analyzer::new());
+        let passage = "Cascade: try the cheap model first, escalate if a check fails. Escalated requests take longer.";
+        assert_eq!(
+            key_word(
+                &words,
+                "What is the weakness of a cascade?",
+                passage,
+                Some("escalated requests take longer")
+            )
+            .as_deref(),
+            Some("cascade")
+        );
+        assert_eq!(
+            key_word(
+                &words,
+                "Do escalated requests take longer?",
+                passage,
+                Some("escalated requests take longer")
+            ),
+            None
+        );
+    }
+}
