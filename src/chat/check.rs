@@ -18,6 +18,19 @@ const CACHED_PASSAGES: usize = 1024;
 pub struct Analysis {
     languages: Arc<Vec<Language>>,
     cache: EvidenceCache,
+    /// Term weights of lessons with a quiz, by lesson id, built on first use.
+    weights: Arc<std::sync::Mutex<lru::LruCache<String, Arc<crate::quiz::Weights>>>>,
+}
+
+/// Lessons whose quiz term weights are kept.
+const CACHED_WEIGHTS: usize = 256;
+
+type WeightsCache = Arc<std::sync::Mutex<lru::LruCache<String, Arc<crate::quiz::Weights>>>>;
+
+fn new_weights() -> WeightsCache {
+    Arc::new(std::sync::Mutex::new(lru::LruCache::new(
+        std::num::NonZeroUsize::new(CACHED_WEIGHTS).unwrap_or(std::num::NonZeroUsize::MIN),
+    )))
 }
 
 /// A lesson language's analyzer, and the filler words as it sees them.
@@ -44,6 +57,7 @@ impl Analysis {
         Analysis {
             languages: Arc::new(languages),
             cache: new_cache(),
+            weights: new_weights(),
         }
     }
 
@@ -60,11 +74,35 @@ impl Analysis {
         &self.languages[self.language(language)].quiz
     }
 
+    /// The quiz term weights of `lesson`, counted on first use and kept until a reload.
+    pub fn quiz_weights(&self, lesson: &crate::lessons::Lesson) -> Arc<crate::quiz::Weights> {
+        let cached = self
+            .weights
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&lesson.id)
+            .cloned();
+        if let Some(weights) = cached {
+            return weights;
+        }
+        // Counted outside the lock: two first uses at once count twice, harmlessly.
+        let weights = Arc::new(crate::quiz::Weights::of(
+            self.quiz_words(&lesson.language),
+            lesson,
+        ));
+        self.weights
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .put(lesson.id.clone(), weights.clone());
+        weights
+    }
+
     /// The same analyzer with an empty cache, for a reloaded catalog (where a passage id may
     /// name new text).
     pub fn for_new_catalog(&self) -> Analysis {
         Analysis {
             cache: new_cache(),
+            weights: new_weights(),
             ..self.clone()
         }
     }
@@ -130,6 +168,32 @@ impl Checker {
     pub fn with_guards(mut self, guards: Vec<crate::quiz::Guard>) -> Checker {
         self.guards = guards;
         self
+    }
+
+    /// `request` with every passage sentence that gives a guarded answer away left out, for
+    /// the embedded answerer to answer from what remains.
+    pub fn masked(&self, request: &crate::llm::ModelRequest) -> crate::llm::ModelRequest {
+        let mut request = request.clone();
+        if self.guards.is_empty() {
+            return request;
+        }
+        let words = &self.analysis.languages[self.language].quiz;
+        for passage in &mut request.passages {
+            passage.text = passage
+                .text
+                .lines()
+                .map(|line| {
+                    crate::text::split_sentences(line)
+                        .into_iter()
+                        .filter(|s| !self.guards.iter().any(|g| g.revealed_by(words, s)))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .filter(|line| !line.trim().is_empty())
+                .collect::<Vec<_>>()
+                .join("\n");
+        }
+        request
     }
 
     fn verifier(&self) -> Verifier<'_> {

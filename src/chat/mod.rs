@@ -1046,7 +1046,9 @@ impl Tutor {
             None => {
                 // Every sentence that answered was removed, but the gate found that the lesson
                 // covers the question: answer from it with the embedded answerer.
-                let quoted = self.extractive.answer(&asking.request).join(" ");
+                // Passages' sentences giving a nearby quiz answer away are left out of it.
+                let request = asking.checker.masked(&asking.request);
+                let quoted = self.extractive.answer(&request).join(" ");
                 let mut fallback = Release::new(false);
                 let mut text = fallback.push(&quoted, &asking.checker);
                 text.push_str(&fallback.finish(&asking.checker));
@@ -1108,6 +1110,16 @@ impl Tutor {
             return Ok(None);
         };
         let words = self.analysis.quiz_words(&lesson.language);
+        // Only a question close to the quiz question gets its hint; another one is answered
+        // from what remains of the passages.
+        let weights = self.analysis.quiz_weights(&lesson);
+        let (share, _) = weights.shares(
+            &words.terms(&question.message),
+            &words.terms(&item.question),
+        );
+        if share < crate::quiz::HINT_NEAR_SHARE {
+            return Ok(None);
+        }
         let own = crate::quiz::passage_for(words, &lesson, item).map(|p| p.id.clone());
         let n = asking
             .citations

@@ -105,7 +105,8 @@ impl Tutor {
             return Guarding::Answer(Vec::new());
         }
         let words = self.analysis.quiz_words(&lesson.language);
-        if let Some(item) = quiz::asked_item(words, &quiz.items, &question.message) {
+        let weights = self.analysis.quiz_weights(lesson);
+        if let Some(item) = quiz::asked_item(words, &weights, &quiz.items, &question.message) {
             return Guarding::Hint(item.clone());
         }
         Guarding::Answer(

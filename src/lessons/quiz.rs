@@ -7,6 +7,7 @@
 //! id = "cascade-weakness"
 //! question = "What is the main weakness of a cascade?"
 //! answer = "escalated requests take longer"
+//! accept = ["escalations are slower"]   # optional: other right answers
 //! section = "routing-strategies"
 //!
 //! [[items]]
@@ -51,6 +52,8 @@ pub struct QuizItem {
     pub question: String,
     /// The expected answer (for a multiple-choice item, the right choice, as written there).
     pub answer: String,
+    /// Other answers to accept as right (an abbreviation, another way to say it).
+    pub accept: Vec<String>,
     /// The choices of a multiple-choice item; empty for a free-text one.
     pub choices: Vec<String>,
     /// The slug of the section the item checks.
@@ -81,6 +84,8 @@ struct RawItem {
     id: String,
     question: String,
     answer: String,
+    #[serde(default)]
+    accept: Vec<String>,
     #[serde(default)]
     choices: Vec<String>,
     section: String,
@@ -139,6 +144,12 @@ pub fn parse_quiz(text: &str, lesson: &Lesson) -> (Option<Quiz>, Vec<LessonError
                 id: raw.id,
                 question: raw.question.trim().to_string(),
                 answer: raw.answer.trim().to_string(),
+                accept: raw
+                    .accept
+                    .iter()
+                    .map(|a| a.trim().to_string())
+                    .filter(|a| !a.is_empty())
+                    .collect(),
                 choices: raw.choices.iter().map(|c| c.trim().to_string()).collect(),
                 section: raw.section,
                 line,

