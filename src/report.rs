@@ -18,6 +18,45 @@ pub struct SectionReport {
     /// Answers citing this section.
     pub answered: usize,
     pub thumbs_down: usize,
+    /// Hints pointing to this section, quiz questions on it, and how replies to them were
+    /// graded: where learners struggle.
+    #[serde(skip_serializing_if = "QuizFigures::is_empty")]
+    pub quiz: QuizFigures,
+}
+
+/// Hints, quiz questions and grades of one section.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct QuizFigures {
+    pub hints: usize,
+    pub asked: usize,
+    pub correct: usize,
+    pub partly: usize,
+    pub not_yet: usize,
+}
+
+impl QuizFigures {
+    pub fn is_empty(&self) -> bool {
+        *self == QuizFigures::default()
+    }
+
+    fn count(&mut self, record: &Record) {
+        match (record.kind.as_deref(), record.outcome.as_deref()) {
+            (Some("hint"), _) => self.hints += 1,
+            (Some("quiz_question"), _) => self.asked += 1,
+            (Some("grade"), Some("correct")) => self.correct += 1,
+            (Some("grade"), Some("partly")) => self.partly += 1,
+            (Some("grade"), _) => self.not_yet += 1,
+            _ => {}
+        }
+    }
+}
+
+/// True for records of quiz questions, graded replies and hints (not answers).
+fn is_quiz(record: &Record) -> bool {
+    matches!(
+        record.kind.as_deref(),
+        Some("hint" | "quiz_question" | "grade")
+    )
 }
 
 /// Similar questions the lesson could not answer.
@@ -91,14 +130,23 @@ pub fn build(records: &[Record], retriever: &Retriever) -> Report {
                         title: s.title.clone(),
                         answered: 0,
                         thumbs_down: 0,
+                        quiz: QuizFigures::default(),
                     })
                     .collect()
             })
             .unwrap_or_default();
         for record in records.iter().filter(|r| !r.refused) {
-            let cited: BTreeSet<&str> = record.cited.iter().filter_map(|p| section_of(p)).collect();
+            let mut cited: BTreeSet<&str> =
+                record.cited.iter().filter_map(|p| section_of(p)).collect();
+            if record.kind.as_deref() == Some("quiz_question") {
+                cited.extend(record.outcome.as_deref());
+            }
             for slug in cited {
                 if let Some(section) = sections.iter_mut().find(|s| s.id == slug) {
+                    if is_quiz(record) {
+                        section.quiz.count(record);
+                        continue;
+                    }
                     section.answered += 1;
                     if record.rating == Some(Rating::Down) {
                         section.thumbs_down += 1;
@@ -106,7 +154,7 @@ pub fn build(records: &[Record], retriever: &Retriever) -> Report {
                 }
             }
         }
-        sections.retain(|s| s.answered > 0);
+        sections.retain(|s| s.answered > 0 || !s.quiz.is_empty());
         sections.sort_by(|a, b| b.answered.cmp(&a.answered).then(a.id.cmp(&b.id)));
         let unanswered: Vec<&str> = records
             .iter()
@@ -255,13 +303,26 @@ pub fn markdown(report: &Report) -> String {
             lesson.thumbs_down,
             lesson.thumbs_down_rate * 100.0
         );
-        if !lesson.sections.is_empty() {
+        if lesson.sections.iter().any(|s| s.answered > 0) {
             out.push_str("\n| section | answers citing it | rated down |\n|---|---|---|\n");
-            for s in &lesson.sections {
+            for s in lesson.sections.iter().filter(|s| s.answered > 0) {
                 let _ = writeln!(
                     out,
                     "| {} (`{}`) | {} | {} |",
                     s.title, s.id, s.answered, s.thumbs_down
+                );
+            }
+        }
+        if lesson.sections.iter().any(|s| !s.quiz.is_empty()) {
+            out.push_str(
+                "\n### Hints and quizzes\n\n| section | hints | quiz questions | correct | partly | not yet |\n|---|---|---|---|---|---|\n",
+            );
+            for s in lesson.sections.iter().filter(|s| !s.quiz.is_empty()) {
+                let q = &s.quiz;
+                let _ = writeln!(
+                    out,
+                    "| {} (`{}`) | {} | {} | {} | {} | {} |",
+                    s.title, s.id, q.hints, q.asked, q.correct, q.partly, q.not_yet
                 );
             }
         }
@@ -314,6 +375,20 @@ pub fn csv(report: &Report) -> String {
                 s.answered,
                 s.thumbs_down
             );
+            // Quiz figures ride in the example column as `key=value` pairs.
+            let q = &s.quiz;
+            if !q.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "quiz,{},{},,,,,{}",
+                    field(&lesson.lesson_id),
+                    field(&s.id),
+                    field(&format!(
+                        "hints={} asked={} correct={} partly={} not_yet={}",
+                        q.hints, q.asked, q.correct, q.partly, q.not_yet
+                    ))
+                );
+            }
         }
         for gap in &lesson.gaps {
             let _ = writeln!(

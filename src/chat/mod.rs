@@ -561,6 +561,13 @@ impl Tutor {
                 })
                 .to_string()
             }),
+            kind: Some(answer.kind.as_str().to_string()),
+            outcome: match answer.kind {
+                ReplyKind::Hint => answer.hint.map(|h| h.as_str().to_string()),
+                ReplyKind::Grade => answer.grade.map(|g| g.as_str().to_string()),
+                ReplyKind::QuizQuestion => answer.quiz.as_ref().map(|q| q.section_id.clone()),
+                _ => None,
+            },
         });
     }
 

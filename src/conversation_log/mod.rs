@@ -161,6 +161,12 @@ pub struct Record {
     /// What the verifier did to a model's answer, as JSON (`sentences`, `removed`,
     /// `corrected`, `fallback`, `reasons`); none for refusals by the gate.
     pub verification: Option<String>,
+    /// What the reply was (`answer`, `refusal`, `small_talk`, `other_language`, `hint`,
+    /// `quiz_question`, `grade`); none in records written before quizzes.
+    pub kind: Option<String>,
+    /// For a hint, why (`requested`, `quiz_item`, `assessment`); for a graded reply, the grade
+    /// (`correct`, `partly`, `not_yet`); for a quiz question, the section it checks.
+    pub outcome: Option<String>,
 }
 
 /// A rating to apply to a stored answer.
@@ -260,6 +266,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
             digest TEXT PRIMARY KEY,
             expires BIGINT NOT NULL
         );",
+    },
+    Migration {
+        sqlite: "ALTER TABLE answers ADD COLUMN kind TEXT;
+        ALTER TABLE answers ADD COLUMN outcome TEXT;",
+        postgres: "ALTER TABLE answers ADD COLUMN kind TEXT;
+        ALTER TABLE answers ADD COLUMN outcome TEXT;",
     },
 ];
 
@@ -551,6 +563,8 @@ mod tests {
             rating: None,
             comment: None,
             verification: None,
+            kind: None,
+            outcome: None,
         });
         pending.add_rating(RatingUpdate {
             answer_id: "a1".to_string(),

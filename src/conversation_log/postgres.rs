@@ -189,13 +189,15 @@ impl LogStore for PostgresStore {
         let comments: Vec<Option<&str>> = records.iter().map(|r| r.comment.as_deref()).collect();
         let verifications: Vec<Option<&str>> =
             records.iter().map(|r| r.verification.as_deref()).collect();
+        let kinds: Vec<Option<&str>> = records.iter().map(|r| r.kind.as_deref()).collect();
+        let outcomes: Vec<Option<&str>> = records.iter().map(|r| r.outcome.as_deref()).collect();
         tx.execute(
             "INSERT INTO answers (answer_id, time, lesson_id, question, answer, refused,
                  refusal_reason, cited, backend, latency_ms, conversation_id, rating, comment,
-                 verification)
+                 verification, kind, outcome)
              SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[],
                  $6::bool[], $7::text[], $8::text[], $9::text[], $10::bigint[], $11::text[],
-                 $12::text[], $13::text[], $14::text[])
+                 $12::text[], $13::text[], $14::text[], $15::text[], $16::text[])
              ON CONFLICT (answer_id) DO UPDATE SET time = EXCLUDED.time,
                  lesson_id = EXCLUDED.lesson_id, question = EXCLUDED.question,
                  answer = EXCLUDED.answer, refused = EXCLUDED.refused,
@@ -204,7 +206,8 @@ impl LogStore for PostgresStore {
                  conversation_id = EXCLUDED.conversation_id,
                  rating = COALESCE(EXCLUDED.rating, answers.rating),
                  comment = COALESCE(EXCLUDED.comment, answers.comment),
-                 verification = EXCLUDED.verification",
+                 verification = EXCLUDED.verification, kind = EXCLUDED.kind,
+                 outcome = EXCLUDED.outcome",
             &[
                 &ids,
                 &times,
@@ -220,6 +223,8 @@ impl LogStore for PostgresStore {
                 &ratings,
                 &comments,
                 &verifications,
+                &kinds,
+                &outcomes,
             ],
         )
         .map_err(|e| self.error(e))?;
@@ -295,7 +300,8 @@ impl LogStore for PostgresStore {
         let rows = client
             .query(
                 "SELECT answer_id, time, lesson_id, question, answer, refused, refusal_reason,
-                        cited, backend, latency_ms, conversation_id, rating, comment, verification
+                        cited, backend, latency_ms, conversation_id, rating, comment, verification,
+                        kind, outcome
                  FROM answers WHERE time >= $1 AND ($2::text IS NULL OR lesson_id = $2)
                  ORDER BY time, answer_id",
                 &[&(since as i64), &lesson],
@@ -321,6 +327,8 @@ impl LogStore for PostgresStore {
                     rating: Rating::parse(rating.as_deref()),
                     comment: row.get(12),
                     verification: row.get(13),
+                    kind: row.get(14),
+                    outcome: row.get(15),
                 }
             })
             .collect())

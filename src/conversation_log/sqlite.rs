@@ -60,10 +60,12 @@ impl LogStore for SqliteStore {
             let mut insert = tx
                 .prepare_cached(
                     "INSERT OR REPLACE INTO answers (answer_id, time, lesson_id, question, answer, refused,
-                     refusal_reason, cited, backend, latency_ms, conversation_id, rating, comment, verification)
+                     refusal_reason, cited, backend, latency_ms, conversation_id, rating, comment, verification,
+                     kind, outcome)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,
                              COALESCE(?12, (SELECT rating FROM answers WHERE answer_id = ?1)),
-                             COALESCE(?13, (SELECT comment FROM answers WHERE answer_id = ?1)), ?14)",
+                             COALESCE(?13, (SELECT comment FROM answers WHERE answer_id = ?1)), ?14,
+                             ?15, ?16)",
                 )
                 .map_err(|e| self.error(e))?;
             for r in records {
@@ -83,6 +85,8 @@ impl LogStore for SqliteStore {
                         r.rating.map(Rating::as_str),
                         r.comment,
                         r.verification,
+                        r.kind,
+                        r.outcome,
                     ])
                     .map_err(|e| self.error(e))?;
             }
@@ -177,7 +181,7 @@ impl LogStore for SqliteStore {
         let mut query = connection
             .prepare(
                 "SELECT answer_id, time, lesson_id, question, answer, refused, refusal_reason, cited,
-                        backend, latency_ms, conversation_id, rating, comment, verification
+                        backend, latency_ms, conversation_id, rating, comment, verification, kind, outcome
                  FROM answers WHERE time >= ?1 AND (?2 IS NULL OR lesson_id = ?2) ORDER BY time, answer_id",
             )
             .map_err(|e| self.error(e))?;
@@ -200,6 +204,8 @@ impl LogStore for SqliteStore {
                     rating: Rating::parse(rating.as_deref()),
                     comment: row.get(12)?,
                     verification: row.get(13)?,
+                    kind: row.get(14)?,
+                    outcome: row.get(15)?,
                 })
             })
             .map_err(|e| self.error(e))?;

@@ -9,7 +9,7 @@
 use super::ErrorCode;
 use super::api::ApiJson;
 use super::{AppState, error::ApiError};
-use crate::chat::{Answer, ChatEvent, Question};
+use crate::chat::{Answer, ChatEvent, Mode, Question};
 use crate::conversation_log::now;
 use crate::llm::estimated_tokens;
 use crate::llm::{Role, Turn};
@@ -25,8 +25,26 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::convert::Infallible;
 
-/// Model ids are `tutor/<lesson-id>`.
+/// Model ids are `tutor/<lesson-id>`, and `tutor/<lesson-id>:hint` (hints, not answers) and
+/// `tutor/<lesson-id>:quiz` ("quiz me": a question, then the grading of the reply to it).
 pub const MODEL_PREFIX: &str = "tutor/";
+
+/// The modes a lesson's models offer, by their suffix.
+const MODES: [(&str, Mode); 3] = [("", Mode::Answer), (":hint", Mode::Hint), (":quiz", Mode::Quiz)];
+
+/// The lesson id and mode a model id names (the lesson not checked).
+fn parse_model(model: &str) -> Option<(&str, Mode)> {
+    let rest = model.strip_prefix(MODEL_PREFIX)?;
+    MODES
+        .iter()
+        .rev()
+        .find_map(|(suffix, mode)| Some((rest.strip_suffix(suffix)?, *mode)))
+        .filter(|(id, _)| !id.is_empty())
+}
+
+fn model_json(id: &str, created: u64) -> Value {
+    json!({"id": id, "object": "model", "created": created, "owned_by": "tutor"})
+}
 
 #[derive(Deserialize)]
 pub(super) struct CompletionRequest {
@@ -108,7 +126,11 @@ pub async fn models(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
         .catalog()
         .lessons
         .iter()
-        .map(|l| json!({"id": format!("{MODEL_PREFIX}{}", l.id), "object": "model", "created": created, "owned_by": "tutor"}))
+        .flat_map(|l| {
+            MODES
+                .iter()
+                .map(move |(suffix, _)| model_json(&format!("{MODEL_PREFIX}{}{suffix}", l.id), created))
+        })
         .collect();
     Ok(Json(json!({"object": "list", "data": data})))
 }
@@ -122,14 +144,11 @@ pub async fn model(
     Path(lesson): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let tutor = state.tutor()?;
-    let found = tutor
-        .retriever()
-        .catalog()
-        .get(&lesson)
-        .ok_or_else(|| model_not_found(&format!("{MODEL_PREFIX}{lesson}")))?;
-    Ok(Json(
-        json!({"id": format!("{MODEL_PREFIX}{}", found.id), "object": "model", "created": tutor.created(), "owned_by": "tutor"}),
-    ))
+    let id = format!("{MODEL_PREFIX}{lesson}");
+    parse_model(&id)
+        .filter(|(lesson, _)| tutor.retriever().catalog().get(lesson).is_some())
+        .ok_or_else(|| model_not_found(&id))?;
+    Ok(Json(model_json(&id, tutor.created())))
 }
 
 /// OpenAI chat completions with `model: tutor/<lesson-id>`: the last user message answered from
@@ -159,12 +178,10 @@ async fn completions_inner(
     request: CompletionRequest,
 ) -> Result<Response, ApiError> {
     let tutor = state.tutor()?;
-    let lesson_id = request
-        .model
-        .strip_prefix(MODEL_PREFIX)
-        .filter(|id| tutor.retriever().catalog().get(id).is_some())
-        .ok_or_else(|| model_not_found(&request.model))?
-        .to_string();
+    let (lesson_id, mode) = parse_model(&request.model)
+        .filter(|(id, _)| tutor.retriever().catalog().get(id).is_some())
+        .ok_or_else(|| model_not_found(&request.model))?;
+    let lesson_id = lesson_id.to_string();
     super::api::check_lesson(caller.as_ref(), &lesson_id)?;
     // The question is the last user message; earlier user and assistant turns are history.
     let last_user = request
@@ -195,7 +212,34 @@ async fn completions_inner(
             .iter()
             .map(|t| estimated_tokens(&t.content))
             .sum::<u64>();
-    let question = Question::parse(lesson_id, message, history)?;
+    let hint_only = matches!(caller, Some(super::Caller::Learner { hint_only: true, .. }));
+    let question = match mode {
+        // The facade keeps no state: the quiz item is the one the last assistant turn asked.
+        Mode::Quiz => {
+            let lesson = tutor
+                .retriever()
+                .catalog()
+                .get(&lesson_id)
+                .cloned()
+                .ok_or_else(|| model_not_found(&request.model))?;
+            let items = crate::quiz::items_of(&lesson);
+            let asked_in = |turn: &Turn| {
+                items
+                    .iter()
+                    .filter(|i| turn.role == Role::Assistant && turn.content.contains(&i.question))
+                    .map(|i| i.id.clone())
+                    .collect::<Vec<_>>()
+            };
+            match history.last().map(asked_in).and_then(|ids| ids.into_iter().next()) {
+                Some(item) if !message.trim().is_empty() => {
+                    Question::parse(lesson_id, message, Vec::new())?.with_mode(Mode::Quiz, Some(item))?
+                }
+                _ => Question::quiz_me(lesson_id, history.iter().flat_map(asked_in).collect())?,
+            }
+        }
+        mode => Question::parse(lesson_id, message, history)?.with_mode(mode, None)?,
+    }
+    .hint_only(hint_only);
     let model = request.model.clone();
     if request.stream != Some(true) {
         let (answer, _) = tutor.ask(question).await?;

@@ -159,6 +159,8 @@ fn a_flood_past_the_queue_drops_and_counts_records_but_never_blocks() {
         rating: None,
         comment: None,
         verification: None,
+        kind: None,
+        outcome: None,
     };
     let started = Instant::now();
     for i in 0..5000 {
@@ -205,6 +207,8 @@ fn records_past_the_retention_are_pruned() {
         rating: None,
         comment: None,
         verification: None,
+        kind: None,
+        outcome: None,
     };
     let fresh = Record {
         answer_id: "fresh".to_string(),

@@ -1035,6 +1035,8 @@ fn record(id: &str, time: u64, lesson: &str) -> Record {
         rating: None,
         comment: None,
         verification: Some(r#"{"sentences":1}"#.to_string()),
+        kind: None,
+        outcome: None,
     }
 }
 

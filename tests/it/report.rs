@@ -27,6 +27,8 @@ fn record(
         rating,
         comment: None,
         verification: None,
+        kind: None,
+        outcome: None,
     }
 }
 
