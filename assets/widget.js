@@ -12,6 +12,9 @@
  * Everything lives in the open shadow root of one <lesson-tutor> element, so the host page's CSS
  * cannot reach it. Model and lesson text enters the DOM only as text nodes, never as HTML.
  * Answers can be rated (/v1/feedback); a conversation has an anonymous id, new after Clear.
+ * "Hint" asks for a nudge instead of the answer; "Quiz me" asks one of the lesson's quiz
+ * questions, and the next message is graded as the reply. The running score is kept in the
+ * browser with the conversation.
  */
 (() => {
 "use strict";
@@ -255,6 +258,10 @@ textarea{display:block;width:100%;min-height:64px;max-height:160px;resize:vertic
 .row{display:flex;align-items:center;gap:8px;margin-top:8px}
 .hint{flex:1;font-size:12px;color:var(--mu)}
 .primary{border:0;padding:8px 16px;background:var(--a);color:var(--af);font-weight:600;font-size:14px}
+.tools{display:flex;align-items:center;gap:6px;margin-top:8px;font-size:13px}
+.tools .ghost{border:1px solid var(--mu);padding:5px 10px;font-size:13px}
+.score{margin-left:auto;color:var(--mu)}
+.graded .bubble{border-left:4px solid var(--a)}
 .secondary{border:1px solid var(--mu);padding:6px 12px;background:var(--bg);font-size:14px;margin-top:8px}
 .sr{position:absolute;width:1px;height:1px;overflow:hidden;clip-path:inset(50%);white-space:nowrap}
 @media (max-width:480px){.panel{inset:0;width:auto;height:auto;max-width:none;max-height:none;
@@ -284,7 +291,11 @@ const SKELETON = `
   <textarea id="q" rows="2" maxlength="${MAX_CHARS}" placeholder="Ask about this lesson"></textarea>
   <div class="row"><span class="hint" aria-hidden="true">Enter to send, Shift+Enter for a new line</span>
    <button class="primary send" type="submit">Send</button>
-   <button class="primary stop" type="button" hidden>Stop</button></div></form>
+   <button class="primary stop" type="button" hidden>Stop</button></div>
+  <div class="tools"><button class="ghost ask-hint" type="button"
+    title="A nudge toward the answer to your question, not the answer">Hint</button>
+   <button class="ghost ask-quiz" type="button" title="Ask me a question about this lesson">Quiz me</button>
+   <span class="score" hidden></span></div></form>
 </div>`;
 
 // Citations that point into the host page.
@@ -326,7 +337,9 @@ class LessonTutor extends HTMLElement {
     if (!this.options.lesson) return;
     this.storageKey = "tutor:conversation:" + this.options.lesson;
     this.idKey = this.storageKey + ":id"; // its anonymous id
+    this.quizKey = this.storageKey + ":quiz"; // the quiz: asked items, pending item, score
     this.conversation = this.load();
+    this.quiz = this.loadQuiz();
     this.controller = null; // AbortController of the answer being streamed, if any
     this.build();
     if (this.options.open) this.open(false);
@@ -349,6 +362,10 @@ class LessonTutor extends HTMLElement {
     this.input = $("textarea");
     this.sendButton = $(".send");
     this.stopButton = $(".stop");
+    this.label = $("label");
+    this.scoreNode = $(".score");
+    this.hintButton = $(".ask-hint");
+    this.quizButton = $(".ask-quiz");
     this.panel.setAttribute("aria-label", this.options.title);
     $("h2").textContent = this.options.title;
 
@@ -376,8 +393,25 @@ class LessonTutor extends HTMLElement {
       const question = this.input.value.trim();
       if (!question || this.controller) return;
       this.input.value = "";
-      this.ask(question.slice(0, MAX_CHARS));
+      // While a quiz question waits for its reply, what is sent is that reply.
+      const pending = this.quiz.pending;
+      this.ask(question.slice(0, MAX_CHARS), pending ? { mode: "quiz", quiz_item: pending } : {});
     };
+    this.hintButton.onclick = () => {
+      const question = this.input.value.trim();
+      if (this.controller) return;
+      if (!question) {
+        this.announce("Type your question first, then press Hint.");
+        return this.input.focus();
+      }
+      this.input.value = "";
+      this.ask(question.slice(0, MAX_CHARS), { mode: "hint" });
+    };
+    this.quizButton.onclick = () => {
+      if (this.controller) return;
+      this.ask("Quiz me", { mode: "quiz", quiz_asked: this.quiz.asked.slice(-100) }, true);
+    };
+    this.showQuizState();
     this.renderAll();
   }
 
@@ -422,6 +456,55 @@ class LessonTutor extends HTMLElement {
     }
   }
 
+  loadQuiz() {
+    const empty = { asked: [], pending: null, correct: 0, graded: 0 };
+    try {
+      const saved = JSON.parse(localStorage.getItem(this.quizKey));
+      if (!saved || !Array.isArray(saved.asked)) return empty;
+      return {
+        asked: saved.asked.filter((id) => /^[\w-]{1,64}$/.test(id)),
+        pending: /^[\w-]{1,64}$/.test(saved.pending || "") ? saved.pending : null,
+        correct: Number(saved.correct) || 0,
+        graded: Number(saved.graded) || 0,
+      };
+    } catch (_) {
+      return empty;
+    }
+  }
+
+  saveQuiz() {
+    try {
+      if (this.quiz.asked.length) localStorage.setItem(this.quizKey, JSON.stringify(this.quiz));
+      else localStorage.removeItem(this.quizKey);
+    } catch (_) {
+      /* the score still lives in the page */
+    }
+  }
+
+  /** The label says what the box is for, and the score shows once a reply was graded. */
+  showQuizState() {
+    this.label.textContent = this.quiz.pending ? "Your answer to the quiz question" : "Your question";
+    this.scoreNode.hidden = !this.quiz.graded;
+    this.scoreNode.textContent = `Quiz score: ${this.quiz.correct} of ${this.quiz.graded}`;
+  }
+
+  /** Keeps the quiz's state from a reply: a question asked, or a reply graded. */
+  followQuiz(reply) {
+    if (reply.kind === "quiz_question" && reply.quiz?.item_id) {
+      this.quiz.pending = reply.quiz.item_id;
+      this.quiz.asked = [...this.quiz.asked.filter((id) => id !== reply.quiz.item_id), reply.quiz.item_id];
+    } else if (reply.kind === "grade") {
+      this.quiz.pending = null;
+      this.quiz.graded += 1;
+      if (reply.grade === "correct") this.quiz.correct += 1;
+      this.announce(`Quiz score: ${this.quiz.correct} of ${this.quiz.graded}`);
+    } else if (this.quiz.pending) {
+      this.quiz.pending = null; // answered with something else: the quiz question lapses
+    }
+    this.saveQuiz();
+    this.showQuizState();
+  }
+
   clear() {
     if (this.controller) {
       this.controller.abort();
@@ -430,6 +513,9 @@ class LessonTutor extends HTMLElement {
     }
     this.conversation = [];
     this.conversationId = newConversationId(); // a new conversation, unlinked from the last
+    this.quiz = { asked: [], pending: null, correct: 0, graded: 0 };
+    this.saveQuiz();
+    this.showQuizState();
     this.save();
     this.renderAll();
     this.announce("Conversation cleared.");
@@ -481,7 +567,8 @@ class LessonTutor extends HTMLElement {
   renderAnswer(message, offered = []) {
     const citations = Array.isArray(message.citations) ? message.citations : [];
     const byNumber = new Map([...offered, ...citations].map((c) => [Number(c.n), c]));
-    const node = el("div", { class: "msg assistant" + (message.refused ? " refusal" : "") });
+    const kind = message.refused ? " refusal" : message.kind === "grade" ? " graded" : "";
+    const node = el("div", { class: "msg assistant" + kind });
     const bubble = el("div", { class: "bubble" });
     const body = el("div");
     const button = (citation, className, label) => {
@@ -619,20 +706,23 @@ class LessonTutor extends HTMLElement {
 
   // Asking.
 
-  ask(question) {
+  /** Asks `question` (with `extra` request fields: a mode, a quiz item); `quizMe` sends no
+   * message, only the request for a quiz question. */
+  ask(question, extra = {}, quizMe = false) {
+    // Quiz turns are not part of the conversation a follow-up refers to.
     const history = this.conversation
+      .filter((m) => m.content && !m.quiz)
       .slice(-HISTORY_MESSAGES)
-      .filter((m) => m.content)
       .map(({ role, content }) => ({ role, content }));
-    const message = { role: "user", content: question };
+    const message = { role: "user", content: question, quiz: !!extra.mode || undefined };
     this.conversation.push(message);
     this.save();
     this.append(this.renderQuestion(message));
-    this.stream(question, history);
+    this.stream({ ...(quizMe ? {} : { message: question, history }), ...extra });
   }
 
   /** Streams one answer into the log. Every failure ends in a message the learner can act on. */
-  async stream(question, history) {
+  async stream(fields) {
     const controller = (this.controller = new AbortController());
     this.setBusy(true);
     // The growing text is hidden from screen readers; the finished answer replaces it and the
@@ -659,8 +749,7 @@ class LessonTutor extends HTMLElement {
         headers: this.headers({ Accept: "text/event-stream" }),
         body: JSON.stringify({
           lesson_id: this.options.lesson,
-          message: question,
-          history,
+          ...fields,
           stream: true,
           conversation_id: this.conversationId,
         }),
@@ -700,9 +789,12 @@ class LessonTutor extends HTMLElement {
         refused: !!finished.refused,
         related_lesson: finished.related_lesson || null,
         answer_id: finished.answer_id, // for feedback; older servers send none
+        kind: finished.kind,
+        quiz: fields.mode ? true : undefined,
       };
       this.conversation.push(answer);
       this.save();
+      this.followQuiz(finished);
       this.append(this.renderAnswer(answer, offered), pending);
     } catch (error) {
       cancelAnimationFrame(frame);
@@ -726,7 +818,7 @@ class LessonTutor extends HTMLElement {
             : error;
         const retry = () => {
           partialNode?.remove();
-          this.stream(question, history);
+          this.stream(fields);
         };
         this.append(this.renderError(shown.message, shown.retry && retry));
       }
@@ -742,6 +834,8 @@ class LessonTutor extends HTMLElement {
     this.log.setAttribute("aria-busy", busy);
     this.sendButton.hidden = busy;
     this.stopButton.hidden = !busy;
+    this.hintButton.disabled = busy;
+    this.quizButton.disabled = busy;
   }
 }
 

@@ -91,6 +91,8 @@ scenarios! {
         "widget.test.mjs", "failures show a friendly message with Retry, and never a dead panel";
     feedback_that_cannot_be_sent_says_so:
         "widget.test.mjs", "feedback that cannot be sent says so, and the panel goes on working";
+    quiz_me_and_hint_work_by_keyboard_and_keep_the_score:
+        "widget.test.mjs", "Quiz me and Hint work by keyboard, grade the reply, keep the score, and pass axe";
     after_an_lms_launch_the_widget_sends_its_session_token:
         "widget.test.mjs", "after an LMS launch the widget sends its session token, not a key";
     a_learner_launched_from_the_lms_gets_the_lesson_in_an_iframe:

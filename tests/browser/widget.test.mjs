@@ -848,6 +848,64 @@ test("feedback that cannot be sent says so, and the panel goes on working", { ti
   await page.context().close();
 });
 
+test("Quiz me and Hint work by keyboard, grade the reply, keep the score, and pass axe", { timeout: 60_000 }, async () => {
+  const page = await newPage();
+  await page.goto(`${hostOrigin}/`);
+  await openWidget(page);
+  const asked = modelRequests.length;
+  const count = () => finishedCount(page);
+
+  // "Quiz me" by keyboard: the lesson's first quiz item is asked, the box now takes the reply.
+  let before = await count();
+  await widget(page, ".ask-quiz").focus();
+  await page.keyboard.press("Enter");
+  await page.waitForFunction((n) => document.querySelector("lesson-tutor").shadowRoot.querySelectorAll(".msg.assistant:not(.streaming), .msg.error").length > n, before);
+  let last = await lastMessage(page);
+  assert.match(last.text, /Quiz time!/);
+  assert.match(last.text, /comparison table/, last.text);
+  assert.match(last.text, /d\) Hybrid/, "the choices are listed with letters");
+  assert.equal(await widget(page, "form label").textContent(), "Your answer to the quiz question");
+
+  // The reply, sent with Enter, is graded; the score appears and is announced.
+  before = await count();
+  await widget(page, "textarea").fill("d");
+  await widget(page, "textarea").press("Enter");
+  await page.waitForFunction((n) => document.querySelector("lesson-tutor").shadowRoot.querySelectorAll(".msg.assistant:not(.streaming), .msg.error").length > n, before);
+  last = await lastMessage(page);
+  assert.match(last.className, /graded/);
+  assert.match(last.text, /That's right!/);
+  assert.equal(await widget(page, ".score").textContent(), "Quiz score: 1 of 1");
+  assert.equal(await widget(page, "form label").textContent(), "Your question");
+
+  // The next question is another item; a wrong reply is "not yet", with the section cited.
+  await widget(page, ".ask-quiz").click();
+  await page.waitForFunction(() => /fastest route to frontier/.test([...document.querySelector("lesson-tutor").shadowRoot.querySelectorAll(".msg.assistant")].pop()?.textContent || ""));
+  await ask(page, "a bigger GPU");
+  last = await lastMessage(page);
+  assert.match(last.text, /Not yet\./);
+  assert.match(last.text, /Sources:/);
+  assert.equal(await widget(page, ".score").textContent(), "Quiz score: 1 of 2");
+
+  // Hint: the question typed, then the Hint button by keyboard.
+  before = await count();
+  await widget(page, "textarea").fill("Which option has the lowest operations effort?");
+  await widget(page, ".ask-hint").focus();
+  await page.keyboard.press("Enter");
+  await page.waitForFunction((n) => document.querySelector("lesson-tutor").shadowRoot.querySelectorAll(".msg.assistant:not(.streaming), .msg.error").length > n, before);
+  last = await lastMessage(page);
+  assert.match(last.text, /hint/i);
+  assert.match(last.text, /Sources:/);
+  assert.equal(modelRequests.length, asked, "quizzes and hints are written without the model");
+
+  assert.deepEqual(await axeViolations(page), [], "widget with the quiz tools and a graded reply");
+
+  // The score outlives a reload, like the conversation.
+  await page.reload();
+  await openWidget(page);
+  assert.equal(await widget(page, ".score").textContent(), "Quiz score: 1 of 2");
+  await page.context().close();
+});
+
 test("after an LMS launch the widget sends its session token, not a key", { timeout: 30_000 }, async () => {
   const page = await newPage();
   await page.goto(`${hostOrigin}/fake?token=lti.session.token`);
