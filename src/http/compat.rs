@@ -30,7 +30,11 @@ use std::convert::Infallible;
 pub const MODEL_PREFIX: &str = "tutor/";
 
 /// The modes a lesson's models offer, by their suffix.
-const MODES: [(&str, Mode); 3] = [("", Mode::Answer), (":hint", Mode::Hint), (":quiz", Mode::Quiz)];
+const MODES: [(&str, Mode); 3] = [
+    ("", Mode::Answer),
+    (":hint", Mode::Hint),
+    (":quiz", Mode::Quiz),
+];
 
 /// The lesson id and mode a model id names (the lesson not checked).
 fn parse_model(model: &str) -> Option<(&str, Mode)> {
@@ -127,9 +131,9 @@ pub async fn models(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
         .lessons
         .iter()
         .flat_map(|l| {
-            MODES
-                .iter()
-                .map(move |(suffix, _)| model_json(&format!("{MODEL_PREFIX}{}{suffix}", l.id), created))
+            MODES.iter().map(move |(suffix, _)| {
+                model_json(&format!("{MODEL_PREFIX}{}{suffix}", l.id), created)
+            })
         })
         .collect();
     Ok(Json(json!({"object": "list", "data": data})))
@@ -212,7 +216,13 @@ async fn completions_inner(
             .iter()
             .map(|t| estimated_tokens(&t.content))
             .sum::<u64>();
-    let hint_only = matches!(caller, Some(super::Caller::Learner { hint_only: true, .. }));
+    let hint_only = matches!(
+        caller,
+        Some(super::Caller::Learner {
+            hint_only: true,
+            ..
+        })
+    );
     let question = match mode {
         // The facade keeps no state: the quiz item is the one the last assistant turn asked.
         Mode::Quiz => {
@@ -230,9 +240,14 @@ async fn completions_inner(
                     .map(|i| i.id.clone())
                     .collect::<Vec<_>>()
             };
-            match history.last().map(asked_in).and_then(|ids| ids.into_iter().next()) {
+            match history
+                .last()
+                .map(asked_in)
+                .and_then(|ids| ids.into_iter().next())
+            {
                 Some(item) if !message.trim().is_empty() => {
-                    Question::parse(lesson_id, message, Vec::new())?.with_mode(Mode::Quiz, Some(item))?
+                    Question::parse(lesson_id, message, Vec::new())?
+                        .with_mode(Mode::Quiz, Some(item))?
                 }
                 _ => Question::quiz_me(lesson_id, history.iter().flat_map(asked_in).collect())?,
             }

@@ -15,6 +15,17 @@ use grade::Expected;
 /// Words that ask rather than say ("quick question: what about ..."), and function words the
 /// analyzer keeps, beside the verifier's friendly words and the retriever's question words.
 const ASKING: &[&str] = &[
+    "it",
+    "its",
+    "itself",
+    "own",
+    "they",
+    "them",
+    "their",
+    "this",
+    "that",
+    "these",
+    "those",
     "about",
     "tell",
     "quick",

@@ -1106,3 +1106,68 @@ async fn a_captured_id_token_cannot_be_redeemed_through_another_login() {
     let (status, check, page) = launch(&app, &victim.state, Some(&victim.cookie), &captured).await;
     assert_eq!((status, check.as_str()), (200, ""), "{page}");
 }
+
+#[tokio::test]
+async fn a_hint_only_launch_turns_every_answer_into_a_hint() {
+    let platform = Platform::start().await;
+    let (app, _keys) = tool(&platform).await;
+    let login = login(&app).await;
+    let mut claims = platform.resource_link(&login.nonce);
+    claims[format!("{LTI}custom")] = json!({"lesson_id": LESSON, "tutor_mode": "hint-only"});
+    let id_token = platform.key.sign(&claims);
+    let launched = post_launch(&app, &login.state, Some(&login.cookie), &id_token).await;
+    assert_eq!(launched.status().as_u16(), 303);
+    let location = launched.headers()[reqwest::header::LOCATION]
+        .to_str()
+        .expect("location")
+        .to_string();
+    let token = location
+        .split_once("#session=")
+        .expect("the session token")
+        .1
+        .to_string();
+    let chat = |body: Value| {
+        let request = client()
+            .post(format!("{}/v1/chat", app.base))
+            .bearer_auth(&token)
+            .json(&body);
+        async move {
+            let response = request.send().await.expect("chat sent");
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.expect("JSON"))
+        }
+    };
+    // An ordinary question: a hint, saying why.
+    let (status, hint) =
+        chat(json!({"lesson_id": LESSON, "message": "What does open weights mean?"})).await;
+    assert_eq!(status, 200, "{hint}");
+    assert_eq!(hint["kind"], "hint", "{hint}");
+    assert_eq!(hint["hint"], "assessment");
+    assert!(
+        hint["answer"]
+            .as_str()
+            .is_some_and(|a| a.contains("assessment")),
+        "{hint}"
+    );
+    assert!(
+        hint["citations"].as_array().is_some_and(|c| c.len() == 1),
+        "{hint}"
+    );
+    // A wrong reply to a quiz question is graded without the answer being quoted.
+    let (_, asked) = chat(json!({"lesson_id": LESSON, "mode": "quiz"})).await;
+    let item = asked["quiz"]["item_id"]
+        .as_str()
+        .expect("an item")
+        .to_string();
+    let (_, graded) = chat(
+        json!({"lesson_id": LESSON, "mode": "quiz", "quiz_item": item, "message": "no idea at all"}),
+    )
+    .await;
+    assert_eq!(graded["grade"], "not_yet", "{graded}");
+    assert!(
+        !graded["answer"]
+            .as_str()
+            .is_some_and(|a| a.contains("The lesson says")),
+        "nothing is quoted during an assessment: {graded}"
+    );
+}

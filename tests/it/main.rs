@@ -14,6 +14,7 @@ mod lti;
 mod metrics;
 mod model;
 mod openapi;
+mod quiz;
 mod reload;
 mod replicas;
 mod report;

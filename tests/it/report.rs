@@ -145,3 +145,51 @@ fn tutor_report_reads_the_log_file_and_filters_by_date_and_lesson() {
     assert!(other.contains("No questions"), "{other}");
     assert!(run(&[]).contains("- [ ] 3 questions asked about"));
 }
+
+#[test]
+fn the_report_counts_hints_quiz_questions_and_grades_per_section_through_the_log() {
+    let quiz = |i: usize, kind: &str, outcome: &str, cited: &[&str]| Record {
+        kind: Some(kind.to_string()),
+        outcome: Some(outcome.to_string()),
+        ..record(i, "…", false, cited, None)
+    };
+    let cascade = &["hybrid-routing#cascades-and-escalation-1"][..];
+    let records = vec![
+        quiz(20, "hint", "quiz_item", cascade),
+        quiz(21, "hint", "requested", cascade),
+        quiz(22, "quiz_question", "cascades-and-escalation", &[]),
+        quiz(23, "quiz_question", "cascades-and-escalation", &[]),
+        quiz(24, "grade", "correct", cascade),
+        quiz(25, "grade", "not_yet", cascade),
+        quiz(26, "grade", "partly", cascade),
+        record(27, "What is a cascade?", false, cascade, None),
+    ];
+    // Through the log's SQLite store, so the new columns are written and read back.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(&dir.path().join("log.sqlite")).expect("opens");
+    store.append(&records).expect("appended");
+    let read = store.records(0, None).expect("read");
+    assert_eq!(read, records);
+
+    let loaded = tutor::app::load(&config(&dir)).expect("loads");
+    let report = tutor::report::build(&read, loaded.tutor.retriever());
+    let section = report.lessons[0]
+        .sections
+        .iter()
+        .find(|s| s.id == "cascades-and-escalation")
+        .expect("the section");
+    assert_eq!(section.answered, 1, "hints and quizzes are not answers");
+    let q = &section.quiz;
+    assert_eq!(
+        (q.hints, q.asked, q.correct, q.partly, q.not_yet),
+        (2, 2, 1, 1, 1)
+    );
+    let markdown = tutor::report::markdown(&report);
+    assert!(
+        markdown.contains(
+            "| Cascades and escalation (`cascades-and-escalation`) | 2 | 2 | 1 | 1 | 1 |"
+        ),
+        "{markdown}"
+    );
+    assert!(tutor::report::csv(&report).contains("hints=2 asked=2 correct=1 partly=1 not_yet=1"));
+}

@@ -1,0 +1,448 @@
+//! Quizzes over HTTP: "quiz me", graded replies and hints on `/v1/chat` (JSON and SSE) and the
+//! OpenAI-compatible facade; quiz integrity with the embedded answerer and with a model; bad
+//! requests; `tutor check` on a broken quiz file.
+
+use crate::helpers::{FakeModel, answer, config, parse_sse, spawn_app, spawn_app_with};
+use serde_json::{Value, json};
+use std::process::Command;
+
+/// The sample course's `hybrid-routing.quiz.toml` and its cascade item.
+const LESSON: &str = "hybrid-routing";
+const CASCADE_ITEM: &str = "unreliable-signal";
+
+/// The id of the quiz's first item, which "quiz me" asks first.
+fn first_item() -> String {
+    quiz_file()["items"][0]["id"]
+        .as_str()
+        .expect("an id")
+        .to_string()
+}
+
+fn quiz_file() -> toml::Table {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/lessons/hybrid-routing.quiz.toml"
+    );
+    toml::from_str(&std::fs::read_to_string(path).expect("quiz file")).expect("TOML")
+}
+
+/// (question, answer, section) of a quiz item of the sample lesson.
+fn item(id: &str) -> (String, String, String) {
+    let file = quiz_file();
+    let items = file["items"].as_array().expect("items");
+    let item = items
+        .iter()
+        .find(|i| i["id"].as_str() == Some(id))
+        .unwrap_or_else(|| panic!("no item {id}"));
+    let field = |name: &str| item[name].as_str().expect("a string").to_string();
+    (field("question"), field("answer"), field("section"))
+}
+
+fn plain(text: &str) -> String {
+    text.to_lowercase()
+        .chars()
+        .map(|c| if c.is_alphanumeric() { c } else { ' ' })
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn says(text: &Value, phrase: &str) -> bool {
+    plain(text.as_str().unwrap_or("")).contains(&plain(phrase))
+}
+
+#[tokio::test]
+async fn quiz_me_asks_an_item_and_grades_the_reply_over_json_and_sse() {
+    let app = spawn_app(None).await;
+    let first = first_item();
+    let (question, answer, section) = item(&first);
+
+    let (status, asked) = app.chat(json!({"lesson_id": LESSON, "mode": "quiz"})).await;
+    assert_eq!(status, 200, "{asked}");
+    assert_eq!(asked["kind"], "quiz_question");
+    assert_eq!(asked["quiz"]["item_id"], first.as_str());
+    assert_eq!(asked["quiz"]["question"], question.as_str());
+    assert_eq!(asked["quiz"]["section_id"], section.as_str());
+    assert!(says(&asked["answer"], &question), "{asked}");
+    assert!(
+        !asked.to_string().contains(&answer),
+        "the expected answer is never sent: {asked}"
+    );
+
+    // The items already asked are skipped.
+    let (_, next) = app
+        .chat(json!({"lesson_id": LESSON, "mode": "quiz", "quiz_asked": [first]}))
+        .await;
+    assert_ne!(next["quiz"]["item_id"], first.as_str(), "{next}");
+
+    let grade = |reply: &str| json!({"lesson_id": LESSON, "mode": "quiz", "quiz_item": first, "message": reply});
+    // Right, written otherwise: upper case, punctuation, extra words.
+    let (status, graded) = app
+        .chat(grade(&format!("I think: {}!", answer.to_uppercase())))
+        .await;
+    assert_eq!(status, 200, "{graded}");
+    assert_eq!(graded["kind"], "grade");
+    assert_eq!(graded["grade"], "correct");
+    assert_eq!(graded["citations"][0]["section_id"], section.as_str());
+    assert!(says(&graded["answer"], "That's right"), "{graded}");
+    let (_, graded) = app.chat(grade("a bigger GPU budget")).await;
+    assert_eq!(graded["grade"], "not_yet", "{graded}");
+    assert!(
+        says(&graded["answer"], &answer),
+        "after a graded reply the lesson's sentence is quoted: {graded}"
+    );
+
+    // The same over SSE: the citations, the text as deltas, then done with the grade.
+    let mut body = grade(&answer);
+    body["stream"] = json!(true);
+    let (status, events) = app.chat_stream(body).await;
+    assert_eq!(status, 200);
+    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["citations", "delta", "done"], "{events:?}");
+    assert_eq!(events[0].1["citations"][0]["section_id"], section.as_str());
+    assert_eq!(events[2].1["grade"], "correct");
+    assert_eq!(events[1].1["text"], events[2].1["answer"]);
+
+    let (_, events) = app
+        .chat_stream(json!({"lesson_id": LESSON, "mode": "quiz", "stream": true}))
+        .await;
+    assert_eq!(events.last().expect("done").1["kind"], "quiz_question");
+}
+
+#[tokio::test]
+async fn a_hint_points_to_the_section_without_the_answer_over_json_and_sse() {
+    let app = spawn_app(None).await;
+    // Not a quiz question: the hint is the one asked for.
+    let question = "How does a cascade decide when to escalate a request?";
+    let (_, answered) = app
+        .chat(json!({"lesson_id": LESSON, "message": question}))
+        .await;
+    let best = answered["citations"][0].clone();
+    for stream in [false, true] {
+        let body =
+            json!({"lesson_id": LESSON, "message": question, "mode": "hint", "stream": stream});
+        let hint = if stream {
+            let (status, events) = app.chat_stream(body).await;
+            assert_eq!(status, 200);
+            let (name, done) = events.last().expect("events").clone();
+            assert_eq!(name, "done");
+            let deltas: String = events
+                .iter()
+                .filter(|(n, _)| n == "delta")
+                .map(|(_, d)| d["text"].as_str().expect("text"))
+                .collect();
+            assert_eq!(deltas, done["answer"].as_str().expect("answer"));
+            done
+        } else {
+            let (status, hint) = app.chat(body).await;
+            assert_eq!(status, 200, "{hint}");
+            hint
+        };
+        assert_eq!(hint["kind"], "hint", "{hint}");
+        assert_eq!(hint["hint"], "requested");
+        assert_eq!(hint["citations"][0]["section_id"], best["section_id"]);
+        assert!(hint["answer"].as_str().expect("a").contains("[1]"));
+        // No sentence of the passage it points to is quoted.
+        for sentence in best["text"].as_str().expect("text").split(". ") {
+            if sentence.split_whitespace().count() >= 4 {
+                assert!(!says(&hint["answer"], sentence), "{hint} quotes {sentence}");
+            }
+        }
+    }
+    // A quiz question in hint mode says it is one.
+    let (question, answer, section) = item(CASCADE_ITEM);
+    let (_, hint) = app
+        .chat(json!({"lesson_id": LESSON, "message": question, "mode": "hint"}))
+        .await;
+    assert_eq!(
+        (hint["kind"].as_str(), hint["hint"].as_str()),
+        (Some("hint"), Some("quiz_item"))
+    );
+    assert_eq!(hint["citations"][0]["section_id"], section.as_str());
+    assert!(!says(&hint["answer"], &answer), "{hint}");
+    // A question the lesson does not cover is refused in hint mode too.
+    let (_, refused) = app
+        .chat(json!({"lesson_id": LESSON, "message": "How do I bake sourdough bread?", "mode": "hint"}))
+        .await;
+    assert_eq!(refused["kind"], "refusal", "{refused}");
+}
+
+#[tokio::test]
+async fn asking_a_quiz_question_gets_a_hint_and_another_question_an_answer() {
+    let model = FakeModel::start(answer("This reply is never used [1].", 5)).await;
+    for backend in [None, Some(&model)] {
+        let app = spawn_app(backend).await;
+        let (question, answer, section) = item(CASCADE_ITEM);
+        let (status, hint) = app
+            .chat(json!({"lesson_id": LESSON, "message": question}))
+            .await;
+        assert_eq!(status, 200, "{hint}");
+        assert_eq!(hint["kind"], "hint", "{hint}");
+        assert_eq!(hint["hint"], "quiz_item");
+        assert_eq!(hint["quiz"]["item_id"], CASCADE_ITEM);
+        assert_eq!(hint["citations"][0]["section_id"], section.as_str());
+        assert!(says(&hint["answer"], "quiz questions"), "{hint}");
+        assert!(!says(&hint["answer"], &answer), "{hint}");
+
+        // Same topic, another question: answered.
+        let (_, other) = app
+            .chat(json!({"lesson_id": LESSON, "message": "How does a cascade decide when to escalate?"}))
+            .await;
+        assert_eq!(other["kind"], "answer", "{other}");
+    }
+    assert_eq!(
+        model.calls(),
+        1,
+        "the quiz question never reached the model"
+    );
+}
+
+#[tokio::test]
+async fn a_model_sentence_giving_a_nearby_quiz_answer_away_is_removed_on_every_path() {
+    // A question near the quiz item (not the item itself): the model's second sentence hands the
+    // quiz's answer over and is removed, in JSON and in the stream alike.
+    let (_, answer, _) = item(CASCADE_ITEM);
+    let said = format!(
+        "A cascade tries the cheap model first and escalates if a check fails [1]. {} is an unreliable signal on its own [1].",
+        capitalised(&answer)
+    );
+    let model = FakeModel::start(crate::helpers::answer(&said, 4)).await;
+    let app = spawn_app(Some(&model)).await;
+    let question = "In a cascade, which check is unreliable by itself?";
+    let (status, json_answer) = app
+        .chat(json!({"lesson_id": LESSON, "message": question}))
+        .await;
+    assert_eq!(status, 200, "{json_answer}");
+    assert!(!says(&json_answer["answer"], &answer), "{json_answer}");
+    let (_, events) = app
+        .chat_stream(json!({"lesson_id": LESSON, "message": question, "stream": true}))
+        .await;
+    let streamed: String = events
+        .iter()
+        .filter(|(n, _)| n == "delta")
+        .map(|(_, d)| d["text"].as_str().expect("text"))
+        .collect();
+    assert!(
+        !plain(&streamed).contains(&plain(&answer)),
+        "never streamed: {streamed}"
+    );
+    assert_eq!(
+        streamed,
+        events.last().expect("done").1["answer"]
+            .as_str()
+            .expect("a")
+    );
+}
+
+fn capitalised(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn quiz_integrity_off_answers_quiz_questions() {
+    let lessons = tempfile::tempdir().expect("lessons");
+    for name in ["hybrid-routing.md", "hybrid-routing.questions.toml"] {
+        std::fs::copy(
+            crate::helpers::sample_lessons().join(name),
+            lessons.path().join(name),
+        )
+        .expect("copy");
+    }
+    let quiz =
+        std::fs::read_to_string(crate::helpers::sample_lessons().join("hybrid-routing.quiz.toml"))
+            .expect("quiz")
+            .replace("quiz_integrity = \"hint\"", "quiz_integrity = \"off\"");
+    std::fs::write(lessons.path().join("hybrid-routing.quiz.toml"), quiz).expect("write");
+    let dir = lessons.path().to_path_buf();
+    let app = spawn_app_with(
+        None,
+        move |mut c| {
+            c.lessons_dir = dir;
+            c
+        },
+        |s| s,
+    )
+    .await;
+    let (question, _, _) = item(CASCADE_ITEM);
+    let (_, reply) = app
+        .chat(json!({"lesson_id": LESSON, "message": question}))
+        .await;
+    assert_eq!(reply["kind"], "answer", "{reply}");
+    // Hints and quizzes still work on request.
+    let (_, hint) = app
+        .chat(json!({"lesson_id": LESSON, "message": question, "mode": "hint"}))
+        .await;
+    assert_eq!(hint["kind"], "hint", "{hint}");
+}
+
+#[tokio::test]
+async fn bad_quiz_requests_get_clear_errors() {
+    let app = spawn_app(None).await;
+    let cases = [
+        json!({"lesson_id": LESSON, "mode": "quiz", "quiz_item": "no-such-item", "message": "x"}),
+        json!({"lesson_id": LESSON, "message": "x", "quiz_item": "rules-baseline"}),
+        json!({"lesson_id": LESSON, "mode": "quiz", "quiz_item": "bad id!", "message": "x"}),
+        json!({"lesson_id": LESSON, "mode": "quiz", "quiz_item": "rules-baseline"}),
+        json!({"lesson_id": LESSON, "mode": "hint"}),
+        json!({"lesson_id": LESSON, "mode": "teach", "message": "x"}),
+    ];
+    for body in cases {
+        let (status, error) = app.chat(body.clone()).await;
+        assert!(status == 400 || status == 422, "{body} -> {status} {error}");
+        assert!(
+            error["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{error}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_facade_lists_hint_and_quiz_models_and_serves_them() {
+    let app = spawn_app(None).await;
+    let (status, models) = app.get_json("/v1/models").await;
+    assert_eq!(status, 200);
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .filter_map(|m| m["id"].as_str())
+        .collect();
+    for suffix in ["", ":hint", ":quiz"] {
+        let id = format!("tutor/{LESSON}{suffix}");
+        assert!(ids.contains(&id.as_str()), "{id} listed");
+        let (status, one) = app.get_json(&format!("/v1/models/{id}")).await;
+        assert_eq!((status, one["id"].as_str()), (200, Some(id.as_str())));
+    }
+    let (status, _) = app
+        .get_json(&format!("/v1/models/tutor/{LESSON}:teach"))
+        .await;
+    assert_eq!(status, 404);
+
+    let complete = |model: String, messages: Value, stream: bool| {
+        let client = app.client.clone();
+        let url = format!("{}/v1/chat/completions", app.base);
+        async move {
+            let response = client
+                .post(url)
+                .json(&json!({"model": model, "messages": messages, "stream": stream}))
+                .send()
+                .await
+                .expect("sent");
+            assert_eq!(response.status().as_u16(), 200);
+            let text = response.text().await.expect("body");
+            if stream {
+                parse_sse(&text)
+                    .iter()
+                    .filter_map(|(_, c)| c["choices"][0]["delta"]["content"].as_str())
+                    .collect::<String>()
+            } else {
+                let body: Value = serde_json::from_str(&text).expect("JSON");
+                body["choices"][0]["message"]["content"]
+                    .as_str()
+                    .expect("content")
+                    .to_string()
+            }
+        }
+    };
+    let (question, answer, _) = item(&first_item());
+    for stream in [false, true] {
+        // :quiz asks; the reply to the question it asked is graded.
+        let asked = complete(
+            format!("tutor/{LESSON}:quiz"),
+            json!([{"role": "user", "content": "quiz me"}]),
+            stream,
+        )
+        .await;
+        assert!(asked.contains(&question), "{asked}");
+        let graded = complete(
+            format!("tutor/{LESSON}:quiz"),
+            json!([
+                {"role": "user", "content": "quiz me"},
+                {"role": "assistant", "content": asked},
+                {"role": "user", "content": answer},
+            ]),
+            stream,
+        )
+        .await;
+        assert!(graded.starts_with("That's right!"), "{graded}");
+        // :hint gives a hint, never the answer.
+        let hint = complete(
+            format!("tutor/{LESSON}:hint"),
+            json!([{"role": "user", "content": question}]),
+            stream,
+        )
+        .await;
+        assert!(says(&json!(hint), "hint"), "{hint}");
+        assert!(!says(&json!(hint), &answer), "{hint}");
+    }
+}
+
+#[test]
+fn tutor_check_reports_bad_quiz_items_by_line_and_checks_the_rest() {
+    let lessons = tempfile::tempdir().expect("lessons");
+    std::fs::copy(
+        crate::helpers::sample_lessons().join("hybrid-routing.md"),
+        lessons.path().join("hybrid-routing.md"),
+    )
+    .expect("copy");
+    std::fs::write(
+        lessons.path().join("hybrid-routing.quiz.toml"),
+        r#"[[items]]
+id = "good"
+question = "What does a cascade try first?"
+answer = "the cheap model"
+section = "routing-strategies"
+
+[[items]]
+id = "wrong-fact"
+question = "What does a cascade try first?"
+answer = "the most expensive model from Globex"
+section = "routing-strategies"
+
+[[items]]
+id = "lost"
+question = "Where?"
+answer = "nowhere"
+section = "no-such-section"
+"#,
+    )
+    .expect("write");
+    let index = tempfile::tempdir().expect("index");
+    let _ = config(&index);
+    let output = Command::new(env!("CARGO_BIN_EXE_tutor"))
+        .arg("--lessons")
+        .arg(lessons.path())
+        .arg("--index")
+        .arg(index.path())
+        .arg("check")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("TUTOR_MODEL")
+        .output()
+        .expect("tutor check runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("hybrid-routing.quiz.toml:13:") && stdout.contains("no-such-section"),
+        "the broken item is named with its line: {stdout}"
+    );
+    let line = |id: &str| {
+        stdout
+            .lines()
+            .find(|l| l.contains(&format!("quiz {id}:")))
+            .unwrap_or_else(|| panic!("no row for {id}: {stdout}"))
+            .to_string()
+    };
+    assert!(line("good").starts_with("ok"), "{stdout}");
+    let wrong = line("wrong-fact");
+    assert!(
+        wrong.starts_with("FAIL") && wrong.contains("not supported"),
+        "{wrong}"
+    );
+}
