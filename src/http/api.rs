@@ -245,9 +245,15 @@ async fn chat_inner(
     let stream = wants_stream(&headers, request.stream);
     let question = match (request.mode, request.message, request.quiz_item) {
         (Mode::Quiz, None, None) => Question::quiz_me(request.lesson_id, request.quiz_asked)?,
-        (mode, message, item) => Question::parse(
+        // Only "quiz me" comes without a message: as before modes, a missing one is bad JSON.
+        (_, None, _) => {
+            return Err(ApiError::invalid_request(
+                "missing field `message` (only `mode: \"quiz\"` without `quiz_item` may leave it out)",
+            ));
+        }
+        (mode, Some(message), item) => Question::parse(
             request.lesson_id,
-            message.unwrap_or_default(),
+            message,
             request.history.unwrap_or_default(),
         )?
         .with_mode(mode, item)?,

@@ -56,7 +56,7 @@ fn request(
 }
 
 #[tokio::test]
-async fn models_list_one_model_per_lesson() {
+async fn models_list_three_models_per_lesson() {
     let app = spawn_app(None).await;
     let models = client(&app.base, "unused")
         .models()
@@ -68,7 +68,8 @@ async fn models_list_one_model_per_lesson() {
         ids.contains(&"tutor/choosing-a-deployment".to_string()),
         "{ids:?}"
     );
-    assert_eq!(ids.len(), 7);
+    // Each lesson is three models: answers, hints, and "quiz me".
+    assert_eq!(ids.len(), 21);
     let (status, one) = app.get_json("/v1/models/tutor/hybrid-routing").await;
     assert_eq!(status, 200);
     assert_eq!(one["id"], "tutor/hybrid-routing");
@@ -312,7 +313,7 @@ async fn keys_missing_wrong_right_and_widget_keys_from_the_wrong_origin() {
         .list()
         .await
         .expect("listed with a key");
-    assert_eq!(listed.data.len(), 7);
+    assert_eq!(listed.data.len(), 21);
 }
 
 #[tokio::test]
