@@ -6,6 +6,10 @@
 #
 #   bash benches/model-ab.sh OLD_TUTOR NEW_TUTOR     (RUNS=3 DURATION=10s CONNS=64 LESSONS_N=2116)
 #
+# QUIZ=1 gives the loaded lesson a quiz (five items on other points of the lesson than the
+# questions asked), so the new binary's quiz integrity checks run on every ordinary question; a
+# binary that predates quizzes ignores the file.
+#
 # Prints per binary the median of RUNS runs (req/s, p50, p99, non-2xx) and the new/old ratio.
 # wrk, both tutors and the fake model share this machine's cores.
 set -euo pipefail
@@ -21,6 +25,23 @@ bench_setup
 cd "$HERE"
 catalog_and_stand_in "$HERE"
 LESSON=$(request_mix "$CATALOG" "$WORK/chat.lua" "$WORK/question")
+if [ "${QUIZ:-0}" = 1 ]; then
+  cp -r "$CATALOG" "$WORK/catalog" && CATALOG="$WORK/catalog"
+  python3 - "$CATALOG" "$LESSON" <<'PY'
+import os, re, sys
+cat, lesson = sys.argv[1:3]
+body = open(os.path.join(cat, lesson + ".md")).read().split("---", 2)[-1]
+sections = re.findall(r"^## (.+)\n+(.+)", body, re.M)
+slug = lambda t: re.sub(r"[^a-z0-9]+", "-", t.lower().replace("'", "")).strip("-")
+out = ['quiz_integrity = "hint"']
+for i, (title, text) in enumerate(sections[-5:]):
+    words = re.findall(r"[A-Za-z]{5,}", text)
+    out += ["", "[[items]]", f'id = "item-{i}"',
+            f'question = "Which point does the section on {title.strip()} make about {words[0].lower()}?"',
+            f'answer = "{" ".join(words[1:4])}"', f'section = "{slug(title)}"']
+open(os.path.join(cat, lesson + ".quiz.toml"), "w").write("\n".join(out) + "\n")
+PY
+fi
 
 for name in old new; do
   bin=$OLD; [ "$name" = new ] && bin=$NEW

@@ -18,6 +18,8 @@
 //!   ratings and used LTI nonces (SQLite on one machine, PostgreSQL shared by replicas);
 //!   [`shared`]: Redis for what replicas share fast (rate limits, recent answers, nonces);
 //!   [`report`]: what learners asked, per lesson and section.
+//! - [`quiz`]: quiz decisions (which quiz question a learner asks, what gives an answer away,
+//!   grading a reply, what a hint points to); `chat` turns them into replies.
 //! - [`lti`]: LTI 1.3 launches from an LMS (login, launch checks, deep linking, tool keys).
 //! - [`http`]: the axum router of API.md, pages and widget; [`cli`]: the `tutor` commands;
 //!   [`config`]: layered configuration; [`app`]: start-up shared by the commands.

@@ -18,14 +18,14 @@ const CACHED_PASSAGES: usize = 1024;
 pub struct Analysis {
     languages: Arc<Vec<Language>>,
     cache: EvidenceCache,
-    /// Term weights of lessons with a quiz, by lesson id, built on first use.
-    weights: Arc<std::sync::Mutex<lru::LruCache<String, Arc<crate::quiz::Weights>>>>,
+    /// Lessons' quizzes analysed, by lesson id, built on first use.
+    weights: WeightsCache,
 }
 
-/// Lessons whose quiz term weights are kept.
+/// Lessons whose analysed quiz is kept.
 const CACHED_WEIGHTS: usize = 256;
 
-type WeightsCache = Arc<std::sync::Mutex<lru::LruCache<String, Arc<crate::quiz::Weights>>>>;
+type WeightsCache = Arc<std::sync::Mutex<lru::LruCache<String, Arc<crate::quiz::QuizIndex>>>>;
 
 fn new_weights() -> WeightsCache {
     Arc::new(std::sync::Mutex::new(lru::LruCache::new(
@@ -74,8 +74,9 @@ impl Analysis {
         &self.languages[self.language(language)].quiz
     }
 
-    /// The quiz term weights of `lesson`, counted on first use and kept until a reload.
-    pub fn quiz_weights(&self, lesson: &crate::lessons::Lesson) -> Arc<crate::quiz::Weights> {
+    /// `lesson`'s quiz analysed (its items' terms and guards, its term weights), on first use,
+    /// and kept until a reload.
+    pub fn quiz_index(&self, lesson: &crate::lessons::Lesson) -> Arc<crate::quiz::QuizIndex> {
         let cached = self
             .weights
             .lock()
@@ -86,7 +87,7 @@ impl Analysis {
             return weights;
         }
         // Counted outside the lock: two first uses at once count twice, harmlessly.
-        let weights = Arc::new(crate::quiz::Weights::of(
+        let weights = Arc::new(crate::quiz::QuizIndex::new(
             self.quiz_words(&lesson.language),
             lesson,
         ));
@@ -185,7 +186,10 @@ impl Checker {
                 .map(|line| {
                     crate::text::split_sentences(line)
                         .into_iter()
-                        .filter(|s| !self.guards.iter().any(|g| g.revealed_by(words, s)))
+                        .filter(|s| {
+                            let said = crate::quiz::Said::new(words, s);
+                            !self.guards.iter().any(|g| g.revealed_in(&said))
+                        })
                         .collect::<Vec<_>>()
                         .join(" ")
                 })
@@ -210,7 +214,8 @@ impl Judge for Checker {
     fn judge(&self, sentence: &str, cited: &[usize]) -> Verdict {
         if !self.guards.is_empty() {
             let words = &self.analysis.languages[self.language].quiz;
-            if let Some(guard) = self.guards.iter().find(|g| g.revealed_by(words, sentence)) {
+            let said = crate::quiz::Said::new(words, sentence);
+            if let Some(guard) = self.guards.iter().find(|g| g.revealed_in(&said)) {
                 return Verdict::Unsupported(Unsupported::QuizAnswer(
                     guard.item.clone().unwrap_or_default(),
                 ));

@@ -697,14 +697,14 @@ impl Tutor {
             return Ok((plan, Retrieval::unread(reading)));
         }
         // Quiz integrity, before any retrieval or model: a quiz's own question gets a hint.
-        let near = match self.integrity(question, &lesson) {
+        let (guards, near) = match self.integrity(question, &lesson) {
             quizzing::Guarding::Hint(item) => {
                 if let Some(hint) = self.quiz_item_hint(question, &lesson, &item, 1)? {
                     return Ok((Plan::Reply(Box::new(hint)), Retrieval::unread(reading)));
                 }
-                Vec::new()
+                (Vec::new(), Vec::new())
             }
-            quizzing::Guarding::Answer(near) => near,
+            quizzing::Guarding::Answer(guards, near) => (guards, near),
         };
         let started = std::time::Instant::now();
         let retrieval =
@@ -724,7 +724,7 @@ impl Tutor {
                 HintReason::Requested
             };
             if let Some(best) = retrieval.hits.first() {
-                let avoid: Vec<&str> = near.iter().map(|i| i.answer.as_str()).collect();
+                let avoid: Vec<&str> = near.iter().map(String::as_str).collect();
                 let cited = citation(1, &lesson, best.passage());
                 let hint = self.hint_reply(question, &lesson, cited, reason, None, &avoid)?;
                 return Ok((Plan::Reply(Box::new(hint)), retrieval));
@@ -773,7 +773,7 @@ impl Tutor {
             &lesson.title,
             &lesson.language,
         )
-        .with_guards(self.guards(&lesson, &near));
+        .with_guards(guards);
         let asking = Asking {
             citations,
             request,
@@ -1119,8 +1119,8 @@ impl Tutor {
         let words = self.analysis.quiz_words(&lesson.language);
         // Only a question close to the quiz question gets its hint; another one is answered
         // from what remains of the passages.
-        let weights = self.analysis.quiz_weights(&lesson);
-        let (share, _) = weights.shares(
+        let index = self.analysis.quiz_index(&lesson);
+        let (share, _) = index.weights().shares(
             &words.terms(&question.message),
             &words.terms(&item.question),
         );

@@ -14,8 +14,9 @@ use minijinja::context;
 
 /// What a question gets when quiz integrity applies to it, decided before any model is called.
 pub(super) enum Guarding {
-    /// Answer as usual, keeping these items' answers out of the reply.
-    Answer(Vec<QuizItem>),
+    /// Answer as usual, keeping the nearby items' answers out of the reply (their guards, and
+    /// the answers as written).
+    Answer(Vec<Guard>, Vec<String>),
     /// A hint for this quiz item instead.
     Hint(QuizItem),
 }
@@ -99,31 +100,23 @@ impl Tutor {
     /// quiz's own questions, otherwise the answers near it to keep out of the reply.
     pub(super) fn integrity(&self, question: &super::Question, lesson: &Lesson) -> Guarding {
         let Some(quiz) = &lesson.quiz else {
-            return Guarding::Answer(Vec::new());
+            return Guarding::Answer(Vec::new(), Vec::new());
         };
-        if quiz.integrity == Integrity::Off && !question.hint_only {
-            return Guarding::Answer(Vec::new());
+        if quiz.items.is_empty() || (quiz.integrity == Integrity::Off && !question.hint_only) {
+            return Guarding::Answer(Vec::new(), Vec::new());
         }
         let words = self.analysis.quiz_words(&lesson.language);
-        let weights = self.analysis.quiz_weights(lesson);
-        if let Some(item) = quiz::asked_item(words, &weights, &quiz.items, &question.message) {
+        let index = self.analysis.quiz_index(lesson);
+        let asked = words.terms(&question.message);
+        if let Some(item) = index.asked(&asked) {
             return Guarding::Hint(item.clone());
         }
-        Guarding::Answer(
-            quiz::near_items(words, &quiz.items, &question.message)
-                .into_iter()
-                .cloned()
-                .collect(),
-        )
-    }
-
-    /// Guards keeping `items`' answers out of a reply on `lesson`.
-    pub(super) fn guards(&self, lesson: &Lesson, items: &[QuizItem]) -> Vec<Guard> {
-        let words = self.analysis.quiz_words(&lesson.language);
-        items
-            .iter()
-            .map(|item| Guard::new(words, Some(item.id.clone()), &item.answer))
-            .collect()
+        let answers = index
+            .near_answers(&asked)
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        Guarding::Answer(index.near(&asked), answers)
     }
 
     /// A hint toward the passage `cited`: its section to re-read and a word of the question to

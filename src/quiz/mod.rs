@@ -189,15 +189,29 @@ pub fn asked_item<'a>(
     question: &str,
 ) -> Option<&'a QuizItem> {
     let asked = words.terms(question);
+    let items: Vec<(&QuizItem, Vec<String>)> = items
+        .iter()
+        .map(|i| (i, words.terms(&i.question)))
+        .collect();
+    asked_among(
+        weights,
+        items.iter().map(|(i, t)| (*i, t.as_slice())),
+        &asked,
+    )
+}
+
+fn asked_among<'a, 'b>(
+    weights: &Weights,
+    items: impl Iterator<Item = (&'a QuizItem, &'b [String])>,
+    asked: &[String],
+) -> Option<&'a QuizItem> {
     if asked.is_empty() {
         return None;
     }
     items
-        .iter()
-        .filter_map(|item| {
-            let terms = words.terms(&item.question);
+        .filter_map(|(item, terms)| {
             let shared = terms.iter().filter(|t| asked.contains(t)).count();
-            let (item_share, question_share) = weights.shares(&asked, &terms);
+            let (item_share, question_share) = weights.shares(asked, terms);
             (shared >= terms.len().min(2)
                 && item_share >= ASKED_ITEM_SHARE
                 && question_share >= ASKED_QUESTION_SHARE)
@@ -214,12 +228,86 @@ pub fn near_items<'a>(words: &Words, items: &'a [QuizItem], question: &str) -> V
     let asked = words.terms(question);
     items
         .iter()
-        .filter(|item| {
-            let terms = words.terms(&item.question);
-            let (item_share, _) = Weights::default().shares(&asked, &terms);
-            item_share >= NEAR_ITEM_SHARE
-        })
+        .filter(|item| is_near(&asked, &words.terms(&item.question)))
         .collect()
+}
+
+fn is_near(asked: &[String], item_terms: &[String]) -> bool {
+    let (item_share, _) = Weights::default().shares(asked, item_terms);
+    item_share >= NEAR_ITEM_SHARE
+}
+
+/// A lesson's quiz analysed once, for every question on the lesson: each item's key terms and
+/// answer guard, and the lesson's term weights.
+#[derive(Debug, Clone)]
+pub struct QuizIndex {
+    weights: Weights,
+    items: Vec<(QuizItem, Vec<String>, Guard)>,
+}
+
+impl QuizIndex {
+    /// Analyses `lesson`'s quiz (none: an empty index).
+    pub fn new(words: &Words, lesson: &Lesson) -> QuizIndex {
+        let items = lesson.quiz.iter().flat_map(|q| &q.items);
+        QuizIndex {
+            weights: Weights::of(words, lesson),
+            items: items
+                .map(|item| {
+                    (
+                        item.clone(),
+                        words.terms(&item.question),
+                        Guard::new(words, Some(item.id.clone()), &item.answer),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    pub fn weights(&self) -> &Weights {
+        &self.weights
+    }
+
+    /// [`asked_item`] for a question's key terms.
+    pub fn asked(&self, asked: &[String]) -> Option<&QuizItem> {
+        asked_among(
+            &self.weights,
+            self.items.iter().map(|(i, t, _)| (i, t.as_slice())),
+            asked,
+        )
+    }
+
+    /// The guards of the items [`near_items`] finds for a question's key terms.
+    pub fn near(&self, asked: &[String]) -> Vec<Guard> {
+        self.items
+            .iter()
+            .filter(|(_, terms, _)| is_near(asked, terms))
+            .map(|(_, _, guard)| guard.clone())
+            .collect()
+    }
+
+    /// The answers of the items near a question's key terms.
+    pub fn near_answers(&self, asked: &[String]) -> Vec<&str> {
+        self.items
+            .iter()
+            .filter(|(_, terms, _)| is_near(asked, terms))
+            .map(|(item, _, _)| item.answer.as_str())
+            .collect()
+    }
+}
+
+/// A sentence analysed once for every guard it is checked against.
+pub struct Said {
+    plain: String,
+    expected: Expected,
+}
+
+impl Said {
+    pub fn new(words: &Words, sentence: &str) -> Said {
+        Said {
+            plain: format!(" {} ", grade::plain(sentence)),
+            expected: Expected::new(words, sentence),
+        }
+    }
 }
 
 /// An answer to keep out of a reply, analysed once.
@@ -228,27 +316,33 @@ pub struct Guard {
     /// The quiz item it answers (`None` for the answer sentence a hint must not quote).
     pub item: Option<String>,
     expected: Expected,
+    /// The answer's plain words with a space either side, for a whole-word search.
+    spaced: String,
 }
 
 impl Guard {
     pub fn new(words: &Words, item: Option<String>, answer: &str) -> Guard {
+        let expected = Expected::new(words, answer);
         Guard {
             item,
-            expected: Expected::new(words, answer),
+            spaced: format!(" {} ", expected.plain),
+            expected,
         }
     }
 
     /// True when `sentence` gives the answer away: its words side by side, or most of its key
     /// terms and all of its numbers.
     pub fn revealed_by(&self, words: &Words, sentence: &str) -> bool {
-        let plain = grade::plain(sentence);
-        if !self.expected.plain.is_empty()
-            && format!(" {plain} ").contains(&format!(" {} ", self.expected.plain))
-        {
+        self.revealed_in(&Said::new(words, sentence))
+    }
+
+    /// [`Guard::revealed_by`] for a sentence analysed already.
+    pub fn revealed_in(&self, said: &Said) -> bool {
+        if !self.expected.plain.is_empty() && said.plain.contains(&self.spaced) {
             return true;
         }
-        let said = Expected::new(words, sentence);
-        let (found, of) = self.expected.found_in(&said);
+        let said = &said.expected;
+        let (found, of) = self.expected.found_in(said);
         let numbers_all = self.expected.numbers.iter().all(|n| {
             said.numbers
                 .iter()
