@@ -20,9 +20,11 @@ const SMALL_TALK: &str = "small_talk.j2";
 const OTHER_LANGUAGE: &str = "other_language.j2";
 const TRANSLATE: &str = "translate.j2";
 const QUIZ: &str = "quiz.j2";
+const HINT: &str = "hint.j2";
 const BUILT_IN: &[(&str, &str)] = &[
     (TRANSLATE, include_str!("../prompts/translate.j2")),
     (QUIZ, include_str!("../prompts/quiz.j2")),
+    (HINT, include_str!("../prompts/hint.j2")),
     (SMALL_TALK, include_str!("../prompts/small_talk.j2")),
     (OTHER_LANGUAGE, include_str!("../prompts/other_language.j2")),
     (SYSTEM, include_str!("../prompts/system.j2")),
@@ -115,7 +117,7 @@ impl Prompts {
     }
 
     /// Loads the templates (`system.j2`, `refusal.j2`, `verify.j2`, `small_talk.j2`,
-    /// `other_language.j2`, `translate.j2`, `quiz.j2`) from `dir`, falling back to the built-in copy of a
+    /// `other_language.j2`, `translate.j2`, `quiz.j2`, `hint.j2`) from `dir`, falling back to the built-in copy of a
     /// file that does not exist there. A template that does not compile is an error.
     pub fn load(dir: &Path) -> Result<Prompts, PromptError> {
         let mut sources = Vec::new();
@@ -189,7 +191,17 @@ impl Prompts {
             }],
             &[(SAMPLE.to_string(), vec![1])],
         )?;
-        let outside = match (sample.find(FENCE_OPEN), sample.find(FENCE_CLOSE)) {
+        // The hint prompt's rules are the tutor's instructions too.
+        let hint = prompts.hint(
+            &sample_lesson,
+            &[PromptPassage {
+                n: 1,
+                section: SAMPLE,
+                text: SAMPLE,
+            }],
+        )?;
+        let outside_fence = |sample: &str| match (sample.find(FENCE_OPEN), sample.find(FENCE_CLOSE))
+        {
             (Some(open), Some(close)) if open < close => {
                 format!(
                     "{}\n{}",
@@ -197,8 +209,9 @@ impl Prompts {
                     &sample[close + FENCE_CLOSE.len()..]
                 )
             }
-            _ => sample.clone(),
+            _ => sample.to_string(),
         };
+        let outside = format!("{}\n{}", outside_fence(&sample), outside_fence(&hint));
         let sentences: Vec<&str> = outside
             .lines()
             .flat_map(|line| crate::text::split_sentences(line.trim_start_matches(['-', '*', ' '])))
@@ -241,6 +254,25 @@ impl Prompts {
     ) -> Result<String, PromptError> {
         self.render(
             SYSTEM,
+            context! {
+                lesson => lesson,
+                passages => passages,
+                fence_open => FENCE_OPEN,
+                fence_close => FENCE_CLOSE,
+                not_in_lesson => NOT_IN_LESSON,
+            },
+        )
+    }
+
+    /// The system prompt for a hint (`mode: "hint"`) on `lesson`, from `passages`: a nudge
+    /// toward the answer, never the answer.
+    pub fn hint(
+        &self,
+        lesson: &PromptLesson<'_>,
+        passages: &[PromptPassage<'_>],
+    ) -> Result<String, PromptError> {
+        self.render(
+            HINT,
             context! {
                 lesson => lesson,
                 passages => passages,

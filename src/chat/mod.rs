@@ -383,6 +383,8 @@ pub struct Asking {
     pub request: ModelRequest,
     /// The checks every sentence of the answer goes through.
     pub checker: Checker,
+    /// Set when the model is asked for a hint (`prompts/hint.j2`) rather than the answer.
+    pub hint: Option<HintReason>,
 }
 
 impl Tutor {
@@ -717,18 +719,21 @@ impl Tutor {
             let refusal = self.refusal(question, &lesson, retrieval.reason)?;
             return Ok((Plan::Reply(Box::new(refusal)), retrieval));
         }
-        if question.mode == Mode::Hint || question.hint_only {
-            let reason = if question.hint_only {
+        let hint =
+            (question.mode == Mode::Hint || question.hint_only).then_some(if question.hint_only {
                 HintReason::Assessment
             } else {
                 HintReason::Requested
-            };
-            if let Some(best) = retrieval.hits.first() {
-                let avoid: Vec<&str> = near.iter().map(String::as_str).collect();
-                let cited = citation(1, &lesson, best.passage());
-                let hint = self.hint_reply(question, &lesson, cited, reason, None, &avoid)?;
-                return Ok((Plan::Reply(Box::new(hint)), retrieval));
-            }
+            });
+        // Without a model, the tutor writes the hint itself.
+        if let Some(reason) = hint
+            && self.model.name() == self.extractive.name()
+            && let Some(best) = retrieval.hits.first()
+        {
+            let avoid: Vec<&str> = near.iter().map(String::as_str).collect();
+            let cited = citation(1, &lesson, best.passage());
+            let hint = self.hint_reply(question, &lesson, cited, reason, None, &avoid)?;
+            return Ok((Plan::Reply(Box::new(hint)), retrieval));
         }
         let hits = &retrieval.hits[..retrieval.hits.len().min(self.retriever.settings().passages)];
         let top_score = hits.first().map_or(1.0, |h| h.score.max(f32::EPSILON));
@@ -739,7 +744,10 @@ impl Tutor {
             .collect();
         let prompt_passages: Vec<PromptPassage<'_>> =
             citations.iter().map(Citation::prompt_passage).collect();
-        let system = self.prompts.system(&prompt_lesson, &prompt_passages)?;
+        let system = match hint {
+            Some(_) => self.prompts.hint(&prompt_lesson, &prompt_passages)?,
+            None => self.prompts.system(&prompt_lesson, &prompt_passages)?,
+        };
         let request = ModelRequest {
             system,
             history: question.history.clone(),
@@ -772,12 +780,27 @@ impl Tutor {
             &question.message,
             &lesson.title,
             &lesson.language,
-        )
-        .with_guards(guards);
+        );
+        // A model's hint must not state the answer: the sentences the embedded answerer would
+        // answer with are guarded too.
+        let guards =
+            match hint {
+                Some(_) => {
+                    let words = self.analysis.quiz_words(&lesson.language);
+                    let mut guards = guards;
+                    guards.extend(self.extractive.answer(&request).iter().map(|s| {
+                        crate::quiz::Guard::new(words, None, &citations::take_markers(s).0)
+                    }));
+                    guards
+                }
+                None => guards,
+            };
+        let checker = checker.with_guards(guards);
         let asking = Asking {
             citations,
             request,
             checker,
+            hint,
         };
         Ok((Plan::Ask(Box::new(asking)), retrieval))
     }
@@ -1034,8 +1057,34 @@ impl Tutor {
             telemetry::verdict(sentence.verdict.as_str(), reason);
         }
         if release.answered() {
-            let answer = answered(&release, &asking.citations, backend, judged, false);
+            let mut answer = answered(&release, &asking.citations, backend, judged, false);
+            if asking.hint.is_some() {
+                answer.kind = ReplyKind::Hint;
+                answer.hint = asking.hint;
+            }
             return Ok((answer, released));
+        }
+        // A model's hint that stated the answer (or nothing usable): the tutor's own hint.
+        if let (Some(reason), None, Some(best)) =
+            (asking.hint, release.stop(), asking.citations.first())
+        {
+            let question = question.clone();
+            let best = best.clone();
+            let mut hint = self
+                .off_thread(move |tutor| {
+                    let lesson = tutor
+                        .retriever
+                        .catalog()
+                        .get(&question.lesson_id)
+                        .cloned()
+                        .ok_or_else(|| ChatError::LessonNotFound(question.lesson_id.clone()))?;
+                    tutor.hint_reply(&question, &lesson, best, reason, None, &[])
+                })
+                .await??;
+            hint.verification = Some(Verification::of(&judged, true));
+            hint.judged = judged;
+            released.push_str(&hint.answer);
+            return Ok((hint, released));
         }
         let reason = match release.stop() {
             Some(Stop::NotInLesson) => "model_not_in_lesson",

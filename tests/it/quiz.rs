@@ -446,3 +446,70 @@ section = "no-such-section"
         "{wrong}"
     );
 }
+
+#[tokio::test]
+async fn a_model_hint_is_verified_and_never_states_the_answer() {
+    let question = "How does a cascade decide when to escalate a request?";
+    let extractive = spawn_app(None).await;
+    let (_, answered) = extractive
+        .chat(json!({"lesson_id": LESSON, "message": question}))
+        .await;
+    // The answer the lesson gives, as the embedded answerer quotes it.
+    let answer = answered["answer"].as_str().expect("answer").to_string();
+    let first_sentence = answer.split(" [").next().expect("a sentence").to_string();
+
+    // A hint that points the way, then the answer itself: the answer is removed.
+    let hinting = FakeModel::start(crate::helpers::answer(
+        &format!(
+            "Look at what the lesson says about the check on the cheap model's draft [1]. {first_sentence} [1]."
+        ),
+        4,
+    ))
+    .await;
+    let app = spawn_app(Some(&hinting)).await;
+    for stream in [false, true] {
+        let body =
+            json!({"lesson_id": LESSON, "message": question, "mode": "hint", "stream": stream});
+        let hint = if stream {
+            let (_, events) = app.chat_stream(body).await;
+            let done = events.last().expect("done").1.clone();
+            let deltas: String = events
+                .iter()
+                .filter(|(n, _)| n == "delta")
+                .map(|(_, d)| d["text"].as_str().expect("text"))
+                .collect();
+            assert_eq!(deltas, done["answer"].as_str().expect("a"));
+            done
+        } else {
+            app.chat(body).await.1
+        };
+        assert_eq!(hint["kind"], "hint", "{hint}");
+        assert_eq!(hint["hint"], "requested");
+        assert!(!says(&hint["answer"], &first_sentence), "{hint}");
+        assert!(says(&hint["answer"], "check on the cheap model"), "{hint}");
+        assert!(
+            hint["verification"]["removed"].as_u64() >= Some(1),
+            "{hint}"
+        );
+    }
+    let sent = hinting.last();
+    let system = sent["messages"][0]["content"].as_str().expect("system");
+    assert!(
+        system.contains("asked for a hint"),
+        "the hint prompt: {system}"
+    );
+
+    // A model that only states the answer: the tutor's own hint instead.
+    let telling =
+        FakeModel::start(crate::helpers::answer(&format!("{first_sentence} [1]."), 4)).await;
+    let app = spawn_app(Some(&telling)).await;
+    let (_, hint) = app
+        .chat(json!({"lesson_id": LESSON, "message": question, "mode": "hint"}))
+        .await;
+    assert_eq!(
+        (hint["kind"].as_str(), hint["backend"].as_str()),
+        (Some("hint"), Some("tutor")),
+        "{hint}"
+    );
+    assert!(!says(&hint["answer"], &first_sentence), "{hint}");
+}
