@@ -21,10 +21,12 @@ const OTHER_LANGUAGE: &str = "other_language.j2";
 const TRANSLATE: &str = "translate.j2";
 const QUIZ: &str = "quiz.j2";
 const HINT: &str = "hint.j2";
+const GRADE: &str = "grade.j2";
 const BUILT_IN: &[(&str, &str)] = &[
     (TRANSLATE, include_str!("../prompts/translate.j2")),
     (QUIZ, include_str!("../prompts/quiz.j2")),
     (HINT, include_str!("../prompts/hint.j2")),
+    (GRADE, include_str!("../prompts/grade.j2")),
     (SMALL_TALK, include_str!("../prompts/small_talk.j2")),
     (OTHER_LANGUAGE, include_str!("../prompts/other_language.j2")),
     (SYSTEM, include_str!("../prompts/system.j2")),
@@ -117,7 +119,7 @@ impl Prompts {
     }
 
     /// Loads the templates (`system.j2`, `refusal.j2`, `verify.j2`, `small_talk.j2`,
-    /// `other_language.j2`, `translate.j2`, `quiz.j2`, `hint.j2`) from `dir`, falling back to the built-in copy of a
+    /// `other_language.j2`, `translate.j2`, `quiz.j2`, `hint.j2`, `grade.j2`) from `dir`, falling back to the built-in copy of a
     /// file that does not exist there. A template that does not compile is an error.
     pub fn load(dir: &Path) -> Result<Prompts, PromptError> {
         let mut sources = Vec::new();
@@ -211,7 +213,13 @@ impl Prompts {
             }
             _ => sample.to_string(),
         };
-        let outside = format!("{}\n{}", outside_fence(&sample), outside_fence(&hint));
+        let grade = prompts.grade(&sample_lesson, SAMPLE, SAMPLE, SAMPLE, SAMPLE)?;
+        let outside = format!(
+            "{}\n{}\n{}",
+            outside_fence(&sample),
+            outside_fence(&hint),
+            outside_fence(&grade)
+        );
         let sentences: Vec<&str> = outside
             .lines()
             .flat_map(|line| crate::text::split_sentences(line.trim_start_matches(['-', '*', ' '])))
@@ -279,6 +287,30 @@ impl Prompts {
                 fence_open => FENCE_OPEN,
                 fence_close => FENCE_CLOSE,
                 not_in_lesson => NOT_IN_LESSON,
+            },
+        )
+    }
+
+    /// The system prompt for grading a learner's reply (sent as the user turn) to `question`,
+    /// whose expected answer is `answer`, from the `passage` of `section`.
+    pub fn grade(
+        &self,
+        lesson: &PromptLesson<'_>,
+        question: &str,
+        answer: &str,
+        section: &str,
+        passage: &str,
+    ) -> Result<String, PromptError> {
+        self.render(
+            GRADE,
+            context! {
+                lesson => lesson,
+                question => question,
+                answer => answer,
+                section => section,
+                passage => passage,
+                fence_open => FENCE_OPEN,
+                fence_close => FENCE_CLOSE,
             },
         )
     }

@@ -367,6 +367,11 @@ pub enum Plan {
     Reply(Box<Answer>),
     /// Ask the model.
     Ask(Box<Asking>),
+    /// A graded quiz reply a model may refine (the lexical grade is the reply if it cannot).
+    Grade {
+        lexical: Box<Answer>,
+        grading: Box<quizzing::Grading>,
+    },
     /// A question in another language than the lesson's, with a model to translate it: plan
     /// again on its translation into `to`; if it cannot be translated, reply `otherwise`.
     Translate {
@@ -659,8 +664,15 @@ impl Tutor {
         };
         let reading = crate::conversation::read(&question.message);
         if question.mode == Mode::Quiz {
-            let reply = self.quiz_reply(question, &lesson)?;
-            return Ok((Plan::Reply(Box::new(reply)), Retrieval::unread(reading)));
+            let (reply, grading) = self.quiz_reply(question, &lesson)?;
+            let plan = match grading {
+                Some(grading) if self.model.name() != self.extractive.name() => Plan::Grade {
+                    lexical: Box::new(reply),
+                    grading: Box::new(grading),
+                },
+                _ => Plan::Reply(Box::new(reply)),
+            };
+            return Ok((plan, Retrieval::unread(reading)));
         }
         let language = crate::language::detect(&question.message);
         let prompt_lesson = PromptLesson {
@@ -914,6 +926,11 @@ impl Tutor {
             Plan::Reply(refusal) => {
                 self.record(&question, &refusal, asked);
                 return Ok((*refusal, retrieval));
+            }
+            Plan::Grade { lexical, grading } => {
+                let answer = self.graded_by_model(*lexical, *grading).await;
+                self.record(&question, &answer, asked);
+                return Ok((answer, retrieval));
             }
             Plan::Ask(asking) => asking,
             Plan::Translate { otherwise, .. } => {
@@ -1204,9 +1221,9 @@ impl Tutor {
                 ];
                 return Ok(futures::stream::iter(events).boxed());
             }
-            plan @ Plan::Translate { .. } => {
-                // A rendering in the learner's language can only be checked whole, so it is
-                // sent whole, once checked.
+            plan @ (Plan::Translate { .. } | Plan::Grade { .. }) => {
+                // A rendering in the learner's language, and a model's grade, can only be
+                // checked whole, so they are sent whole, once checked.
                 let (answer, _) = self.answer_plan(question, plan, retrieval, asked).await?;
                 let mut events = vec![ChatEvent::Citations(answer.citations.clone())];
                 if !answer.answer.is_empty() {

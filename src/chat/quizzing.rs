@@ -3,14 +3,32 @@
 //! text), quote the lesson word for word when they quote it, and cite the section they point
 //! to. Decisions come from [`crate::quiz`]; the words from `prompts/quiz.j2`.
 
+use super::check::Checker;
+use super::release::Release;
 use super::{
     Answer, ChatError, Citation, HintReason, QuizInfo, ReplyKind, Tutor, answer_id, citation,
 };
 use crate::lessons::Lesson;
 use crate::lessons::quiz::{Integrity, QuizItem};
+use crate::llm::{ModelRequest, NumberedPassage};
+use crate::prompts::PromptLesson;
 use crate::quiz::{self, Guard, grade::Grade};
 use crate::telemetry;
 use minijinja::context;
+
+/// A grade a model may refine: its request, the checks its explanation goes through, and the
+/// lexical grade it starts from.
+pub struct Grading {
+    request: ModelRequest,
+    checker: Checker,
+    lexical: Grade,
+    /// The reply contradicts the expected answer (a negation, another number): the lexical
+    /// grade stands whatever the model says.
+    contradicted: bool,
+    section: String,
+    /// The lesson's sentence quoted after the grade (none during an assessment).
+    quote: Option<String>,
+}
 
 /// What a question gets when quiz integrity applies to it, decided before any model is called.
 pub(super) enum Guarding {
@@ -23,12 +41,13 @@ pub(super) enum Guarding {
 
 impl Tutor {
     /// Quiz mode: the next question to ask, or the grading of `message` as a reply to
-    /// `question.quiz_item`. No retrieval, no model.
+    /// `question.quiz_item`, with what a model needs to refine that grade. No retrieval, no
+    /// model call.
     pub(super) fn quiz_reply(
         &self,
         question: &super::Question,
         lesson: &Lesson,
-    ) -> Result<Answer, ChatError> {
+    ) -> Result<(Answer, Option<Grading>), ChatError> {
         let words = self.analysis.quiz_words(&lesson.language);
         let items = quiz::items_of(lesson);
         let Some(id) = &question.quiz_item else {
@@ -38,7 +57,10 @@ impl Tutor {
                     context! { lesson => context! { id => &lesson.id, title => &lesson.title } },
                 )?;
                 telemetry::quiz("quiz_question", "none");
-                return Ok(self.tutor_reply(text, ReplyKind::QuizQuestion, Vec::new()));
+                return Ok((
+                    self.tutor_reply(text, ReplyKind::QuizQuestion, Vec::new()),
+                    None,
+                ));
             };
             let choices: Vec<_> = item
                 .choices
@@ -60,7 +82,7 @@ impl Tutor {
             telemetry::quiz("quiz_question", "asked");
             let mut reply = self.tutor_reply(text, ReplyKind::QuizQuestion, Vec::new());
             reply.quiz = Some(quiz_info(item));
-            return Ok(reply);
+            return Ok((reply, None));
         };
         let item = items.iter().find(|i| &i.id == id).ok_or_else(|| {
             ChatError::InvalidMessage(format!(
@@ -77,15 +99,8 @@ impl Tutor {
             }
             _ => None,
         };
-        let text = self.prompts.quiz(
-            "grade",
-            context! {
-                grade => grade.as_str(),
-                section => section_title(lesson, &item.section),
-                n => 1,
-                quote => quote.unwrap_or(""),
-            },
-        )?;
+        let section = section_title(lesson, &item.section).to_string();
+        let text = self.grade_text(grade, &section, quote, "")?;
         telemetry::quiz("grade", grade.as_str());
         let citations = passage
             .map(|p| vec![citation(1, lesson, p)])
@@ -93,7 +108,133 @@ impl Tutor {
         let mut reply = self.tutor_reply(text, ReplyKind::Grade, citations);
         reply.quiz = Some(quiz_info(item));
         reply.grade = Some(grade);
-        Ok(reply)
+        let Some(passage) = passage else {
+            return Ok((reply, None));
+        };
+        let prompt_lesson = PromptLesson {
+            id: &lesson.id,
+            title: &lesson.title,
+            summary: &lesson.summary,
+        };
+        let request = ModelRequest {
+            system: self.prompts.grade(
+                &prompt_lesson,
+                &item.question,
+                &item.answer,
+                &section,
+                &passage.text,
+            )?,
+            history: Vec::new(),
+            message: question.message.clone(),
+            passages: vec![NumberedPassage {
+                n: 1,
+                section: section.clone(),
+                text: passage.text.clone(),
+                relevance: 1.0,
+            }],
+            terms: Vec::new(),
+            easy: true,
+            reading: Default::default(),
+            language: lesson.language.clone(),
+        };
+        let mut checker = Checker::new(
+            &self.analysis,
+            self.prompts.clone(),
+            &[(passage.id.as_str(), section.as_str(), passage.text.as_str())],
+            &item.question,
+            &lesson.title,
+            &lesson.language,
+        );
+        // During an assessment the explanation must not give the answer either.
+        if question.hint_only && grade != Grade::Correct {
+            checker =
+                checker.with_guards(vec![Guard::new(words, Some(item.id.clone()), &item.answer)]);
+        }
+        let grading = Grading {
+            request,
+            checker,
+            lexical: grade,
+            contradicted: quiz::grade::contradicts(words, item, &question.message),
+            section,
+            quote: quote.map(str::to_string),
+        };
+        Ok((reply, Some(grading)))
+    }
+
+    /// The words of a graded reply: the grade, then the model's verified explanation, or the
+    /// lesson's own sentence, or a pointer to the section.
+    fn grade_text(
+        &self,
+        grade: Grade,
+        section: &str,
+        quote: Option<&str>,
+        explanation: &str,
+    ) -> Result<String, ChatError> {
+        Ok(self.prompts.quiz(
+            "grade",
+            context! {
+                grade => grade.as_str(),
+                section => section,
+                n => 1,
+                quote => quote.unwrap_or(""),
+                explanation => explanation,
+            },
+        )?)
+    }
+
+    /// A model's grade of the reply `lexical` graded: its verdict is taken unless the reply
+    /// contradicts the expected answer, and its explanation only as far as the verifier finds
+    /// it in the passage. Any failure keeps the lexical grade.
+    pub(super) async fn graded_by_model(&self, mut lexical: Answer, grading: Grading) -> Answer {
+        let reply = match self.model_slot().await {
+            Ok(_slot) => self.model.complete(&grading.request).await,
+            Err(_) => {
+                telemetry::quiz("model_grade", "busy");
+                return lexical;
+            }
+        };
+        let reply = match reply {
+            Ok(reply) => reply,
+            Err(error) => {
+                tracing::warn!(%error, "the model could not grade; the lexical grade stands");
+                telemetry::quiz("model_grade", "failed");
+                return lexical;
+            }
+        };
+        let Some((verdict, explanation)) = parse_grade(&reply.text) else {
+            telemetry::quiz("model_grade", "unreadable");
+            return lexical;
+        };
+        let grade = if grading.contradicted {
+            grading.lexical
+        } else {
+            verdict
+        };
+        telemetry::quiz(
+            "model_grade",
+            if grade == grading.lexical {
+                "agreed"
+            } else {
+                "changed"
+            },
+        );
+        let mut release = Release::new(false);
+        release.push(explanation, &grading.checker);
+        release.finish(&grading.checker);
+        let verified = if release.answered() {
+            release.shown().to_string()
+        } else {
+            String::new()
+        };
+        let quote = grading.quote.as_deref();
+        if let Ok(text) = self.grade_text(grade, &grading.section, quote, &verified) {
+            lexical.answer = text;
+            lexical.grade = Some(grade);
+            lexical.backend = reply.backend;
+            lexical.verification = Some(super::Verification::of(release.judged(), false));
+            lexical.judged = release.judged().to_vec();
+        }
+        lexical
     }
 
     /// Quiz integrity for an ordinary question on `lesson`: a hint when it asks one of the
@@ -208,6 +349,29 @@ impl Tutor {
     }
 }
 
+/// Reads a model's `GRADE: correct | partly | not_yet` first line; returns the grade and the
+/// explanation after it.
+fn parse_grade(text: &str) -> Option<(Grade, &str)> {
+    let text = text.trim_start();
+    let (first, rest) = text.split_once('\n').unwrap_or((text, ""));
+    let verdict = first
+        .trim()
+        .trim_matches(['*', '`'])
+        .strip_prefix("GRADE:")
+        .or_else(|| first.trim().strip_prefix("Grade:"))?
+        .trim()
+        .trim_matches(['*', '`', '.'])
+        .to_ascii_lowercase()
+        .replace([' ', '-'], "_");
+    let grade = match verdict.as_str() {
+        "correct" => Grade::Correct,
+        "partly" => Grade::Partly,
+        "not_yet" => Grade::NotYet,
+        _ => return None,
+    };
+    Some((grade, rest.trim()))
+}
+
 fn section_title<'a>(lesson: &'a Lesson, slug: &str) -> &'a str {
     lesson.section(slug).map_or("", |s| s.title.as_str())
 }
@@ -218,5 +382,30 @@ fn quiz_info(item: &QuizItem) -> QuizInfo {
         question: item.question.clone(),
         section_id: item.section.clone(),
         choices: item.choices.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_model_grade_is_read_from_its_first_line_or_not_at_all() {
+        let cases: &[(&str, Option<(Grade, &str)>)] = &[
+            (
+                "GRADE: correct\nWell done [1].",
+                Some((Grade::Correct, "Well done [1].")),
+            ),
+            (
+                "**GRADE: not yet**\nLook again [1].",
+                Some((Grade::NotYet, "Look again [1].")),
+            ),
+            ("Grade: partly", Some((Grade::Partly, ""))),
+            ("GRADE: excellent\nGreat.", None),
+            ("You got it right!", None),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse_grade(text), *expected, "{text}");
+        }
     }
 }

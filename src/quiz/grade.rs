@@ -161,6 +161,21 @@ fn grade_against(words: &Words, item: &QuizItem, answer: &str, reply: &str) -> G
     }
 }
 
+/// True when `reply` says something the expected answer contradicts: it negates what the answer
+/// states (or states what it negates), or it gives a number and none of the answer's. A model's
+/// grade of such a reply is not taken over the lexical one.
+pub fn contradicts(words: &Words, item: &QuizItem, reply: &str) -> bool {
+    let expected = Expected::new(words, &item.answer);
+    let given = Expected::new(words, reply);
+    expected.negated != given.negated
+        || (!expected.numbers.is_empty()
+            && !given.numbers.is_empty()
+            && !expected
+                .numbers
+                .iter()
+                .any(|n| given.numbers.iter().any(|g| text::same_number(*n, *g))))
+}
+
 /// The choice a reply names by its letter, its number or its whole text, if any.
 fn chosen_choice(choices: &[String], said: &str) -> Option<usize> {
     let letters = "abcdefgh";

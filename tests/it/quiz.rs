@@ -513,3 +513,69 @@ async fn a_model_hint_is_verified_and_never_states_the_answer() {
     );
     assert!(!says(&hint["answer"], &first_sentence), "{hint}");
 }
+
+#[tokio::test]
+async fn a_model_grade_is_taken_when_it_does_not_contradict_and_its_explanation_is_verified() {
+    let (_, answer, _) = item(CASCADE_ITEM);
+    let grade = |app: &crate::helpers::App, reply: &'static str| {
+        let body = json!({"lesson_id": LESSON, "mode": "quiz", "quiz_item": CASCADE_ITEM, "message": reply});
+        let client = app.client.clone();
+        let url = format!("{}/v1/chat", app.base);
+        async move {
+            let response = client.post(url).json(&body).send().await.expect("sent");
+            assert_eq!(response.status().as_u16(), 200);
+            response.json::<Value>().await.expect("JSON")
+        }
+    };
+    // The reply says it in other words: the lexical grade is not_yet, the model's correct.
+    let model = FakeModel::start(crate::helpers::answer(
+        "GRADE: correct\nSelf-reported confidence is an unreliable signal on its own [1]. Confidence scores were invented by Globex in 1999 [1].",
+        6,
+    ))
+    .await;
+    let app = spawn_app(Some(&model)).await;
+    let graded = grade(&app, "how sure the cheap model claims to be").await;
+    assert_eq!(graded["grade"], "correct", "{graded}");
+    assert_eq!(graded["backend"], "openai:fake-model");
+    let text = graded["answer"].as_str().expect("answer");
+    assert!(text.starts_with("That's right!"), "{text}");
+    assert!(says(&graded["answer"], &answer), "{text}");
+    assert!(
+        !text.contains("Globex"),
+        "the unverified sentence is removed: {text}"
+    );
+    assert_eq!(graded["verification"]["removed"], 1, "{graded}");
+    // The learner's reply is what the model judges, inside its own grading prompt.
+    let sent = model.last();
+    assert_eq!(
+        sent["messages"][1]["content"],
+        "how sure the cheap model claims to be"
+    );
+    assert!(
+        sent["messages"][0]["content"]
+            .as_str()
+            .is_some_and(|s| s.contains(&answer) && s.contains("GRADE:")),
+        "{sent}"
+    );
+    // Over SSE: the whole grade in one delta, the same as done.
+    let (_, events) = app
+        .chat_stream(json!({"lesson_id": LESSON, "mode": "quiz", "quiz_item": CASCADE_ITEM, "message": "how sure the cheap model claims to be", "stream": true}))
+        .await;
+    let done = events.last().expect("done").1.clone();
+    assert_eq!(done["grade"], "correct");
+    assert_eq!(events[1].1["text"], done["answer"]);
+
+    // A reply that negates the answer keeps its lexical grade, whatever the model says.
+    let negated = grade(&app, "not the self-reported confidence").await;
+    assert_eq!(negated["grade"], "not_yet", "{negated}");
+
+    // A model that fails: the lexical grade, written by the tutor.
+    let broken = FakeModel::start(crate::helpers::Behaviour::Status(500)).await;
+    let app = spawn_app(Some(&broken)).await;
+    let graded = grade(&app, "Self-reported confidence.").await;
+    assert_eq!(
+        (graded["grade"].as_str(), graded["backend"].as_str()),
+        (Some("correct"), Some("tutor")),
+        "{graded}"
+    );
+}
