@@ -49,7 +49,7 @@ impl Tutor {
         lesson: &Lesson,
     ) -> Result<(Answer, Option<Grading>), ChatError> {
         let words = self.analysis.quiz_words(&lesson.language);
-        let items = quiz::items_of(lesson);
+        let items = self.quiz_items(lesson);
         let Some(id) = &question.quiz_item else {
             let Some(item) = quiz::next_item(&items, &question.quiz_asked) else {
                 let text = self.prompts.quiz(
@@ -326,6 +326,12 @@ impl Tutor {
         let cited = citation(n, lesson, passage);
         self.hint_reply(question, lesson, cited, reason, Some(item), &[&item.answer])
             .map(Some)
+    }
+
+    /// The items "quiz me" draws from on `lesson` (see [`quiz::items_of`]).
+    pub fn quiz_items(&self, lesson: &Lesson) -> Vec<QuizItem> {
+        let words = self.analysis.quiz_words(&lesson.language);
+        quiz::items_of(words, self.analysis.quiz_index(lesson).weights(), lesson)
     }
 
     /// A reply the tutor writes itself, citing `citations`.

@@ -232,7 +232,7 @@ async fn completions_inner(
                 .get(&lesson_id)
                 .cloned()
                 .ok_or_else(|| model_not_found(&request.model))?;
-            let items = crate::quiz::items_of(&lesson);
+            let items = tutor.quiz_items(&lesson);
             let asked_in = |turn: &Turn| {
                 items
                     .iter()

@@ -395,12 +395,80 @@ pub fn built_items(lesson: &Lesson) -> Vec<QuizItem> {
         .collect()
 }
 
-/// The items "quiz me" draws from: the author's, or those built from the golden questions.
-pub fn items_of(lesson: &Lesson) -> Vec<QuizItem> {
+/// The items "quiz me" draws from: the author's; else those built from the golden questions;
+/// else recall questions built from the lesson's key sentences ([`recall_items`]).
+pub fn items_of(words: &Words, weights: &Weights, lesson: &Lesson) -> Vec<QuizItem> {
     match &lesson.quiz {
         Some(quiz) if !quiz.items.is_empty() => quiz.items.clone(),
-        _ => built_items(lesson),
+        _ => {
+            let built = built_items(lesson);
+            if built.is_empty() {
+                recall_items(words, weights, lesson)
+            } else {
+                built
+            }
+        }
     }
+}
+
+/// Most recall questions built for one lesson.
+const MAX_RECALL_ITEMS: usize = 12;
+
+/// Recall questions for a lesson with neither a quiz nor golden questions: per section, its
+/// first sentence of 8 to 40 words (not a table row), with its key term (the word of five
+/// letters or more rarest in the lesson, not in the section's title) left blank. Ids are
+/// `recall-SECTION`, stable while the section's slug is.
+pub fn recall_items(words: &Words, weights: &Weights, lesson: &Lesson) -> Vec<QuizItem> {
+    let mut items = Vec::new();
+    for section in lesson.sections.iter().filter(|s| s.level > 0) {
+        let Some(passage) = lesson
+            .passages
+            .iter()
+            .find(|p| lesson.section_of(p).slug == section.slug)
+        else {
+            continue;
+        };
+        let sentence = passage
+            .text
+            .lines()
+            .filter(|line| !crate::text::is_table_row(line))
+            .flat_map(crate::text::split_sentences)
+            .map(|s| crate::text::without_list_marker(s).trim())
+            .find(|s| (8..=40).contains(&s.split_whitespace().count()));
+        let Some(sentence) = sentence else {
+            continue;
+        };
+        let title = words.terms(&section.title);
+        let key = words
+            .tokens(sentence)
+            .into_iter()
+            .filter(|(_, term)| !title.contains(term))
+            .filter_map(|(at, term)| {
+                let word = crate::text::words(&sentence[at..]).next()?.1;
+                (word.chars().count() >= 5 && word.chars().all(char::is_alphabetic))
+                    .then(|| (at, word, weights.weight(&term)))
+            })
+            .max_by(|a, b| a.2.total_cmp(&b.2));
+        let Some((at, word, _)) = key else {
+            continue;
+        };
+        let blanked = format!("{}_____{}", &sentence[..at], &sentence[at + word.len()..]);
+        let mut id = format!("recall-{}", section.slug);
+        id.truncate(64);
+        items.push(QuizItem {
+            id,
+            question: format!("Fill in the blank, from \"{}\": {}", section.title, blanked),
+            answer: word.to_string(),
+            accept: Vec::new(),
+            choices: Vec::new(),
+            section: section.slug.clone(),
+            line: 0,
+        });
+        if items.len() == MAX_RECALL_ITEMS {
+            break;
+        }
+    }
+    items
 }
 
 /// The passage of `item`'s section that best holds its answer (the section's first passage
@@ -535,6 +603,31 @@ mod tests {
         let name = Guard::new(&words, None, "Denver Broncos");
         assert!(name.revealed_by(&words, "The Broncos from Denver won."));
         assert!(!name.revealed_by(&words, "Look at the team from Denver."));
+    }
+
+    #[test]
+    fn a_lesson_without_quiz_or_golden_questions_gets_recall_questions() {
+        let words = Words::new(Analyzer::new());
+        let lesson = crate::lessons::parse_lesson(
+            "---\nid: l\ntitle: Routing\nsummary: S\n---\nIntro.\n\n## Cascades\n\nA cascade sends each request to the inexpensive model first and escalates on failure.\n\n## Routers\n\nShort.\n\n| a | b |\n|---|---|\n| 1 | 2 |\n",
+            "l",
+        )
+        .expect("lesson");
+        let weights = Weights::of(&words, &lesson);
+        let items = items_of(&words, &weights, &lesson);
+        assert_eq!(items.len(), 1, "{items:?}");
+        let item = &items[0];
+        assert_eq!(
+            (item.id.as_str(), item.section.as_str()),
+            ("recall-cascades", "cascades")
+        );
+        assert!(item.question.contains("_____"), "{}", item.question);
+        assert!(!item.question.contains(&item.answer), "{item:?}");
+        // The blank is the answer, graded like any other.
+        assert_eq!(
+            grade::grade(&words, item, &item.answer.to_uppercase()),
+            grade::Grade::Correct
+        );
     }
 
     #[test]
