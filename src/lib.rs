@@ -31,6 +31,7 @@ pub mod config;
 pub mod conversation;
 pub mod conversation_log;
 pub mod http;
+pub mod ids;
 pub mod index;
 pub mod language;
 pub mod lessons;

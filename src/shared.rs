@@ -332,7 +332,12 @@ impl Shared {
     /// waiting: answers are queued and written in batches, one pipelined round trip each
     /// (at most every [`ANSWER_BATCH_EVERY`]), by a task started on first use. A full queue
     /// drops the id (counted): feedback then falls back on the log.
-    pub fn remember_answer(self: &Arc<Self>, answer_id: &str, lesson: &str, ttl: Duration) {
+    pub fn remember_answer(
+        self: &Arc<Self>,
+        answer_id: &crate::ids::AnswerId,
+        lesson: &str,
+        ttl: Duration,
+    ) {
         // The writer task needs a runtime; without one (never the case under `serve`) the id
         // is not shared, and the queue is not made, so a later call with a runtime makes it.
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -351,7 +356,10 @@ impl Shared {
     }
 
     /// The lesson of a recent answer, if any replica remembered it.
-    pub async fn answer_lesson(&self, answer_id: &str) -> Result<Option<String>, SharedError> {
+    pub async fn answer_lesson(
+        &self,
+        answer_id: &crate::ids::AnswerId,
+    ) -> Result<Option<String>, SharedError> {
         let key = format!("{PREFIX}answer:{answer_id}");
         self.call("answer", |mut connection| async move {
             redis::cmd("GET")

@@ -103,7 +103,7 @@ pub struct LessonRef {
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Answer {
     /// Identifies this answer for feedback (`POST /v1/feedback`).
-    pub answer_id: String,
+    pub answer_id: crate::ids::AnswerId,
     pub answer: String,
     pub refused: bool,
     pub citations: Vec<Citation>,
@@ -248,8 +248,8 @@ impl Verification {
 }
 
 /// A fresh answer id.
-fn answer_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
+fn answer_id() -> crate::ids::AnswerId {
+    crate::ids::AnswerId::new()
 }
 
 /// What a streamed answer sends, in order: `Citations`, `Delta`s, then `Done` or `Error`.
@@ -317,18 +317,18 @@ impl Default for RecentAnswers {
 impl RecentAnswers {
     const CAPACITY: usize = 100_000;
 
-    fn insert(&self, id: &str, lesson: &str) {
+    fn insert(&self, id: &crate::ids::AnswerId, lesson: &str) {
         self.inner
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .put(id.to_string(), Arc::from(lesson));
+            .put(id.as_str().to_string(), Arc::from(lesson));
     }
 
-    fn lesson_of(&self, id: &str) -> Option<Arc<str>> {
+    fn lesson_of(&self, id: &crate::ids::AnswerId) -> Option<Arc<str>> {
         self.inner
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .peek(id)
+            .peek(id.as_str())
             .cloned()
     }
 }
@@ -456,7 +456,7 @@ impl Tutor {
     /// async workers.
     pub async fn rate(
         &self,
-        answer_id: &str,
+        answer_id: &crate::ids::AnswerId,
         rating: crate::conversation_log::Rating,
         comment: Option<&str>,
         only_lesson: Option<&str>,
@@ -484,7 +484,7 @@ impl Tutor {
     /// The lesson of an answer: remembered here, in Redis (another replica's), or stored in
     /// the log. Asked twice a moment apart before it counts as missing, since another replica
     /// may have sent its answer an instant ago.
-    async fn lesson_of_answer(&self, answer_id: &str) -> Lookup {
+    async fn lesson_of_answer(&self, answer_id: &crate::ids::AnswerId) -> Lookup {
         let mut unsure = false;
         for attempt in 0..2 {
             if attempt > 0 {

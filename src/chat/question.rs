@@ -19,7 +19,7 @@ pub struct Question {
     pub(in crate::chat) message: String,
     pub(in crate::chat) history: Vec<Turn>,
     /// An anonymous id the widget makes per conversation (for the log); never an identity.
-    pub(in crate::chat) conversation_id: Option<String>,
+    pub(in crate::chat) conversation_id: Option<crate::ids::ConversationId>,
     /// Set when `message` is a translation of what the learner asked in another language.
     pub(in crate::chat) translated: Option<Translated>,
     /// What the learner wants: an answer, a hint, or a quiz question (or its grading).
@@ -200,19 +200,11 @@ impl Question {
     }
 
     /// Attaches the widget's anonymous conversation id (up to 64 letters, digits, `-`, `_`).
-    pub fn with_conversation(mut self, id: Option<String>) -> Result<Question, ChatError> {
-        if let Some(id) = &id
-            && (id.is_empty()
-                || id.len() > 64
-                || !id
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
-        {
-            return Err(ChatError::InvalidMessage(
-                "`conversation_id` must be 1 to 64 letters, digits, `-` or `_`".to_string(),
-            ));
-        }
-        self.conversation_id = id;
+    pub fn with_conversation(mut self, id: Option<&str>) -> Result<Question, ChatError> {
+        self.conversation_id = id
+            .map(crate::ids::ConversationId::parse)
+            .transpose()
+            .map_err(|e| ChatError::InvalidMessage(e.to_string()))?;
         Ok(self)
     }
 }

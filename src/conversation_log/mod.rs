@@ -21,6 +21,7 @@ pub use postgres::PostgresStore;
 pub use redact::{Redactor, redact};
 pub use sqlite::SqliteStore;
 
+pub use crate::ids::{AnswerId, ConversationId};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -143,7 +144,7 @@ impl Rating {
 /// One answered (or refused) question.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Record {
-    pub answer_id: String,
+    pub answer_id: AnswerId,
     /// Unix seconds.
     pub time: u64,
     pub lesson_id: String,
@@ -155,7 +156,7 @@ pub struct Record {
     pub cited: Vec<String>,
     pub backend: String,
     pub latency_ms: u64,
-    pub conversation_id: Option<String>,
+    pub conversation_id: Option<ConversationId>,
     pub rating: Option<Rating>,
     pub comment: Option<String>,
     /// What the verifier did to a model's answer, as JSON (`sentences`, `removed`,
@@ -172,7 +173,7 @@ pub struct Record {
 /// A rating to apply to a stored answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RatingUpdate {
-    pub answer_id: String,
+    pub answer_id: AnswerId,
     pub rating: Rating,
     pub comment: Option<String>,
 }
@@ -187,7 +188,7 @@ pub trait LogStore: Send + Sync {
     /// and applied when it arrives; returns whether the answer was stored.
     fn rate(&self, update: &RatingUpdate) -> Result<bool, LogError>;
     /// The lesson of the stored answer with this id, if one is stored.
-    fn lesson_of(&self, answer_id: &str) -> Result<Option<String>, LogError>;
+    fn lesson_of(&self, answer_id: &AnswerId) -> Result<Option<String>, LogError>;
     /// Deletes records (and unclaimed ratings, and expired nonces) older than `before` (Unix
     /// seconds); returns how many records.
     fn prune(&self, before: u64) -> Result<usize, LogError>;
@@ -349,9 +350,9 @@ impl Logger {
 
     /// Queues a rating (applied after the answer's own record when that precedes it in the
     /// queue, or kept by the store until the answer arrives from another replica).
-    pub fn rate(&self, answer_id: &str, rating: Rating, comment: Option<&str>) {
+    pub fn rate(&self, answer_id: &AnswerId, rating: Rating, comment: Option<&str>) {
         let command = Command::Rate(RatingUpdate {
-            answer_id: answer_id.to_string(),
+            answer_id: answer_id.clone(),
             rating,
             comment: comment.map(str::to_string),
         });
@@ -363,12 +364,12 @@ impl Logger {
     /// The lesson of a stored answer (feedback on an answer from before a restart, or from
     /// another replica): asked on the blocking pool, a few at a time, never on an async worker.
     /// `Err` when the store cannot say (unreachable).
-    pub async fn lesson_of(&self, answer_id: &str) -> Result<Option<String>, LogError> {
+    pub async fn lesson_of(&self, answer_id: &AnswerId) -> Result<Option<String>, LogError> {
         let Ok(_permit) = self.lookups.acquire().await else {
             return Ok(None);
         };
         let store = self.store.clone();
-        let id = answer_id.to_string();
+        let id = answer_id.clone();
         tokio::task::spawn_blocking(move || store.lesson_of(&id))
             .await
             .unwrap_or(Ok(None))
@@ -520,6 +521,10 @@ fn write_with_retry(store: &dyn LogStore, pending: &Pending) {
 mod tests {
     use super::*;
 
+    fn id(text: &str) -> AnswerId {
+        AnswerId::parse(text).expect("an id")
+    }
+
     #[test]
     fn targets_are_files_or_postgres_urls() {
         assert_eq!(
@@ -549,7 +554,7 @@ mod tests {
     fn a_rating_waiting_with_its_answer_is_folded_into_the_record() {
         let mut pending = Pending::default();
         pending.records.push(Record {
-            answer_id: "a1".to_string(),
+            answer_id: id("a1"),
             time: 1,
             lesson_id: "l".to_string(),
             question: "q".to_string(),
@@ -567,17 +572,17 @@ mod tests {
             outcome: None,
         });
         pending.add_rating(RatingUpdate {
-            answer_id: "a1".to_string(),
+            answer_id: id("a1"),
             rating: Rating::Down,
             comment: Some("unclear".to_string()),
         });
         pending.add_rating(RatingUpdate {
-            answer_id: "elsewhere".to_string(),
+            answer_id: id("elsewhere"),
             rating: Rating::Up,
             comment: None,
         });
         assert_eq!(pending.records[0].rating, Some(Rating::Down));
         assert_eq!(pending.ratings.len(), 1);
-        assert_eq!(pending.ratings[0].answer_id, "elsewhere");
+        assert_eq!(pending.ratings[0].answer_id, id("elsewhere"));
     }
 }

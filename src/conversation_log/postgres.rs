@@ -6,7 +6,9 @@
 //! records); a rating that reaches a replica before the answer's own record has been written
 //! by another waits in `early_ratings` and is folded in when the record arrives.
 
-use super::{LogError, LogStore, MIGRATIONS, Rating, RatingUpdate, Record};
+use super::{
+    AnswerId, ConversationId, LogError, LogStore, MIGRATIONS, Rating, RatingUpdate, Record,
+};
 use r2d2_postgres::PostgresConnectionManager;
 use r2d2_postgres::postgres::{self, NoTls};
 use r2d2_postgres::r2d2;
@@ -180,7 +182,7 @@ impl LogStore for PostgresStore {
         let latencies: Vec<i64> = records.iter().map(|r| r.latency_ms as i64).collect();
         let conversations: Vec<Option<&str>> = records
             .iter()
-            .map(|r| r.conversation_id.as_deref())
+            .map(|r| r.conversation_id.as_ref().map(ConversationId::as_str))
             .collect();
         let ratings: Vec<Option<&str>> = records
             .iter()
@@ -239,7 +241,7 @@ impl LogStore for PostgresStore {
         let changed = client
             .execute(
                 "UPDATE answers SET rating = $2, comment = $3 WHERE answer_id = $1",
-                &[&update.answer_id, &rating, &update.comment],
+                &[&update.answer_id.as_str(), &rating, &update.comment],
             )
             .map_err(|e| self.error(e))?;
         if changed > 0 {
@@ -252,7 +254,7 @@ impl LogStore for PostgresStore {
                  ON CONFLICT (answer_id) DO UPDATE SET rating = EXCLUDED.rating,
                      comment = EXCLUDED.comment, time = EXCLUDED.time",
                 &[
-                    &update.answer_id,
+                    &update.answer_id.as_str(),
                     &rating,
                     &update.comment,
                     &(super::now() as i64),
@@ -266,12 +268,12 @@ impl LogStore for PostgresStore {
         Ok(claimed > 0)
     }
 
-    fn lesson_of(&self, answer_id: &str) -> Result<Option<String>, LogError> {
+    fn lesson_of(&self, answer_id: &AnswerId) -> Result<Option<String>, LogError> {
         let mut client = self.connection()?;
         client
             .query_opt(
                 "SELECT lesson_id FROM answers WHERE answer_id = $1",
-                &[&answer_id],
+                &[&answer_id.as_str()],
             )
             .map(|row| row.map(|row| row.get(0)))
             .map_err(|e| self.error(e))
@@ -313,7 +315,7 @@ impl LogStore for PostgresStore {
                 let cited: String = row.get(7);
                 let rating: Option<String> = row.get(11);
                 Record {
-                    answer_id: row.get(0),
+                    answer_id: AnswerId::from_store(row.get(0)),
                     time: row.get::<_, i64>(1) as u64,
                     lesson_id: row.get(2),
                     question: row.get(3),
@@ -323,7 +325,9 @@ impl LogStore for PostgresStore {
                     cited: cited.split_whitespace().map(str::to_string).collect(),
                     backend: row.get(8),
                     latency_ms: row.get::<_, i64>(9) as u64,
-                    conversation_id: row.get(10),
+                    conversation_id: row
+                        .get::<_, Option<String>>(10)
+                        .and_then(|c| ConversationId::parse(&c).ok()),
                     rating: Rating::parse(rating.as_deref()),
                     comment: row.get(12),
                     verification: row.get(13),

@@ -1,7 +1,9 @@
 //! The embedded store: one SQLite file on this machine (WAL, migrations counted in
 //! `PRAGMA user_version`).
 
-use super::{LogError, LogStore, MIGRATIONS, Rating, RatingUpdate, Record};
+use super::{
+    AnswerId, ConversationId, LogError, LogStore, MIGRATIONS, Rating, RatingUpdate, Record,
+};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -71,7 +73,7 @@ impl LogStore for SqliteStore {
             for r in records {
                 insert
                     .execute(params![
-                        r.answer_id,
+                        r.answer_id.as_str(),
                         r.time as i64,
                         r.lesson_id,
                         r.question,
@@ -81,7 +83,7 @@ impl LogStore for SqliteStore {
                         r.cited.join(" "),
                         r.backend,
                         r.latency_ms as i64,
-                        r.conversation_id,
+                        r.conversation_id.as_ref().map(ConversationId::as_str),
                         r.rating.map(Rating::as_str),
                         r.comment,
                         r.verification,
@@ -107,7 +109,11 @@ impl LogStore for SqliteStore {
         let changed = connection
             .execute(
                 "UPDATE answers SET rating = ?2, comment = ?3 WHERE answer_id = ?1",
-                params![update.answer_id, update.rating.as_str(), update.comment],
+                params![
+                    update.answer_id.as_str(),
+                    update.rating.as_str(),
+                    update.comment
+                ],
             )
             .map_err(|e| self.error(e))?;
         if changed == 0 {
@@ -117,7 +123,7 @@ impl LogStore for SqliteStore {
                      ON CONFLICT (answer_id) DO UPDATE SET rating = excluded.rating,
                          comment = excluded.comment, time = excluded.time",
                     params![
-                        update.answer_id,
+                        update.answer_id.as_str(),
                         update.rating.as_str(),
                         update.comment,
                         super::now() as i64
@@ -128,12 +134,12 @@ impl LogStore for SqliteStore {
         Ok(changed > 0)
     }
 
-    fn lesson_of(&self, answer_id: &str) -> Result<Option<String>, LogError> {
+    fn lesson_of(&self, answer_id: &AnswerId) -> Result<Option<String>, LogError> {
         let connection = self.connection.lock().unwrap_or_else(|e| e.into_inner());
         connection
             .query_row(
                 "SELECT lesson_id FROM answers WHERE answer_id = ?1",
-                params![answer_id],
+                params![answer_id.as_str()],
                 |row| row.get(0),
             )
             .optional()
@@ -190,7 +196,7 @@ impl LogStore for SqliteStore {
                 let cited: String = row.get(7)?;
                 let rating: Option<String> = row.get(11)?;
                 Ok(Record {
-                    answer_id: row.get(0)?,
+                    answer_id: AnswerId::from_store(row.get(0)?),
                     time: row.get::<_, i64>(1)? as u64,
                     lesson_id: row.get(2)?,
                     question: row.get(3)?,
@@ -200,7 +206,9 @@ impl LogStore for SqliteStore {
                     cited: cited.split_whitespace().map(str::to_string).collect(),
                     backend: row.get(8)?,
                     latency_ms: row.get::<_, i64>(9)? as u64,
-                    conversation_id: row.get(10)?,
+                    conversation_id: row
+                        .get::<_, Option<String>>(10)?
+                        .and_then(|c| ConversationId::parse(&c).ok()),
                     rating: Rating::parse(rating.as_deref()),
                     comment: row.get(12)?,
                     verification: row.get(13)?,

@@ -56,7 +56,7 @@ pub struct ChatRequest {
 #[derive(Deserialize, ToSchema)]
 pub struct FeedbackRequest {
     /// The `answer_id` of a chat answer.
-    answer_id: String,
+    answer_id: crate::ids::AnswerId,
     rating: crate::conversation_log::Rating,
     /// An optional short comment (up to 500 characters), usually with "down".
     #[serde(default)]
@@ -258,7 +258,7 @@ async fn chat_inner(
         )?
         .with_mode(mode, item)?,
     }
-    .with_conversation(request.conversation_id)?
+    .with_conversation(request.conversation_id.as_deref())?
     .hint_only(hint_only(caller.as_ref()));
     check_lesson(caller.as_ref(), question.lesson_id())?;
     let tutor = state.tutor()?;

@@ -5,7 +5,7 @@ use crate::helpers::spawn_app_with;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tutor::conversation_log::{LogStore, Logger, Rating, Record, SqliteStore, now};
+use tutor::conversation_log::{AnswerId, LogStore, Logger, Rating, Record, SqliteStore, now};
 
 #[tokio::test]
 async fn every_answer_is_logged_under_concurrent_load_ratings_land_and_a_restart_keeps_them() {
@@ -68,6 +68,19 @@ async fn every_answer_is_logged_under_concurrent_load_ratings_land_and_a_restart
             .status(),
         404
     );
+    // A malformed id is bad input, said as such, before any lookup.
+    let response = feedback(json!({"answer_id": "not an id!", "rating": "up"}))
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(body["error"]["code"], "invalid_request", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("answer_id")),
+        "{body}"
+    );
     assert_eq!(
         feedback(json!({"answer_id": ids[0], "rating": "meh"}))
             .await
@@ -127,8 +140,8 @@ async fn every_answer_is_logged_under_concurrent_load_ratings_land_and_a_restart
     }
     assert!(records.iter().all(|r| {
         r.conversation_id
-            .as_deref()
-            .is_some_and(|c| c.starts_with("conv-"))
+            .as_ref()
+            .is_some_and(|c| c.as_str().starts_with("conv-"))
     }));
     assert!(
         records
@@ -145,7 +158,7 @@ fn a_flood_past_the_queue_drops_and_counts_records_but_never_blocks() {
     let store = Arc::new(SqliteStore::open(&dir.path().join("log.sqlite")).expect("opens"));
     let logger = Logger::with_capacity(store.clone(), Duration::from_secs(86_400), 4);
     let record = |i: usize| Record {
-        answer_id: format!("a{i}"),
+        answer_id: AnswerId::parse(&format!("a{i}")).expect("an id"),
         time: now(),
         lesson_id: "l".to_string(),
         question: "q".to_string(),
@@ -193,7 +206,7 @@ fn records_past_the_retention_are_pruned() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Arc::new(SqliteStore::open(&dir.path().join("log.sqlite")).expect("opens"));
     let old = Record {
-        answer_id: "old".to_string(),
+        answer_id: AnswerId::parse("old").expect("an id"),
         time: now() - 40 * 86_400,
         lesson_id: "l".to_string(),
         question: "q".to_string(),
@@ -211,7 +224,7 @@ fn records_past_the_retention_are_pruned() {
         outcome: None,
     };
     let fresh = Record {
-        answer_id: "fresh".to_string(),
+        answer_id: AnswerId::parse("fresh").expect("an id"),
         time: now(),
         ..old.clone()
     };
@@ -222,7 +235,7 @@ fn records_past_the_retention_are_pruned() {
         .records(0, None)
         .expect("records")
         .into_iter()
-        .map(|r| r.answer_id)
+        .map(|r| r.answer_id.to_string())
         .collect();
     assert_eq!(ids, vec!["fresh".to_string()]);
 }

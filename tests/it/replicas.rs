@@ -10,7 +10,9 @@ use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use tutor::conversation_log::{LogStore, PostgresStore, RatingUpdate, Record};
+use tutor::conversation_log::{
+    AnswerId, ConversationId, LogStore, PostgresStore, RatingUpdate, Record,
+};
 
 const LESSON: &str = "what-open-means";
 /// The limit every caller gets: per minute, and at once.
@@ -1021,7 +1023,7 @@ fn both_stores_keep_the_same_promises() {
 
 fn record(id: &str, time: u64, lesson: &str) -> Record {
     Record {
-        answer_id: id.to_string(),
+        answer_id: AnswerId::parse(id).expect("an id"),
         time,
         lesson_id: lesson.to_string(),
         question: "What is a tokenizer?".to_string(),
@@ -1031,7 +1033,7 @@ fn record(id: &str, time: u64, lesson: &str) -> Record {
         cited: vec![format!("{lesson}#part-1"), format!("{lesson}#part-2")],
         backend: "extractive".to_string(),
         latency_ms: 3,
-        conversation_id: Some("c1".to_string()),
+        conversation_id: ConversationId::parse("c1").ok(),
         rating: None,
         comment: None,
         verification: Some(r#"{"sentences":1}"#.to_string()),
@@ -1043,7 +1045,7 @@ fn record(id: &str, time: u64, lesson: &str) -> Record {
 fn store_promises(store: &dyn LogStore) {
     let now = tutor::conversation_log::now();
     let down = |id: &str| RatingUpdate {
-        answer_id: id.to_string(),
+        answer_id: AnswerId::parse(id).expect("an id"),
         rating: tutor::conversation_log::Rating::Down,
         comment: Some("wrong".to_string()),
     };
@@ -1069,10 +1071,18 @@ fn store_promises(store: &dyn LogStore) {
     assert_eq!(records[0].cited.len(), 2);
     assert_eq!(store.records(0, Some("l2")).expect("records").len(), 1);
     assert_eq!(
-        store.lesson_of("a2").expect("lookup").as_deref(),
+        store
+            .lesson_of(&AnswerId::parse("a2").expect("id"))
+            .expect("lookup")
+            .as_deref(),
         Some("l2")
     );
-    assert_eq!(store.lesson_of("zz").expect("lookup"), None);
+    assert_eq!(
+        store
+            .lesson_of(&AnswerId::parse("zz").expect("id"))
+            .expect("lookup"),
+        None
+    );
     assert!(store.first_use_of_nonce("n1", now + 600).expect("nonce"));
     assert!(!store.first_use_of_nonce("n1", now + 600).expect("nonce"));
     // An expired nonce may be forgotten (and so used again).
@@ -1080,5 +1090,10 @@ fn store_promises(store: &dyn LogStore) {
     assert!(store.first_use_of_nonce("n2", now + 600).expect("nonce"));
     store.append(&[record("old", 5, "l1")]).expect("appends");
     assert_eq!(store.prune(now - 10).expect("prunes"), 1);
-    assert!(store.lesson_of("old").expect("lookup").is_none());
+    assert!(
+        store
+            .lesson_of(&AnswerId::parse("old").expect("id"))
+            .expect("lookup")
+            .is_none()
+    );
 }

@@ -3,7 +3,7 @@
 
 use crate::helpers::{config, sample_lessons};
 use std::process::Command;
-use tutor::conversation_log::{LogStore, Rating, Record, SqliteStore};
+use tutor::conversation_log::{AnswerId, ConversationId, LogStore, Rating, Record, SqliteStore};
 
 fn record(
     i: usize,
@@ -13,7 +13,7 @@ fn record(
     rating: Option<Rating>,
 ) -> Record {
     Record {
-        answer_id: format!("a{i:03}"),
+        answer_id: AnswerId::parse(&format!("a{i:03}")).expect("an id"),
         time: 1_790_000_000 + i as u64,
         lesson_id: "hybrid-routing".to_string(),
         question: question.to_string(),
@@ -23,7 +23,7 @@ fn record(
         cited: cited.iter().map(|c| c.to_string()).collect(),
         backend: "extractive".to_string(),
         latency_ms: 3,
-        conversation_id: Some("c1".to_string()),
+        conversation_id: ConversationId::parse("c1").ok(),
         rating,
         comment: None,
         verification: None,
