@@ -260,8 +260,18 @@ impl Prompts {
         lesson: &PromptLesson<'_>,
         passages: &[PromptPassage<'_>],
     ) -> Result<String, PromptError> {
+        self.with_passages(SYSTEM, lesson, passages)
+    }
+
+    /// A template given the lesson and the fenced, numbered passages.
+    fn with_passages(
+        &self,
+        name: &str,
+        lesson: &PromptLesson<'_>,
+        passages: &[PromptPassage<'_>],
+    ) -> Result<String, PromptError> {
         self.render(
-            SYSTEM,
+            name,
             context! {
                 lesson => lesson,
                 passages => passages,
@@ -279,16 +289,7 @@ impl Prompts {
         lesson: &PromptLesson<'_>,
         passages: &[PromptPassage<'_>],
     ) -> Result<String, PromptError> {
-        self.render(
-            HINT,
-            context! {
-                lesson => lesson,
-                passages => passages,
-                fence_open => FENCE_OPEN,
-                fence_close => FENCE_CLOSE,
-                not_in_lesson => NOT_IN_LESSON,
-            },
-        )
+        self.with_passages(HINT, lesson, passages)
     }
 
     /// The system prompt for grading a learner's reply (sent as the user turn) to `question`,

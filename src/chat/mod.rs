@@ -644,14 +644,18 @@ impl Tutor {
         self.model.name()
     }
 
+    /// The lesson with this id in the current catalog.
+    fn lesson(&self, id: &str) -> Result<Arc<Lesson>, ChatError> {
+        self.retriever
+            .catalog()
+            .get(id)
+            .cloned()
+            .ok_or_else(|| ChatError::LessonNotFound(id.to_string()))
+    }
+
     /// Retrieval, the gate and the prompt: blocking work, run it off the async workers.
     pub fn plan(&self, question: &Question) -> Result<(Plan, Retrieval), ChatError> {
-        let lesson = self
-            .retriever
-            .catalog()
-            .get(&question.lesson_id)
-            .cloned()
-            .ok_or_else(|| ChatError::LessonNotFound(question.lesson_id.clone()))?;
+        let lesson = self.lesson(&question.lesson_id)?;
         let questions: Vec<String> = question
             .history
             .iter()
@@ -686,7 +690,7 @@ impl Tutor {
                 .prompts
                 .small_talk(kind.as_str(), &prompt_lesson, language)?;
             telemetry::small_talk(kind.as_str());
-            let reply = self.template_reply(text, ReplyKind::SmallTalk);
+            let reply = self.tutor_reply(text, ReplyKind::SmallTalk, Vec::new());
             return Ok((Plan::Reply(Box::new(reply)), Retrieval::unread(reading)));
         }
         if let Some(language) = language
@@ -697,7 +701,7 @@ impl Tutor {
                 self.prompts
                     .other_language(language.code(), &prompt_lesson, &lesson.language)?;
             telemetry::other_language(language.code());
-            let reply = Box::new(self.template_reply(text, ReplyKind::OtherLanguage));
+            let reply = Box::new(self.tutor_reply(text, ReplyKind::OtherLanguage, Vec::new()));
             let plan = match language {
                 // Translations are checked against the negations of the languages the tutor
                 // speaks, so only those are translated.
@@ -818,12 +822,12 @@ impl Tutor {
     }
 
     /// A reply from a template, with no model call and nothing to cite.
-    fn template_reply(&self, text: String, kind: ReplyKind) -> Answer {
+    fn tutor_reply(&self, text: String, kind: ReplyKind, citations: Vec<Citation>) -> Answer {
         Answer {
             answer_id: answer_id(),
             answer: text,
             refused: false,
-            citations: Vec::new(),
+            citations,
             backend: "tutor".to_string(),
             kind,
             related_lesson: None,
@@ -1089,12 +1093,7 @@ impl Tutor {
             let best = best.clone();
             let mut hint = self
                 .off_thread(move |tutor| {
-                    let lesson = tutor
-                        .retriever
-                        .catalog()
-                        .get(&question.lesson_id)
-                        .cloned()
-                        .ok_or_else(|| ChatError::LessonNotFound(question.lesson_id.clone()))?;
+                    let lesson = tutor.lesson(&question.lesson_id)?;
                     tutor.hint_reply(&question, &lesson, best, reason, None, &[])
                 })
                 .await??;
@@ -1143,12 +1142,7 @@ impl Tutor {
         let question = question.clone();
         let mut refusal = self
             .off_thread(move |tutor| {
-                let lesson = tutor
-                    .retriever
-                    .catalog()
-                    .get(&question.lesson_id)
-                    .cloned()
-                    .ok_or_else(|| ChatError::LessonNotFound(question.lesson_id.clone()))?;
+                let lesson = tutor.lesson(&question.lesson_id)?;
                 tutor.refusal(&question, &lesson, GateReason::NotCovered)
             })
             .await??;

@@ -5,9 +5,7 @@
 
 use super::check::Checker;
 use super::release::Release;
-use super::{
-    Answer, ChatError, Citation, HintReason, QuizInfo, ReplyKind, Tutor, answer_id, citation,
-};
+use super::{Answer, ChatError, Citation, HintReason, QuizInfo, ReplyKind, Tutor, citation};
 use crate::lessons::Lesson;
 use crate::lessons::quiz::{Integrity, QuizItem};
 use crate::llm::{ModelRequest, NumberedPassage};
@@ -332,26 +330,6 @@ impl Tutor {
     pub fn quiz_items(&self, lesson: &Lesson) -> Vec<QuizItem> {
         let words = self.analysis.quiz_words(&lesson.language);
         quiz::items_of(words, self.analysis.quiz_index(lesson).weights(), lesson)
-    }
-
-    /// A reply the tutor writes itself, citing `citations`.
-    fn tutor_reply(&self, text: String, kind: ReplyKind, citations: Vec<Citation>) -> Answer {
-        Answer {
-            answer_id: answer_id(),
-            answer: text,
-            refused: false,
-            citations,
-            backend: "tutor".to_string(),
-            kind,
-            related_lesson: None,
-            verification: None,
-            language: None,
-            quiz: None,
-            grade: None,
-            hint: None,
-            refusal_reason: None,
-            judged: Vec::new(),
-        }
     }
 }
 
