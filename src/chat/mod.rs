@@ -751,12 +751,32 @@ impl Tutor {
             let hint = self.hint_reply(question, &lesson, cited, reason, None, &avoid)?;
             return Ok((Plan::Reply(Box::new(hint)), retrieval));
         }
+        let asking = self.asking(question, &lesson, &retrieval, guards, hint)?;
+        Ok((Plan::Ask(Box::new(asking)), retrieval))
+    }
+
+    /// The model's request for a covered question: the passages retrieval ranked, numbered
+    /// from 1 into the system prompt (or the hint prompt), and the checks every sentence of the
+    /// reply goes through, with `guards` (and, for a hint, the answer the lesson gives).
+    fn asking(
+        &self,
+        question: &Question,
+        lesson: &Lesson,
+        retrieval: &Retrieval,
+        guards: Vec<crate::quiz::Guard>,
+        hint: Option<HintReason>,
+    ) -> Result<Asking, ChatError> {
+        let prompt_lesson = PromptLesson {
+            id: &lesson.id,
+            title: &lesson.title,
+            summary: &lesson.summary,
+        };
         let hits = &retrieval.hits[..retrieval.hits.len().min(self.retriever.settings().passages)];
         let top_score = hits.first().map_or(1.0, |h| h.score.max(f32::EPSILON));
         let citations: Vec<Citation> = hits
             .iter()
             .enumerate()
-            .map(|(i, hit)| citation(i + 1, &lesson, hit.passage()))
+            .map(|(i, hit)| citation(i + 1, lesson, hit.passage()))
             .collect();
         let prompt_passages: Vec<PromptPassage<'_>> =
             citations.iter().map(Citation::prompt_passage).collect();
@@ -818,7 +838,7 @@ impl Tutor {
             checker,
             hint,
         };
-        Ok((Plan::Ask(Box::new(asking)), retrieval))
+        Ok(asking)
     }
 
     /// A reply from a template, with no model call and nothing to cite.

@@ -223,38 +223,7 @@ async fn completions_inner(
             ..
         })
     );
-    let question = match mode {
-        // The facade keeps no state: the quiz item is the one the last assistant turn asked.
-        Mode::Quiz => {
-            let lesson = tutor
-                .retriever()
-                .catalog()
-                .get(&lesson_id)
-                .cloned()
-                .ok_or_else(|| model_not_found(&request.model))?;
-            let items = tutor.quiz_items(&lesson);
-            let asked_in = |turn: &Turn| {
-                items
-                    .iter()
-                    .filter(|i| turn.role == Role::Assistant && turn.content.contains(&i.question))
-                    .map(|i| i.id.clone())
-                    .collect::<Vec<_>>()
-            };
-            match history
-                .last()
-                .map(asked_in)
-                .and_then(|ids| ids.into_iter().next())
-            {
-                Some(item) if !message.trim().is_empty() => {
-                    Question::parse(lesson_id, message, Vec::new())?
-                        .with_mode(Mode::Quiz, Some(item))?
-                }
-                _ => Question::quiz_me(lesson_id, history.iter().flat_map(asked_in).collect())?,
-            }
-        }
-        mode => Question::parse(lesson_id, message, history)?.with_mode(mode, None)?,
-    }
-    .hint_only(hint_only);
+    let question = facade_question(&tutor, mode, lesson_id, message, history)?.hint_only(hint_only);
     let model = request.model.clone();
     if request.stream != Some(true) {
         let (answer, _) = tutor.ask(question).await?;
@@ -320,6 +289,45 @@ async fn completions_inner(
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15)))
         .into_response())
+}
+
+/// The question a facade request asks in `mode`. The facade keeps no state: in `:quiz`, the
+/// item a reply answers is the one the last assistant turn asked, and the items asked are those
+/// the assistant turns hold.
+fn facade_question(
+    tutor: &crate::chat::Tutor,
+    mode: Mode,
+    lesson_id: String,
+    message: String,
+    history: Vec<Turn>,
+) -> Result<Question, ApiError> {
+    if mode != Mode::Quiz {
+        return Ok(Question::parse(lesson_id, message, history)?.with_mode(mode, None)?);
+    }
+    let lesson = tutor
+        .retriever()
+        .catalog()
+        .get(&lesson_id)
+        .cloned()
+        .ok_or_else(|| model_not_found(&format!("{MODEL_PREFIX}{lesson_id}:quiz")))?;
+    let items = tutor.quiz_items(&lesson);
+    let asked_in = |turn: &Turn| {
+        items
+            .iter()
+            .filter(|i| turn.role == Role::Assistant && turn.content.contains(&i.question))
+            .map(|i| i.id.clone())
+            .collect::<Vec<_>>()
+    };
+    let pending = history
+        .last()
+        .map(asked_in)
+        .and_then(|ids| ids.into_iter().next());
+    Ok(match pending {
+        Some(item) if !message.trim().is_empty() => {
+            Question::parse(lesson_id, message, Vec::new())?.with_mode(Mode::Quiz, Some(item))?
+        }
+        _ => Question::quiz_me(lesson_id, history.iter().flat_map(asked_in).collect())?,
+    })
 }
 
 fn usage(prompt_tokens: u64, answer: &Answer) -> Value {
