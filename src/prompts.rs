@@ -167,14 +167,12 @@ impl Prompts {
             title: SAMPLE,
             summary: SAMPLE,
         };
-        let sample = prompts.system(
-            &sample_lesson,
-            &[PromptPassage {
-                n: 1,
-                section: SAMPLE,
-                text: SAMPLE,
-            }],
-        )?;
+        let sample_passages = [PromptPassage {
+            n: 1,
+            section: SAMPLE,
+            text: SAMPLE,
+        }];
+        let sample = prompts.system(&sample_lesson, &sample_passages)?;
         for language in crate::language::SPOKEN {
             prompts.refusal(None, language)?;
             prompts.refusal(Some((SAMPLE, SAMPLE)), language)?;
@@ -185,23 +183,9 @@ impl Prompts {
             prompts.small_talk(kind, &sample_lesson, "en")?;
         }
         prompts.other_language("es", &sample_lesson, "en")?;
-        prompts.verify(
-            &[PromptPassage {
-                n: 1,
-                section: SAMPLE,
-                text: SAMPLE,
-            }],
-            &[(SAMPLE.to_string(), vec![1])],
-        )?;
+        prompts.verify(&sample_passages, &[(SAMPLE.to_string(), vec![1])])?;
         // The hint prompt's rules are the tutor's instructions too.
-        let hint = prompts.hint(
-            &sample_lesson,
-            &[PromptPassage {
-                n: 1,
-                section: SAMPLE,
-                text: SAMPLE,
-            }],
-        )?;
+        let hint = prompts.hint(&sample_lesson, &sample_passages)?;
         let outside_fence = |sample: &str| match (sample.find(FENCE_OPEN), sample.find(FENCE_CLOSE))
         {
             (Some(open), Some(close)) if open < close => {

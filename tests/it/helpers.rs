@@ -399,6 +399,15 @@ impl App {
     }
 }
 
+/// The text of a stream's `delta` events, joined: what the learner was shown.
+pub fn deltas(events: &[(String, Value)]) -> String {
+    events
+        .iter()
+        .filter(|(name, _)| name == "delta")
+        .filter_map(|(_, data)| data["text"].as_str())
+        .collect()
+}
+
 /// Parses an SSE body into (event, JSON data) pairs, skipping comments.
 pub fn parse_sse(text: &str) -> Vec<(String, Value)> {
     let mut events = Vec::new();

@@ -127,11 +127,7 @@ async fn a_hint_points_to_the_section_without_the_answer_over_json_and_sse() {
             assert_eq!(status, 200);
             let (name, done) = events.last().expect("events").clone();
             assert_eq!(name, "done");
-            let deltas: String = events
-                .iter()
-                .filter(|(n, _)| n == "delta")
-                .map(|(_, d)| d["text"].as_str().expect("text"))
-                .collect();
+            let deltas: String = crate::helpers::deltas(&events);
             assert_eq!(deltas, done["answer"].as_str().expect("answer"));
             done
         } else {
@@ -218,11 +214,7 @@ async fn a_model_sentence_giving_a_nearby_quiz_answer_away_is_removed_on_every_p
     let (_, events) = app
         .chat_stream(json!({"lesson_id": LESSON, "message": question, "stream": true}))
         .await;
-    let streamed: String = events
-        .iter()
-        .filter(|(n, _)| n == "delta")
-        .map(|(_, d)| d["text"].as_str().expect("text"))
-        .collect();
+    let streamed: String = crate::helpers::deltas(&events);
     assert!(
         !plain(&streamed).contains(&plain(&answer)),
         "never streamed: {streamed}"
@@ -473,11 +465,7 @@ async fn a_model_hint_is_verified_and_never_states_the_answer() {
         let hint = if stream {
             let (_, events) = app.chat_stream(body).await;
             let done = events.last().expect("done").1.clone();
-            let deltas: String = events
-                .iter()
-                .filter(|(n, _)| n == "delta")
-                .map(|(_, d)| d["text"].as_str().expect("text"))
-                .collect();
+            let deltas: String = crate::helpers::deltas(&events);
             assert_eq!(deltas, done["answer"].as_str().expect("a"));
             done
         } else {

@@ -228,11 +228,7 @@ async fn judged_by(verifier: &FakeModel, timeout: Duration, said: &str) -> Value
     let (_, events) = app
         .chat_stream(json!({"lesson_id": LESSON, "message": QUESTION, "stream": true}))
         .await;
-    let streamed: String = events
-        .iter()
-        .filter(|(n, _)| n == "delta")
-        .map(|(_, d)| d["text"].as_str().expect("text"))
-        .collect();
+    let streamed: String = crate::helpers::deltas(&events);
     assert_eq!(streamed, body["answer"].as_str().expect("answer"));
     body
 }
