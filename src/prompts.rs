@@ -183,6 +183,29 @@ impl Prompts {
             prompts.small_talk(kind, &sample_lesson, "en")?;
         }
         prompts.other_language("es", &sample_lesson, "en")?;
+        for language in crate::language::SPOKEN {
+            for reason in ["quiz_item", "requested", "assessment"] {
+                prompts.quiz(
+                    "hint",
+                    language,
+                    context! { reason => reason, section => SAMPLE, n => 1, term => "" },
+                )?;
+            }
+            let choices = vec![context! { letter => "a", text => SAMPLE }];
+            prompts.quiz(
+                "question",
+                language,
+                context! { question => SAMPLE, choices => choices, section => SAMPLE },
+            )?;
+            for grade in ["correct", "partly", "not_yet"] {
+                prompts.quiz(
+                    "grade",
+                    language,
+                    context! { grade => grade, section => "", n => 1, quote => "", explanation => "" },
+                )?;
+            }
+            prompts.quiz("no_quiz", language, context! { lesson => sample_lesson })?;
+        }
         prompts.verify(&sample_passages, &[(SAMPLE.to_string(), vec![1])])?;
         // The hint prompt's rules are the tutor's instructions too.
         let hint = prompts.hint(&sample_lesson, &sample_passages)?;
@@ -399,10 +422,13 @@ impl Prompts {
         )
     }
 
-    /// The tutor's own words around quizzes (`kind`: hint, question, grade, no_quiz), with
-    /// the fields `quiz.j2` documents for each.
-    pub fn quiz(&self, kind: &str, fields: Value) -> Result<String, PromptError> {
-        self.render(QUIZ, context! { kind => kind, ..fields })
+    /// The tutor's own words around quizzes (`kind`: hint, question, grade, no_quiz) in the
+    /// lesson's `language`, with the fields `quiz.j2` documents for each.
+    pub fn quiz(&self, kind: &str, language: &str, fields: Value) -> Result<String, PromptError> {
+        self.render(
+            QUIZ,
+            context! { kind => kind, language => language, ..fields },
+        )
     }
 
     fn render(&self, name: &str, ctx: Value) -> Result<String, PromptError> {
@@ -568,5 +594,45 @@ mod tests {
         std::fs::write(dir.path().join("small_talk.j2"), "Hi {{ learner.name }}!").expect("write");
         let error = Prompts::load(dir.path()).err().expect("fails");
         assert!(error.to_string().contains("small_talk.j2"), "{error}");
+    }
+
+    #[test]
+    fn the_tutors_quiz_words_are_in_the_lessons_language() {
+        let prompts = Prompts::built_in();
+        let hint = |language: &str, section: &str| {
+            prompts
+                .quiz(
+                    "hint",
+                    language,
+                    context! { reason => "quiz_item", section => section, n => 2, term => "cascade" },
+                )
+                .expect("renders")
+        };
+        let english = hint("en", "Routing strategies");
+        assert!(
+            english.starts_with("That's one of this lesson's quiz questions"),
+            "{english}"
+        );
+        assert!(english.contains("\"Routing strategies\" [2]") && english.contains("\"cascade\""));
+        assert!(hint("es", "Estrategias").contains("vuelve a leer «Estrategias» [2]"));
+        assert!(hint("de", "Strategien").contains("Lies „Strategien“ [2] noch einmal"));
+        // A title that would give the answer away is left out in every language.
+        assert!(
+            hint("fr", "").contains("relisez cette section [2]"),
+            "{}",
+            hint("fr", "")
+        );
+        assert!(
+            hint("xx", "").contains("re-read this section [2]"),
+            "other codes: English"
+        );
+        let grade = prompts
+            .quiz(
+                "grade",
+                "it",
+                context! { grade => "not_yet", section => "Rotte", n => 1, quote => "", explanation => "" },
+            )
+            .expect("renders");
+        assert_eq!(grade, "Non ancora. Rileggi «Rotte» [1] e riprova.");
     }
 }

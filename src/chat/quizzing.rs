@@ -26,6 +26,8 @@ pub struct Grading {
     section: String,
     /// The lesson's sentence quoted after the grade (none during an assessment).
     quote: Option<String>,
+    /// The lesson's language, which the grade is written in.
+    language: String,
 }
 
 /// What a question gets when quiz integrity applies to it, decided before any model is called.
@@ -52,6 +54,7 @@ impl Tutor {
             let Some(item) = quiz::next_item(&items, &question.quiz_asked) else {
                 let text = self.prompts.quiz(
                     "no_quiz",
+                    &lesson.language,
                     context! { lesson => context! { id => &lesson.id, title => &lesson.title } },
                 )?;
                 telemetry::quiz("quiz_question", "none");
@@ -71,6 +74,7 @@ impl Tutor {
                 .collect();
             let text = self.prompts.quiz(
                 "question",
+                &lesson.language,
                 context! {
                     question => &item.question,
                     choices => choices,
@@ -98,7 +102,7 @@ impl Tutor {
             _ => None,
         };
         let section = section_title(lesson, &item.section).to_string();
-        let text = self.grade_text(grade, &section, quote, "")?;
+        let text = self.grade_text(&lesson.language, grade, &section, quote, "")?;
         telemetry::quiz("grade", grade.as_str());
         let citations = passage
             .map(|p| vec![citation(1, lesson, p)])
@@ -155,6 +159,7 @@ impl Tutor {
             contradicted: quiz::grade::contradicts(words, item, &question.message),
             section,
             quote: quote.map(str::to_string),
+            language: lesson.language.clone(),
         };
         Ok((reply, Some(grading)))
     }
@@ -163,6 +168,7 @@ impl Tutor {
     /// lesson's own sentence, or a pointer to the section.
     fn grade_text(
         &self,
+        language: &str,
         grade: Grade,
         section: &str,
         quote: Option<&str>,
@@ -170,6 +176,7 @@ impl Tutor {
     ) -> Result<String, ChatError> {
         Ok(self.prompts.quiz(
             "grade",
+            language,
             context! {
                 grade => grade.as_str(),
                 section => section,
@@ -225,7 +232,9 @@ impl Tutor {
             String::new()
         };
         let quote = grading.quote.as_deref();
-        if let Ok(text) = self.grade_text(grade, &grading.section, quote, &verified) {
+        if let Ok(text) =
+            self.grade_text(&grading.language, grade, &grading.section, quote, &verified)
+        {
             lexical.answer = text;
             lexical.grade = Some(grade);
             lexical.backend = reply.backend;
@@ -283,6 +292,7 @@ impl Tutor {
         let render = |section: &str, term: Option<&str>| {
             self.prompts.quiz(
                 "hint",
+                &lesson.language,
                 context! {
                     reason => reason.as_str(),
                     section => section,
@@ -294,7 +304,7 @@ impl Tutor {
         let mut text = render(&section, term.as_deref())?;
         // A section title or a word may itself be the answer: say less rather than give it.
         if guards.iter().any(|g| g.revealed_by(words, &text)) {
-            text = render("this section", None)?;
+            text = render("", None)?;
         }
         telemetry::quiz("hint", reason.as_str());
         let mut reply = self.tutor_reply(text, ReplyKind::Hint, vec![cited]);
