@@ -226,3 +226,69 @@ async fn plain_serve_picks_up_tutor_index_but_not_a_bare_edit() {
         "the re-indexed lesson is served"
     );
 }
+
+#[tokio::test]
+async fn an_edited_quiz_is_served_and_a_broken_one_keeps_the_lesson() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lessons = dir.path().join("lessons");
+    copy_dir(&sample_lessons(), &lessons);
+    let (app, _) = watched(
+        &lessons,
+        None,
+        Duration::from_millis(100),
+        tutor::app::Follow::Everything,
+    )
+    .await;
+    let first_question = || {
+        let (client, url) = (app.client.clone(), format!("{}/v1/chat", app.base));
+        async move {
+            let response = client
+                .post(url)
+                .json(&json!({"lesson_id": "hybrid-routing", "mode": "quiz"}))
+                .send()
+                .await
+                .expect("sent");
+            assert_eq!(response.status(), 200);
+            let body: Value = response.json().await.expect("JSON");
+            body["quiz"]["item_id"].as_str().unwrap_or("").to_string()
+        }
+    };
+    assert_ne!(first_question().await, "edited-item");
+
+    // The author adds an item at the top: "quiz me" asks it without a restart.
+    let path = lessons.join("hybrid-routing.quiz.toml");
+    let quiz = std::fs::read_to_string(&path).expect("quiz");
+    let edited = quiz.replacen(
+        "[[items]]",
+        "[[items]]\nid = \"edited-item\"\nquestion = \"What does a cascade try first?\"\nanswer = \"the cheap model\"\nsection = \"routing-strategies\"\n\n[[items]]",
+        1,
+    );
+    std::fs::write(&path, &edited).expect("write");
+    assert!(
+        wait_for(async || first_question().await == "edited-item").await,
+        "the edited quiz is served"
+    );
+
+    // A broken item: the lesson and the quiz's other items stay.
+    let broken = edited.replacen(
+        "section = \"routing-strategies\"",
+        "section = \"nowhere\"",
+        1,
+    );
+    std::fs::write(&path, broken).expect("write");
+    let (client, base) = (app.client.clone(), app.base.clone());
+    assert!(
+        wait_for(async || {
+            let reply = client
+                .post(format!("{base}/v1/chat"))
+                .json(&json!({"lesson_id": "hybrid-routing", "mode": "quiz"}))
+                .send()
+                .await
+                .expect("sent");
+            let body: Value = reply.json().await.expect("JSON");
+            body["kind"] == "quiz_question" && body["quiz"]["item_id"] != "edited-item"
+        })
+        .await,
+        "the broken item is left out and the rest still served"
+    );
+}
