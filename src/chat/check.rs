@@ -19,17 +19,17 @@ pub struct Analysis {
     languages: Arc<Vec<Language>>,
     cache: EvidenceCache,
     /// Lessons' quizzes analysed, by lesson id, built on first use.
-    weights: WeightsCache,
+    quizzes: QuizCache,
 }
 
 /// Lessons whose analysed quiz is kept.
-const CACHED_WEIGHTS: usize = 256;
+const CACHED_QUIZZES: usize = 256;
 
-type WeightsCache = Arc<std::sync::Mutex<lru::LruCache<String, Arc<crate::quiz::QuizIndex>>>>;
+type QuizCache = Arc<std::sync::Mutex<lru::LruCache<String, Arc<crate::quiz::QuizIndex>>>>;
 
-fn new_weights() -> WeightsCache {
+fn new_quiz_cache() -> QuizCache {
     Arc::new(std::sync::Mutex::new(lru::LruCache::new(
-        std::num::NonZeroUsize::new(CACHED_WEIGHTS).unwrap_or(std::num::NonZeroUsize::MIN),
+        std::num::NonZeroUsize::new(CACHED_QUIZZES).unwrap_or(std::num::NonZeroUsize::MIN),
     )))
 }
 
@@ -57,7 +57,7 @@ impl Analysis {
         Analysis {
             languages: Arc::new(languages),
             cache: new_cache(),
-            weights: new_weights(),
+            quizzes: new_quiz_cache(),
         }
     }
 
@@ -74,28 +74,29 @@ impl Analysis {
         &self.languages[self.language(language)].quiz
     }
 
-    /// `lesson`'s quiz analysed (its items' terms and guards, its term weights), on first use,
+    /// `lesson`'s quiz analysed (its items' terms and guards, its term weights, the items to
+    /// ask), on first use,
     /// and kept until a reload.
     pub fn quiz_index(&self, lesson: &crate::lessons::Lesson) -> Arc<crate::quiz::QuizIndex> {
         let cached = self
-            .weights
+            .quizzes
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&lesson.id)
             .cloned();
-        if let Some(weights) = cached {
-            return weights;
+        if let Some(index) = cached {
+            return index;
         }
-        // Counted outside the lock: two first uses at once count twice, harmlessly.
-        let weights = Arc::new(crate::quiz::QuizIndex::new(
+        // Analysed outside the lock: two first uses at once analyse twice, harmlessly.
+        let index = Arc::new(crate::quiz::QuizIndex::new(
             self.quiz_words(&lesson.language),
             lesson,
         ));
-        self.weights
+        self.quizzes
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .put(lesson.id.clone(), weights.clone());
-        weights
+            .put(lesson.id.clone(), index.clone());
+        index
     }
 
     /// The same analyzer with an empty cache, for a reloaded catalog (where a passage id may
@@ -103,7 +104,7 @@ impl Analysis {
     pub fn for_new_catalog(&self) -> Analysis {
         Analysis {
             cache: new_cache(),
-            weights: new_weights(),
+            quizzes: new_quiz_cache(),
             ..self.clone()
         }
     }

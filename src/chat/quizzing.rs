@@ -49,9 +49,10 @@ impl Tutor {
         lesson: &Lesson,
     ) -> Result<(Answer, Option<Grading>), ChatError> {
         let words = self.analysis.quiz_words(&lesson.language);
-        let items = self.quiz_items(lesson);
+        let index = self.analysis.quiz_index(lesson);
+        let items = index.to_ask();
         let Some(id) = &question.quiz_item else {
-            let Some(item) = quiz::next_item(&items, &question.quiz_asked) else {
+            let Some(item) = quiz::next_item(items, &question.quiz_asked) else {
                 let text = self.prompts.quiz(
                     "no_quiz",
                     &lesson.language,
@@ -259,12 +260,8 @@ impl Tutor {
         if let Some(item) = index.asked(&asked) {
             return Guarding::Hint(item.clone());
         }
-        let answers = index
-            .near_answers(&asked)
-            .into_iter()
-            .map(str::to_string)
-            .collect();
-        Guarding::Answer(index.near(&asked), answers)
+        let (guards, answers) = index.near(&asked);
+        Guarding::Answer(guards, answers)
     }
 
     /// A hint toward the passage `cited`: its section to re-read and a word of the question to
@@ -338,8 +335,7 @@ impl Tutor {
 
     /// The items "quiz me" draws from on `lesson` (see [`quiz::items_of`]).
     pub fn quiz_items(&self, lesson: &Lesson) -> Vec<QuizItem> {
-        let words = self.analysis.quiz_words(&lesson.language);
-        quiz::items_of(words, self.analysis.quiz_index(lesson).weights(), lesson)
+        self.analysis.quiz_index(lesson).to_ask().to_vec()
     }
 }
 

@@ -180,77 +180,33 @@ impl Weights {
     }
 }
 
-/// The quiz item a learner's question asks, when it is (a paraphrase of) one: most of the
-/// item's key terms (by [`Weights`]), and mostly the item's, are in it.
-pub fn asked_item<'a>(
-    words: &Words,
-    weights: &Weights,
-    items: &'a [QuizItem],
-    question: &str,
-) -> Option<&'a QuizItem> {
-    let asked = words.terms(question);
-    let items: Vec<(&QuizItem, Vec<String>)> = items
-        .iter()
-        .map(|i| (i, words.terms(&i.question)))
-        .collect();
-    asked_among(
-        weights,
-        items.iter().map(|(i, t)| (*i, t.as_slice())),
-        &asked,
-    )
-}
-
-fn asked_among<'a, 'b>(
-    weights: &Weights,
-    items: impl Iterator<Item = (&'a QuizItem, &'b [String])>,
-    asked: &[String],
-) -> Option<&'a QuizItem> {
-    if asked.is_empty() {
-        return None;
-    }
-    items
-        .filter_map(|(item, terms)| {
-            let shared = terms.iter().filter(|t| asked.contains(t)).count();
-            let (item_share, question_share) = weights.shares(asked, terms);
-            (shared >= terms.len().min(2)
-                && item_share >= ASKED_ITEM_SHARE
-                && question_share >= ASKED_QUESTION_SHARE)
-                .then_some((item, item_share + question_share))
-        })
-        .max_by(|a, b| a.1.total_cmp(&b.1))
-        .map(|(item, _)| item)
-}
-
-/// The items a question comes near: it holds at least [`NEAR_ITEM_SHARE`] of the item
-/// question's key terms, all counted alike (a learner who leaves out a quiz question's rare
-/// words still asks it). Their answers are kept out of the tutor's reply.
-pub fn near_items<'a>(words: &Words, items: &'a [QuizItem], question: &str) -> Vec<&'a QuizItem> {
-    let asked = words.terms(question);
-    items
-        .iter()
-        .filter(|item| is_near(&asked, &words.terms(&item.question)))
-        .collect()
-}
-
-fn is_near(asked: &[String], item_terms: &[String]) -> bool {
-    let (item_share, _) = Weights::default().shares(asked, item_terms);
-    item_share >= NEAR_ITEM_SHARE
-}
-
 /// A lesson's quiz analysed once, for every question on the lesson: each item's key terms and
-/// answer guard, and the lesson's term weights.
+/// answer guard, the lesson's term weights, and the items "quiz me" draws from.
 #[derive(Debug, Clone)]
 pub struct QuizIndex {
     weights: Weights,
     items: Vec<(QuizItem, Vec<String>, Guard)>,
+    /// See [`items_of`]; built once, since recall items analyse the whole lesson.
+    to_ask: Vec<QuizItem>,
 }
 
 impl QuizIndex {
-    /// Analyses `lesson`'s quiz (none: an empty index).
+    /// Analyses `lesson`'s quiz (none: no items to guard).
     pub fn new(words: &Words, lesson: &Lesson) -> QuizIndex {
+        let weights = Weights::of(words, lesson);
+        let to_ask = items_of(words, &weights, lesson);
         let items = lesson.quiz.iter().flat_map(|q| &q.items);
+        QuizIndex::of_items(words, weights, items, to_ask)
+    }
+
+    fn of_items<'a>(
+        words: &Words,
+        weights: Weights,
+        items: impl Iterator<Item = &'a QuizItem>,
+        to_ask: Vec<QuizItem>,
+    ) -> QuizIndex {
         QuizIndex {
-            weights: Weights::of(words, lesson),
+            weights,
             items: items
                 .map(|item| {
                     (
@@ -260,6 +216,7 @@ impl QuizIndex {
                     )
                 })
                 .collect(),
+            to_ask,
         }
     }
 
@@ -267,31 +224,44 @@ impl QuizIndex {
         &self.weights
     }
 
-    /// [`asked_item`] for a question's key terms.
+    /// The items "quiz me" draws from.
+    pub fn to_ask(&self) -> &[QuizItem] {
+        &self.to_ask
+    }
+
+    /// The quiz item a question (its key terms) asks, when it is (a paraphrase of) one: most
+    /// of the item's key terms (by [`Weights`]), and mostly the item's, are in it.
     pub fn asked(&self, asked: &[String]) -> Option<&QuizItem> {
-        asked_among(
-            &self.weights,
-            self.items.iter().map(|(i, t, _)| (i, t.as_slice())),
-            asked,
-        )
-    }
-
-    /// The guards of the items [`near_items`] finds for a question's key terms.
-    pub fn near(&self, asked: &[String]) -> Vec<Guard> {
+        if asked.is_empty() {
+            return None;
+        }
         self.items
             .iter()
-            .filter(|(_, terms, _)| is_near(asked, terms))
-            .map(|(_, _, guard)| guard.clone())
-            .collect()
+            .filter_map(|(item, terms, _)| {
+                let shared = terms.iter().filter(|t| asked.contains(t)).count();
+                let (item_share, question_share) = self.weights.shares(asked, terms);
+                (shared >= terms.len().min(2)
+                    && item_share >= ASKED_ITEM_SHARE
+                    && question_share >= ASKED_QUESTION_SHARE)
+                    .then_some((item, item_share + question_share))
+            })
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(item, _)| item)
     }
 
-    /// The answers of the items near a question's key terms.
-    pub fn near_answers(&self, asked: &[String]) -> Vec<&str> {
+    /// The items a question (its key terms) comes near, as their guards and their answers: it
+    /// holds at least [`NEAR_ITEM_SHARE`] of the item question's key terms, all counted alike
+    /// (a learner who leaves out a quiz question's rare words still asks it). Their answers are
+    /// kept out of the tutor's reply.
+    pub fn near(&self, asked: &[String]) -> (Vec<Guard>, Vec<String>) {
         self.items
             .iter()
-            .filter(|(_, terms, _)| is_near(asked, terms))
-            .map(|(item, _, _)| item.answer.as_str())
-            .collect()
+            .filter(|(_, terms, _)| {
+                let shared = terms.iter().filter(|t| asked.contains(t)).count();
+                !terms.is_empty() && shared as f32 >= NEAR_ITEM_SHARE * terms.len() as f32
+            })
+            .map(|(item, _, guard)| (guard.clone(), item.answer.clone()))
+            .unzip()
     }
 }
 
@@ -548,7 +518,7 @@ mod tests {
     #[test]
     fn a_quiz_question_is_recognised_in_other_words_and_a_topic_is_not() {
         let words = Words::new(Analyzer::new());
-        let items = vec![
+        let items = [
             item(
                 "weakness",
                 "What is the main weakness of a cascade?",
@@ -560,6 +530,7 @@ mod tests {
                 "whether the cheap answer was good enough",
             ),
         ];
+        let index = QuizIndex::of_items(&words, Weights::default(), items.iter(), Vec::new());
         let cases: &[(&str, Option<&str>)] = &[
             ("What is the main weakness of a cascade?", Some("weakness")),
             ("whats the main weakness of cascades", Some("weakness")),
@@ -584,8 +555,7 @@ mod tests {
             ("hello", None),
         ];
         for (question, expected) in cases {
-            let found =
-                asked_item(&words, &Weights::default(), &items, question).map(|i| i.id.as_str());
+            let found = index.asked(&words.terms(question)).map(|i| i.id.as_str());
             assert_eq!(found, *expected, "{question}");
         }
     }
