@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 #[error("{0}")]
 pub struct IdError(&'static str);
 
-/// 1 to 64 ASCII letters, digits, `-` or `_`: what every id here is made of.
-fn well_formed(id: &str) -> bool {
+/// 1 to 64 ASCII letters, digits, `-` or `_`: what every id the API takes is made of (answers,
+/// conversations, quiz items).
+pub fn well_formed(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64
         && id

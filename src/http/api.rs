@@ -210,7 +210,7 @@ fn session_lesson(caller: Option<&super::Caller>) -> Option<String> {
 }
 
 /// A learner's LTI session launched by an instructor in hint-only mode (an assessment).
-fn hint_only(caller: Option<&super::Caller>) -> bool {
+pub(super) fn hint_only(caller: Option<&super::Caller>) -> bool {
     matches!(
         caller,
         Some(super::Caller::Learner {

@@ -216,14 +216,8 @@ async fn completions_inner(
             .iter()
             .map(|t| estimated_tokens(&t.content))
             .sum::<u64>();
-    let hint_only = matches!(
-        caller,
-        Some(super::Caller::Learner {
-            hint_only: true,
-            ..
-        })
-    );
-    let question = facade_question(&tutor, mode, lesson_id, message, history)?.hint_only(hint_only);
+    let question = facade_question(&tutor, mode, lesson_id, message, history)?
+        .hint_only(super::api::hint_only(caller.as_ref()));
     let model = request.model.clone();
     if request.stream != Some(true) {
         let (answer, _) = tutor.ask(question).await?;
