@@ -67,6 +67,13 @@ impl Expected {
         }
     }
 
+    /// True when `other` states every number this states (by value).
+    pub fn numbers_all_in(&self, other: &Expected) -> bool {
+        self.numbers
+            .iter()
+            .all(|n| other.numbers.iter().any(|o| text::same_number(*n, *o)))
+    }
+
     /// How many of the key terms (and numbers) `reply` holds, of how many.
     pub fn found_in(&self, reply: &Expected) -> (usize, usize) {
         let terms = self
@@ -143,10 +150,7 @@ fn grade_against(words: &Words, item: &QuizItem, answer: &str, reply: &str) -> G
     // A number stated otherwise is wrong, whatever the words.
     let wrong_number = !expected.numbers.is_empty()
         && !given.numbers.is_empty()
-        && !expected
-            .numbers
-            .iter()
-            .all(|n| given.numbers.iter().any(|g| text::same_number(*n, *g)));
+        && !expected.numbers_all_in(&given);
     let (found, of) = expected.found_in(&given);
     if of == 0 {
         return Grade::NotYet;

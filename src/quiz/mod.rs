@@ -313,13 +313,8 @@ impl Guard {
         }
         let said = &said.expected;
         let (found, of) = self.expected.found_in(said);
-        let numbers_all = self.expected.numbers.iter().all(|n| {
-            said.numbers
-                .iter()
-                .any(|s| crate::text::same_number(*n, *s))
-        });
         of > 0
-            && numbers_all
+            && self.expected.numbers_all_in(said)
             && if of <= 2 {
                 found == of
             } else {
