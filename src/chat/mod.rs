@@ -644,6 +644,12 @@ impl Tutor {
         self.model.name()
     }
 
+    /// True when a model writes answers (not the embedded answerer alone): hints and grades
+    /// then ask it too.
+    fn has_model(&self) -> bool {
+        self.model.name() != self.extractive.name()
+    }
+
     /// The lesson with this id in the current catalog.
     fn lesson(&self, id: &str) -> Result<Arc<Lesson>, ChatError> {
         self.retriever
@@ -670,7 +676,7 @@ impl Tutor {
         if question.mode == Mode::Quiz {
             let (reply, grading) = self.quiz_reply(question, &lesson)?;
             let plan = match grading {
-                Some(grading) if self.model.name() != self.extractive.name() => Plan::Grade {
+                Some(grading) if self.has_model() => Plan::Grade {
                     lexical: Box::new(reply),
                     grading: Box::new(grading),
                 },
@@ -743,7 +749,7 @@ impl Tutor {
             });
         // Without a model, the tutor writes the hint itself.
         if let Some(reason) = hint
-            && self.model.name() == self.extractive.name()
+            && !self.has_model()
             && let Some(best) = retrieval.hits.first()
         {
             let avoid: Vec<&str> = near.iter().map(String::as_str).collect();
