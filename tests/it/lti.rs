@@ -219,10 +219,7 @@ pub(crate) async fn login_at(base: &str) -> Login {
         .await
         .expect("login sent");
     assert_eq!(response.status().as_u16(), 302, "login redirects");
-    let location = response.headers()[reqwest::header::LOCATION]
-        .to_str()
-        .expect("location")
-        .to_string();
+    let location = location_of(&response);
     let set_cookie = response.headers()[reqwest::header::SET_COOKIE]
         .to_str()
         .expect("cookie")
@@ -314,10 +311,7 @@ async fn launch(
 ) -> (u16, String, String) {
     let mut response = post_launch(app, state, cookie, id_token).await;
     if response.status() == reqwest::StatusCode::SEE_OTHER {
-        let location = response.headers()[reqwest::header::LOCATION]
-            .to_str()
-            .expect("location")
-            .to_string();
+        let location = location_of(&response);
         response = client()
             .get(format!("{}{location}", app.base))
             .send()
@@ -332,6 +326,14 @@ async fn launch(
         .unwrap_or("")
         .to_string();
     (status, check, response.text().await.expect("page"))
+}
+
+/// Where a redirect points.
+fn location_of(response: &reqwest::Response) -> String {
+    response.headers()[reqwest::header::LOCATION]
+        .to_str()
+        .expect("location")
+        .to_string()
 }
 
 fn attribute(html: &str, name: &str) -> Option<String> {
@@ -355,10 +357,7 @@ async fn a_resource_link_launch_opens_the_lesson_and_its_token_answers_questions
     // The launch redirects (post/redirect/get) to the lesson page, the token in the fragment.
     let launched = post_launch(&app, &login.state, Some(&login.cookie), &id_token).await;
     assert_eq!(launched.status().as_u16(), 303);
-    let location = launched.headers()[reqwest::header::LOCATION]
-        .to_str()
-        .expect("location")
-        .to_string();
+    let location = location_of(&launched);
     let cleared = launched.headers()[reqwest::header::SET_COOKIE]
         .to_str()
         .expect("cookie")
@@ -1117,10 +1116,7 @@ async fn a_hint_only_launch_turns_every_answer_into_a_hint() {
     let id_token = platform.key.sign(&claims);
     let launched = post_launch(&app, &login.state, Some(&login.cookie), &id_token).await;
     assert_eq!(launched.status().as_u16(), 303);
-    let location = launched.headers()[reqwest::header::LOCATION]
-        .to_str()
-        .expect("location")
-        .to_string();
+    let location = location_of(&launched);
     let token = location
         .split_once("#session=")
         .expect("the session token")
