@@ -684,11 +684,13 @@ impl Verdict {
 
 /// A sentence analysed for checking.
 #[derive(Debug)]
-struct Claim {
+struct Claim<'a> {
+    /// The sentence, as written.
+    body: &'a str,
     /// Content terms (analyzed, filler removed, deduplicated).
     terms: Vec<String>,
-    /// Each term as written, in the order of `terms`.
-    written: Vec<String>,
+    /// Where in `body` each term's word starts, in the order of `terms`.
+    offsets: Vec<usize>,
     /// Names and terms to find, as written.
     names: Vec<String>,
     /// Each name's lower-cased form and its analyzed term, in the order of `names`.
@@ -804,7 +806,7 @@ impl<'a> Verifier<'a> {
         }
     }
 
-    fn claim(&self, body: &str) -> Claim {
+    fn claim<'b>(&self, body: &'b str) -> Claim<'b> {
         let tokens = self.analyzer.tokens(body);
         let numbers = text::numbers(body);
         let in_number = |at: usize| numbers.iter().any(|n| (n.start..n.end).contains(&at));
@@ -835,7 +837,7 @@ impl<'a> Verifier<'a> {
             }
         }
         let mut seen = WordSet::default();
-        let (terms, written) = tokens
+        let (terms, offsets) = tokens
             .into_iter()
             .filter(|(at, term)| {
                 !in_number(*at)
@@ -845,14 +847,12 @@ impl<'a> Verifier<'a> {
                     && !self.filler.contains(term)
                     && seen.insert(term.clone())
             })
-            .map(|(at, term)| {
-                let word = text::words(&body[at..]).next().map_or("", |(_, w)| w);
-                (term, word.to_string())
-            })
+            .map(|(at, term)| (term, at))
             .unzip();
         Claim {
+            body,
             terms,
-            written,
+            offsets,
             names,
             name_forms,
             numbers: numbers
@@ -864,7 +864,7 @@ impl<'a> Verifier<'a> {
     }
 
     /// Checks a claim against the union of some passages.
-    fn check(&self, claim: &Claim, support: &[&Evidence]) -> Result<(), Unsupported> {
+    fn check(&self, claim: &Claim<'_>, support: &[&Evidence]) -> Result<(), Unsupported> {
         for (written, value) in &claim.numbers {
             let stated = support
                 .iter()
@@ -939,7 +939,9 @@ impl<'a> Verifier<'a> {
                 !support.iter().any(|e| e.terms.contains(t)) && !self.context.terms.contains(t)
             })
         {
-            return Err(Unsupported::Substituted(claim.written[put_in].clone()));
+            let at = claim.offsets[put_in];
+            let word = text::words(&claim.body[at..]).next().map_or("", |(_, w)| w);
+            return Err(Unsupported::Substituted(word.to_string()));
         }
         Ok(())
     }
