@@ -169,46 +169,36 @@ fn main() -> anyhow::Result<()> {
 
 /// The sample course's quizzes and hand-written cases, split into tuning and held-out lessons.
 fn course_sets(catalog: &Catalog, cases: &CourseCases) -> (Set, Set) {
-    let (mut tune, mut holdout) = (Set::default(), Set::default());
+    // [tune, held-out], chosen by the lesson.
+    let mut sets = [Set::default(), Set::default()];
+    let of = |lesson: &str| usize::from(!COURSE_TUNE.contains(&lesson));
     let mut answers: HashMap<(String, String), String> = HashMap::new();
     for lesson in &catalog.lessons {
         for item in lesson.quiz.iter().flat_map(|q| &q.items) {
             answers.insert((lesson.id.clone(), item.id.clone()), item.answer.clone());
-            let set = if COURSE_TUNE.contains(&lesson.id.as_str()) {
-                &mut tune
-            } else {
-                &mut holdout
-            };
-            set.items.push((lesson.id.clone(), item.clone()));
+            sets[of(&lesson.id)]
+                .items
+                .push((lesson.id.clone(), item.clone()));
         }
     }
-    let set_of = |lesson: &str| COURSE_TUNE.contains(&lesson);
     for p in &cases.paraphrases {
         let answer = answers
             .get(&(p.lesson.clone(), p.item.clone()))
             .cloned()
             .unwrap_or_default();
-        let row = (p.lesson.clone(), p.item.clone(), p.q.clone(), vec![answer]);
-        if set_of(&p.lesson) {
-            tune.paraphrases.push(row);
-        } else {
-            holdout.paraphrases.push(row);
-        }
+        sets[of(&p.lesson)].paraphrases.push((
+            p.lesson.clone(),
+            p.item.clone(),
+            p.q.clone(),
+            vec![answer],
+        ));
     }
     for o in &cases.others {
-        let row = (o.lesson.clone(), o.section.clone(), o.q.clone());
-        if set_of(&o.lesson) {
-            tune.others.push(row);
-        } else {
-            holdout.others.push(row);
-        }
+        sets[of(&o.lesson)]
+            .others
+            .push((o.lesson.clone(), o.section.clone(), o.q.clone()));
     }
     for r in &cases.answers {
-        let set = if set_of(&r.lesson) {
-            &mut tune
-        } else {
-            &mut holdout
-        };
         let kinds = [
             (&r.correct, Reply::Gold),
             (&r.partial, Reply::Partial),
@@ -216,11 +206,16 @@ fn course_sets(catalog: &Catalog, cases: &CourseCases) -> (Set, Set) {
         ];
         for (replies, kind) in kinds {
             for reply in replies {
-                set.replies
-                    .push((r.lesson.clone(), r.item.clone(), reply.clone(), kind));
+                sets[of(&r.lesson)].replies.push((
+                    r.lesson.clone(),
+                    r.item.clone(),
+                    reply.clone(),
+                    kind,
+                ));
             }
         }
     }
+    let [tune, holdout] = sets;
     (tune, holdout)
 }
 
