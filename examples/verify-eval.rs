@@ -407,7 +407,10 @@ fn run(
     lessons: &Path,
     cases: Vec<Case>,
 ) -> anyhow::Result<serde_json::Value> {
-    let (retriever, _index) = setup::load_and_index(lessons, RetrievalSettings::default())?;
+    // The verifier is measured on every case: a case that is also a quiz question would get a
+    // hint (quiz integrity, measured by quiz-eval) and never reach the model.
+    let catalog = setup::without_quizzes(load_catalog(lessons)?);
+    let (retriever, _index) = setup::index(catalog, RetrievalSettings::default())?;
     let model = Arc::new(Scripted::default());
     let oracle = Arc::new(Oracle::default());
     let tutor = Tutor::new(

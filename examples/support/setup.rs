@@ -33,6 +33,17 @@ pub fn load_and_index(
     index(catalog, settings)
 }
 
+/// `catalog` with its lessons' quizzes taken out, for evaluations of what quiz integrity would
+/// otherwise answer with a hint.
+pub fn without_quizzes(mut catalog: Catalog) -> Catalog {
+    for lesson in &mut catalog.lessons {
+        if lesson.quiz.is_some() {
+            Arc::make_mut(lesson).quiz = None;
+        }
+    }
+    catalog
+}
+
 /// `[SQUAD_DIR] [--json]`: the SQuAD folder (default `../shared/eval/squad2-dev`) and whether
 /// to print JSON.
 pub fn squad_args() -> (PathBuf, bool) {
