@@ -110,6 +110,67 @@ fn main() {
                 .expect("retrieval")
         })
     });
+    // A follow-up: the history's terms join, the previous answer's passage is searched for,
+    // and the message's own words are judged alone.
+    let follow_ups: Vec<(String, Vec<String>, String)> = fixture
+        .questions
+        .iter()
+        .map(|(lesson, q)| {
+            let lesson_ref = fixture.catalog.get(lesson).expect("lesson");
+            let previous = lesson_ref.passages[0].text.clone();
+            (lesson.clone(), vec![q.clone()], previous)
+        })
+        .collect();
+    let mut f = 0;
+    c.bench_function("retrieve a follow-up (history and anchor)", |b| {
+        b.iter(|| {
+            let (lesson, earlier, previous) = &follow_ups[f % follow_ups.len()];
+            f += 1;
+            let earlier = Earlier {
+                questions: earlier,
+                previous_answer: Some(previous),
+            };
+            retriever
+                .retrieve(lesson, "And why is that the case?", &earlier)
+                .expect("retrieval")
+        })
+    });
+    // Longer messages, up to the longest the API takes: a lesson's own text, cut.
+    let long_lesson = &fixture.catalog.lessons[0];
+    let text: String = long_lesson
+        .passages
+        .iter()
+        .map(|p| p.text.as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
+    // Words no lesson of this kind covers: the gate is in doubt, so every lesson is searched
+    // for a better one.
+    c.bench_function(
+        "retrieve an off-topic question (other lessons searched)",
+        |b| {
+            b.iter(|| {
+                retriever
+                    .retrieve(
+                        &long_lesson.id,
+                        "How does the referee decide the penalty after a handball in the final?",
+                        &Earlier::NONE,
+                    )
+                    .expect("retrieval")
+            })
+        },
+    );
+    let mut group = c.benchmark_group("retrieve a long question");
+    for chars in [150, 200, 300, 600, 4000] {
+        let message = &text[..text.floor_char_boundary(chars)];
+        group.bench_function(format!("{chars} characters"), |b| {
+            b.iter(|| {
+                retriever
+                    .retrieve(&long_lesson.id, message, &Earlier::NONE)
+                    .expect("retrieval")
+            })
+        });
+    }
+    group.finish();
     let tutor = Tutor::new(
         retriever.clone(),
         Arc::new(Prompts::built_in()),

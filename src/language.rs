@@ -220,12 +220,19 @@ pub fn detect(message: &str) -> Option<Detected> {
         .into_iter()
         .map(|w| w.replace('’', "'"))
         .collect();
+    let function_words = function_words();
     let counts: Vec<(&'static str, usize)> = FUNCTION_WORDS
         .iter()
-        .map(|(code, list)| {
+        .enumerate()
+        .map(|(i, (code, _))| {
             let n = words
                 .iter()
-                .filter(|w| list.contains(&w.as_str()) || elided_article(w, code))
+                .filter(|w| {
+                    function_words
+                        .get(w.as_str())
+                        .is_some_and(|languages| languages & (1 << i) != 0)
+                        || elided_article(w, code)
+                })
                 .count();
             (*code, n)
         })
@@ -262,6 +269,21 @@ pub fn detect(message: &str) -> Option<Detected> {
 }
 
 /// French and Italian elide articles into the next word ("l'architecture", "dell'IA").
+/// [`FUNCTION_WORDS`] by word: a bit per language (its place in the list) that uses it.
+fn function_words() -> &'static std::collections::HashMap<&'static str, u32> {
+    static WORDS: std::sync::OnceLock<std::collections::HashMap<&'static str, u32>> =
+        std::sync::OnceLock::new();
+    WORDS.get_or_init(|| {
+        let mut words = std::collections::HashMap::new();
+        for (i, (_, list)) in FUNCTION_WORDS.iter().enumerate() {
+            for word in *list {
+                *words.entry(*word).or_insert(0) |= 1 << i;
+            }
+        }
+        words
+    })
+}
+
 fn elided_article(word: &str, code: &str) -> bool {
     match code {
         "fr" => ["l'", "d'", "qu'", "n'", "c'", "j'"]

@@ -348,7 +348,8 @@ pub struct Hit {
     /// Share of the question's term weight this passage (with its section title) contains
     /// (computed by the gate; 0 for plain [`Retriever::search`]).
     pub coverage: f32,
-    /// (lesson, passage) position in the catalog: the tie-breaker between equal scores.
+    /// (lesson, passage) position in the catalog: the tie-breaker between equal scores, and the
+    /// key of the passage's analysed terms.
     order: (u32, u32),
 }
 
@@ -501,6 +502,46 @@ pub struct Retriever {
     /// Stems of [`NOT_TOPIC_WORDS`].
     not_topic_words: HashSet<String>,
     settings: RetrievalSettings,
+    /// Passages analysed for coverage, so that the passages of the lessons in use are analysed
+    /// once rather than for every question.
+    passage_terms: PassageTerms,
+}
+
+/// Passages kept analysed for coverage: about 300 lessons' worth, a few megabytes.
+const ANALYSED_PASSAGES: usize = 4096;
+
+/// The analysed terms of passages (each with its section title), by (lesson, passage) index in
+/// the retriever's catalog, as sorted hashes: coverage only asks whether a term occurs.
+/// Bounded: the least recently used go first. A retriever serves one catalog, so a reload starts
+/// a new cache.
+struct PassageTerms(std::sync::Mutex<lru::LruCache<(u32, u32), Arc<[u64]>>>);
+
+impl PassageTerms {
+    fn new() -> PassageTerms {
+        let size =
+            std::num::NonZeroUsize::new(ANALYSED_PASSAGES).unwrap_or(std::num::NonZeroUsize::MIN);
+        PassageTerms(std::sync::Mutex::new(lru::LruCache::new(size)))
+    }
+
+    /// The terms of passage `at`, made by `analyse` (outside the lock) when not kept.
+    fn get_or_analyse(&self, at: (u32, u32), analyse: impl FnOnce() -> Vec<u64>) -> Arc<[u64]> {
+        let lock = || self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(terms) = lock().get(&at) {
+            return terms.clone();
+        }
+        let mut terms = analyse();
+        terms.sort_unstable();
+        terms.dedup();
+        let terms: Arc<[u64]> = terms.into();
+        lock().put(at, terms.clone());
+        terms
+    }
+}
+
+/// A term's hash in [`PassageTerms`]: the same on every run (fixed keys).
+fn term_hash(term: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(term)
 }
 
 impl Retriever {
@@ -545,6 +586,7 @@ impl Retriever {
             question_words,
             not_topic_words,
             settings,
+            passage_terms: PassageTerms::new(),
         })
     }
 
@@ -956,9 +998,18 @@ impl Retriever {
             .search(&query, &TopDocs::with_limit(k + 4).order_by_score())
             .map_err(|error| SearchFailed(error.to_string()))?;
         let mut hits = Vec::with_capacity(top.len());
+        // Each segment's key column, opened once for all its hits.
+        let mut columns = vec![None; searcher.segment_readers().len()];
         for (score, address) in top {
-            let segment = searcher.segment_reader(address.segment_ord);
-            let Ok(column) = segment.fast_fields().u64("key") else {
+            let ord = address.segment_ord as usize;
+            if columns[ord].is_none() {
+                columns[ord] = searcher
+                    .segment_reader(address.segment_ord)
+                    .fast_fields()
+                    .u64("key")
+                    .ok();
+            }
+            let Some(column) = &columns[ord] else {
                 continue;
             };
             let Some(key) = column.first(address.doc_id) else {
@@ -989,29 +1040,29 @@ impl Retriever {
         if total <= 0.0 {
             return 0.0;
         }
-        // Streams the passage's tokens against the few question terms: no per-word allocation
-        // beyond the analyzer's own, since this runs for every candidate of every question.
-        let mut found = vec![false; terms.len()];
-        let mut analyzer = self
-            .analyzers
-            .get(&hit.lesson.language)
-            .text_analyzer()
-            .clone();
-        let passage = hit.passage();
-        for text in [
-            passage.text.as_str(),
-            hit.lesson.section_of(passage).title.as_str(),
-        ] {
-            let mut stream = analyzer.token_stream(text);
-            while stream.advance() {
-                let word = stream.token().text.as_str();
-                for (i, term) in terms.iter().enumerate() {
-                    if !found[i] && term.term == word {
-                        found[i] = true;
-                    }
+        let analysed = self.passage_terms.get_or_analyse(hit.order, || {
+            let mut analyzer = self
+                .analyzers
+                .get(&hit.lesson.language)
+                .text_analyzer()
+                .clone();
+            let passage = hit.passage();
+            let mut hashes = Vec::new();
+            for text in [
+                passage.text.as_str(),
+                hit.lesson.section_of(passage).title.as_str(),
+            ] {
+                let mut stream = analyzer.token_stream(text);
+                while stream.advance() {
+                    hashes.push(term_hash(&stream.token().text));
                 }
             }
-        }
+            hashes
+        });
+        let found: Vec<bool> = terms
+            .iter()
+            .map(|t| analysed.binary_search(&term_hash(&t.term)).is_ok())
+            .collect();
         let covered: f32 = terms
             .iter()
             .zip(&found)

@@ -909,10 +909,18 @@ impl Tutor {
         })
     }
 
-    async fn plan_off_thread(
+    /// Plans a question: a short first question on this async worker (retrieval then costs
+    /// tens of microseconds, less than handing it to another thread and back), anything longer
+    /// on the bounded blocking pool (a long message, or a follow-up's history and anchor
+    /// searches, can take milliseconds). Figures in BENCHMARKS.md.
+    async fn plan_where_cheap(
         &self,
         question: Question,
     ) -> Result<(Plan, Retrieval, Question), ChatError> {
+        if question.plans_quickly() {
+            let (plan, retrieval) = self.plan(&question)?;
+            return Ok((plan, retrieval, question));
+        }
         self.off_thread(move |tutor| {
             tutor
                 .plan(&question)
@@ -925,7 +933,7 @@ impl Tutor {
     /// as a stream's pieces, so both show the same verified text.
     pub async fn ask(&self, question: Question) -> Result<(Answer, Retrieval), ChatError> {
         let asked = std::time::Instant::now();
-        let (plan, retrieval, question) = self.plan_off_thread(question).await?;
+        let (plan, retrieval, question) = self.plan_where_cheap(question).await?;
         self.answer_plan(question, plan, retrieval, asked).await
     }
 
@@ -1022,7 +1030,7 @@ impl Tutor {
             Ok((text, cached)) => {
                 telemetry::translation("question", if cached { "cached" } else { "ok" });
                 let question = question.in_lesson_language(text, from, to);
-                Ok(Ok(self.plan_off_thread(question).await?))
+                Ok(Ok(self.plan_where_cheap(question).await?))
             }
             Err(why) => {
                 telemetry::translation("question", why.as_str());
@@ -1230,7 +1238,7 @@ impl Tutor {
         question: Question,
     ) -> Result<BoxStream<'static, ChatEvent>, ChatError> {
         let asked = std::time::Instant::now();
-        let (plan, retrieval, question) = self.plan_off_thread(question).await?;
+        let (plan, retrieval, question) = self.plan_where_cheap(question).await?;
         let asking = match plan {
             Plan::Reply(refusal) => {
                 self.record(&question, &refusal, asked);

@@ -11,6 +11,10 @@ pub const MAX_HISTORY_TURNS: usize = 20;
 /// Longest single history turn, in characters.
 pub const MAX_TURN_CHARS: usize = 8000;
 
+/// Longest first message planned on the async worker, in bytes: retrieval of a message this
+/// long takes about 75 µs at most (BENCHMARKS.md), a 600-byte one up to 4 ms.
+const QUICK_PLAN_BYTES: usize = 160;
+
 /// A validated question: parse, don't validate. Its fields are readable inside `chat` only, so
 /// a `Question` anywhere else was made by [`Question::parse`].
 #[derive(Debug, Clone)]
@@ -68,6 +72,12 @@ pub struct Translated {
 }
 
 impl Question {
+    /// True when planning this question is known to be short: a first message (no history to
+    /// search) of at most [`QUICK_PLAN_BYTES`].
+    pub(in crate::chat) fn plans_quickly(&self) -> bool {
+        self.history.is_empty() && self.message.len() <= QUICK_PLAN_BYTES
+    }
+
     /// Checks the limits of API.md: a message of 1 to 4,000 characters, bounded history.
     pub fn parse(
         lesson_id: String,
@@ -221,5 +231,32 @@ fn check_item_ids(ids: &[String]) -> Result<(), ChatError> {
             "quiz item id {id:?} must be 1 to 64 letters, digits, `-` or `_`"
         ))),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::llm::{Role, Turn};
+
+    fn question(message: &str, history: Vec<Turn>) -> Question {
+        Question::parse("lesson".to_string(), message.to_string(), history).expect("valid")
+    }
+
+    #[test]
+    fn only_a_short_first_question_is_planned_on_the_async_worker() {
+        assert!(question("What is a closed API?", Vec::new()).plans_quickly());
+        let longest = "w".repeat(QUICK_PLAN_BYTES);
+        assert!(question(&longest, Vec::new()).plans_quickly());
+        let longer = "w".repeat(QUICK_PLAN_BYTES + 1);
+        assert!(!question(&longer, Vec::new()).plans_quickly());
+        // Bytes, not characters: a short message in another script can be a long search.
+        let accented = "é".repeat(QUICK_PLAN_BYTES / 2 + 1);
+        assert!(!question(&accented, Vec::new()).plans_quickly());
+        let history = vec![Turn {
+            role: Role::User,
+            content: "What is a closed API?".to_string(),
+        }];
+        assert!(!question("Why?", history).plans_quickly());
     }
 }

@@ -36,12 +36,24 @@ use utoipa_axum::routes;
 /// Largest request body accepted.
 pub const BODY_LIMIT: usize = 64 * 1024;
 
-/// What every handler shares.
+/// What every handler shares: one pointer, so the extractors and layers that take it per
+/// request copy one reference count rather than a dozen.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<StateFields>);
+
+impl std::ops::Deref for AppState {
+    type Target = StateFields;
+    fn deref(&self) -> &StateFields {
+        &self.0
+    }
+}
+
+/// The fields of [`AppState`].
+#[derive(Clone)]
+pub struct StateFields {
     /// `None` until the index is loaded; swapped whole when lessons are reloaded, so a request
     /// keeps the tutor it started with.
-    tutor: Arc<RwLock<Option<Tutor>>>,
+    tutor: Arc<RwLock<Option<Arc<Tutor>>>>,
     /// Origins allowed to call the API from a browser (`*` for any).
     cors_origins: Arc<Vec<String>>,
     /// Serve widget and page assets from this folder instead of the built-in copies.
@@ -66,7 +78,7 @@ impl AppState {
     /// State with no tutor yet (`/readyz` answers 503 until [`AppState::set_tutor`]).
     pub fn new(cors_origins: Vec<String>) -> AppState {
         crate::telemetry::install();
-        AppState {
+        AppState(Arc::new(StateFields {
             tutor: Arc::new(RwLock::new(None)),
             cors_origins: Arc::new(cors_origins),
             dev_assets: std::env::var_os("TUTOR_DEV_ASSETS").map(|p| Arc::new(p.into())),
@@ -77,43 +89,48 @@ impl AppState {
             allowed_hosts: Arc::new(Vec::new()),
             hosts: None,
             metrics_elsewhere: false,
-        }
+        }))
+    }
+
+    /// The fields, to change while building (copied only if already shared).
+    fn fields(&mut self) -> &mut StateFields {
+        Arc::make_mut(&mut self.0)
     }
 
     /// Host names requests may be addressed to, besides the loopback names when listening on
     /// loopback and the LTI URL's host.
     pub fn with_allowed_hosts(mut self, hosts: Vec<String>) -> AppState {
-        self.allowed_hosts = Arc::new(hosts);
+        self.fields().allowed_hosts = Arc::new(hosts);
         self
     }
 
     /// Leaves `/metrics` out of the API's router (it is served by [`metrics_router`]).
     pub fn with_metrics_elsewhere(mut self, elsewhere: bool) -> AppState {
-        self.metrics_elsewhere = elsewhere;
+        self.fields().metrics_elsewhere = elsewhere;
         self
     }
 
     /// Accepts LTI launches (and the session tokens they issue).
     pub fn with_lti(mut self, lti: Option<crate::lti::Lti>) -> AppState {
-        self.lti = lti.map(Arc::new);
+        self.fields().lti = lti.map(Arc::new);
         self
     }
 
     /// Requires one of `keys` on the API (none: the API stays open).
     pub fn with_keys(mut self, keys: Keys) -> AppState {
-        self.keys = Arc::new(keys);
+        self.fields().keys = Arc::new(keys);
         self
     }
 
     /// Rate-limits the API.
     pub fn with_limits(mut self, limits: Option<RateLimits>) -> AppState {
-        self.limits = limits;
+        self.fields().limits = limits;
         self
     }
 
     /// Counts rate limits in Redis, shared by every replica (instead of per process).
     pub fn with_shared(mut self, shared: Option<Arc<crate::shared::Shared>>) -> AppState {
-        self.shared = shared;
+        self.fields().shared = shared;
         self
     }
 
@@ -127,11 +144,11 @@ impl AppState {
     /// Makes `tutor` the one new requests use.
     pub fn set_tutor(&self, tutor: Tutor) {
         let mut slot = self.tutor.write().unwrap_or_else(|e| e.into_inner());
-        *slot = Some(tutor);
+        *slot = Some(Arc::new(tutor));
     }
 
     /// The tutor in force, or 503 while loading.
-    pub fn tutor(&self) -> Result<Tutor, ApiError> {
+    pub fn tutor(&self) -> Result<Arc<Tutor>, ApiError> {
         self.tutor
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -417,7 +434,7 @@ pub async fn serve_with(
     {
         also.push(host.to_string());
     }
-    state.hosts =
+    state.fields().hosts =
         HostAllowlist::new(listener.local_addr()?, &state.allowed_hosts, &also).map(Arc::new);
     server::serve(listener, router(state), limits, shutdown).await
 }

@@ -12,7 +12,7 @@ use async_openai::error::OpenAIError;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::fmt;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -106,25 +106,54 @@ impl OpenAiModel {
         Ok(OpenAiModel { client, settings })
     }
 
-    fn body(&self, request: &ModelRequest, stream: bool) -> Value {
-        let mut messages = vec![json!({"role": "system", "content": request.system})];
+    fn body<'a>(&'a self, request: &'a ModelRequest, stream: bool) -> Body<'a> {
+        let mut messages = Vec::with_capacity(request.history.len() + 2);
+        messages.push(Turn {
+            role: "system",
+            content: &request.system,
+        });
         for turn in &request.history {
             let role = match turn.role {
                 Role::User => "user",
                 Role::Assistant => "assistant",
             };
-            messages.push(json!({"role": role, "content": turn.content}));
+            messages.push(Turn {
+                role,
+                content: &turn.content,
+            });
         }
-        messages.push(json!({"role": "user", "content": request.message}));
-        json!({
-            "model": self.settings.model,
-            "messages": messages,
-            "temperature": self.settings.temperature,
-            "max_tokens": self.settings.max_tokens,
-            "max_completion_tokens": self.settings.max_tokens,
-            "stream": stream,
-        })
+        messages.push(Turn {
+            role: "user",
+            content: &request.message,
+        });
+        Body {
+            model: &self.settings.model,
+            messages,
+            temperature: self.settings.temperature,
+            max_tokens: self.settings.max_tokens,
+            max_completion_tokens: self.settings.max_tokens,
+            stream,
+        }
     }
+}
+
+/// A chat-completions request, borrowing the prompt and the turns (serialised once, by the
+/// client, without an intermediate JSON tree).
+#[derive(serde::Serialize)]
+struct Body<'a> {
+    model: &'a str,
+    messages: Vec<Turn<'a>>,
+    temperature: f32,
+    max_tokens: u32,
+    max_completion_tokens: u32,
+    stream: bool,
+}
+
+/// One message of [`Body`].
+#[derive(serde::Serialize)]
+struct Turn<'a> {
+    role: &'static str,
+    content: &'a str,
 }
 
 fn model_error(error: OpenAIError) -> ModelError {

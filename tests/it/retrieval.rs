@@ -184,3 +184,43 @@ fn a_lesson_is_indexed_and_questioned_in_its_own_language() {
         .expect("retrieval");
     assert!(english.covered);
 }
+
+#[test]
+fn coverage_is_the_same_whether_a_passage_was_analysed_before_or_not() {
+    // One retriever answers every golden question of the catalog first, so that the passages
+    // it reads are kept analysed; a fresh one answers each question cold. Both must judge each
+    // hit alike: the kept analysis is the passage's, not the question's that first read it.
+    let (warm, dir) = retriever();
+    let catalog = warm.catalog().clone();
+    let settings = config(&dir);
+    let questions: Vec<(String, String)> = catalog
+        .lessons
+        .iter()
+        .flat_map(|l| l.questions.iter().map(move |g| (l.id.clone(), g.q.clone())))
+        .collect();
+    assert!(questions.len() > 20, "{} golden questions", questions.len());
+    for (lesson, q) in &questions {
+        warm.retrieve(lesson, q, &Earlier::NONE).expect("retrieval");
+    }
+    let mut hits_compared = 0;
+    for (lesson, q) in questions.iter().rev() {
+        let cold = Retriever::open(
+            catalog.clone(),
+            &settings.index_dir,
+            settings.retrieval.clone(),
+        )
+        .expect("index opens");
+        let kept = warm.retrieve(lesson, q, &Earlier::NONE).expect("retrieval");
+        let fresh = cold.retrieve(lesson, q, &Earlier::NONE).expect("retrieval");
+        let judged = |r: &tutor::retrieve::Retrieval| -> Vec<(String, f32)> {
+            r.hits
+                .iter()
+                .map(|h| (h.passage().id.clone(), h.coverage))
+                .collect()
+        };
+        assert_eq!(judged(&kept), judged(&fresh), "{lesson}: {q}");
+        assert_eq!((kept.covered, kept.reason), (fresh.covered, fresh.reason));
+        hits_compared += kept.hits.len();
+    }
+    assert!(hits_compared > 50, "{hits_compared} hits compared");
+}
