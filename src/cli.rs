@@ -251,8 +251,7 @@ fn serve(config: Config, watch: bool) -> anyhow::Result<ExitCode> {
     let open_files = http::server::raise_open_files_limit();
     runtime()?.block_on(async move {
         tracing::info!(open_files, "open-files limit");
-        let listener = tokio::net::TcpListener::bind(config.addr)
-            .await
+        let listener = http::server::listen(config.addr)
             .with_context(|| format!("cannot listen on {}", config.addr))?;
         let local = listener.local_addr().context("no local address")?;
         let keys = http::Keys::new(&config.keys).map_err(anyhow::Error::msg)?;

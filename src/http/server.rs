@@ -49,6 +49,23 @@ impl Default for Limits {
     }
 }
 
+/// Connections the kernel may hold for `accept` (capped by `net.core.somaxconn`). Tokio's
+/// default of 1,024 is overrun when a thousand learners connect at once while the workers are
+/// busy: the connections beyond it wait a second for the kernel to retry.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listener on `addr` with room for a burst of connections ([`LISTEN_BACKLOG`]).
+pub fn listen(addr: std::net::SocketAddr) -> io::Result<TcpListener> {
+    let socket = match addr {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    // As `TcpListener::bind` does: a restarted tutor may listen again at once.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Raises this process's soft limit on open files to its hard limit (a common default of 1,024
 /// is far below what a tutor with thousands of learners keeps open) and returns the limit now
 /// in force.
@@ -220,6 +237,46 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteStallGuard<S> {
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// The kernel's count of connections dropped because an accept queue was full.
+    fn listen_overflows() -> u64 {
+        let netstat = std::fs::read_to_string("/proc/net/netstat").expect("netstat");
+        let mut lines = netstat.lines().filter(|l| l.starts_with("TcpExt:"));
+        let (names, values) = (lines.next().expect("names"), lines.next().expect("values"));
+        names
+            .split_whitespace()
+            .zip(values.split_whitespace())
+            .find(|(name, _)| *name == "ListenOverflows")
+            .and_then(|(_, value)| value.parse().ok())
+            .expect("ListenOverflows")
+    }
+
+    #[tokio::test]
+    async fn a_listener_holds_a_burst_of_connections_before_any_is_accepted() {
+        let listener = listen("127.0.0.1:0".parse().expect("address")).expect("listens");
+        let addr = listener.local_addr().expect("address");
+        assert_ne!(addr.port(), 0);
+        // More clients than Tokio's default backlog of 1,024 connect while nothing accepts:
+        // the kernel must queue every one rather than drop some (which the learner would see
+        // as a second's wait for the retry).
+        let burst = 1100;
+        let before = listen_overflows();
+        let clients: Vec<_> = (0..burst)
+            .map(|_| tokio::spawn(tokio::net::TcpStream::connect(addr)))
+            .collect();
+        while listen_overflows() == before && !clients.iter().all(|c| c.is_finished()) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(listen_overflows(), before, "the kernel dropped connections");
+        for client in clients {
+            client.await.expect("task").expect("connects");
+        }
+        for _ in 0..burst {
+            listener.accept().await.expect("accepted");
+        }
+        // The address is taken while the listener lives.
+        assert!(listen(addr).is_err());
+    }
 
     #[tokio::test]
     async fn a_peer_that_stops_reading_fails_the_write_and_one_that_reads_does_not() {

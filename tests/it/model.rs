@@ -50,7 +50,11 @@ async fn the_model_gets_fenced_passages_and_the_question_as_the_user_turn() {
     assert!(sent["temperature"].is_number(), "{sent}");
     assert_eq!(sent["stream"], false);
     let messages = sent["messages"].as_array().expect("messages");
-    assert_eq!(messages.len(), 4, "system, two turns of history, the question");
+    assert_eq!(
+        messages.len(),
+        4,
+        "system, two turns of history, the question"
+    );
     assert_eq!(messages[0]["role"], "system");
     let system = messages[0]["content"].as_str().expect("system");
     assert!(system.contains("<lesson-passages>") && system.contains("</lesson-passages>"));
