@@ -514,7 +514,10 @@ const ANALYSED_PASSAGES: usize = 4096;
 /// the retriever's catalog, as sorted hashes: coverage only asks whether a term occurs.
 /// Bounded: the least recently used go first. A retriever serves one catalog, so a reload starts
 /// a new cache.
-struct PassageTerms(std::sync::Mutex<lru::LruCache<(u32, u32), Arc<[u64]>>>);
+struct PassageTerms(std::sync::Mutex<lru::LruCache<PassageAt, Arc<[u64]>>>);
+
+/// A passage's (lesson, passage) index in the retriever's catalog.
+type PassageAt = (u32, u32);
 
 impl PassageTerms {
     fn new() -> PassageTerms {
@@ -524,7 +527,7 @@ impl PassageTerms {
     }
 
     /// The terms of passage `at`, made by `analyse` (outside the lock) when not kept.
-    fn get_or_analyse(&self, at: (u32, u32), analyse: impl FnOnce() -> Vec<u64>) -> Arc<[u64]> {
+    fn get_or_analyse(&self, at: PassageAt, analyse: impl FnOnce() -> Vec<u64>) -> Arc<[u64]> {
         let lock = || self.0.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(terms) = lock().get(&at) {
             return terms.clone();
