@@ -93,6 +93,17 @@ catalog_and_stand_in() {  # HERE
   for _ in $(seq 1 200); do curl -s -o /dev/null "http://127.0.0.1:$UP/v1/models" && break; sleep 0.05; done
 }
 
+# Starts TUTOR on a free port, answering through the stand-in model (UP) from INDEX, waits until
+# it is ready and warms it up with 2 s of the request mix (WORK/chat.lua); sets PORT and PID.
+serve_with_stand_in() {  # TUTOR INDEX LOG
+  PORT=$(free_port)
+  OPENAI_BASE_URL="http://127.0.0.1:$UP/v1" OPENAI_API_KEY=test TUTOR_MODEL=stand-in \
+    "$1" --lessons "$CATALOG" --index "$2" serve --addr "127.0.0.1:$PORT" 2>"$3" &
+  PID=$!; PIDS+=("$PID")
+  wait_ready "$PORT" >/dev/null
+  wrk -t2 -c"$CONNS" -d2s -s "$WORK/chat.lua" "http://127.0.0.1:$PORT" >/dev/null
+}
+
 # The table of the runs each set-up wrote to WORK/runs-NAME.txt (one `parse` line per run):
 # the header, then per set-up the median req/s (and every run's), p50, p99, and the summed
 # non-2xx. Each argument is NAME or NAME=LABEL.

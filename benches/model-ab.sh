@@ -51,12 +51,7 @@ done
 for r in $(seq 1 "$RUNS"); do
   for name in old new; do
     bin=$OLD; [ "$name" = new ] && bin=$NEW
-    PORT=$(free_port)
-    OPENAI_BASE_URL="http://127.0.0.1:$UP/v1" OPENAI_API_KEY=test TUTOR_MODEL=stand-in \
-      "$bin" --lessons "$CATALOG" --index "$WORK/index-$name" serve --addr "127.0.0.1:$PORT" 2>"$WORK/serve-$name.log" &
-    PID=$!; PIDS+=("$PID")
-    wait_ready "$PORT" >/dev/null
-    wrk -t2 -c"$CONNS" -d2s -s "$WORK/chat.lua" "http://127.0.0.1:$PORT" >/dev/null  # warm-up
+    serve_with_stand_in "$bin" "$WORK/index-$name" "$WORK/serve-$name.log"
     wrk -t2 -c"$CONNS" -d"$DURATION" --latency -s "$WORK/chat.lua" "http://127.0.0.1:$PORT" >"$WORK/wrk.txt"
     parse "$WORK/wrk.txt" >>"$WORK/runs-$name.txt"
     # One answer of each, to show what the load was answered with.

@@ -23,12 +23,7 @@ catalog_and_stand_in "$HERE"
 TUTOR="${1:-$HERE/target/release/tutor}"
 request_mix "$CATALOG" "$WORK/chat.lua" "$WORK/question" >/dev/null
 "$TUTOR" --lessons "$CATALOG" --index "$WORK/index" index >/dev/null
-PORT=$(free_port)
-OPENAI_BASE_URL="http://127.0.0.1:$UP/v1" OPENAI_API_KEY=test TUTOR_MODEL=stand-in \
-  "$TUTOR" --lessons "$CATALOG" --index "$WORK/index" serve --addr "127.0.0.1:$PORT" 2>"$WORK/serve.log" &
-PID=$!; PIDS+=("$PID")
-wait_ready "$PORT" >/dev/null
-wrk -t2 -c"$CONNS" -d2s -s "$WORK/chat.lua" "http://127.0.0.1:$PORT" >/dev/null  # warm-up
+serve_with_stand_in "$TUTOR" "$WORK/index" "$WORK/serve.log"
 
 # First the CPU per request without the profiler, then the samples (perf slows the tutor).
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
