@@ -122,6 +122,12 @@ pub const ASKED_QUESTION_SHARE: f32 = 0.6;
 /// be kept out of the reply (the reply is given, without the sentences that hold it).
 pub const NEAR_ITEM_SHARE: f32 = 0.3;
 
+/// Key terms of a quiz question a learner's question may share with it to come near it,
+/// whatever their share: a long quiz question asked in other words keeps only a couple of its
+/// words ("how many bits can weights be quantized to" for "To what lower precision can weights be
+/// quantized to cut memory sharply?").
+pub const NEAR_ITEM_TERMS: usize = 2;
+
 /// Share of a quiz question's key terms (by [`Weights`]) a question must hold to get the quiz
 /// item's hint when every sentence of its answer gave that item's answer away; a question
 /// further from it is answered from the rest of the passages.
@@ -258,7 +264,9 @@ impl QuizIndex {
             .iter()
             .filter(|(_, terms, _)| {
                 let shared = terms.iter().filter(|t| asked.contains(t)).count();
-                !terms.is_empty() && shared as f32 >= NEAR_ITEM_SHARE * terms.len() as f32
+                !terms.is_empty()
+                    && (shared as f32 >= NEAR_ITEM_SHARE * terms.len() as f32
+                        || shared >= NEAR_ITEM_TERMS)
             })
             .map(|(item, _, guard)| (guard.clone(), item.answer.clone()))
             .unzip()
@@ -553,6 +561,35 @@ mod tests {
             let found = index.asked(&words.terms(question)).map(|i| i.id.as_str());
             assert_eq!(found, *expected, "{question}");
         }
+    }
+
+    #[test]
+    fn a_question_comes_near_a_quiz_item_by_a_share_or_by_two_of_its_words() {
+        let words = Words::new(Analyzer::new());
+        let items = [
+            item(
+                "bits",
+                "To what lower precision can weights be quantized to cut memory sharply?",
+                "8 or 4 bits",
+            ),
+            item(
+                "weakness",
+                "What is the main weakness of a cascade?",
+                "latency",
+            ),
+        ];
+        let index = QuizIndex::of_items(&words, Weights::default(), items.iter(), Vec::new());
+        let near = |question: &str| -> Vec<String> { index.near(&words.terms(question)).1 };
+        // Two words of a long quiz question, well under its share.
+        assert_eq!(
+            near("how many bits can you quantize weights down to"),
+            ["8 or 4 bits"]
+        );
+        // A share of a short one.
+        assert_eq!(near("why are cascades slow, what weakness?"), ["latency"]);
+        // One word in common is only the topic.
+        assert!(near("How much memory does a 70B model need?").is_empty());
+        assert!(near("What does quantization cost in quality?").is_empty());
     }
 
     #[test]
