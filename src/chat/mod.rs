@@ -1218,7 +1218,11 @@ impl Tutor {
             &words.terms(&question.message),
             &words.terms(&item.question),
         );
-        if share < crate::quiz::HINT_NEAR_SHARE {
+        let kinds = (
+            crate::quiz::answer_kind(&question.message),
+            crate::quiz::answer_kind(&item.question),
+        );
+        if share < crate::quiz::HINT_NEAR_SHARE || crate::quiz::kinds_differ(kinds.0, kinds.1) {
             return Ok(None);
         }
         let own = crate::quiz::passage_for(words, &lesson, item).map(|p| p.id.clone());

@@ -257,7 +257,7 @@ impl Tutor {
         let words = self.analysis.quiz_words(&lesson.language);
         let index = self.analysis.quiz_index(lesson);
         let asked = words.terms(&question.message);
-        if let Some(item) = index.asked(&asked) {
+        if let Some(item) = index.asked(&asked, quiz::answer_kind(&question.message)) {
             return Guarding::Hint(item.clone());
         }
         let (guards, answers) = index.near(&asked);

@@ -109,6 +109,108 @@ impl Words {
     }
 }
 
+/// What a question asks for, when its question word says so. Two questions that ask for
+/// different kinds ("When was the constant first measured?", "Who first measured the
+/// constant?") are different questions, however many words they share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnswerKind {
+    Person,
+    Time,
+    Place,
+    Amount,
+    Reason,
+}
+
+/// Question words of the six lesson languages with the kind each asks for (`None`: "what",
+/// "which", "how", whose kind the next word may tell).
+const QUESTION_KINDS: &[(&str, Option<AnswerKind>)] = &[
+    ("who", Some(AnswerKind::Person)),
+    ("whom", Some(AnswerKind::Person)),
+    ("whose", Some(AnswerKind::Person)),
+    ("quién", Some(AnswerKind::Person)),
+    ("quiénes", Some(AnswerKind::Person)),
+    ("qui", Some(AnswerKind::Person)),
+    ("wer", Some(AnswerKind::Person)),
+    ("wem", Some(AnswerKind::Person)),
+    ("quem", Some(AnswerKind::Person)),
+    ("chi", Some(AnswerKind::Person)),
+    ("when", Some(AnswerKind::Time)),
+    ("cuándo", Some(AnswerKind::Time)),
+    ("quand", Some(AnswerKind::Time)),
+    ("wann", Some(AnswerKind::Time)),
+    ("quando", Some(AnswerKind::Time)),
+    ("where", Some(AnswerKind::Place)),
+    ("dónde", Some(AnswerKind::Place)),
+    ("où", Some(AnswerKind::Place)),
+    ("wo", Some(AnswerKind::Place)),
+    ("onde", Some(AnswerKind::Place)),
+    ("dove", Some(AnswerKind::Place)),
+    ("why", Some(AnswerKind::Reason)),
+    ("pourquoi", Some(AnswerKind::Reason)),
+    ("warum", Some(AnswerKind::Reason)),
+    ("perché", Some(AnswerKind::Reason)),
+    ("cuántos", Some(AnswerKind::Amount)),
+    ("cuántas", Some(AnswerKind::Amount)),
+    ("cuánto", Some(AnswerKind::Amount)),
+    ("combien", Some(AnswerKind::Amount)),
+    ("wieviel", Some(AnswerKind::Amount)),
+    ("wieviele", Some(AnswerKind::Amount)),
+    ("quantos", Some(AnswerKind::Amount)),
+    ("quantas", Some(AnswerKind::Amount)),
+    ("quanti", Some(AnswerKind::Amount)),
+    ("quante", Some(AnswerKind::Amount)),
+    ("what", None),
+    ("which", None),
+    ("how", None),
+    ("qué", None),
+    ("cuál", None),
+    ("cómo", None),
+    ("por", None),
+    ("quel", None),
+    ("quelle", None),
+    ("comment", None),
+    ("was", None),
+    ("welche", None),
+    ("welcher", None),
+    ("wie", None),
+    ("qual", None),
+    ("como", None),
+    ("quale", None),
+    ("come", None),
+];
+
+/// The kind of answer `question` asks for, by its first question word (and, after "what",
+/// "which", "how", "wie" or "por", the word that follows: "what year", "how many", "por qué").
+/// `None` when it does not say.
+pub fn answer_kind(question: &str) -> Option<AnswerKind> {
+    let words = crate::conversation::message_words(question);
+    let at = words
+        .iter()
+        .position(|w| QUESTION_KINDS.iter().any(|(q, _)| q == w))?;
+    let kind = QUESTION_KINDS.iter().find(|(q, _)| *q == words[at])?.1;
+    if kind.is_some() {
+        return kind;
+    }
+    let next = words.get(at + 1).map_or("", String::as_str);
+    match (words[at].as_str(), next) {
+        ("how" | "wie", "many" | "much" | "viele" | "viel") => Some(AnswerKind::Amount),
+        ("por", "qué" | "que") => Some(AnswerKind::Reason),
+        ("what" | "which", "year" | "century" | "decade" | "date" | "day" | "month" | "time") => {
+            Some(AnswerKind::Time)
+        }
+        ("what" | "which", "person" | "people" | "man" | "woman") => Some(AnswerKind::Person),
+        ("what" | "which", "city" | "country" | "place" | "region" | "state" | "town") => {
+            Some(AnswerKind::Place)
+        }
+        _ => None,
+    }
+}
+
+/// True when both questions say what kind of answer they want and the kinds differ.
+pub fn kinds_differ(a: Option<AnswerKind>, b: Option<AnswerKind>) -> bool {
+    matches!((a, b), (Some(a), Some(b)) if a != b)
+}
+
 /// Share of a quiz question's key terms a learner's question must hold to be taken for it.
 ///
 /// Tuned on the quiz evaluation's tuning sets (`examples/quiz-eval.rs`); see BENCHMARKS.md.
@@ -191,7 +293,9 @@ impl Weights {
 #[derive(Debug, Clone)]
 pub struct QuizIndex {
     weights: Weights,
-    items: Vec<(QuizItem, Vec<String>, Guard)>,
+    /// Each item with its question's key terms, its answer's guard and the kind of answer it
+    /// asks for.
+    items: Vec<(QuizItem, Vec<String>, Guard, Option<AnswerKind>)>,
     /// See [`items_of`]; built once, since recall items analyse the whole lesson.
     to_ask: Vec<QuizItem>,
 }
@@ -219,6 +323,7 @@ impl QuizIndex {
                         item.clone(),
                         words.terms(&item.question),
                         Guard::new(words, Some(item.id.clone()), &item.answer),
+                        answer_kind(&item.question),
                     )
                 })
                 .collect(),
@@ -235,15 +340,17 @@ impl QuizIndex {
         &self.to_ask
     }
 
-    /// The quiz item a question (its key terms) asks, when it is (a paraphrase of) one: most
-    /// of the item's key terms (by [`Weights`]), and mostly the item's, are in it.
-    pub fn asked(&self, asked: &[String]) -> Option<&QuizItem> {
+    /// The quiz item a question (its key terms, the kind of answer it asks for) asks, when it
+    /// is (a paraphrase of) one: most of the item's key terms (by [`Weights`]), and mostly the
+    /// item's, are in it, and it does not ask for another kind of answer.
+    pub fn asked(&self, asked: &[String], kind: Option<AnswerKind>) -> Option<&QuizItem> {
         if asked.is_empty() {
             return None;
         }
         self.items
             .iter()
-            .filter_map(|(item, terms, _)| {
+            .filter(|(_, _, _, item_kind)| !kinds_differ(kind, *item_kind))
+            .filter_map(|(item, terms, _, _)| {
                 let shared = terms.iter().filter(|t| asked.contains(t)).count();
                 let (item_share, question_share) = self.weights.shares(asked, terms);
                 (shared >= terms.len().min(2)
@@ -262,13 +369,13 @@ impl QuizIndex {
     pub fn near(&self, asked: &[String]) -> (Vec<Guard>, Vec<String>) {
         self.items
             .iter()
-            .filter(|(_, terms, _)| {
+            .filter(|(_, terms, _, _)| {
                 let shared = terms.iter().filter(|t| asked.contains(t)).count();
                 !terms.is_empty()
                     && (shared as f32 >= NEAR_ITEM_SHARE * terms.len() as f32
                         || shared >= NEAR_ITEM_TERMS)
             })
-            .map(|(item, _, guard)| (guard.clone(), item.answer.clone()))
+            .map(|(item, _, guard, _)| (guard.clone(), item.answer.clone()))
             .unzip()
     }
 }
@@ -558,9 +665,80 @@ mod tests {
             ("hello", None),
         ];
         for (question, expected) in cases {
-            let found = index.asked(&words.terms(question)).map(|i| i.id.as_str());
+            let found = index
+                .asked(&words.terms(question), answer_kind(question))
+                .map(|i| i.id.as_str());
             assert_eq!(found, *expected, "{question}");
         }
+    }
+
+    #[test]
+    fn the_question_word_tells_what_kind_of_answer_is_asked_for() {
+        use AnswerKind::*;
+        let cases: &[(&str, Option<AnswerKind>)] = &[
+            ("Who first measured the constant?", Some(Person)),
+            ("When was the constant first measured?", Some(Time)),
+            ("In what year did Harvard end early admission?", Some(Time)),
+            ("Where is the company based?", Some(Place)),
+            ("How many bits can weights be quantized to?", Some(Amount)),
+            ("Why did Harvard end early admission?", Some(Reason)),
+            ("What is the fastest route to frontier quality?", None),
+            ("Which cost is easy to forget?", None),
+            ("How does a cascade decide?", None),
+            // The first question word decides: "who" here only describes people.
+            ("What do you call people who strip safeguards?", None),
+            ("explain cascades", None),
+            ("¿Quién midió la constante por primera vez?", Some(Person)),
+            (
+                "¿Por qué terminó Harvard la admisión temprana?",
+                Some(Reason),
+            ),
+            ("Quand la constante a-t-elle été mesurée ?", Some(Time)),
+            ("Wie viele Bits braucht man?", Some(Amount)),
+            ("Dove ha sede l'azienda?", Some(Place)),
+        ];
+        for (question, kind) in cases {
+            assert_eq!(answer_kind(question), *kind, "{question}");
+        }
+        assert!(kinds_differ(Some(Person), Some(Time)));
+        assert!(!kinds_differ(Some(Time), Some(Time)));
+        assert!(!kinds_differ(None, Some(Time)) && !kinds_differ(Some(Person), None));
+    }
+
+    #[test]
+    fn a_question_asking_for_another_kind_of_answer_is_not_the_quiz_question() {
+        let words = Words::new(Analyzer::new());
+        let items = [item(
+            "who-measured",
+            "Who made the first measurement of the gravitational constant?",
+            "Henry Cavendish",
+        )];
+        let index = QuizIndex::of_items(&words, Weights::default(), items.iter(), Vec::new());
+        let asked = |question: &str| {
+            index
+                .asked(&words.terms(question), answer_kind(question))
+                .map(|i| i.id.clone())
+        };
+        assert_eq!(
+            asked("who made the first measurement of the gravitational constant").as_deref(),
+            Some("who-measured")
+        );
+        assert_eq!(
+            asked("Which person made the first measurement of the gravitational constant?")
+                .as_deref(),
+            Some("who-measured")
+        );
+        assert_eq!(
+            asked("When was the first measurement of the gravitational constant made?"),
+            None
+        );
+        // Its answer is still kept out of the reply: the question comes near the item.
+        let near = index
+            .near(
+                &words.terms("When was the first measurement of the gravitational constant made?"),
+            )
+            .1;
+        assert_eq!(near, ["Henry Cavendish"]);
     }
 
     #[test]
