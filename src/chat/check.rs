@@ -172,8 +172,9 @@ impl Checker {
         self
     }
 
-    /// `request` with every passage sentence that gives a guarded answer away left out, for
-    /// the embedded answerer to answer from what remains.
+    /// `request` with every passage sentence that gives a guarded answer away left out (or
+    /// only its revealing part, `quiz::without_revealing`), for the embedded answerer to
+    /// answer from what remains.
     pub fn masked(&self, request: &crate::llm::ModelRequest) -> crate::llm::ModelRequest {
         let mut request = request.clone();
         if self.guards.is_empty() {
@@ -187,10 +188,7 @@ impl Checker {
                 .map(|line| {
                     crate::text::split_sentences(line)
                         .into_iter()
-                        .filter(|s| {
-                            let said = crate::quiz::Said::new(words, s);
-                            !self.guards.iter().any(|g| g.revealed_in(&said))
-                        })
+                        .filter_map(|s| crate::quiz::without_revealing(words, &self.guards, s))
                         .collect::<Vec<_>>()
                         .join(" ")
                 })

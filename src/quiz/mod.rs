@@ -438,6 +438,51 @@ impl Guard {
     }
 }
 
+/// Where a sentence may be cut between two things it says.
+const CLAUSE_BREAKS: &[&str] = &[", and ", "; ", ", but ", ", while ", ", whereas ", ", so "];
+
+/// Fewest words a shortened sentence keeps (shorter, it says too little to be worth quoting).
+const MIN_KEPT_WORDS: usize = 5;
+
+/// `sentence` without what gives one of `guards` away, when the rest still says something: a
+/// table row without its revealing cells (its first cell, which names the row, kept), or a
+/// sentence cut before its first revealing clause ("fine-tuning can remove refusals, and
+/// editing activations can too" keeps its first half when the second is a quiz answer).
+/// The sentence whole when it gives nothing away; `None` when nothing worth keeping is left.
+/// What is kept is the lesson's own words, in order, so it is still a quote of the passage.
+pub fn without_revealing(words: &Words, guards: &[Guard], sentence: &str) -> Option<String> {
+    let reveals = |text: &str| {
+        let said = Said::new(words, text);
+        guards.iter().any(|g| g.revealed_in(&said))
+    };
+    if !reveals(sentence) {
+        return Some(sentence.to_string());
+    }
+    let enough = |text: &str| text.split_whitespace().count() >= MIN_KEPT_WORDS;
+    if crate::text::is_table_row(sentence) {
+        let cells: Vec<&str> = sentence.trim().split("; ").collect();
+        if reveals(cells[0]) {
+            return None;
+        }
+        let kept: Vec<&str> = std::iter::once(cells[0])
+            .chain(cells[1..].iter().copied().filter(|cell| !reveals(cell)))
+            .collect();
+        let row = kept.join("; ");
+        return (kept.len() >= 2 && enough(&row)).then_some(row);
+    }
+    // The earliest break after which the rest reveals, cut there: the longest clean start.
+    let mut cut = None;
+    for brk in CLAUSE_BREAKS {
+        for (at, _) in sentence.match_indices(brk) {
+            let head = &sentence[..at];
+            if !reveals(head) && enough(head) && cut.is_none_or(|c: usize| at > c) {
+                cut = Some(at);
+            }
+        }
+    }
+    cut.map(|at| format!("{}.", sentence[..at].trim_end_matches([',', ';', ' '])))
+}
+
 /// The next question to ask: the first item not asked yet in this session, or, when every one
 /// was, the one asked longest ago.
 pub fn next_item<'a>(items: &'a [QuizItem], asked: &[String]) -> Option<&'a QuizItem> {
@@ -768,6 +813,45 @@ mod tests {
         // One word in common is only the topic.
         assert!(near("How much memory does a 70B model need?").is_empty());
         assert!(near("What does quantization cost in quality?").is_empty());
+    }
+
+    #[test]
+    fn a_sentence_keeps_what_does_not_give_a_quiz_answer_away() {
+        let words = Words::new(Analyzer::new());
+        let guards = [
+            Guard::new(&words, Some("a".into()), "editing internal activations"),
+            Guard::new(
+                &words,
+                Some("b".into()),
+                "stolen weights or a working jailbreak",
+            ),
+        ];
+        let keep = |s: &str| without_revealing(&words, &guards, s);
+        assert_eq!(
+            keep(
+                "Fine-tuning can largely remove refusals, and editing internal activations can too."
+            )
+            .as_deref(),
+            Some("Fine-tuning can largely remove refusals.")
+        );
+        assert_eq!(
+            keep("Concern: Safety training removed; Closed model: Needs stolen weights or a working jailbreak; Open-weight model: Possible with modest fine-tuning").as_deref(),
+            Some("Concern: Safety training removed; Open-weight model: Possible with modest fine-tuning")
+        );
+        // Nothing revealed: the sentence as it is.
+        assert_eq!(
+            keep("Closed systems stack several layers of protection.").as_deref(),
+            Some("Closed systems stack several layers of protection.")
+        );
+        // The answer first, or too little left: nothing.
+        assert_eq!(
+            keep("Editing internal activations works, and so does tuning."),
+            None
+        );
+        assert_eq!(
+            keep("It works, and editing internal activations can too."),
+            None
+        );
     }
 
     #[test]
