@@ -567,3 +567,32 @@ async fn a_model_grade_is_taken_when_it_does_not_contradict_and_its_explanation_
         "{graded}"
     );
 }
+
+#[tokio::test]
+async fn an_answer_near_two_quiz_items_keeps_what_is_not_their_answers_on_every_path() {
+    // "the-case-for-caution" has quiz items answered by "editing internal activations" and by
+    // "stolen weights or a working jailbreak"; the two passage sentences that answer this
+    // question each hold one of them beside what the learner asked about.
+    let app = spawn_app(None).await;
+    let lesson = "the-case-for-caution";
+    let question = "Can someone remove the safety training from a downloaded model?";
+    let (status, reply) = app
+        .chat(json!({"lesson_id": lesson, "message": question}))
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["kind"], "answer", "{reply}");
+    assert!(says(&reply["answer"], "fine-tuning"), "{reply}");
+    for quiz_answer in ["editing internal activations", "stolen weights"] {
+        assert!(!says(&reply["answer"], quiz_answer), "{reply}");
+    }
+    // The shortened sentence is still the lesson's own words, cited.
+    let kept = "a modest amount of fine-tuning can largely remove a model's tendency to refuse harmful requests";
+    assert!(says(&reply["answer"], kept), "{reply}");
+    let citations = reply["citations"].as_array().expect("citations");
+    assert!(citations.iter().any(|c| says(&c["text"], kept)), "{reply}");
+    let (_, events) = app
+        .chat_stream(json!({"lesson_id": lesson, "message": question, "stream": true}))
+        .await;
+    let streamed = crate::helpers::deltas(&events);
+    assert_eq!(streamed, reply["answer"].as_str().expect("answer"));
+}
