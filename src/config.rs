@@ -262,48 +262,86 @@ fn seconds(value: Option<f64>, default: f64, name: &str) -> Result<Duration, Con
     Ok(Duration::from_secs_f64(value))
 }
 
-impl Config {
-    /// Builds the configuration from flags/environment, the optional file and defaults.
-    /// `tutor.toml` in the working directory is read when present; `--config` names another.
-    pub fn load(overrides: &Overrides) -> Result<Config, ConfigError> {
-        Config::load_from(overrides, &process_env)
-    }
+/// The environment as [`Config::load_from`] reads it: an empty value is unset.
+type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
-    /// [`Config::load`] with the environment given as a lookup (tests pass their own, so the
-    /// developer's environment never leaks into them). An empty value counts as unset; a value
-    /// that does not parse is an error naming its variable.
-    pub fn load_from(
-        overrides: &Overrides,
-        environment: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Config, ConfigError> {
-        let env = |name: &str| environment(name).filter(|v| !v.trim().is_empty());
-        let (file, file_path) = match &overrides.config {
-            Some(path) => (read_file(path)?, Some(path.clone())),
-            None if Path::new("tutor.toml").exists() => (
-                read_file(Path::new("tutor.toml"))?,
-                Some(PathBuf::from("tutor.toml")),
-            ),
-            None => (FileConfig::default(), None),
-        };
-        let _ = file_path;
-        let addr_text = overrides
-            .addr
-            .clone()
-            .or(file.addr.clone())
-            .unwrap_or_else(|| DEFAULT_ADDR.to_string());
-        let addr: SocketAddr = addr_text.parse().map_err(|_| {
-            ConfigError::Invalid(format!(
-                "`{addr_text}` is not an address: use HOST:PORT, e.g. 127.0.0.1:8080"
-            ))
-        })?;
-        let cors_origins = match env("TUTOR_CORS_ORIGINS") {
-            Some(list) => list
-                .split(',')
-                .map(|o| o.trim().trim_end_matches('/').to_string())
-                .filter(|o| !o.is_empty())
-                .collect(),
-            None => file.cors_origins.clone().unwrap_or_default(),
-        };
+/// A whole number from the environment variable `name`, an error naming it when it is not one.
+fn whole_number<T: std::str::FromStr>(env: Env<'_>, name: &str) -> Result<Option<T>, ConfigError> {
+    env(name)
+        .map(|v| {
+            v.trim()
+                .parse()
+                .map_err(|_| ConfigError::Invalid(format!("{name} must be a whole number")))
+        })
+        .transpose()
+}
+
+/// A yes or no from the environment variable `name` (`1`/`true`/`yes`, `0`/`false`/`no`).
+fn switch(env: Env<'_>, name: &str) -> Result<Option<bool>, ConfigError> {
+    let Some(v) = env(name) else {
+        return Ok(None);
+    };
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" => Ok(Some(true)),
+        "0" | "false" | "no" => Ok(Some(false)),
+        _ => Err(ConfigError::Invalid(format!(
+            "{name} must be true or false (it is `{v}`)"
+        ))),
+    }
+}
+
+/// `TUTOR_LOG_RETENTION_DAYS`: at least one whole day.
+fn log_retention_days(env: Env<'_>) -> Result<Option<u32>, ConfigError> {
+    env("TUTOR_LOG_RETENTION_DAYS")
+        .map(|d| {
+            d.trim().parse::<u32>().ok().filter(|d| *d > 0).ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "TUTOR_LOG_RETENTION_DAYS must be a whole number of days, at least 1 (it is `{d}`)"
+                ))
+            })
+        })
+        .transpose()
+}
+
+/// Rate limits: the file's `[limits]`, each value overridden by its environment variable
+/// (`TUTOR_RATE_PER_MINUTE`, `TUTOR_RATE_BURST`, `TUTOR_CLIENT_IP_HEADER`); none when the rate
+/// is 0.
+fn rate_limits(file: &FileConfig, env: Env<'_>) -> Result<Option<RateLimits>, ConfigError> {
+    let per_minute = whole_number(env, "TUTOR_RATE_PER_MINUTE")?;
+    let burst = whole_number(env, "TUTOR_RATE_BURST")?;
+    let header = env("TUTOR_CLIENT_IP_HEADER");
+    let limits = match (per_minute, file.limits.clone()) {
+        (Some(per_minute), from_file) => Some(RateLimits {
+            per_minute,
+            burst: from_file.as_ref().map_or(default_burst(), |l| l.burst),
+            client_ip_header: from_file.and_then(|l| l.client_ip_header),
+        }),
+        (None, from_file) => from_file,
+    }
+    .map(|mut limits| {
+        limits.burst = burst.unwrap_or(limits.burst);
+        limits.client_ip_header = header.or(limits.client_ip_header);
+        limits
+    })
+    .filter(|l| l.per_minute > 0);
+    if limits.as_ref().is_some_and(|l| l.burst == 0) {
+        return Err(ConfigError::Invalid(
+            "`limits.burst` must be at least 1".to_string(),
+        ));
+    }
+    Ok(limits)
+}
+
+/// The models: the single OpenAI-compatible one (environment over `[model]`), the
+/// `[[providers]]`, and the second opinion (`[verify]`).
+struct Models {
+    openai: Option<OpenAiSettings>,
+    providers: Vec<NamedProvider>,
+    verify: Option<VerifySettings>,
+}
+
+impl Models {
+    fn read(file: &FileConfig, env: Env<'_>) -> Result<Models, ConfigError> {
         let model_file = &file.model;
         let api_key = env("OPENAI_API_KEY");
         let base_url = env("OPENAI_BASE_URL").or(model_file.base_url.clone());
@@ -349,20 +387,20 @@ impl Config {
             None => None,
             Some(v) => {
                 let mut settings = match &v.provider {
-                    Some(name) => providers
-                        .iter()
-                        .find(|p| &p.name == name)
-                        .map(|p| p.settings.clone())
-                        .ok_or_else(|| {
-                            ConfigError::Invalid(format!(
-                                "`verify.provider` names `{name}`, which is not a `[[providers]]` entry"
-                            ))
-                        })?,
-                    None => openai.clone().unwrap_or_else(|| OpenAiSettings {
-                        api_key: env("OPENAI_API_KEY").unwrap_or_default(),
-                        ..shared.clone()
-                    }),
-                };
+                        Some(name) => providers
+                            .iter()
+                            .find(|p| &p.name == name)
+                            .map(|p| p.settings.clone())
+                            .ok_or_else(|| {
+                                ConfigError::Invalid(format!(
+                                    "`verify.provider` names `{name}`, which is not a `[[providers]]` entry"
+                                ))
+                            })?,
+                        None => openai.clone().unwrap_or_else(|| OpenAiSettings {
+                            api_key: env("OPENAI_API_KEY").unwrap_or_default(),
+                            ..shared.clone()
+                        }),
+                    };
                 if v.model.trim().is_empty() {
                     return Err(ConfigError::Invalid(
                         "`verify.model` must name a model".to_string(),
@@ -384,33 +422,59 @@ impl Config {
                 })
             }
         };
+        Ok(Models {
+            openai,
+            providers,
+            verify,
+        })
+    }
+}
+
+impl Config {
+    /// Builds the configuration from flags/environment, the optional file and defaults.
+    /// `tutor.toml` in the working directory is read when present; `--config` names another.
+    pub fn load(overrides: &Overrides) -> Result<Config, ConfigError> {
+        Config::load_from(overrides, &process_env)
+    }
+
+    /// [`Config::load`] with the environment given as a lookup (tests pass their own, so the
+    /// developer's environment never leaks into them). An empty value counts as unset; a value
+    /// that does not parse is an error naming its variable.
+    pub fn load_from(
+        overrides: &Overrides,
+        environment: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let env = |name: &str| environment(name).filter(|v| !v.trim().is_empty());
+        let file = match &overrides.config {
+            Some(path) => read_file(path)?,
+            None if Path::new("tutor.toml").exists() => read_file(Path::new("tutor.toml"))?,
+            None => FileConfig::default(),
+        };
+        let addr_text = overrides
+            .addr
+            .clone()
+            .or(file.addr.clone())
+            .unwrap_or_else(|| DEFAULT_ADDR.to_string());
+        let addr: SocketAddr = addr_text.parse().map_err(|_| {
+            ConfigError::Invalid(format!(
+                "`{addr_text}` is not an address: use HOST:PORT, e.g. 127.0.0.1:8080"
+            ))
+        })?;
+        let cors_origins = match env("TUTOR_CORS_ORIGINS") {
+            Some(list) => list
+                .split(',')
+                .map(|o| o.trim().trim_end_matches('/').to_string())
+                .filter(|o| !o.is_empty())
+                .collect(),
+            None => file.cors_origins.clone().unwrap_or_default(),
+        };
+        let Models {
+            openai,
+            providers,
+            verify,
+        } = Models::read(&file, &env)?;
         let retrieval = file.retrieval.clone().unwrap_or_default();
-        let limits = match env("TUTOR_RATE_PER_MINUTE") {
-            Some(value) => Some(RateLimits {
-                per_minute: value.parse().map_err(|_| {
-                    ConfigError::Invalid("TUTOR_RATE_PER_MINUTE must be a whole number".to_string())
-                })?,
-                burst: match env("TUTOR_RATE_BURST") {
-                    Some(b) => b.parse().map_err(|_| {
-                        ConfigError::Invalid("TUTOR_RATE_BURST must be a whole number".to_string())
-                    })?,
-                    None => file.limits.as_ref().map_or(default_burst(), |l| l.burst),
-                },
-                client_ip_header: env("TUTOR_CLIENT_IP_HEADER").or(file
-                    .limits
-                    .as_ref()
-                    .and_then(|l| l.client_ip_header.clone())),
-            }),
-            None => file.limits.clone(),
-        }
-        .filter(|l| l.per_minute > 0);
-        if let Some(limits) = &limits
-            && limits.burst == 0
-        {
-            return Err(ConfigError::Invalid(
-                "`limits.burst` must be at least 1".to_string(),
-            ));
-        }
+        let limits = rate_limits(&file, &env)?;
         if let Some(lti) = &file.lti {
             lti.validate().map_err(ConfigError::Invalid)?;
         }
@@ -472,15 +536,7 @@ impl Config {
             shutdown_grace: seconds(file.shutdown_grace_secs, 20.0, "shutdown_grace_secs")?,
             keys: file.keys,
             limits,
-            max_model_calls: env("TUTOR_MAX_MODEL_CALLS")
-                .map(|v| {
-                    v.parse().map_err(|_| {
-                        ConfigError::Invalid(
-                            "TUTOR_MAX_MODEL_CALLS must be a whole number".to_string(),
-                        )
-                    })
-                })
-                .transpose()?
+            max_model_calls: whole_number(&env, "TUTOR_MAX_MODEL_CALLS")?
                 .or(file.max_model_calls)
                 .unwrap_or(1024)
                 .max(1),
@@ -506,32 +562,12 @@ impl Config {
                     }
                 })
                 .transpose()?,
-            index_read_only: match env("TUTOR_INDEX_READ_ONLY") {
-                Some(v) => match v.trim().to_ascii_lowercase().as_str() {
-                    "1" | "true" | "yes" => true,
-                    "0" | "false" | "no" => false,
-                    _ => {
-                        return Err(ConfigError::Invalid(format!(
-                            "TUTOR_INDEX_READ_ONLY must be true or false (it is `{v}`)"
-                        )));
-                    }
-                },
-                None => file.index_read_only.unwrap_or(false),
-            },
+            index_read_only: switch(&env, "TUTOR_INDEX_READ_ONLY")?
+                .or(file.index_read_only)
+                .unwrap_or(false),
             log_retention: Duration::from_secs(
-                u64::from(
-                    env("TUTOR_LOG_RETENTION_DAYS")
-                        .map(|d| {
-                            d.trim().parse::<u32>().ok().filter(|d| *d > 0).ok_or_else(|| {
-                                ConfigError::Invalid(format!(
-                                    "TUTOR_LOG_RETENTION_DAYS must be a whole number of days, at least 1 (it is `{d}`)"
-                                ))
-                            })
-                        })
-                        .transpose()?
-                        .or(file.log_retention_days)
-                        .unwrap_or(30),
-                ) * 86_400,
+                u64::from(log_retention_days(&env)?.or(file.log_retention_days).unwrap_or(30))
+                    * 86_400,
             ),
             lti: file.lti,
         })
@@ -568,16 +604,25 @@ mod tests {
             &lookup(&[
                 ("TUTOR_LOG_RETENTION_DAYS", "7"),
                 ("TUTOR_MAX_MODEL_CALLS", ""),
+                ("TUTOR_RATE_PER_MINUTE", "120"),
+                ("TUTOR_RATE_BURST", " 5 "),
+                ("TUTOR_INDEX_READ_ONLY", "Yes"),
             ]),
         )
         .expect("loads");
         assert_eq!(config.log_retention, Duration::from_secs(7 * 86_400));
         assert_eq!(config.max_model_calls, 1024, "an empty value is unset");
+        let limits = config.limits.expect("limits");
+        assert_eq!((limits.per_minute, limits.burst), (120, 5));
+        assert!(config.index_read_only);
         for (name, value) in [
             ("TUTOR_LOG_RETENTION_DAYS", "thirty"),
             ("TUTOR_LOG_RETENTION_DAYS", "0"),
             ("TUTOR_MAX_MODEL_CALLS", "many"),
             ("TUTOR_RATE_PER_MINUTE", "-1"),
+            ("TUTOR_RATE_BURST", "lots"),
+            ("TUTOR_INDEX_READ_ONLY", "maybe"),
+            ("TUTOR_REDIS_URL", "http://cache"),
         ] {
             let pairs: &'static [(&'static str, &'static str)] =
                 Box::leak(vec![(name, value)].into_boxed_slice());
