@@ -22,7 +22,8 @@
 //!   grading a reply, what a hint points to); `chat` turns them into replies.
 //! - [`lti`]: LTI 1.3 launches from an LMS (login, launch checks, deep linking, tool keys).
 //! - [`http`]: the axum router of API.md, pages and widget; [`cli`]: the `tutor` commands;
-//!   [`config`]: layered configuration; [`app`]: start-up shared by the commands.
+//!   [`config`]: layered configuration; [`app`]: start-up shared by the commands; [`memo`]:
+//!   the bounded memo that keeps analyses of the lessons in use.
 
 pub mod app;
 pub mod chat;
@@ -37,6 +38,7 @@ pub mod language;
 pub mod lessons;
 pub mod llm;
 pub mod lti;
+pub mod memo;
 pub mod prompts;
 pub mod quiz;
 pub mod report;

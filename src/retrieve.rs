@@ -8,6 +8,7 @@
 use crate::conversation::{self, Reading, Want};
 use crate::index::{self, Fields, IndexError};
 use crate::lessons::{Catalog, Lesson, Passage};
+use crate::memo::Memo;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
@@ -502,46 +503,17 @@ pub struct Retriever {
     /// Stems of [`NOT_TOPIC_WORDS`].
     not_topic_words: HashSet<String>,
     settings: RetrievalSettings,
-    /// Passages analysed for coverage, so that the passages of the lessons in use are analysed
-    /// once rather than for every question.
-    passage_terms: PassageTerms,
+    /// The analysed terms of passages (each with its section title), by (lesson, passage)
+    /// index in this retriever's catalog, as sorted hashes: coverage only asks whether a term
+    /// occurs, and the passages of the lessons in use are analysed once, not for every
+    /// question.
+    passage_terms: Memo<(u32, u32), [u64]>,
 }
 
 /// Passages kept analysed for coverage: about 300 lessons' worth, a few megabytes.
 const ANALYSED_PASSAGES: usize = 4096;
 
-/// The analysed terms of passages (each with its section title), by (lesson, passage) index in
-/// the retriever's catalog, as sorted hashes: coverage only asks whether a term occurs.
-/// Bounded: the least recently used go first. A retriever serves one catalog, so a reload starts
-/// a new cache.
-struct PassageTerms(std::sync::Mutex<lru::LruCache<PassageAt, Arc<[u64]>>>);
-
-/// A passage's (lesson, passage) index in the retriever's catalog.
-type PassageAt = (u32, u32);
-
-impl PassageTerms {
-    fn new() -> PassageTerms {
-        let size =
-            std::num::NonZeroUsize::new(ANALYSED_PASSAGES).unwrap_or(std::num::NonZeroUsize::MIN);
-        PassageTerms(std::sync::Mutex::new(lru::LruCache::new(size)))
-    }
-
-    /// The terms of passage `at`, made by `analyse` (outside the lock) when not kept.
-    fn get_or_analyse(&self, at: PassageAt, analyse: impl FnOnce() -> Vec<u64>) -> Arc<[u64]> {
-        let lock = || self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(terms) = lock().get(&at) {
-            return terms.clone();
-        }
-        let mut terms = analyse();
-        terms.sort_unstable();
-        terms.dedup();
-        let terms: Arc<[u64]> = terms.into();
-        lock().put(at, terms.clone());
-        terms
-    }
-}
-
-/// A term's hash in [`PassageTerms`]: the same on every run (fixed keys).
+/// A term's hash in [`Retriever::passage_terms`]: the same on every run (fixed keys).
 fn term_hash(term: &str) -> u64 {
     use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
     BuildHasherDefault::<DefaultHasher>::default().hash_one(term)
@@ -589,7 +561,7 @@ impl Retriever {
             question_words,
             not_topic_words,
             settings,
-            passage_terms: PassageTerms::new(),
+            passage_terms: Memo::new(ANALYSED_PASSAGES),
         })
     }
 
@@ -1043,7 +1015,7 @@ impl Retriever {
         if total <= 0.0 {
             return 0.0;
         }
-        let analysed = self.passage_terms.get_or_analyse(hit.order, || {
+        let analysed = self.passage_terms.get_or_make(&hit.order, || {
             let mut analyzer = self
                 .analyzers
                 .get(&hit.lesson.language)
@@ -1060,7 +1032,9 @@ impl Retriever {
                     hashes.push(term_hash(&stream.token().text));
                 }
             }
-            hashes
+            hashes.sort_unstable();
+            hashes.dedup();
+            hashes.into()
         });
         let found: Vec<bool> = terms
             .iter()

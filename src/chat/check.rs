@@ -25,12 +25,10 @@ pub struct Analysis {
 /// Lessons whose analysed quiz is kept.
 const CACHED_QUIZZES: usize = 256;
 
-type QuizCache = Arc<std::sync::Mutex<lru::LruCache<String, Arc<crate::quiz::QuizIndex>>>>;
+type QuizCache = Arc<crate::memo::Memo<String, crate::quiz::QuizIndex>>;
 
 fn new_quiz_cache() -> QuizCache {
-    Arc::new(std::sync::Mutex::new(lru::LruCache::new(
-        std::num::NonZeroUsize::new(CACHED_QUIZZES).unwrap_or(std::num::NonZeroUsize::MIN),
-    )))
+    Arc::new(crate::memo::Memo::new(CACHED_QUIZZES))
 }
 
 /// A lesson language's analyzer, and the filler words as it sees them.
@@ -78,25 +76,12 @@ impl Analysis {
     /// ask), on first use,
     /// and kept until a reload.
     pub fn quiz_index(&self, lesson: &crate::lessons::Lesson) -> Arc<crate::quiz::QuizIndex> {
-        let cached = self
-            .quizzes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&lesson.id)
-            .cloned();
-        if let Some(index) = cached {
-            return index;
-        }
-        // Analysed outside the lock: two first uses at once analyse twice, harmlessly.
-        let index = Arc::new(crate::quiz::QuizIndex::new(
-            self.quiz_words(&lesson.language),
-            lesson,
-        ));
-        self.quizzes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .put(lesson.id.clone(), index.clone());
-        index
+        self.quizzes.get_or_make(&lesson.id, || {
+            Arc::new(crate::quiz::QuizIndex::new(
+                self.quiz_words(&lesson.language),
+                lesson,
+            ))
+        })
     }
 
     /// The same analyzer with an empty cache, for a reloaded catalog (where a passage id may

@@ -423,32 +423,18 @@ impl Source {
 /// use are analysed once rather than for every answer. Bounded: the least recently used go
 /// first. One cache serves one version of the catalog (a reload starts a new one, since a passage
 /// id may then name new text).
-#[derive(Clone)]
-pub struct EvidenceCache(Arc<std::sync::Mutex<lru::LruCache<String, Arc<Evidence>>>>);
-
-impl std::fmt::Debug for EvidenceCache {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("EvidenceCache")
-    }
-}
+#[derive(Clone, Debug)]
+pub struct EvidenceCache(Arc<crate::memo::Memo<String, Evidence>>);
 
 impl EvidenceCache {
     /// A cache of at most `passages` analysed passages.
     pub fn new(passages: std::num::NonZeroUsize) -> EvidenceCache {
-        EvidenceCache(Arc::new(std::sync::Mutex::new(lru::LruCache::new(
-            passages,
-        ))))
+        EvidenceCache(Arc::new(crate::memo::Memo::new(passages.get())))
     }
 
     /// The analysis of passage `id`, made by `analyse` (outside the lock) when not kept.
     fn get_or_analyse(&self, id: &str, analyse: impl FnOnce() -> Evidence) -> Arc<Evidence> {
-        let lock = || self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(evidence) = lock().get(id) {
-            return evidence.clone();
-        }
-        let evidence = Arc::new(analyse());
-        lock().put(id.to_string(), evidence.clone());
-        evidence
+        self.0.get_or_make(id, || Arc::new(analyse()))
     }
 }
 
