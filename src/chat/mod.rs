@@ -1214,15 +1214,8 @@ impl Tutor {
         // Only a question close to the quiz question gets its hint; another one is answered
         // from what remains of the passages.
         let index = self.analysis.quiz_index(&lesson);
-        let (share, _) = index.weights().shares(
-            &words.terms(&question.message),
-            &words.terms(&item.question),
-        );
-        let kinds = (
-            crate::quiz::answer_kind(&question.message),
-            crate::quiz::answer_kind(&item.question),
-        );
-        if share < crate::quiz::HINT_NEAR_SHARE || crate::quiz::kinds_differ(kinds.0, kinds.1) {
+        let asked = words.terms(&question.message);
+        if !index.hinted_after_removal(&asked, crate::quiz::answer_kind(&question.message), item) {
             return Ok(None);
         }
         let own = crate::quiz::passage_for(words, &lesson, item).map(|p| p.id.clone());

@@ -184,10 +184,12 @@ const QUESTION_KINDS: &[(&str, Option<AnswerKind>)] = &[
 /// `None` when it does not say.
 pub fn answer_kind(question: &str) -> Option<AnswerKind> {
     let words = crate::conversation::message_words(question);
-    let at = words
-        .iter()
-        .position(|w| QUESTION_KINDS.iter().any(|(q, _)| q == w))?;
-    let kind = QUESTION_KINDS.iter().find(|(q, _)| *q == words[at])?.1;
+    let (at, kind) = words.iter().enumerate().find_map(|(at, w)| {
+        QUESTION_KINDS
+            .iter()
+            .find(|(q, _)| q == w)
+            .map(|(_, kind)| (at, *kind))
+    })?;
     if kind.is_some() {
         return kind;
     }
@@ -331,10 +333,6 @@ impl QuizIndex {
         }
     }
 
-    pub fn weights(&self) -> &Weights {
-        &self.weights
-    }
-
     /// The items "quiz me" draws from.
     pub fn to_ask(&self) -> &[QuizItem] {
         &self.to_ask
@@ -360,6 +358,25 @@ impl QuizIndex {
             })
             .max_by(|a, b| a.1.total_cmp(&b.1))
             .map(|(item, _)| item)
+    }
+
+    /// True when a question (its key terms, the kind of answer it asks for) whose answering
+    /// sentences all gave `item`'s answer away is close enough to it to get the item's hint:
+    /// [`HINT_NEAR_SHARE`] of the item question's key terms by weight, and not another kind of
+    /// answer. A question further from it is answered from the rest of the passages.
+    pub fn hinted_after_removal(
+        &self,
+        asked: &[String],
+        kind: Option<AnswerKind>,
+        item: &QuizItem,
+    ) -> bool {
+        self.items
+            .iter()
+            .find(|(indexed, ..)| indexed.id == item.id)
+            .is_some_and(|(_, terms, _, item_kind)| {
+                !kinds_differ(kind, *item_kind)
+                    && self.weights.shares(asked, terms).0 >= HINT_NEAR_SHARE
+            })
     }
 
     /// The items a question (its key terms) comes near, as their guards and their answers: it
@@ -470,17 +487,13 @@ pub fn without_revealing(words: &Words, guards: &[Guard], sentence: &str) -> Opt
         let row = kept.join("; ");
         return (kept.len() >= 2 && enough(&row)).then_some(row);
     }
-    // The earliest break after which the rest reveals, cut there: the longest clean start.
-    let mut cut = None;
-    for brk in CLAUSE_BREAKS {
-        for (at, _) in sentence.match_indices(brk) {
-            let head = &sentence[..at];
-            if !reveals(head) && enough(head) && cut.is_none_or(|c: usize| at > c) {
-                cut = Some(at);
-            }
-        }
-    }
-    cut.map(|at| format!("{}.", sentence[..at].trim_end_matches([',', ';', ' '])))
+    // Cut at the last break whose start gives nothing away: the longest clean start.
+    CLAUSE_BREAKS
+        .iter()
+        .flat_map(|brk| sentence.match_indices(brk).map(|(at, _)| &sentence[..at]))
+        .filter(|head| enough(head) && !reveals(head))
+        .max_by_key(|head| head.len())
+        .map(|head| format!("{}.", head.trim_end_matches([',', ';', ' '])))
 }
 
 /// The next question to ask: the first item not asked yet in this session, or, when every one
