@@ -310,13 +310,14 @@ fn rate_limits(file: &FileConfig, env: Env<'_>) -> Result<Option<RateLimits>, Co
     let per_minute = whole_number(env, "TUTOR_RATE_PER_MINUTE")?;
     let burst = whole_number(env, "TUTOR_RATE_BURST")?;
     let header = env("TUTOR_CLIENT_IP_HEADER");
-    let limits = match (per_minute, file.limits.clone()) {
-        (Some(per_minute), from_file) => Some(RateLimits {
+    let from_file = file.limits.clone();
+    let limits = match per_minute {
+        Some(per_minute) => Some(RateLimits {
             per_minute,
             burst: from_file.as_ref().map_or(default_burst(), |l| l.burst),
             client_ip_header: from_file.and_then(|l| l.client_ip_header),
         }),
-        (None, from_file) => from_file,
+        None => from_file,
     }
     .map(|mut limits| {
         limits.burst = burst.unwrap_or(limits.burst);
