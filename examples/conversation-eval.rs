@@ -249,11 +249,7 @@ fn cited(answer: &Answer) -> Vec<&str> {
 /// A tutor with the embedded answerer over the lessons in `dir`, with its index.
 fn tutor_over(dir: &Path) -> anyhow::Result<(Tutor, tempfile::TempDir)> {
     let (retriever, index) = setup::load_and_index(dir, RetrievalSettings::default())?;
-    let tutor = Tutor::new(
-        retriever,
-        Arc::new(Prompts::built_in()),
-        Arc::new(Extractive::new()),
-    );
+    let tutor = setup::extractive_tutor(retriever);
     Ok((tutor, index))
 }
 

@@ -20,11 +20,8 @@ use serde_json::json;
 use squad::ratio;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use tutor::chat::{Question, Tutor};
+use tutor::chat::Question;
 use tutor::lessons::{Catalog, Lesson, Passage, Section};
-use tutor::llm::extractive::Extractive;
-use tutor::prompts::Prompts;
 use tutor::retrieve::RetrievalSettings;
 
 fn main() -> anyhow::Result<()> {
@@ -77,11 +74,7 @@ fn squad(dir: &Path) -> anyhow::Result<serde_json::Value> {
         .iter()
         .map(|l| l.id.clone())
         .collect();
-    let tutor = Tutor::new(
-        retriever.clone(),
-        Arc::new(Prompts::built_in()),
-        Arc::new(Extractive::new()),
-    );
+    let tutor = setup::extractive_tutor(retriever.clone());
     let runtime = tokio::runtime::Runtime::new()?;
     let questions = squad::questions(dir)?;
 

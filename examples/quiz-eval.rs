@@ -36,8 +36,6 @@ use tutor::chat::{Answer, Mode, Question, ReplyKind, Tutor};
 use tutor::index::Analyzer;
 use tutor::lessons::quiz::{Integrity, Quiz, QuizItem};
 use tutor::lessons::{Catalog, load_catalog};
-use tutor::llm::extractive::Extractive;
-use tutor::prompts::Prompts;
 use tutor::quiz::grade::{Grade, grade, plain};
 use tutor::quiz::{Weights, Words};
 use tutor::retrieve::RetrievalSettings;
@@ -141,11 +139,7 @@ fn main() -> anyhow::Result<()> {
     let (_, mut fresh) = course_sets(&catalog, &fresh);
     fresh.items.clear();
     let (retriever, _dir) = setup::index(catalog, RetrievalSettings::default())?;
-    let tutor = Tutor::new(
-        retriever,
-        Arc::new(Prompts::built_in()),
-        Arc::new(Extractive::new()),
-    );
+    let tutor = setup::extractive_tutor(retriever);
     for (name, set) in [
         ("course_tune", tune),
         ("course_holdout", holdout),
@@ -161,11 +155,7 @@ fn main() -> anyhow::Result<()> {
         let mut catalog = load_catalog(&squad_dir.join("lessons"))?;
         let (tune, holdout) = squad_sets(&mut catalog, &squad_dir)?;
         let (retriever, _dir) = setup::index(catalog, RetrievalSettings::default())?;
-        let tutor = Tutor::new(
-            retriever,
-            Arc::new(Prompts::built_in()),
-            Arc::new(Extractive::new()),
-        );
+        let tutor = setup::extractive_tutor(retriever);
         for (name, set) in [("squad_tune", tune), ("squad_holdout", holdout)] {
             if std::env::var_os("QUIZ_EVAL_SHARES").is_some() {
                 eprintln!("SET {name}");

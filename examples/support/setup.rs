@@ -33,6 +33,16 @@ pub fn load_and_index(
     index(catalog, settings)
 }
 
+/// A tutor with the embedded answerer (as on a fresh clone) and the built-in prompts over
+/// `retriever`.
+pub fn extractive_tutor(retriever: Arc<Retriever>) -> tutor::chat::Tutor {
+    tutor::chat::Tutor::new(
+        retriever,
+        Arc::new(tutor::prompts::Prompts::built_in()),
+        Arc::new(tutor::llm::extractive::Extractive::new()),
+    )
+}
+
 /// `catalog` with its lessons' quizzes taken out, for evaluations of what quiz integrity would
 /// otherwise answer with a hint.
 pub fn without_quizzes(mut catalog: Catalog) -> Catalog {
