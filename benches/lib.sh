@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Shell helpers shared by the load scripts (sourced, not run): ports, timing, wrk output, the
-# request mix over the scale catalog, and the fake OpenAI-compatible model.
+# request mix over the scale catalog, and the stand-in OpenAI-compatible model.
 
 # The settings and scratch space every load script shares (RUNS, DURATION, CONNS, LESSONS_N,
 # the cached scale CATALOG, a WORK folder removed on exit, and PIDS killed on exit), a high open-
@@ -65,18 +65,6 @@ open(lua, "w").write("local b = {" + ",".join("[[" + b + "]]" for b in bodies) +
 open(sq, "w").write(qs[1])
 print(lesson)
 PY
-}
-
-# The fast fake OpenAI-compatible model beside the checkout (../shared/peer/fake-upstream), built
-# once into CACHE; prints its path.
-fake_model() {  # HERE CACHE
-  local fake="$2/fake-upstream/target/release/fake-upstream"
-  if [ ! -x "$fake" ]; then
-    rm -rf "$2/fake-upstream" && mkdir -p "$2" && cp -r "$1/../shared/peer/fake-upstream" "$2/fake-upstream"
-    chmod -R u+w "$2/fake-upstream"
-    cargo build --release -q --manifest-path "$2/fake-upstream/Cargo.toml"
-  fi
-  echo "$fake"
 }
 
 # Builds the release binaries and the scale catalog (cached), starts the stand-in model

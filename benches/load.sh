@@ -8,10 +8,10 @@
 #   - start-up with a built index (until /readyz is 200) and RSS at idle;
 #   - POST /v1/chat with the extractive answerer: wrk -t2 -cCONNS, req/s, p50, p99 (median of RUNS);
 #   - peak RSS under that load;
-#   - STREAMS concurrent streaming answers through a fake OpenAI-compatible model that answers in
-#     50 chunks over about 1 s (../shared/peer/fake-upstream): errors, time to first event, RSS.
+#   - STREAMS concurrent streaming answers through the stand-in model (examples/stand-in.rs) paced
+#     like a slow one, 50 chunks 20 ms apart (about 1 s): errors, time to first event, RSS.
 # TUTOR_BIN=PATH measures another build of the tutor (an A/B of two binaries, run in turns).
-# Everything runs on this machine's cores together (wrk, tutor and the fake model share them).
+# Everything runs on this machine's cores together (wrk, tutor and the stand-in model share them).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,13 +21,11 @@ bench_setup
 STREAMS="${STREAMS:-1000}"
 
 cd "$HERE"
-cargo build --release -q --bin tutor --example gen-catalog --example stream-load
+cargo build --release -q --bin tutor --example gen-catalog --example stream-load --example stand-in
 TUTOR="${TUTOR_BIN:-$HERE/target/release/tutor}"
 if [ ! -d "$CATALOG" ]; then
   "$HERE/target/release/examples/gen-catalog" "$LESSONS_N" "$CATALOG" >/dev/null
 fi
-
-FAKE=$(fake_model "$HERE" "$CACHE")
 
 # --- index -------------------------------------------------------------------------------------
 t0=$(now); "$TUTOR" --lessons "$CATALOG" --index "$WORK/index" index >/dev/null; INDEX_COLD=$(ms_since "$t0")
@@ -56,13 +54,13 @@ NON2XX=$(awk '{s += $4} END {print s}' "$WORK/runs.txt")
 RSS_LOAD=$(rss_mb "$PID" VmHWM)
 kill "$PID"; wait "$PID" 2>/dev/null || true
 
-# --- streams through the fake model -------------------------------------------------------------
+# --- streams through the paced stand-in model -------------------------------------------------------------
 UP=$(free_port)
-"$FAKE" "$UP" 20 50 >/dev/null 2>&1 &
+"$HERE/target/release/examples/stand-in" "$UP" 20 50 >/dev/null 2>&1 &
 PIDS+=("$!")
 for i in $(seq 1 200); do curl -s -o /dev/null "http://127.0.0.1:$UP/v1/models" && break; sleep 0.05; done
 PORT=$(free_port)
-OPENAI_BASE_URL="http://127.0.0.1:$UP/v1" OPENAI_API_KEY=test TUTOR_MODEL=fake-model \
+OPENAI_BASE_URL="http://127.0.0.1:$UP/v1" OPENAI_API_KEY=test TUTOR_MODEL=stand-in \
   "$TUTOR" --lessons "$CATALOG" --index "$WORK/index" serve --addr "127.0.0.1:$PORT" 2>"$WORK/serve-stream.log" &
 PID=$!; PIDS+=("$PID")
 wait_ready "$PORT" >/dev/null
@@ -85,7 +83,7 @@ cat <<EOF
 | latency p50 / p99 | $P50 ms / $P99 ms (p99 runs: $P99_ALL) |
 | non-2xx responses | $NON2XX |
 | peak RSS under load | $RSS_LOAD MB |
-| streams held at once through the fake model (50 chunks over ~1 s) | $(field streams), errors $(field errors) |
+| streams held at once through the paced stand-in model (50 chunks over ~1 s) | $(field streams), errors $(field errors) |
 | time to first event p50 / p99 | $(field first_event_p50_ms) ms / $(field first_event_p99_ms) ms |
 | whole stream p50 / p99 | $(field total_p50_ms) ms / $(field total_p99_ms) ms |
 | RSS idle → peak with the streams | $STREAM_IDLE MB → $STREAM_PEAK MB |

@@ -11,7 +11,7 @@
 # binary that predates quizzes ignores the file.
 #
 # Prints per binary the median of RUNS runs (req/s, p50, p99, non-2xx) and the new/old ratio.
-# wrk, both tutors and the fake model share this machine's cores.
+# wrk, both tutors and the stand-in model share this machine's cores.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

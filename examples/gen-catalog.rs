@@ -3,7 +3,8 @@
 //! ```text
 //! cargo run --release --example gen-catalog -- 2116 /tmp/catalog [SENTENCE_SOURCE_DIR]
 //! ```
-//! The source defaults to `../shared/eval/squad2-dev/lessons`. The same N gives the same files.
+//! The source defaults to the SQuAD 2.0 lessons of the evaluation data beside the checkout, or
+//! the checkout's own `lessons/` without them. The same N and source give the same files.
 
 #[path = "../benches/support/catalog.rs"]
 mod catalog;

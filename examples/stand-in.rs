@@ -4,25 +4,38 @@
 //! answer unrelated to the lesson would be removed, and the load would measure the fallback).
 //!
 //! ```text
-//! cargo run --release --example stand-in -- PORT
+//! cargo run --release --example stand-in -- PORT [DELAY_MS CHUNKS]
 //! ```
 //!
-//! JSON, or with `"stream": true` a word per chunk. One worker thread, like a remote provider
-//! that costs the tutor's machine little.
+//! JSON, or with `"stream": true` a word per chunk, at once. With `DELAY_MS CHUNKS`, a slow
+//! model: a stream comes in `CHUNKS` pieces `DELAY_MS` apart, and a JSON answer after the same
+//! time. One worker thread, like a remote provider that costs the tutor's machine little.
 
 use axum::Json;
 use axum::body::Body;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use futures::StreamExt;
 use serde_json::{Value, json};
+use std::time::Duration;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
 async fn main() -> anyhow::Result<()> {
-    let port: u16 = std::env::args()
-        .nth(1)
+    let usage = || anyhow::anyhow!("usage: stand-in PORT [DELAY_MS CHUNKS]");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let port: u16 = args
+        .first()
         .and_then(|p| p.parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("usage: stand-in PORT"))?;
+        .ok_or_else(usage)?;
+    let pace = match &args[1..] {
+        [] => None,
+        [delay, chunks] => Some(Pace {
+            delay: Duration::from_millis(delay.parse().map_err(|_| usage())?),
+            chunks: chunks.parse().ok().filter(|&n| n > 0).ok_or_else(usage)?,
+        }),
+        _ => return Err(usage()),
+    };
     let app = axum::Router::new()
         .route(
             "/v1/models",
@@ -30,7 +43,10 @@ async fn main() -> anyhow::Result<()> {
                 Json(json!({"object": "list", "data": [{"id": "stand-in", "object": "model"}]}))
             }),
         )
-        .route("/v1/chat/completions", post(complete));
+        .route(
+            "/v1/chat/completions",
+            post(move |Json(request): Json<Value>| complete(request, pace)),
+        );
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     axum::serve(listener, app).await?;
     Ok(())
@@ -57,9 +73,33 @@ fn answer(request: &Value) -> String {
     format!("Put simply, {body} [1].")
 }
 
-async fn complete(Json(request): Json<Value>) -> Response {
+/// How a slow model answers: a stream in `chunks` pieces `delay` apart.
+#[derive(Clone, Copy)]
+struct Pace {
+    delay: Duration,
+    chunks: usize,
+}
+
+/// `text` cut into `n` pieces of about the same length, on character boundaries (some empty
+/// when it has fewer characters than `n`).
+fn pieces(text: &str, n: usize) -> Vec<&str> {
+    let bounds: Vec<usize> = text
+        .char_indices()
+        .map(|(i, _)| i)
+        .chain([text.len()])
+        .collect();
+    let chars = bounds.len() - 1;
+    (0..n)
+        .map(|k| &text[bounds[k * chars / n]..bounds[(k + 1) * chars / n]])
+        .collect()
+}
+
+async fn complete(request: Value, pace: Option<Pace>) -> Response {
     let text = answer(&request);
     if request["stream"].as_bool() != Some(true) {
+        if let Some(pace) = pace {
+            tokio::time::sleep(pace.delay * pace.chunks as u32).await;
+        }
         return Json(json!({
             "id": "stand-in", "object": "chat.completion", "created": 0, "model": "stand-in",
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
@@ -71,13 +111,24 @@ async fn complete(Json(request): Json<Value>) -> Response {
             "model": "stand-in", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
         format!("data: {chunk}\n\n")
     };
-    let mut events: Vec<String> = text
-        .split_inclusive(' ')
-        .map(|word| chunk(json!({"content": word}), Value::Null))
+    let contents: Vec<&str> = match pace {
+        Some(pace) => pieces(&text, pace.chunks),
+        None => text.split_inclusive(' ').collect(),
+    };
+    // Each event with whether the model takes a while before it (the pieces, not the end).
+    let mut events: Vec<(String, bool)> = contents
+        .into_iter()
+        .map(|piece| (chunk(json!({"content": piece}), Value::Null), true))
         .collect();
-    events.push(chunk(json!({}), json!("stop")));
-    events.push("data: [DONE]\n\n".to_string());
-    let body = futures::stream::iter(events.into_iter().map(Ok::<_, std::io::Error>));
+    events.push((chunk(json!({}), json!("stop")), false));
+    events.push(("data: [DONE]\n\n".to_string(), false));
+    let delay = pace.map_or(Duration::ZERO, |p| p.delay);
+    let body = futures::stream::iter(events).then(move |(event, slow)| async move {
+        if slow && !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        Ok::<_, std::io::Error>(event)
+    });
     (
         [(header::CONTENT_TYPE, "text/event-stream")],
         Body::from_stream(body),
