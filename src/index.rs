@@ -13,7 +13,13 @@ use crate::lessons::Catalog;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tantivy::directory::error::{DeleteError, LockError, OpenReadError, OpenWriteError};
+use tantivy::directory::{
+    Directory, DirectoryLock, FileHandle, INDEX_WRITER_LOCK, Lock, MmapDirectory, WatchCallback,
+    WatchHandle, WritePtr,
+};
 use tantivy::schema::{
     FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions,
 };
@@ -273,6 +279,23 @@ fn is_lock(name: &str) -> bool {
     name.starts_with(".tantivy-") && name.ends_with(".lock")
 }
 
+/// Makes a built version fit to ship: the writer's lock files go (they mean nothing in a folder
+/// nobody writes again), and every file gets the permissions of the tutor's own manifest, written
+/// under the builder's umask (tantivy writes its metadata owner-only, so an index built by one
+/// user could not be served by another, as when CI builds it and a service account serves it).
+fn settle(folder: &Path) -> std::io::Result<()> {
+    let permissions = std::fs::metadata(folder.join(MANIFEST))?.permissions();
+    for entry in std::fs::read_dir(folder)? {
+        let entry = entry?;
+        if is_lock(&entry.file_name().to_string_lossy()) {
+            std::fs::remove_file(entry.path())?;
+        } else if entry.file_type()?.is_file() {
+            std::fs::set_permissions(entry.path(), permissions.clone())?;
+        }
+    }
+    Ok(())
+}
+
 /// The current version's name and folder, when there is one.
 pub fn current_version(dir: &Path) -> Option<(String, PathBuf)> {
     let name = std::fs::read_to_string(dir.join(CURRENT)).ok()?;
@@ -411,12 +434,14 @@ pub fn refresh(dir: &Path, catalog: &Catalog) -> Result<RefreshReport, IndexErro
             None => Index::create_in_dir(&build, schema).map_err(tantivy)?,
         };
         write_changes(&index, &to_write, &removed, &old).map_err(tantivy)?;
+        drop(index);
         let manifest = Manifest {
             format: INDEX_FORMAT,
             lessons: new,
         };
         let bytes = serde_json::to_vec(&manifest).map_err(|e| io(e.into()))?;
         std::fs::write(build.join(MANIFEST), bytes).map_err(io)?;
+        settle(&build).map_err(io)?;
         let sums = checksums(&build).map_err(io)?;
         let listing = serde_json::to_vec_pretty(&sums).map_err(|e| io(e.into()))?;
         std::fs::write(build.join(CHECKSUMS), &listing).map_err(io)?;
@@ -469,7 +494,7 @@ fn link_version(from: &Path, to: &Path) -> std::io::Result<()> {
 
 fn write_changes(
     index: &Index,
-    to_write: &[&std::sync::Arc<crate::lessons::Lesson>],
+    to_write: &[&Arc<crate::lessons::Lesson>],
     removed: &[&String],
     old: &BTreeMap<String, String>,
 ) -> tantivy::Result<()> {
@@ -588,16 +613,89 @@ fn open_current(dir: &Path) -> Result<(Index, Fields), IndexError> {
     if read_manifest(&version).is_none() {
         return Err(IndexError::Missing(dir.to_path_buf()));
     }
-    let index = Index::open_in_dir(&version).map_err(|source| IndexError::Tantivy {
+    let tantivy = |source| IndexError::Tantivy {
         path: version.clone(),
         source,
-    })?;
+    };
+    let directory =
+        MmapDirectory::open(&version).map_err(|e| tantivy(tantivy::TantivyError::from(e)))?;
+    let index = Index::open(Published(directory)).map_err(tantivy)?;
     let (schema, fields) = schema();
     if index.schema() != schema {
         return Err(IndexError::Missing(dir.to_path_buf()));
     }
     index.tokenizers().register(ANALYZER, analyzer());
     Ok((index, fields))
+}
+
+/// A published version, opened for reading only. A version folder is never written once
+/// `CURRENT` names it (a refresh writes a new folder), so its readers need none of tantivy's lock
+/// files, and the folder may sit on a read-only file system (an index shipped in an image).
+/// Every write is refused.
+#[derive(Debug, Clone)]
+struct Published(MmapDirectory);
+
+impl Published {
+    fn refused(path: &Path) -> std::io::Error {
+        std::io::Error::new(
+            std::io::ErrorKind::ReadOnlyFilesystem,
+            format!(
+                "{} is in a published index version, never written",
+                path.display()
+            ),
+        )
+    }
+}
+
+impl Directory for Published {
+    fn get_file_handle(&self, path: &Path) -> Result<Arc<dyn FileHandle>, OpenReadError> {
+        self.0.get_file_handle(path)
+    }
+
+    fn delete(&self, path: &Path) -> Result<(), DeleteError> {
+        Err(DeleteError::IoError {
+            io_error: Arc::new(Published::refused(path)),
+            filepath: path.to_path_buf(),
+        })
+    }
+
+    fn exists(&self, path: &Path) -> Result<bool, OpenReadError> {
+        self.0.exists(path)
+    }
+
+    fn open_write(&self, path: &Path) -> Result<WritePtr, OpenWriteError> {
+        Err(OpenWriteError::IoError {
+            io_error: Arc::new(Published::refused(path)),
+            filepath: path.to_path_buf(),
+        })
+    }
+
+    fn atomic_read(&self, path: &Path) -> Result<Vec<u8>, OpenReadError> {
+        self.0.atomic_read(path)
+    }
+
+    fn atomic_write(&self, path: &Path, _data: &[u8]) -> std::io::Result<()> {
+        Err(Published::refused(path))
+    }
+
+    fn sync_directory(&self) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    /// Nothing changes a published version, so a reader needs no lock (tantivy takes one while
+    /// it opens a reader, against a writer's clean-up), and a writer gets none.
+    fn acquire_lock(&self, lock: &Lock) -> Result<DirectoryLock, LockError> {
+        if lock.filepath == INDEX_WRITER_LOCK.filepath {
+            return Err(LockError::IoError(Arc::new(Published::refused(
+                &lock.filepath,
+            ))));
+        }
+        Ok(DirectoryLock::from(Box::new(())))
+    }
+
+    fn watch(&self, callback: WatchCallback) -> tantivy::Result<WatchHandle> {
+        self.0.watch(callback)
+    }
 }
 
 /// Removes the files an index of the flat layout (before versions) left in `dir`.
@@ -671,6 +769,47 @@ mod tests {
         searcher
             .search(&query, &tantivy::collector::Count)
             .expect("searches")
+    }
+
+    fn listing(folder: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(folder)
+            .expect("lists")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn reading_a_published_version_writes_nothing_in_it() {
+        // So an index shipped on a read-only file system opens (tantivy's readers otherwise
+        // create a lock file in the folder).
+        let dir = tempfile::tempdir().expect("tempdir");
+        refresh(dir.path(), &catalog(&[("a", "Tokenizers merge pairs.")])).expect("builds");
+        let (_, version) = current_version(dir.path()).expect("a version");
+        let published = listing(&version);
+        assert!(
+            !published.iter().any(|name| is_lock(name)),
+            "a published version holds no lock files: {published:?}"
+        );
+        // Readable by whoever may read the tutor's own files (tantivy writes its metadata
+        // owner-only).
+        let mode = |name: &str| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::metadata(version.join(name))
+                .expect("metadata")
+                .permissions()
+                .mode()
+        };
+        for name in &published {
+            assert_eq!(mode(name), mode(MANIFEST), "{name}");
+        }
+        assert_eq!(count(dir.path(), "token"), 1);
+        let (index, _) = open(dir.path()).expect("opens");
+        index.reader().expect("reader").reload().expect("reloads");
+        assert_eq!(listing(&version), published);
+        let (index, _) = open(dir.path()).expect("opens");
+        assert!(index.writer::<TantivyDocument>(15_000_000).is_err());
     }
 
     #[test]
