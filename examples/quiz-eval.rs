@@ -15,7 +15,9 @@
 //!
 //! Figures (the embedded answerer answers, as on a fresh clone):
 //! - integrity: quiz questions asked in other words whose expected answer reaches the learner;
-//!   other in-lesson questions turned into hints (and answers that lost a sentence to a guard);
+//!   other in-lesson questions turned into hints (and answers that lost a sentence to a guard),
+//!   and, on SQuAD, other questions whose gold answer reaches the learner, with the quizzes and
+//!   from the same articles without them;
 //! - grading: gold answers graded `correct`, another question's answer graded `not_yet`, half of
 //!   a multi-word answer not graded `correct`;
 //! - hints (`mode: "hint"` on the quiz questions): the expected answer absent from the hint, and
@@ -85,8 +87,8 @@ struct Set {
     items: Vec<(String, QuizItem)>,
     /// (lesson, item id, question in other words, every accepted answer).
     paraphrases: Vec<(String, String, String, Vec<String>)>,
-    /// (lesson, section, question) that are no quiz item.
-    others: Vec<(String, String, String)>,
+    /// (lesson, section, question, its gold answers when known) that are no quiz item.
+    others: Vec<(String, String, String, Vec<String>)>,
     /// (lesson, item id, reply, what it should not be graded / should be graded).
     replies: Vec<(String, String, String, Reply)>,
 }
@@ -109,6 +111,11 @@ struct Tally {
     others: usize,
     others_hinted: usize,
     others_trimmed: usize,
+    /// Other questions with known gold answers, and how many got one with the quiz and
+    /// without it.
+    others_with_gold: usize,
+    others_gold_reached: usize,
+    others_gold_reached_without_quiz: usize,
     gold: usize,
     gold_correct: usize,
     partial: usize,
@@ -148,11 +155,15 @@ fn main() -> anyhow::Result<()> {
         if std::env::var_os("QUIZ_EVAL_SHARES").is_some() {
             eprintln!("SET {name}");
         }
-        report.insert(name.to_string(), run(&runtime, &tutor, &set)?);
+        report.insert(name.to_string(), run(&runtime, &tutor, None, &set)?);
     }
 
     if squad_dir.join("questions.jsonl").exists() {
         let mut catalog = load_catalog(&squad_dir.join("lessons"))?;
+        // The same articles without quizzes, to see what integrity costs other questions.
+        let (plain_retriever, _plain_dir) =
+            setup::index(catalog.clone(), RetrievalSettings::default())?;
+        let without_quiz = setup::extractive_tutor(plain_retriever);
         let (tune, holdout) = squad_sets(&mut catalog, &squad_dir)?;
         let (retriever, _dir) = setup::index(catalog, RetrievalSettings::default())?;
         let tutor = setup::extractive_tutor(retriever);
@@ -160,7 +171,10 @@ fn main() -> anyhow::Result<()> {
             if std::env::var_os("QUIZ_EVAL_SHARES").is_some() {
                 eprintln!("SET {name}");
             }
-            report.insert(name.to_string(), run(&runtime, &tutor, &set)?);
+            report.insert(
+                name.to_string(),
+                run(&runtime, &tutor, Some(&without_quiz), &set)?,
+            );
         }
     } else {
         eprintln!("no SQuAD set at {}: course sets only", squad_dir.display());
@@ -195,9 +209,12 @@ fn course_sets(catalog: &Catalog, cases: &CourseCases) -> (Set, Set) {
         ));
     }
     for o in &cases.others {
-        sets[of(&o.lesson)]
-            .others
-            .push((o.lesson.clone(), o.section.clone(), o.q.clone()));
+        sets[of(&o.lesson)].others.push((
+            o.lesson.clone(),
+            o.section.clone(),
+            o.q.clone(),
+            Vec::new(),
+        ));
     }
     for r in &cases.answers {
         let kinds = [
@@ -251,8 +268,12 @@ fn squad_sets(catalog: &mut Catalog, dir: &Path) -> anyhow::Result<(Set, Set)> {
                     })
             });
             if !same_fact {
-                set.others
-                    .push((q.lesson.clone(), q.section.clone(), q.q.clone()));
+                set.others.push((
+                    q.lesson.clone(),
+                    q.section.clone(),
+                    q.q.clone(),
+                    q.answers.clone(),
+                ));
             }
             continue;
         }
@@ -405,7 +426,7 @@ fn shares(tutor: &Tutor, words: &Words, set: &Set) {
             eprintln!("SHARE paraphrase {a:.2} {b:.2}");
         }
     }
-    for (lesson, _, q) in &set.others {
+    for (lesson, _, q, _) in &set.others {
         let best = set
             .items
             .iter()
@@ -427,9 +448,12 @@ fn contains_any(text: &str, answers: &[String]) -> bool {
         .any(|a| said.contains(&format!(" {a} ")))
 }
 
+/// The set's figures; `without_quiz` is the same lessons with no quiz, to measure what keeping
+/// quiz answers out costs other questions whose gold answers are known.
 fn run(
     runtime: &tokio::runtime::Runtime,
     tutor: &Tutor,
+    without_quiz: Option<&Tutor>,
     set: &Set,
 ) -> anyhow::Result<serde_json::Value> {
     let show = std::env::var_os("QUIZ_EVAL_SHOW").is_some();
@@ -450,9 +474,16 @@ fn run(
             }
         }
     }
-    for (lesson, _section, q) in &set.others {
+    for (lesson, _section, q, gold) in &set.others {
         t.others += 1;
         let answer = ask(runtime, tutor, lesson, q, Mode::Answer)?;
+        if let (Some(plain_tutor), false) = (without_quiz, gold.is_empty()) {
+            t.others_with_gold += 1;
+            let reached = |a: &Answer| a.kind != ReplyKind::Hint && contains_any(&a.answer, gold);
+            t.others_gold_reached += usize::from(reached(&answer));
+            let plain = ask(runtime, plain_tutor, lesson, q, Mode::Answer)?;
+            t.others_gold_reached_without_quiz += usize::from(reached(&plain));
+        }
         if answer.kind == ReplyKind::Hint {
             t.others_hinted += 1;
             if show {
@@ -520,6 +551,15 @@ fn run(
         "others_turned_into_hints": ratio(t.others_hinted, t.others),
         "others_answered_without_a_sentence": ratio(t.others_trimmed, t.others),
     });
+    let mut integrity = integrity;
+    if t.others_with_gold > 0 {
+        integrity["others_gold_reaching_learner"] =
+            json!(ratio(t.others_gold_reached, t.others_with_gold));
+        integrity["others_gold_reaching_learner_without_quiz"] = json!(ratio(
+            t.others_gold_reached_without_quiz,
+            t.others_with_gold
+        ));
+    }
     if set.replies.is_empty() && set.items.is_empty() {
         return Ok(json!({ "integrity": integrity }));
     }
