@@ -270,30 +270,7 @@ fn serve(config: Config, watch: bool) -> anyhow::Result<ExitCode> {
         if let Some(redis) = &stores.redis {
             redis.warm_up().await;
         }
-        let lti = match &config.lti {
-            Some(settings) => {
-                let lti = crate::lti::Lti::new(settings.clone())
-                    .map_err(anyhow::Error::msg)?
-                    .with_shared_nonces(stores.redis.clone(), stores.log.clone());
-                tracing::info!(
-                    launch = %settings.launch_url(),
-                    platforms = settings.platforms.len(),
-                    "LTI 1.3 enabled"
-                );
-                if keys.is_empty() {
-                    if !config.allow_open_api {
-                        anyhow::bail!(
-                            "LTI is on but no API keys are configured, so the API would be open to anyone, not only to learners launched from the course (their session tokens would not be needed). Add one [[keys]] entry to close it, or set `allow_open_api = true` in tutor.toml to run open on purpose"
-                        );
-                    }
-                    tracing::warn!(
-                        "LTI is on but no API keys are configured, and allow_open_api = true: the API is open to anyone, not only to launched learners"
-                    );
-                }
-                Some(lti)
-            }
-            None => None,
-        };
+        let lti = lti_for(&config, &stores, keys.is_empty())?;
         let state = AppState::new(config.cors_origins.clone())
             .with_keys(keys)
             .with_limits(config.limits.clone())
@@ -302,15 +279,7 @@ fn serve(config: Config, watch: bool) -> anyhow::Result<ExitCode> {
             .with_allowed_hosts(config.allowed_hosts.clone())
             .with_metrics_elsewhere(config.metrics_addr.is_some());
         if let Some(addr) = config.metrics_addr {
-            let metrics = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on {addr} for /metrics"))?;
-            tracing::info!("metrics on http://{addr}/metrics");
-            tokio::spawn(async move {
-                if let Err(error) = axum::serve(metrics, http::metrics_router()).await {
-                    tracing::error!(%error, "the metrics listener failed");
-                }
-            });
+            serve_metrics(addr).await?;
         }
         if config.allowed_hosts.is_empty() && !config.addr.ip().is_loopback() {
             tracing::warn!(
@@ -318,82 +287,149 @@ fn serve(config: Config, watch: bool) -> anyhow::Result<ExitCode> {
                 "any Host name is accepted: list the names the tutor is reached by in `allowed_hosts` (tutor.toml) or TUTOR_ALLOWED_HOSTS to refuse DNS-rebinding requests"
             );
         }
-        let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<anyhow::Error>();
-        let loader_state = state.clone();
-        let loader_config = config.clone();
-        tokio::task::spawn_blocking(move || match app::load_with(&loader_config, &stores) {
-            Ok(loaded) => {
-                for problem in &loaded.problems {
-                    tracing::warn!("{problem}");
-                }
-                tracing::info!(
-                    lessons = loaded.lessons,
-                    passages = loaded.passages,
-                    backend = %loaded.tutor.backend(),
-                    index_changed = !loaded.refresh.is_noop(),
-                    ms = loaded.elapsed.as_millis() as u64,
-                    "ready"
-                );
-                loader_state.set_tutor(loaded.tutor);
-                let follow = if watch {
-                    app::Follow::Everything
-                } else {
-                    app::Follow::Index
-                };
-                tokio::runtime::Handle::current().spawn(app::watch(
-                    loader_config.clone(),
-                    loader_state.clone(),
-                    std::time::Duration::from_millis(500),
-                    follow,
-                ));
-            }
-            Err(error) => {
-                let _ = failed_tx.send(error);
-            }
-        });
+        let failed = load_in_background(&config, &state, stores, watch);
         tracing::info!("listening on http://{local}");
         eprintln!("tutor: listening on http://{local}");
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let failure = tokio::spawn(async move {
-            match failed_rx.await {
-                Ok(error) => {
-                    let _ = stop_tx.send(());
-                    Some(error)
-                }
-                Err(_) => None,
-            }
-        });
-        let stopping = std::sync::Arc::new(tokio::sync::Notify::new());
-        let notify = stopping.clone();
-        let shutdown = async move {
-            tokio::select! {
-                _ = shutdown_signal() => tracing::info!(
-                    "shutting down: finishing requests in flight"
-                ),
-                Ok(()) = stop_rx => {}
-            }
-            notify.notify_one();
-        };
-        let grace = config.shutdown_grace;
-        let mut server = tokio::spawn(http::serve(listener, state, shutdown));
-        tokio::select! {
-            served = &mut server => {
-                served.context("the server task failed")?.context("the server failed")?;
-            }
-            _ = async {
-                stopping.notified().await;
-                tokio::time::sleep(grace).await;
-            } => {
-                tracing::warn!(seconds = grace.as_secs_f64(), "grace period over: closing the connections still open");
-            }
-        }
-        if failure.is_finished()
-            && let Ok(Some(error)) = failure.await
-        {
-            return Err(error.context("cannot load the lessons"));
-        }
-        Ok(ExitCode::SUCCESS)
+        serve_until_stopped(listener, state, config.shutdown_grace, failed).await
     })
+}
+
+/// LTI 1.3, when configured; refuses to run it with an open API unless `allow_open_api` says so.
+fn lti_for(
+    config: &Config,
+    stores: &app::Stores,
+    no_keys: bool,
+) -> anyhow::Result<Option<crate::lti::Lti>> {
+    let Some(settings) = &config.lti else {
+        return Ok(None);
+    };
+    let lti = crate::lti::Lti::new(settings.clone())
+        .map_err(anyhow::Error::msg)?
+        .with_shared_nonces(stores.redis.clone(), stores.log.clone());
+    tracing::info!(
+        launch = %settings.launch_url(),
+        platforms = settings.platforms.len(),
+        "LTI 1.3 enabled"
+    );
+    if no_keys {
+        if !config.allow_open_api {
+            anyhow::bail!(
+                "LTI is on but no API keys are configured, so the API would be open to anyone, not only to learners launched from the course (their session tokens would not be needed). Add one [[keys]] entry to close it, or set `allow_open_api = true` in tutor.toml to run open on purpose"
+            );
+        }
+        tracing::warn!(
+            "LTI is on but no API keys are configured, and allow_open_api = true: the API is open to anyone, not only to launched learners"
+        );
+    }
+    Ok(Some(lti))
+}
+
+/// Serves `/metrics` on its own address (kept off the public port).
+async fn serve_metrics(addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    let metrics = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} for /metrics"))?;
+    tracing::info!("metrics on http://{addr}/metrics");
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(metrics, http::metrics_router()).await {
+            tracing::error!(%error, "the metrics listener failed");
+        }
+    });
+    Ok(())
+}
+
+/// Loads the lessons, index and model off the async workers while the server already answers
+/// `/healthz` (and `/readyz` with 503), then hands the tutor to `state` and follows changes.
+/// The receiver gets the error when loading fails.
+fn load_in_background(
+    config: &Config,
+    state: &AppState,
+    stores: app::Stores,
+    watch: bool,
+) -> tokio::sync::oneshot::Receiver<anyhow::Error> {
+    let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<anyhow::Error>();
+    let state = state.clone();
+    let config = config.clone();
+    tokio::task::spawn_blocking(move || match app::load_with(&config, &stores) {
+        Ok(loaded) => {
+            for problem in &loaded.problems {
+                tracing::warn!("{problem}");
+            }
+            tracing::info!(
+                lessons = loaded.lessons,
+                passages = loaded.passages,
+                backend = %loaded.tutor.backend(),
+                index_changed = !loaded.refresh.is_noop(),
+                ms = loaded.elapsed.as_millis() as u64,
+                "ready"
+            );
+            state.set_tutor(loaded.tutor);
+            let follow = if watch {
+                app::Follow::Everything
+            } else {
+                app::Follow::Index
+            };
+            tokio::runtime::Handle::current().spawn(app::watch(
+                config,
+                state,
+                std::time::Duration::from_millis(500),
+                follow,
+            ));
+        }
+        Err(error) => {
+            let _ = failed_tx.send(error);
+        }
+    });
+    failed_rx
+}
+
+/// Serves until SIGTERM or Ctrl-C (then finishes requests in flight for at most `grace`), or
+/// until loading fails (`failed`), which is then the error.
+async fn serve_until_stopped(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    grace: std::time::Duration,
+    failed: tokio::sync::oneshot::Receiver<anyhow::Error>,
+) -> anyhow::Result<ExitCode> {
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let failure = tokio::spawn(async move {
+        match failed.await {
+            Ok(error) => {
+                let _ = stop_tx.send(());
+                Some(error)
+            }
+            Err(_) => None,
+        }
+    });
+    let stopping = std::sync::Arc::new(tokio::sync::Notify::new());
+    let notify = stopping.clone();
+    let shutdown = async move {
+        tokio::select! {
+            _ = shutdown_signal() => tracing::info!(
+                "shutting down: finishing requests in flight"
+            ),
+            Ok(()) = stop_rx => {}
+        }
+        notify.notify_one();
+    };
+    let mut server = tokio::spawn(http::serve(listener, state, shutdown));
+    tokio::select! {
+        served = &mut server => {
+            served.context("the server task failed")?.context("the server failed")?;
+        }
+        _ = async {
+            stopping.notified().await;
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!(seconds = grace.as_secs_f64(), "grace period over: closing the connections still open");
+        }
+    }
+    if failure.is_finished()
+        && let Ok(Some(error)) = failure.await
+    {
+        return Err(error.context("cannot load the lessons"));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -652,20 +652,7 @@ impl Retriever {
         let mut terms = self.query_terms(&searcher, searched, 1.0);
         let mut anchor = None;
         if follow_up {
-            // The most recent questions first; only a few turns.
-            let mut history_terms: Vec<QueryTerm> = Vec::new();
-            for turn in earlier.questions.iter().rev().take(3) {
-                for t in self.key_terms(turn, language) {
-                    if !message_terms.contains(&t) && !history_terms.iter().any(|h| h.term == t) {
-                        history_terms.push(self.query_term(
-                            &searcher,
-                            t,
-                            self.settings.history_weight,
-                        ));
-                    }
-                }
-            }
-            terms.extend(history_terms.into_iter().take(24));
+            terms.extend(self.history_terms(&searcher, earlier, &message_terms, language));
             anchor = match earlier.previous_answer {
                 Some(answer) => self.anchor(&searcher, lesson_id, answer)?,
                 None => None,
@@ -715,30 +702,8 @@ impl Retriever {
         }
         // "The second one", "step 3": the whole section of the best passage, in order, so a
         // list cut across passages is read as one.
-        if reading.ordinal.is_some()
-            && let Some(top) = hits.first().cloned()
-        {
-            let section = top.passage().section;
-            let mut ordered: Vec<Hit> = top
-                .lesson
-                .passages
-                .iter()
-                .enumerate()
-                .filter(|(_, p)| p.section == section)
-                .map(|(i, _)| {
-                    let mut hit = Hit {
-                        passage: i,
-                        order: (top.order.0, i as u32),
-                        ..top.clone()
-                    };
-                    hit.coverage = self.coverage(&gate_terms, &hit);
-                    hit
-                })
-                .take(self.settings.passages)
-                .collect();
-            hits.retain(|h| !ordered.iter().any(|o| o.passage == h.passage));
-            ordered.append(&mut hits);
-            hits = ordered;
+        if reading.ordinal.is_some() {
+            hits = self.best_section_first(hits, &gate_terms);
         }
         hits.truncate(self.settings.candidates);
         let mut coverage = hits.iter().map(|h| h.coverage).fold(0.0, f32::max);
@@ -776,6 +741,56 @@ impl Retriever {
             anchor: anchor.map(|a| a.passage().id.clone()),
             reading,
         })
+    }
+
+    /// A follow-up's words from the learner's earlier questions (the most recent first, three
+    /// turns, at most 24 terms), at the history weight, leaving out the message's own.
+    fn history_terms(
+        &self,
+        searcher: &Searcher,
+        earlier: &Earlier<'_>,
+        message_terms: &[String],
+        language: &str,
+    ) -> Vec<QueryTerm> {
+        let mut history: Vec<QueryTerm> = Vec::new();
+        for turn in earlier.questions.iter().rev().take(3) {
+            for t in self.key_terms(turn, language) {
+                if !message_terms.contains(&t) && !history.iter().any(|h| h.term == t) {
+                    history.push(self.query_term(searcher, t, self.settings.history_weight));
+                }
+            }
+        }
+        history.truncate(24);
+        history
+    }
+
+    /// `hits` with the whole section of the best one first, its passages in lesson order (up
+    /// to the passages an answer reads), so a list cut across passages is read as one.
+    fn best_section_first(&self, mut hits: Vec<Hit>, gate_terms: &[&QueryTerm]) -> Vec<Hit> {
+        let Some(top) = hits.first().cloned() else {
+            return hits;
+        };
+        let section = top.passage().section;
+        let mut ordered: Vec<Hit> = top
+            .lesson
+            .passages
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.section == section)
+            .map(|(i, _)| {
+                let mut hit = Hit {
+                    passage: i,
+                    order: (top.order.0, i as u32),
+                    ..top.clone()
+                };
+                hit.coverage = self.coverage(gate_terms, &hit);
+                hit
+            })
+            .take(self.settings.passages)
+            .collect();
+        hits.retain(|h| !ordered.iter().any(|o| o.passage == h.passage));
+        ordered.append(&mut hits);
+        ordered
     }
 
     /// Terms of the kind of answer a question wants, at a low weight, that it does not have.

@@ -179,56 +179,25 @@ impl Extractive {
     /// as it is asked (a reason for "why", the list for "which", the item for "the second
     /// one"), in lesson order, each with its `[n]`.
     pub fn answer(&self, request: &ModelRequest) -> Vec<String> {
-        let passages = &request.passages;
         let terms = &request.terms[..];
         let reading = &request.reading;
         let analyzer = self.analyzers.get(&request.language);
-        let total: f32 = terms.iter().map(|t| t.idf * t.weight).sum();
-        let titles: Vec<HashSet<String>> = passages
+        let titles: Vec<HashSet<String>> = request
+            .passages
             .iter()
             .map(|p| analyzer.terms(&p.section).into_iter().collect())
             .collect();
-        // What the tutor just said, so "tell me more" and "why?" get something new.
-        // Lower-cased: a list item read out opens with a capital the lesson may not have.
-        let said = super::last_answer(&request.history)
-            .unwrap_or("")
-            .to_lowercase();
-        let mut units = Vec::new();
-        for (rank, passage) in passages.iter().enumerate() {
-            for (position, (text, shape)) in units_of(&passage.text).into_iter().enumerate() {
-                let analyzed = analyzer.terms(text);
-                let defines = defines_question_terms(&analyzed, terms);
-                let unit_terms: HashSet<String> = analyzed.into_iter().collect();
-                let mut unit = Unit {
-                    n: passage.n,
-                    rank,
-                    relevance: passage.relevance,
-                    position,
-                    text,
-                    section: &passage.section,
-                    shape,
-                    said: !said.is_empty() && said.contains(&unit_body(text).to_lowercase()),
-                    terms: unit_terms,
-                    context: &titles[rank],
-                    score: 0.0,
-                };
-                unit.score = score(&unit, terms, total)
-                    + if defines && reading.want != Want::Reason {
-                        0.25
-                    } else {
-                        0.0
-                    };
-                unit.score = fits(&unit, reading.want, unit.score);
-                if unit.said {
-                    unit.score *= 0.5;
-                }
-                units.push(unit);
-            }
-        }
+        let units = scored_units(request, analyzer, &titles);
+        let render_all = |chosen: Vec<usize>| -> Vec<String> {
+            chosen
+                .into_iter()
+                .map(|i| render(&units[i], terms, reading.want, analyzer))
+                .collect()
+        };
         if let Some(ordinal) = reading.ordinal
             && let Some(i) = nth_item(&units, ordinal)
         {
-            return vec![render(&units[i], terms, reading.want, analyzer)];
+            return render_all(vec![i]);
         }
         let Some(best) = units
             .iter()
@@ -244,72 +213,120 @@ impl Extractive {
         if (leads || matches!(reading.want, Want::Steps | Want::List))
             && let Some(list) = whole_list(&units, best)
         {
-            return list
-                .into_iter()
-                .map(|i| render(&units[i], terms, reading.want, analyzer))
-                .collect();
+            return render_all(list);
         }
-        let mut picked = Picked::default();
-        picked.take(best, &units[best], terms);
-
-        // A short best sentence that the next one continues ("It ...", "This ...") keeps it.
-        if units[best].text.len() < 140
-            && let Some(next) = units.get(best + 1)
-            && next.n == units[best].n
-            && starts_with_reference(next.text)
-        {
-            picked.add(best + 1, next);
-        }
-
-        // An answer drawn from a lower-ranked passage also quotes the best-ranked passage when
-        // that has a sentence nearly as good: retrieval ranks whole passages better than
-        // single sentences can.
-        if units[best].rank != 0
-            && let Some((i, _)) = units
-                .iter()
-                .enumerate()
-                .filter(|(i, u)| {
-                    u.rank == 0
-                        && !picked.chosen.contains(i)
-                        && u.score >= 0.5 * units[best].score
-                        && picked.length + u.text.len() <= MAX_ANSWER_CHARS
-                })
-                .max_by(|a, b| a.1.score.total_cmp(&b.1.score))
-        {
-            picked.take(i, &units[i], terms);
-        }
-
-        // Then sentences that add question words not yet covered, while they score well.
-        while picked.chosen.len() < MAX_SENTENCES {
-            let candidate = units
-                .iter()
-                .enumerate()
-                .filter(|(i, u)| {
-                    !picked.chosen.contains(i)
-                        && u.score >= 0.5 * units[best].score
-                        && u.score > 0.15
-                        && picked.length + u.text.len() <= MAX_ANSWER_CHARS
-                })
-                .map(|(i, u)| {
-                    let gain: f32 = terms
-                        .iter()
-                        .filter(|t| u.terms.contains(&t.term) && !picked.covered.contains(&t.term))
-                        .map(|t| t.idf * t.weight)
-                        .sum();
-                    (i, gain)
-                })
-                .filter(|(_, gain)| *gain > 0.0)
-                .max_by(|a, b| a.1.total_cmp(&b.1));
-            let Some((i, _)) = candidate else { break };
-            picked.take(i, &units[i], terms);
-        }
-        let mut chosen = picked.chosen;
-        chosen.sort_by_key(|&i| (units[i].rank, units[i].position));
-        chosen
-            .into_iter()
-            .map(|i| render(&units[i], terms, reading.want, analyzer))
-            .collect()
+        render_all(pick(&units, best, terms))
     }
+}
+
+/// Every sentence, list item and table row of the request's passages, scored for its question.
+fn scored_units<'a>(
+    request: &'a ModelRequest,
+    analyzer: &Analyzer,
+    titles: &'a [HashSet<String>],
+) -> Vec<Unit<'a>> {
+    let terms = &request.terms[..];
+    let want = request.reading.want;
+    let total: f32 = terms.iter().map(|t| t.idf * t.weight).sum();
+    // What the tutor just said, so "tell me more" and "why?" get something new.
+    // Lower-cased: a list item read out opens with a capital the lesson may not have.
+    let said = super::last_answer(&request.history)
+        .unwrap_or("")
+        .to_lowercase();
+    let mut units = Vec::new();
+    for (rank, passage) in request.passages.iter().enumerate() {
+        for (position, (text, shape)) in units_of(&passage.text).into_iter().enumerate() {
+            let analyzed = analyzer.terms(text);
+            let defines = defines_question_terms(&analyzed, terms);
+            let unit_terms: HashSet<String> = analyzed.into_iter().collect();
+            let mut unit = Unit {
+                n: passage.n,
+                rank,
+                relevance: passage.relevance,
+                position,
+                text,
+                section: &passage.section,
+                shape,
+                said: !said.is_empty() && said.contains(&unit_body(text).to_lowercase()),
+                terms: unit_terms,
+                context: &titles[rank],
+                score: 0.0,
+            };
+            unit.score = score(&unit, terms, total)
+                + if defines && want != Want::Reason {
+                    0.25
+                } else {
+                    0.0
+                };
+            unit.score = fits(&unit, want, unit.score);
+            if unit.said {
+                unit.score *= 0.5;
+            }
+            units.push(unit);
+        }
+    }
+    units
+}
+
+/// The units an answer quotes, starting from the `best` one, in lesson order.
+fn pick(units: &[Unit<'_>], best: usize, terms: &[QueryTerm]) -> Vec<usize> {
+    let mut picked = Picked::default();
+    picked.take(best, &units[best], terms);
+
+    // A short best sentence that the next one continues ("It ...", "This ...") keeps it.
+    if units[best].text.len() < 140
+        && let Some(next) = units.get(best + 1)
+        && next.n == units[best].n
+        && starts_with_reference(next.text)
+    {
+        picked.add(best + 1, next);
+    }
+
+    // An answer drawn from a lower-ranked passage also quotes the best-ranked passage when
+    // that has a sentence nearly as good: retrieval ranks whole passages better than
+    // single sentences can.
+    if units[best].rank != 0
+        && let Some((i, _)) = units
+            .iter()
+            .enumerate()
+            .filter(|(i, u)| {
+                u.rank == 0
+                    && !picked.chosen.contains(i)
+                    && u.score >= 0.5 * units[best].score
+                    && picked.length + u.text.len() <= MAX_ANSWER_CHARS
+            })
+            .max_by(|a, b| a.1.score.total_cmp(&b.1.score))
+    {
+        picked.take(i, &units[i], terms);
+    }
+
+    // Then sentences that add question words not yet covered, while they score well.
+    while picked.chosen.len() < MAX_SENTENCES {
+        let candidate = units
+            .iter()
+            .enumerate()
+            .filter(|(i, u)| {
+                !picked.chosen.contains(i)
+                    && u.score >= 0.5 * units[best].score
+                    && u.score > 0.15
+                    && picked.length + u.text.len() <= MAX_ANSWER_CHARS
+            })
+            .map(|(i, u)| {
+                let gain: f32 = terms
+                    .iter()
+                    .filter(|t| u.terms.contains(&t.term) && !picked.covered.contains(&t.term))
+                    .map(|t| t.idf * t.weight)
+                    .sum();
+                (i, gain)
+            })
+            .filter(|(_, gain)| *gain > 0.0)
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        let Some((i, _)) = candidate else { break };
+        picked.take(i, &units[i], terms);
+    }
+    let mut chosen = picked.chosen;
+    chosen.sort_by_key(|&i| (units[i].rank, units[i].position));
+    chosen
 }
 
 /// The units chosen so far, the question terms they cover, and their length.
