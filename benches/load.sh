@@ -9,7 +9,8 @@
 #   - POST /v1/chat with the extractive answerer: wrk -t2 -cCONNS, req/s, p50, p99 (median of RUNS);
 #   - peak RSS under that load;
 #   - STREAMS concurrent streaming answers through the stand-in model (examples/stand-in.rs) paced
-#     like a slow one, 50 chunks 20 ms apart (about 1 s): errors, time to first event, RSS.
+#     like a slow one, 50 chunks 20 ms apart (about 1 s): errors, which backend answered, time to
+#     first event, RSS.
 # TUTOR_BIN=PATH measures another build of the tutor (an A/B of two binaries, run in turns).
 # Everything runs on this machine's cores together (wrk, tutor and the stand-in model share them).
 set -euo pipefail
@@ -69,7 +70,7 @@ STREAM_IDLE=$(rss_mb "$PID" VmRSS)
 STREAM_RESULT=$("$HERE/target/release/examples/stream-load" "http://127.0.0.1:$PORT" "$LESSON" "$(cat "$WORK/stream-question")" "$STREAMS")
 STREAM_PEAK=$(rss_mb "$PID" VmHWM)
 kill "$PID"; wait "$PID" 2>/dev/null || true
-field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$STREAM_RESULT" "$1"; }
+field() { python3 -c "import json,sys; v = json.loads(sys.argv[1])[sys.argv[2]]; print(json.dumps(v) if isinstance(v, dict) else v)" "$STREAM_RESULT" "$1"; }
 
 cat <<EOF
 | what | figure |
@@ -84,6 +85,7 @@ cat <<EOF
 | non-2xx responses | $NON2XX |
 | peak RSS under load | $RSS_LOAD MB |
 | streams held at once through the paced stand-in model (50 chunks over ~1 s) | $(field streams), errors $(field errors) |
+| their answers, by backend (the stand-in's, when checked and kept) | $(field backends) |
 | time to first event p50 / p99 | $(field first_event_p50_ms) ms / $(field first_event_p99_ms) ms |
 | whole stream p50 / p99 | $(field total_p50_ms) ms / $(field total_p99_ms) ms |
 | RSS idle → peak with the streams | $STREAM_IDLE MB → $STREAM_PEAK MB |

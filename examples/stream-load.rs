@@ -1,5 +1,7 @@
 //! Holds many concurrent streaming answers open against a running tutor and reports time to
-//! first event, total time and errors. Used by `benches/load.sh`; loopback only.
+//! first event, total time, errors, and which backend gave each answer (so a run whose model
+//! answers were all refused and replaced is seen as such). Used by `benches/load.sh`; loopback
+//! only.
 //!
 //! ```text
 //! cargo run --release --example stream-load -- http://127.0.0.1:8080 LESSON_ID "question" 1000
@@ -12,6 +14,8 @@ struct Outcome {
     first_event: Option<Duration>,
     total: Duration,
     ok: bool,
+    /// The `backend` of the final answer (its `done` event).
+    backend: Option<String>,
 }
 
 async fn one(client: reqwest::Client, url: String, body: String) -> Outcome {
@@ -20,6 +24,7 @@ async fn one(client: reqwest::Client, url: String, body: String) -> Outcome {
         first_event: None,
         total: started.elapsed(),
         ok: false,
+        backend: None,
     };
     let Ok(response) = client
         .post(url)
@@ -46,10 +51,17 @@ async fn one(client: reqwest::Client, url: String, body: String) -> Outcome {
         }
         seen.push_str(&String::from_utf8_lossy(&chunk));
     }
+    let backend = seen
+        .split("event: done\ndata: ")
+        .nth(1)
+        .and_then(|rest| rest.lines().next())
+        .and_then(|data| serde_json::from_str::<serde_json::Value>(data).ok())
+        .and_then(|answer| answer["backend"].as_str().map(str::to_string));
     Outcome {
         first_event,
         total: started.elapsed(),
         ok: seen.contains("event: done") && !seen.contains("event: error"),
+        backend,
     }
 }
 
@@ -89,6 +101,14 @@ async fn main() -> anyhow::Result<()> {
     let mut total: Vec<Duration> = outcomes.iter().filter(|o| o.ok).map(|o| o.total).collect();
     first.sort();
     total.sort();
+    let mut backends = std::collections::BTreeMap::<String, usize>::new();
+    for outcome in &outcomes {
+        let name = outcome
+            .backend
+            .clone()
+            .unwrap_or_else(|| "none".to_string());
+        *backends.entry(name).or_default() += 1;
+    }
     println!(
         "{}",
         serde_json::json!({
@@ -99,6 +119,7 @@ async fn main() -> anyhow::Result<()> {
             "first_event_p99_ms": percentile(&first, 0.99).round(),
             "total_p50_ms": percentile(&total, 0.5).round(),
             "total_p99_ms": percentile(&total, 0.99).round(),
+            "backends": backends,
         })
     );
     Ok(())

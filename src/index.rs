@@ -280,16 +280,22 @@ fn is_lock(name: &str) -> bool {
 }
 
 /// Makes a built version fit to ship: the writer's lock files go (they mean nothing in a folder
-/// nobody writes again), and every file gets the permissions of the tutor's own manifest, written
-/// under the builder's umask (tantivy writes its metadata owner-only, so an index built by one
-/// user could not be served by another, as when CI builds it and a service account serves it).
+/// nobody writes again), and the files written for it get the permissions of the tutor's own
+/// manifest, written under the builder's umask (tantivy writes its metadata owner-only, so an
+/// index built by one user could not be served by another, as when CI builds it and a service
+/// account serves it). A file linked from an older version is left as it is: it was settled
+/// with that version, which must not change.
 fn settle(folder: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
     let permissions = std::fs::metadata(folder.join(MANIFEST))?.permissions();
     for entry in std::fs::read_dir(folder)? {
         let entry = entry?;
         if is_lock(&entry.file_name().to_string_lossy()) {
             std::fs::remove_file(entry.path())?;
-        } else if entry.file_type()?.is_file() {
+            continue;
+        }
+        let metadata = entry.metadata()?;
+        if metadata.is_file() && metadata.nlink() == 1 && metadata.permissions() != permissions {
             std::fs::set_permissions(entry.path(), permissions.clone())?;
         }
     }
@@ -803,6 +809,25 @@ mod tests {
         };
         for name in &published {
             assert_eq!(mode(name), mode(MANIFEST), "{name}");
+        }
+        // The next version shares most files with this one (hard links) and settles the same.
+        refresh(
+            dir.path(),
+            &catalog(&[("a", "Tokenizers merge pairs."), ("b", "Licences vary.")]),
+        )
+        .expect("refreshes");
+        let (_, next) = current_version(dir.path()).expect("a version");
+        assert_ne!(next, version);
+        let next_mode = |name: &str| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::metadata(next.join(name))
+                .expect("metadata")
+                .permissions()
+                .mode()
+        };
+        for name in listing(&next) {
+            assert!(!is_lock(&name), "{name}");
+            assert_eq!(next_mode(&name), next_mode(MANIFEST), "{name}");
         }
         assert_eq!(count(dir.path(), "token"), 1);
         let (index, _) = open(dir.path()).expect("opens");
