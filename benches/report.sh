@@ -2,7 +2,8 @@
 # Regenerates every figure of BENCHMARKS.md, in order, on this machine:
 #   1. criterion micro-benchmarks over the 2,116-lesson scale catalog (cargo bench);
 #   2. the load test (benches/load.sh: wrk on /v1/chat, 1,000 streams, RSS, start-up);
-#   3. the quality evaluation on ../shared/eval (SQuAD 2.0 dev, SciFact);
+#   3. the quality evaluation (SQuAD 2.0 dev, SciFact), when the data is beside the checkout in
+#      ../shared/eval;
 #   4. the side-by-side with the Python peer (../shared/peer/compare.sh), when it is there.
 # The cost of sharing state between replicas has its own script, benches/replicas.sh (about
 # 8 minutes; it starts PostgreSQL, Redis and HAProxy).
@@ -26,11 +27,15 @@ bash benches/load.sh
 echo
 echo "## Quality"
 echo
-cargo build --release -q --example eval
-echo '```'
-./target/release/examples/eval squad ../shared/eval/squad2-dev
-./target/release/examples/eval scifact ../shared/eval/scifact
-echo '```'
+if [ -d ../shared/eval/squad2-dev ] && [ -d ../shared/eval/scifact ]; then
+  cargo build --release -q --example eval
+  echo '```'
+  ./target/release/examples/eval squad ../shared/eval/squad2-dev
+  ./target/release/examples/eval scifact ../shared/eval/scifact
+  echo '```'
+else
+  echo "(the evaluation data, SQuAD 2.0 dev and SciFact, is not beside the checkout: skipped)"
+fi
 if [ -x ../shared/peer/compare.sh ]; then
   echo
   echo "## Side by side with the Python peer"
