@@ -3,7 +3,7 @@
 //! people goes to stdout; logs go to stderr.
 
 use crate::app;
-use crate::chat::{Mode, Question};
+use crate::chat::{Answer, Mode, Question};
 use crate::config::{Config, Overrides};
 use crate::http::{self, AppState};
 use crate::retrieve::Retrieval;
@@ -539,18 +539,40 @@ fn ask(
     let (answer, retrieval) = runtime()?.block_on(loaded.tutor.ask(question))?;
     let mut out = std::io::stdout().lock();
     if as_json {
-        let mut value = serde_json::to_value(&answer)?;
-        value["retrieval"] = retrieval_json(&retrieval);
-        if !answer.judged.is_empty() {
-            value["sentences"] = answer
-                .judged
-                .iter()
-                .map(|j| serde_json::json!({"text": j.text, "verdict": j.verdict.as_str(), "why": verdict_reason(&j.verdict)}))
-                .collect();
-        }
-        writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
-        return Ok(ExitCode::SUCCESS);
+        print_answer_json(&mut out, &answer, &retrieval)?;
+    } else {
+        print_answer(&mut out, &answer, &retrieval)?;
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tutor ask --json`: the answer as the API returns it, with how it was retrieved and each
+/// sentence's verdict.
+fn print_answer_json(
+    out: &mut impl Write,
+    answer: &Answer,
+    retrieval: &Retrieval,
+) -> anyhow::Result<()> {
+    let mut value = serde_json::to_value(answer)?;
+    value["retrieval"] = retrieval_json(retrieval);
+    if !answer.judged.is_empty() {
+        value["sentences"] = answer
+            .judged
+            .iter()
+            .map(|j| serde_json::json!({"text": j.text, "verdict": j.verdict.as_str(), "why": verdict_reason(&j.verdict)}))
+            .collect();
+    }
+    writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
+    Ok(())
+}
+
+/// `tutor ask`: the answer, then for its author the quiz item, citations, each sentence's
+/// verdict, the gate's decision and the passages retrieved.
+fn print_answer(
+    out: &mut impl Write,
+    answer: &Answer,
+    retrieval: &Retrieval,
+) -> anyhow::Result<()> {
     writeln!(out, "{}", answer.answer)?;
     if let Some(quiz) = &answer.quiz {
         writeln!(
@@ -631,7 +653,7 @@ fn ask(
             text.replace('\n', " ")
         )?;
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// Why a sentence was removed or its citation changed, in words (empty when it simply stood).
