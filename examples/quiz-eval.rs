@@ -145,12 +145,19 @@ fn main() -> anyhow::Result<()> {
     )?)?;
     let (_, mut fresh) = course_sets(&catalog, &fresh);
     fresh.items.clear();
+    // Written after `course_fresh` was measured, never used to choose anything.
+    let fresh_2: CourseCases = toml::from_str(&std::fs::read_to_string(
+        here.join("examples/quiz-cases/course-fresh-2.toml"),
+    )?)?;
+    let (_, mut fresh_2) = course_sets(&catalog, &fresh_2);
+    fresh_2.items.clear();
     let (retriever, _dir) = setup::index(catalog, RetrievalSettings::default())?;
     let tutor = setup::extractive_tutor(retriever);
     for (name, set) in [
         ("course_tune", tune),
         ("course_holdout", holdout),
         ("course_fresh", fresh),
+        ("course_fresh_2", fresh_2),
     ] {
         if std::env::var_os("QUIZ_EVAL_SHARES").is_some() {
             eprintln!("SET {name}");
