@@ -7,7 +7,8 @@
 //!
 //! Sets, kept apart: the sample course's quizzes (`lessons/*.quiz.toml`) with hand-written
 //! learner questions and replies (`examples/quiz-cases/course.toml`), tuning lessons and
-//! held-out lessons; and SQuAD 2.0 dev articles (`SQUAD_DIR`, default `../shared/eval/squad2-dev`),
+//! held-out lessons, and two later sets of questions on the held-out lessons that chose nothing
+//! (`course-fresh.toml`, `course-fresh-2.toml`, integrity only); and SQuAD 2.0 dev articles (`SQUAD_DIR`, default `../shared/eval/squad2-dev`),
 //! the first half of the articles for tuning and the rest held out, where every other
 //! answerable question becomes a quiz item (its shortest answer expected) and the others stay
 //! ordinary questions. Learner paraphrases of SQuAD quiz questions are made by reordering and
