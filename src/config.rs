@@ -52,6 +52,9 @@ struct FileModel {
     connect_timeout_secs: Option<f64>,
     first_token_timeout_secs: Option<f64>,
     total_timeout_secs: Option<f64>,
+    /// A PEM file of certificates to trust besides the system's (model servers behind a
+    /// private certificate authority).
+    ca_file: Option<PathBuf>,
 }
 
 /// An API key, configured by the SHA-256 digest of its text (`tutor hash-key KEY`).
@@ -262,6 +265,30 @@ fn seconds(value: Option<f64>, default: f64, name: &str) -> Result<Duration, Con
     Ok(Duration::from_secs_f64(value))
 }
 
+/// The certificates of `model.ca_file` (`TUTOR_MODEL_CA_FILE`), checked to be PEM holding at
+/// least one certificate.
+fn extra_roots(path: Option<PathBuf>) -> Result<Option<std::sync::Arc<[u8]>>, ConfigError> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let invalid = |why: String| {
+        ConfigError::Invalid(format!(
+            "`model.ca_file` (TUTOR_MODEL_CA_FILE) {}: {why}",
+            path.display()
+        ))
+    };
+    let bytes = std::fs::read(&path).map_err(|e| invalid(e.to_string()))?;
+    let certificates = pem::parse_many(&bytes)
+        .map_err(|e| invalid(e.to_string()))?
+        .into_iter()
+        .filter(|block| block.tag() == "CERTIFICATE")
+        .count();
+    if certificates == 0 {
+        return Err(invalid("holds no PEM certificate".to_string()));
+    }
+    Ok(Some(bytes.into()))
+}
+
 /// The environment as [`Config::load_from`] reads it: an empty value is unset.
 type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
@@ -361,6 +388,11 @@ impl Models {
                 "first_token_timeout_secs",
             )?,
             total_timeout: seconds(model_file.total_timeout_secs, 60.0, "total_timeout_secs")?,
+            extra_roots: extra_roots(
+                env("TUTOR_MODEL_CA_FILE")
+                    .map(PathBuf::from)
+                    .or(model_file.ca_file.clone()),
+            )?,
         };
         let openai =
             (api_key.is_some() || base_url.is_some() || model.is_some()).then(|| OpenAiSettings {
@@ -631,6 +663,56 @@ mod tests {
                 .expect_err("a bad value is an error");
             assert!(error.to_string().contains(name), "{name}={value}: {error}");
         }
+    }
+
+    #[test]
+    fn a_model_ca_file_is_read_once_and_a_file_without_certificates_is_an_error() {
+        let ca = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it/tls/ca.pem");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let load = |env: Vec<(&'static str, String)>| {
+            Config::load_from(&Overrides::default(), &move |name: &str| {
+                env.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone())
+            })
+        };
+        let config = load(vec![
+            ("OPENAI_API_KEY", "sk-test".to_string()),
+            ("TUTOR_MODEL_CA_FILE", ca.display().to_string()),
+        ])
+        .expect("loads");
+        let roots = config.openai.expect("a model").extra_roots.expect("roots");
+        assert_eq!(&roots[..], &std::fs::read(&ca).expect("ca")[..]);
+
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").expect("write");
+        for path in [empty, dir.path().join("missing.pem")] {
+            let error = load(vec![("TUTOR_MODEL_CA_FILE", path.display().to_string())])
+                .expect_err("a bad CA file is an error");
+            assert!(
+                error.to_string().contains("TUTOR_MODEL_CA_FILE")
+                    && error.to_string().contains(&path.display().to_string()),
+                "{error}"
+            );
+        }
+
+        // From the file too, for the `[[providers]]` as well.
+        let file = dir.path().join("tutor.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "[model]\nca_file = {:?}\n[[providers]]\nname = \"a\"\nbase_url = \"https://models.internal/v1\"\nmodel = \"m\"\n",
+                ca.display().to_string()
+            ),
+        )
+        .expect("write");
+        let config = Config::load_from(
+            &Overrides {
+                config: Some(file),
+                ..Overrides::default()
+            },
+            &|_| None,
+        )
+        .expect("loads");
+        assert!(config.providers[0].settings.extra_roots.is_some());
     }
 
     #[test]

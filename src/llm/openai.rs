@@ -32,6 +32,9 @@ pub struct OpenAiSettings {
     pub first_token_timeout: Duration,
     /// Longest time one answer may take in all.
     pub total_timeout: Duration,
+    /// Certificates (PEM) trusted besides the system's, for HTTPS model servers behind a private
+    /// certificate authority.
+    pub extra_roots: Option<std::sync::Arc<[u8]>>,
 }
 
 impl fmt::Debug for OpenAiSettings {
@@ -48,6 +51,7 @@ impl fmt::Debug for OpenAiSettings {
             .field("connect_timeout", &self.connect_timeout)
             .field("first_token_timeout", &self.first_token_timeout)
             .field("total_timeout", &self.total_timeout)
+            .field("extra_roots", &self.extra_roots.is_some())
             .finish()
     }
 }
@@ -94,11 +98,17 @@ struct Delta {
 
 impl OpenAiModel {
     /// A client for the configured server.
+    ///
+    /// Over HTTPS the connection offers HTTP/2 (ALPN), so a provider that speaks it carries many
+    /// answers at once on one connection instead of one connection each.
     pub fn new(settings: OpenAiSettings) -> Result<OpenAiModel, ModelError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(settings.connect_timeout)
-            .build()
-            .map_err(|e| ModelError::Upstream(format!("cannot build the HTTP client: {e}")))?;
+        let build =
+            |e: reqwest::Error| ModelError::Upstream(format!("cannot build the HTTP client: {e}"));
+        let mut http = reqwest::Client::builder().connect_timeout(settings.connect_timeout);
+        if let Some(pem) = &settings.extra_roots {
+            http = http.tls_certs_merge(reqwest::Certificate::from_pem_bundle(pem).map_err(build)?);
+        }
+        let http = http.build().map_err(build)?;
         let config = OpenAIConfig::new()
             .with_api_base(settings.base_url.trim_end_matches('/'))
             .with_api_key(settings.api_key.clone());

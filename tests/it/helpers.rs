@@ -74,6 +74,46 @@ pub struct FakeModel {
     pub closed: Arc<std::sync::atomic::AtomicUsize>,
     /// Model name reported in `backend` (`openai:NAME`).
     pub name: String,
+    /// Served over HTTPS (see [`FakeModel::over_tls`]).
+    tls: bool,
+}
+
+/// What the HTTPS fake saw: TCP connections accepted, each request's HTTP version, and the
+/// most requests it was handling at once.
+#[derive(Default)]
+pub struct TlsStats {
+    pub connections: std::sync::atomic::AtomicUsize,
+    pub versions: Mutex<Vec<axum::http::Version>>,
+    in_flight: std::sync::atomic::AtomicUsize,
+    pub most_at_once: std::sync::atomic::AtomicUsize,
+}
+
+/// The test certificate authority that signed the HTTPS fake's certificate (`tests/it/tls/`,
+/// made for these tests only; the key beside it is no secret).
+pub fn test_ca() -> Vec<u8> {
+    std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it/tls/ca.pem"))
+        .expect("test CA")
+}
+
+fn server_tls() -> rustls::ServerConfig {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it/tls");
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(dir.join("server.pem"))
+        .expect("server certificate")
+        .collect::<Result<_, _>>()
+        .expect("server certificate parses");
+    let key = PrivateKeyDer::from_pem_file(dir.join("server.key")).expect("server key");
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .expect("server certificate and key");
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config
 }
 
 impl FakeModel {
@@ -97,7 +137,73 @@ impl FakeModel {
             requests,
             closed,
             name: name.to_string(),
+            tls: false,
         }
+    }
+
+    /// The fake over HTTPS with a certificate of [`test_ca`], speaking HTTP/2 or HTTP/1.1 as
+    /// the client chooses (ALPN), holding each request `hold` before answering so that
+    /// requests sent together are in flight together.
+    pub async fn over_tls(behaviour: Behaviour, hold: Duration) -> (FakeModel, Arc<TlsStats>) {
+        use std::sync::atomic::Ordering;
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let closed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let stats = Arc::new(TlsStats::default());
+        let seen = stats.clone();
+        let app = axum::Router::new()
+            .route("/v1/chat/completions", post(complete))
+            .with_state((behaviour, requests.clone(), closed.clone()))
+            .layer(axum::middleware::from_fn(
+                move |request: axum::extract::Request, next: axum::middleware::Next| {
+                    let seen = seen.clone();
+                    async move {
+                        seen.versions.lock().expect("lock").push(request.version());
+                        let now = seen.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                        seen.most_at_once.fetch_max(now, Ordering::SeqCst);
+                        tokio::time::sleep(hold).await;
+                        let response = next.run(request).await;
+                        seen.in_flight.fetch_sub(1, Ordering::SeqCst);
+                        response
+                    }
+                },
+            ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind fake");
+        let addr = listener.local_addr().expect("fake addr");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_tls()));
+        let accepted = stats.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                accepted.connections.fetch_add(1, Ordering::SeqCst);
+                let (acceptor, app) = (acceptor.clone(), app.clone());
+                tokio::spawn(async move {
+                    // A client that does not trust the certificate gives up here.
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let _ = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(
+                        hyper_util::rt::TokioIo::new(tls),
+                        hyper_util::service::TowerToHyperService::new(app),
+                    )
+                    .await;
+                });
+            }
+        });
+        let model = FakeModel {
+            addr,
+            requests,
+            closed,
+            name: "tls-model".to_string(),
+            tls: true,
+        };
+        (model, stats)
     }
 
     pub fn closed(&self) -> usize {
@@ -119,7 +225,11 @@ impl FakeModel {
 
     pub fn settings(&self) -> OpenAiSettings {
         OpenAiSettings {
-            base_url: format!("http://{}/v1", self.addr),
+            base_url: format!(
+                "{}://{}/v1",
+                if self.tls { "https" } else { "http" },
+                self.addr
+            ),
             api_key: "test-key".to_string(),
             model: self.name.clone(),
             max_tokens: 300,
@@ -127,6 +237,7 @@ impl FakeModel {
             connect_timeout: Duration::from_secs(2),
             first_token_timeout: Duration::from_secs(6),
             total_timeout: Duration::from_secs(7),
+            extra_roots: None,
         }
     }
 }

@@ -21,4 +21,5 @@ mod report;
 mod retrieval;
 mod robust;
 mod slow_clients;
+mod tls;
 mod verify;
