@@ -11,6 +11,8 @@
 #   - STREAMS concurrent streaming answers through the stand-in model (examples/stand-in.rs) paced
 #     like a slow one, 50 chunks 20 ms apart (about 1 s): errors, which backend answered, time to
 #     first event, RSS.
+# MODEL_TLS=h2 (or h1) has the stand-in serve HTTPS with the test certificate, offering HTTP/2 and
+# HTTP/1.1 (or HTTP/1.1 only), as a hosted provider does; the tutor trusts the test CA.
 # TUTOR_BIN=PATH measures another build of the tutor (an A/B of two binaries, run in turns).
 # Everything runs on this machine's cores together (wrk, tutor and the stand-in model share them).
 set -euo pipefail
@@ -57,11 +59,14 @@ kill "$PID"; wait "$PID" 2>/dev/null || true
 
 # --- streams through the paced stand-in model -------------------------------------------------------------
 UP=$(free_port)
-"$HERE/target/release/examples/stand-in" "$UP" 20 50 >/dev/null 2>&1 &
+SCHEME=http
+if [ -n "${MODEL_TLS:-}" ]; then SCHEME=https; fi
+STAND_IN_TLS="${MODEL_TLS:-}" "$HERE/target/release/examples/stand-in" "$UP" 20 50 >/dev/null 2>&1 &
 PIDS+=("$!")
-for i in $(seq 1 200); do curl -s -o /dev/null "http://127.0.0.1:$UP/v1/models" && break; sleep 0.05; done
+for i in $(seq 1 200); do curl -sk -o /dev/null "$SCHEME://127.0.0.1:$UP/v1/models" && break; sleep 0.05; done
 PORT=$(free_port)
-OPENAI_BASE_URL="http://127.0.0.1:$UP/v1" OPENAI_API_KEY=test TUTOR_MODEL=stand-in \
+OPENAI_BASE_URL="$SCHEME://127.0.0.1:$UP/v1" OPENAI_API_KEY=test TUTOR_MODEL=stand-in \
+  TUTOR_MODEL_CA_FILE="$HERE/tests/it/tls/ca.pem" \
   "$TUTOR" --lessons "$CATALOG" --index "$WORK/index" serve --addr "127.0.0.1:$PORT" 2>"$WORK/serve-stream.log" &
 PID=$!; PIDS+=("$PID")
 wait_ready "$PORT" >/dev/null
