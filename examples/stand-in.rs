@@ -90,8 +90,8 @@ async fn serve_tls(
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/tls");
-    let certs = CertificateDer::pem_file_iter(dir.join("server.pem"))?
-        .collect::<Result<Vec<_>, _>>()?;
+    let certs =
+        CertificateDer::pem_file_iter(dir.join("server.pem"))?.collect::<Result<Vec<_>, _>>()?;
     let key = PrivateKeyDer::from_pem_file(dir.join("server.key"))?;
     let mut config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
         rustls::crypto::aws_lc_rs::default_provider(),
