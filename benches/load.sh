@@ -60,14 +60,14 @@ kill "$PID"; wait "$PID" 2>/dev/null || true
 # --- streams through the paced stand-in model -------------------------------------------------------------
 UP=$(free_port)
 SCHEME=http
-if [ -n "${MODEL_TLS:-}" ]; then SCHEME=https; fi
+TRUST=()
+if [ -n "${MODEL_TLS:-}" ]; then SCHEME=https; TRUST=(TUTOR_MODEL_CA_FILE="$HERE/tests/it/tls/ca.pem"); fi
 STAND_IN_TLS="${MODEL_TLS:-}" "$HERE/target/release/examples/stand-in" "$UP" 20 50 >/dev/null 2>&1 &
 PIDS+=("$!")
 for i in $(seq 1 200); do curl -sk -o /dev/null "$SCHEME://127.0.0.1:$UP/v1/models" && break; sleep 0.05; done
 PORT=$(free_port)
-OPENAI_BASE_URL="$SCHEME://127.0.0.1:$UP/v1" OPENAI_API_KEY=test TUTOR_MODEL=stand-in \
-  TUTOR_MODEL_CA_FILE="$HERE/tests/it/tls/ca.pem" \
-  "$TUTOR" --lessons "$CATALOG" --index "$WORK/index" serve --addr "127.0.0.1:$PORT" 2>"$WORK/serve-stream.log" &
+env OPENAI_BASE_URL="$SCHEME://127.0.0.1:$UP/v1" OPENAI_API_KEY=test TUTOR_MODEL=stand-in \
+  "${TRUST[@]}" "$TUTOR" --lessons "$CATALOG" --index "$WORK/index" serve --addr "127.0.0.1:$PORT" 2>"$WORK/serve-stream.log" &
 PID=$!; PIDS+=("$PID")
 wait_ready "$PORT" >/dev/null
 sleep 1

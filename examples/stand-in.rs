@@ -12,7 +12,8 @@
 //! time. One worker thread, like a remote provider that costs the tutor's machine little.
 //!
 //! `STAND_IN_TLS=h2` serves HTTPS with the test certificate of `tests/it/tls/` (trust its
-//! `ca.pem` with `TUTOR_MODEL_CA_FILE`), offering HTTP/2 and HTTP/1.1 like a hosted provider;
+//! `ca.pem` with `TUTOR_MODEL_CA_FILE`), offering HTTP/2 (256 streams a connection) and
+//! HTTP/1.1 like a hosted provider;
 //! `STAND_IN_TLS=h1` offers HTTP/1.1 only.
 
 use axum::Json;
@@ -106,7 +107,14 @@ async fn serve_tls(
     };
     let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
     loop {
-        let (tcp, _) = listener.accept().await?;
+        let tcp = match listener.accept().await {
+            Ok((tcp, _)) => tcp,
+            // Out of file descriptors, say: wait and go on, as `axum::serve` does.
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
         let (acceptor, app) = (acceptor.clone(), app.clone());
         tokio::spawn(async move {
             let Ok(tls) = acceptor.accept(tcp).await else {
@@ -114,8 +122,8 @@ async fn serve_tls(
             };
             let mut builder =
                 hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-            // Many streams on one connection, as hosted providers allow.
-            builder.http2().max_concurrent_streams(1_000);
+            // A limit of streams per connection as hosted providers set one.
+            builder.http2().max_concurrent_streams(256);
             let _ = builder
                 .serve_connection(
                     hyper_util::rt::TokioIo::new(tls),

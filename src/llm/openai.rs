@@ -56,9 +56,14 @@ impl fmt::Debug for OpenAiSettings {
     }
 }
 
+/// Connections an HTTP/2 provider gets at most (one per client; see [`OpenAiModel::new`]).
+const HTTP2_CONNECTIONS: usize = 4;
+
 /// An OpenAI-compatible chat model.
 pub struct OpenAiModel {
-    client: Client<OpenAIConfig>,
+    /// Clients with a connection pool each, taken in turn.
+    clients: Vec<Client<OpenAIConfig>>,
+    next: std::sync::atomic::AtomicUsize,
     settings: OpenAiSettings,
 }
 
@@ -97,23 +102,49 @@ struct Delta {
 }
 
 impl OpenAiModel {
-    /// A client for the configured server.
+    /// Clients for the configured server.
     ///
-    /// Over HTTPS the connection offers HTTP/2 (ALPN), so a provider that speaks it carries many
-    /// answers at once on one connection instead of one connection each.
+    /// Over HTTPS a connection offers HTTP/2 (ALPN), so a provider that speaks it carries many
+    /// answers at once on one connection instead of one connection each. A provider caps the
+    /// streams of one connection (often at 100 to 256), and a client never opens a second HTTP/2
+    /// connection to the same host when the first is full: answers beyond the cap would wait.
+    /// So there are [`HTTP2_CONNECTIONS`] clients, taken in turn, each with its own connection.
+    /// Pings every 20 s on a connection with answers in flight find a dead one (it would
+    /// otherwise fail all its answers only at their timeouts). Plain-HTTP servers (Ollama,
+    /// vLLM, llama.cpp) get HTTP/1.1, a connection per answer in flight, as before.
     pub fn new(settings: OpenAiSettings) -> Result<OpenAiModel, ModelError> {
         let build =
             |e: reqwest::Error| ModelError::Upstream(format!("cannot build the HTTP client: {e}"));
-        let mut http = reqwest::Client::builder().connect_timeout(settings.connect_timeout);
-        if let Some(pem) = &settings.extra_roots {
-            http = http.tls_certs_merge(reqwest::Certificate::from_pem_bundle(pem).map_err(build)?);
-        }
-        let http = http.build().map_err(build)?;
+        let roots = match &settings.extra_roots {
+            Some(pem) => reqwest::Certificate::from_pem_bundle(pem).map_err(build)?,
+            None => Vec::new(),
+        };
         let config = OpenAIConfig::new()
             .with_api_base(settings.base_url.trim_end_matches('/'))
             .with_api_key(settings.api_key.clone());
-        let client = Client::with_config(config).with_http_client(http);
-        Ok(OpenAiModel { client, settings })
+        let clients = (0..HTTP2_CONNECTIONS)
+            .map(|_| {
+                let http = reqwest::Client::builder()
+                    .connect_timeout(settings.connect_timeout)
+                    .http2_keep_alive_interval(Duration::from_secs(20))
+                    .http2_keep_alive_timeout(Duration::from_secs(10))
+                    .tls_certs_merge(roots.iter().cloned())
+                    .build()
+                    .map_err(build)?;
+                Ok(Client::with_config(config.clone()).with_http_client(http))
+            })
+            .collect::<Result<Vec<_>, ModelError>>()?;
+        Ok(OpenAiModel {
+            clients,
+            next: std::sync::atomic::AtomicUsize::new(0),
+            settings,
+        })
+    }
+
+    /// The next client in turn.
+    fn client(&self) -> &Client<OpenAIConfig> {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        &self.clients[n % self.clients.len()]
     }
 
     fn body<'a>(&'a self, request: &'a ModelRequest, stream: bool) -> Body<'a> {
@@ -191,7 +222,7 @@ impl ChatModel for OpenAiModel {
     ) -> BoxFuture<'a, Result<Reply, ModelError>> {
         Box::pin(async move {
             let body = self.body(request, false);
-            let chat = self.client.chat();
+            let chat = self.client().chat();
             let call = chat.create_byot::<_, Completion>(body);
             let completion = tokio::time::timeout(self.settings.total_timeout, call)
                 .await
@@ -222,7 +253,7 @@ impl ChatModel for OpenAiModel {
             let first_deadline = started + self.settings.first_token_timeout;
             let total_deadline = started + self.settings.total_timeout;
             let body = self.body(request, true);
-            let chat = self.client.chat();
+            let chat = self.client().chat();
             let call = chat.create_stream_byot::<_, Chunk>(body);
             let mut chunks = tokio::time::timeout_at(first_deadline, call)
                 .await
