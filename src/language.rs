@@ -220,19 +220,20 @@ pub fn detect(message: &str) -> Option<Detected> {
         .into_iter()
         .map(|w| w.replace('’', "'"))
         .collect();
-    let function_words = function_words();
+    // Each word's languages, looked up once for all of them.
+    let table = function_words();
+    let languages: Vec<u32> = words
+        .iter()
+        .map(|w| table.get(w.as_str()).copied().unwrap_or(0))
+        .collect();
     let counts: Vec<(&'static str, usize)> = FUNCTION_WORDS
         .iter()
         .enumerate()
         .map(|(i, (code, _))| {
             let n = words
                 .iter()
-                .filter(|w| {
-                    function_words
-                        .get(w.as_str())
-                        .is_some_and(|languages| languages & (1 << i) != 0)
-                        || elided_article(w, code)
-                })
+                .zip(&languages)
+                .filter(|(w, languages)| *languages & (1 << i) != 0 || elided_article(w, code))
                 .count();
             (*code, n)
         })
@@ -268,7 +269,6 @@ pub fn detect(message: &str) -> Option<Detected> {
     Some(Detected::Spoken(chosen))
 }
 
-/// French and Italian elide articles into the next word ("l'architecture", "dell'IA").
 /// [`FUNCTION_WORDS`] by word: a bit per language (its place in the list) that uses it.
 fn function_words() -> &'static std::collections::HashMap<&'static str, u32> {
     static WORDS: std::sync::OnceLock<std::collections::HashMap<&'static str, u32>> =
@@ -284,6 +284,7 @@ fn function_words() -> &'static std::collections::HashMap<&'static str, u32> {
     })
 }
 
+/// French and Italian elide articles into the next word ("l'architecture", "dell'IA").
 fn elided_article(word: &str, code: &str) -> bool {
     match code {
         "fr" => ["l'", "d'", "qu'", "n'", "c'", "j'"]
