@@ -1051,15 +1051,10 @@ impl Retriever {
             hashes.dedup();
             hashes.into()
         });
-        let found: Vec<bool> = terms
-            .iter()
-            .map(|t| analysed.binary_search(&term_hash(&t.term)).is_ok())
-            .collect();
         let covered: f32 = terms
             .iter()
-            .zip(&found)
-            .filter(|(_, found)| **found)
-            .map(|(t, _)| t.idf * t.weight)
+            .filter(|t| analysed.binary_search(&term_hash(&t.term)).is_ok())
+            .map(|t| t.idf * t.weight)
             .sum();
         covered / total
     }
