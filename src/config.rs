@@ -622,26 +622,29 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
 mod tests {
     use super::*;
 
+    /// The configuration with only these environment variables set.
+    fn load_with_env(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::load_from(&Overrides::default(), &move |name: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        })
+    }
+
     #[test]
     fn environment_values_are_read_from_the_given_lookup_and_bad_ones_are_errors() {
-        let lookup = |pairs: &'static [(&'static str, &'static str)]| {
-            move |name: &str| {
-                pairs
-                    .iter()
-                    .find(|(k, _)| *k == name)
-                    .map(|(_, v)| v.to_string())
-            }
-        };
-        let config = Config::load_from(
-            &Overrides::default(),
-            &lookup(&[
-                ("TUTOR_LOG_RETENTION_DAYS", "7"),
-                ("TUTOR_MAX_MODEL_CALLS", ""),
-                ("TUTOR_RATE_PER_MINUTE", "120"),
-                ("TUTOR_RATE_BURST", " 5 "),
-                ("TUTOR_INDEX_READ_ONLY", "Yes"),
-            ]),
-        )
+        let config = load_with_env(&[
+            ("TUTOR_LOG_RETENTION_DAYS", "7"),
+            ("TUTOR_MAX_MODEL_CALLS", ""),
+            ("TUTOR_RATE_PER_MINUTE", "120"),
+            ("TUTOR_RATE_BURST", " 5 "),
+            ("TUTOR_INDEX_READ_ONLY", "Yes"),
+        ])
         .expect("loads");
         assert_eq!(config.log_retention, Duration::from_secs(7 * 86_400));
         assert_eq!(config.max_model_calls, 1024, "an empty value is unset");
@@ -657,26 +660,18 @@ mod tests {
             ("TUTOR_INDEX_READ_ONLY", "maybe"),
             ("TUTOR_REDIS_URL", "http://cache"),
         ] {
-            let pairs: &'static [(&'static str, &'static str)] =
-                Box::leak(vec![(name, value)].into_boxed_slice());
-            let error = Config::load_from(&Overrides::default(), &lookup(pairs))
-                .expect_err("a bad value is an error");
+            let error = load_with_env(&[(name, value)]).expect_err("a bad value is an error");
             assert!(error.to_string().contains(name), "{name}={value}: {error}");
         }
     }
 
     #[test]
-    fn a_model_ca_file_is_read_once_and_a_file_without_certificates_is_an_error() {
+    fn a_model_ca_file_is_read_for_every_model_and_a_file_without_certificates_is_an_error() {
         let ca = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it/tls/ca.pem");
         let dir = tempfile::tempdir().expect("temp dir");
-        let load = |env: Vec<(&'static str, String)>| {
-            Config::load_from(&Overrides::default(), &move |name: &str| {
-                env.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone())
-            })
-        };
-        let config = load(vec![
-            ("OPENAI_API_KEY", "sk-test".to_string()),
-            ("TUTOR_MODEL_CA_FILE", ca.display().to_string()),
+        let config = load_with_env(&[
+            ("OPENAI_API_KEY", "sk-test"),
+            ("TUTOR_MODEL_CA_FILE", &ca.display().to_string()),
         ])
         .expect("loads");
         let roots = config.openai.expect("a model").extra_roots.expect("roots");
@@ -685,7 +680,7 @@ mod tests {
         let empty = dir.path().join("empty.pem");
         std::fs::write(&empty, "not a certificate\n").expect("write");
         for path in [empty, dir.path().join("missing.pem")] {
-            let error = load(vec![("TUTOR_MODEL_CA_FILE", path.display().to_string())])
+            let error = load_with_env(&[("TUTOR_MODEL_CA_FILE", &path.display().to_string())])
                 .expect_err("a bad CA file is an error");
             assert!(
                 error.to_string().contains("TUTOR_MODEL_CA_FILE")

@@ -777,6 +777,14 @@ mod tests {
             .expect("searches")
     }
 
+    fn mode(folder: &Path, name: &str) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(folder.join(name))
+            .expect("metadata")
+            .permissions()
+            .mode()
+    }
+
     fn listing(folder: &Path) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(folder)
             .expect("lists")
@@ -800,15 +808,8 @@ mod tests {
         );
         // Readable by whoever may read the tutor's own files (tantivy writes its metadata
         // owner-only).
-        let mode = |name: &str| {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::metadata(version.join(name))
-                .expect("metadata")
-                .permissions()
-                .mode()
-        };
         for name in &published {
-            assert_eq!(mode(name), mode(MANIFEST), "{name}");
+            assert_eq!(mode(&version, name), mode(&version, MANIFEST), "{name}");
         }
         // The next version shares most files with this one (hard links) and settles the same.
         refresh(
@@ -818,16 +819,9 @@ mod tests {
         .expect("refreshes");
         let (_, next) = current_version(dir.path()).expect("a version");
         assert_ne!(next, version);
-        let next_mode = |name: &str| {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::metadata(next.join(name))
-                .expect("metadata")
-                .permissions()
-                .mode()
-        };
         for name in listing(&next) {
             assert!(!is_lock(&name), "{name}");
-            assert_eq!(next_mode(&name), next_mode(MANIFEST), "{name}");
+            assert_eq!(mode(&next, &name), mode(&next, MANIFEST), "{name}");
         }
         assert_eq!(count(dir.path(), "token"), 1);
         let (index, _) = open(dir.path()).expect("opens");
