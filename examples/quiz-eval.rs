@@ -8,8 +8,8 @@
 //! Sets, kept apart: the sample course's quizzes (`lessons/*.quiz.toml`) with hand-written
 //! learner questions and replies (`examples/quiz-cases/course.toml`), tuning lessons and
 //! held-out lessons, and two later sets of questions on the held-out lessons that chose nothing
-//! (`course-fresh.toml`, `course-fresh-2.toml`, integrity only); and SQuAD 2.0 dev articles (`SQUAD_DIR`, default `../shared/eval/squad2-dev`),
-//! the first half of the articles for tuning and the rest held out, where every other
+//! (`course-fresh.toml`, `course-fresh-2.toml`, integrity only); and SQuAD 2.0 dev articles
+//! (`SQUAD_DIR`, default `../shared/eval/squad2-dev`), the first half of the articles for tuning and the rest held out, where every other
 //! answerable question becomes a quiz item (its shortest answer expected) and the others stay
 //! ordinary questions. Learner paraphrases of SQuAD quiz questions are made by reordering and
 //! synonym swaps. The thresholds in `src/quiz/` were tuned on the tuning sets only.
@@ -140,18 +140,16 @@ fn main() -> anyhow::Result<()> {
         here.join("examples/quiz-cases/course.toml"),
     )?)?;
     let (tune, holdout) = course_sets(&catalog, &cases);
-    // Written after the thresholds were last chosen: held-out lessons only, integrity only.
-    let fresh: CourseCases = toml::from_str(&std::fs::read_to_string(
-        here.join("examples/quiz-cases/course-fresh.toml"),
-    )?)?;
-    let (_, mut fresh) = course_sets(&catalog, &fresh);
-    fresh.items.clear();
-    // Written after `course_fresh` was measured, never used to choose anything.
-    let fresh_2: CourseCases = toml::from_str(&std::fs::read_to_string(
-        here.join("examples/quiz-cases/course-fresh-2.toml"),
-    )?)?;
-    let (_, mut fresh_2) = course_sets(&catalog, &fresh_2);
-    fresh_2.items.clear();
+    // Written after the thresholds were last chosen, the second after the first was measured:
+    // held-out lessons only, integrity only.
+    let fresh = fresh_set(
+        &catalog,
+        &here.join("examples/quiz-cases/course-fresh.toml"),
+    )?;
+    let fresh_2 = fresh_set(
+        &catalog,
+        &here.join("examples/quiz-cases/course-fresh-2.toml"),
+    )?;
     let (retriever, _dir) = setup::index(catalog, RetrievalSettings::default())?;
     let tutor = setup::extractive_tutor(retriever);
     for (name, set) in [
@@ -188,6 +186,15 @@ fn main() -> anyhow::Result<()> {
         eprintln!("no SQuAD set at {}: course sets only", squad_dir.display());
     }
     setup::print_sets(&serde_json::Value::Object(report), as_json, 10)
+}
+
+/// A later set of questions on the held-out lessons (`path`), for integrity only: its
+/// paraphrases and other questions, none of the quiz items' grading or hints again.
+fn fresh_set(catalog: &Catalog, path: &Path) -> anyhow::Result<Set> {
+    let cases: CourseCases = toml::from_str(&std::fs::read_to_string(path)?)?;
+    let (_, mut held_out) = course_sets(catalog, &cases);
+    held_out.items.clear();
+    Ok(held_out)
 }
 
 /// The sample course's quizzes and hand-written cases, split into tuning and held-out lessons.
@@ -551,7 +558,7 @@ fn run(
             eprintln!("hint gave {:?} away: {}", item.answer, hint.answer);
         }
     }
-    let integrity = json!({
+    let mut integrity = json!({
         "paraphrased_quiz_questions": t.paraphrases,
         "answer_reaching_learner": ratio(t.leaked, t.paraphrases),
         "hinted": ratio(t.paraphrase_hinted, t.paraphrases),
@@ -559,7 +566,6 @@ fn run(
         "others_turned_into_hints": ratio(t.others_hinted, t.others),
         "others_answered_without_a_sentence": ratio(t.others_trimmed, t.others),
     });
-    let mut integrity = integrity;
     if t.others_with_gold > 0 {
         integrity["others_gold_reaching_learner"] =
             json!(ratio(t.others_gold_reached, t.others_with_gold));
