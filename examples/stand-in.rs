@@ -16,6 +16,9 @@
 //! HTTP/1.1 like a hosted provider;
 //! `STAND_IN_TLS=h1` offers HTTP/1.1 only.
 
+#[path = "../tests/it/tls/server.rs"]
+mod tls_server;
+
 use axum::Json;
 use axum::body::Body;
 use axum::http::header;
@@ -54,7 +57,13 @@ async fn main() -> anyhow::Result<()> {
         );
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     if let Some(protocols) = std::env::var("STAND_IN_TLS").ok().filter(|p| !p.is_empty()) {
-        return serve_tls(listener, app, &protocols).await;
+        let http2 = match protocols.as_str() {
+            "h2" => true,
+            "h1" => false,
+            other => anyhow::bail!("STAND_IN_TLS must be h2 or h1, not {other:?}"),
+        };
+        tls_server::serve(listener, app, http2, || {}).await;
+        return Ok(());
     }
     axum::serve(listener, app).await?;
     Ok(())
@@ -79,59 +88,6 @@ fn answer(request: &Value) -> String {
         _ => first.to_string(),
     };
     format!("Put simply, {body} [1].")
-}
-
-/// Serves `app` over TLS with the test certificate, offering `h2` and HTTP/1.1 or (`h1`) only
-/// HTTP/1.1.
-async fn serve_tls(
-    listener: tokio::net::TcpListener,
-    app: axum::Router,
-    protocols: &str,
-) -> anyhow::Result<()> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/tls");
-    let certs =
-        CertificateDer::pem_file_iter(dir.join("server.pem"))?.collect::<Result<Vec<_>, _>>()?;
-    let key = PrivateKeyDer::from_pem_file(dir.join("server.key"))?;
-    let mut config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_no_client_auth()
-    .with_single_cert(certs, key)?;
-    config.alpn_protocols = match protocols {
-        "h2" => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
-        "h1" => vec![b"http/1.1".to_vec()],
-        other => anyhow::bail!("STAND_IN_TLS must be h2 or h1, not {other:?}"),
-    };
-    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
-    loop {
-        let tcp = match listener.accept().await {
-            Ok((tcp, _)) => tcp,
-            // Out of file descriptors, say: wait and go on, as `axum::serve` does.
-            Err(_) => {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        let (acceptor, app) = (acceptor.clone(), app.clone());
-        tokio::spawn(async move {
-            let Ok(tls) = acceptor.accept(tcp).await else {
-                return;
-            };
-            let mut builder =
-                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-            // A limit of streams per connection as hosted providers set one.
-            builder.http2().max_concurrent_streams(256);
-            let _ = builder
-                .serve_connection(
-                    hyper_util::rt::TokioIo::new(tls),
-                    hyper_util::service::TowerToHyperService::new(app),
-                )
-                .await;
-        });
-    }
 }
 
 /// How a slow model answers: a stream in `chunks` pieces `delay` apart.

@@ -95,27 +95,6 @@ pub fn test_ca() -> Vec<u8> {
         .expect("test CA")
 }
 
-fn server_tls() -> rustls::ServerConfig {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it/tls");
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(dir.join("server.pem"))
-        .expect("server certificate")
-        .collect::<Result<_, _>>()
-        .expect("server certificate parses");
-    let key = PrivateKeyDer::from_pem_file(dir.join("server.key")).expect("server key");
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("TLS versions")
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .expect("server certificate and key");
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    config
-}
-
 impl FakeModel {
     pub async fn start(behaviour: Behaviour) -> FakeModel {
         FakeModel::named("fake-model", behaviour).await
@@ -171,31 +150,10 @@ impl FakeModel {
             .await
             .expect("bind fake");
         let addr = listener.local_addr().expect("fake addr");
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_tls()));
         let accepted = stats.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((tcp, _)) = listener.accept().await else {
-                    return;
-                };
-                accepted.connections.fetch_add(1, Ordering::SeqCst);
-                let (acceptor, app) = (acceptor.clone(), app.clone());
-                tokio::spawn(async move {
-                    // A client that does not trust the certificate gives up here.
-                    let Ok(tls) = acceptor.accept(tcp).await else {
-                        return;
-                    };
-                    let _ = hyper_util::server::conn::auto::Builder::new(
-                        hyper_util::rt::TokioExecutor::new(),
-                    )
-                    .serve_connection(
-                        hyper_util::rt::TokioIo::new(tls),
-                        hyper_util::service::TowerToHyperService::new(app),
-                    )
-                    .await;
-                });
-            }
-        });
+        tokio::spawn(crate::tls::server::serve(listener, app, true, move || {
+            accepted.connections.fetch_add(1, Ordering::SeqCst);
+        }));
         let model = FakeModel {
             addr,
             requests,

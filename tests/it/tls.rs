@@ -2,6 +2,8 @@
 //! `model.ca_file` (`OpenAiSettings::extra_roots`), and, since it speaks HTTP/2, the answers of
 //! many learners at once share a few connections to it (at most four).
 
+pub mod server;
+
 use crate::helpers::{FakeModel, answer, spawn_app, test_ca};
 use serde_json::json;
 use std::sync::atomic::Ordering;
