@@ -74,6 +74,18 @@ print(lesson)
 PY
 }
 
+# Starts the stand-in model (examples/stand-in.rs, built) with ARGS (`DELAY_MS CHUNKS` to pace
+# it) and waits for it; sets UP to its port and SCHEME to http, or https with MODEL_TLS=h2|h1.
+start_stand_in() {  # HERE [ARGS...]
+  local here=$1 _; shift
+  UP=$(free_port)
+  SCHEME=http
+  if [ -n "${MODEL_TLS:-}" ]; then SCHEME=https; fi
+  STAND_IN_TLS="${MODEL_TLS:-}" "$here/target/release/examples/stand-in" "$UP" "$@" >/dev/null 2>&1 &
+  PIDS+=("$!")
+  for _ in $(seq 1 200); do curl -sk -o /dev/null "$SCHEME://127.0.0.1:$UP/v1/models" && break; sleep 0.05; done
+}
+
 # Builds the release binaries and the scale catalog (cached), starts the stand-in model
 # (examples/stand-in.rs) and waits for it; sets UP to its port. Call from the checkout.
 catalog_and_stand_in() {  # HERE
@@ -81,11 +93,7 @@ catalog_and_stand_in() {  # HERE
   if [ ! -d "$CATALOG" ]; then
     "$1/target/release/examples/gen-catalog" "$LESSONS_N" "$CATALOG" >/dev/null
   fi
-  UP=$(free_port)
-  "$1/target/release/examples/stand-in" "$UP" >/dev/null 2>&1 &
-  PIDS+=("$!")
-  local _
-  for _ in $(seq 1 200); do curl -s -o /dev/null "http://127.0.0.1:$UP/v1/models" && break; sleep 0.05; done
+  MODEL_TLS='' start_stand_in "$1"
 }
 
 # Starts TUTOR on a free port, answering through the stand-in model (UP) from INDEX, waits until

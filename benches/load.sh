@@ -58,13 +58,9 @@ RSS_LOAD=$(rss_mb "$PID" VmHWM)
 kill "$PID"; wait "$PID" 2>/dev/null || true
 
 # --- streams through the paced stand-in model -------------------------------------------------------------
-UP=$(free_port)
-SCHEME=http
+start_stand_in "$HERE" 20 50
 TRUST=()
-if [ -n "${MODEL_TLS:-}" ]; then SCHEME=https; TRUST=(TUTOR_MODEL_CA_FILE="$HERE/tests/it/tls/ca.pem"); fi
-STAND_IN_TLS="${MODEL_TLS:-}" "$HERE/target/release/examples/stand-in" "$UP" 20 50 >/dev/null 2>&1 &
-PIDS+=("$!")
-for i in $(seq 1 200); do curl -sk -o /dev/null "$SCHEME://127.0.0.1:$UP/v1/models" && break; sleep 0.05; done
+if [ -n "${MODEL_TLS:-}" ]; then TRUST=(TUTOR_MODEL_CA_FILE="$HERE/tests/it/tls/ca.pem"); fi
 PORT=$(free_port)
 env OPENAI_BASE_URL="$SCHEME://127.0.0.1:$UP/v1" OPENAI_API_KEY=test TUTOR_MODEL=stand-in \
   "${TRUST[@]}" "$TUTOR" --lessons "$CATALOG" --index "$WORK/index" serve --addr "127.0.0.1:$PORT" 2>"$WORK/serve-stream.log" &
