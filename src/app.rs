@@ -14,9 +14,10 @@ use crate::llm::extractive::Extractive;
 use crate::llm::openai::OpenAiModel;
 use crate::prompts::Prompts;
 use crate::retrieve::Retriever;
+use crate::semantic::{Semantic, SemanticSettings};
 use crate::shared::Shared;
 use anyhow::Context;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A loaded tutor and what happened while loading it.
@@ -43,8 +44,35 @@ fn lessons(config: &Config) -> anyhow::Result<Catalog> {
 /// Loads lessons and refreshes the index only (`tutor index`, which always writes).
 pub fn index(config: &Config) -> anyhow::Result<(Catalog, RefreshReport)> {
     let catalog = lessons(config)?;
-    let report = index::refresh(&config.index_dir, &catalog).context("cannot build the index")?;
+    let semantic = semantic(config);
+    let report = index::refresh_with(&config.index_dir, &catalog, semantic.as_deref())
+        .context("cannot build the index")?;
     Ok((catalog, report))
+}
+
+/// The semantic model the configuration names, loaded once per process (reloads and, in tests,
+/// every tutor of the process share it). When it cannot be loaded, one warning says why and
+/// the tutor matches words alone.
+pub fn semantic(config: &Config) -> Option<Arc<Semantic>> {
+    static LOADED: Mutex<Vec<(SemanticSettings, Option<Arc<Semantic>>)>> = Mutex::new(Vec::new());
+    let mut loaded = LOADED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, semantic)) = loaded.iter().find(|(s, _)| *s == config.semantic) {
+        return semantic.clone();
+    }
+    let semantic = match config.semantic.load() {
+        Ok(semantic) => semantic,
+        Err(error) => {
+            tracing::warn!(
+                "no semantic model ({error}): questions are matched by their words only. Install the model as the README says, or set TUTOR_SEMANTIC=off to silence this"
+            );
+            None
+        }
+    };
+    if let Some(semantic) = &semantic {
+        tracing::info!(model = %semantic.identity(), "semantic model loaded");
+    }
+    loaded.push((config.semantic.clone(), semantic.clone()));
+    semantic
 }
 
 /// Brings the index in line with `catalog`, or, with `index_read_only`, takes the version built
@@ -52,7 +80,8 @@ pub fn index(config: &Config) -> anyhow::Result<(Catalog, RefreshReport)> {
 /// indexed (a replica deployed with other lesson files than its index was built from).
 fn index_for(config: &Config, catalog: &Catalog) -> anyhow::Result<RefreshReport> {
     if !config.index_read_only {
-        return index::refresh(&config.index_dir, catalog).context("cannot refresh the index");
+        return index::refresh_with(&config.index_dir, catalog, semantic(config).as_deref())
+            .context("cannot refresh the index");
     }
     let (version, _) = index::current_version(&config.index_dir).with_context(|| {
         format!(
@@ -113,10 +142,11 @@ pub fn uses_provider(config: &Config) -> bool {
 
 /// Opens the index for `catalog` and loads the prompts: what every load and reload builds.
 fn open_parts(config: &Config, catalog: Catalog) -> anyhow::Result<(Arc<Retriever>, Arc<Prompts>)> {
-    let retriever = Retriever::open(
+    let retriever = Retriever::open_with(
         Arc::new(catalog),
         &config.index_dir,
         config.retrieval.clone(),
+        semantic(config),
     )
     .context("cannot open the index")?;
     let prompts = Prompts::load(&config.prompts_dir).context("cannot load the prompts")?;

@@ -6,6 +6,7 @@
 
 use crate::llm::openai::OpenAiSettings;
 use crate::retrieve::RetrievalSettings;
+use crate::semantic::SemanticSettings;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -199,6 +200,8 @@ struct FileConfig {
     metrics_addr: Option<String>,
     /// Host names (with `:port` when not the default) requests may be addressed to.
     allowed_hosts: Option<Vec<String>>,
+    /// The sentence-embedding model that matches questions by meaning.
+    semantic: Option<crate::semantic::settings::FileSemantic>,
 }
 
 /// Everything the tutor needs to run.
@@ -248,6 +251,8 @@ pub struct Config {
     /// Hosts requests may name in `Host` (besides loopback names on a loopback address and the
     /// LTI URL's host); empty: any host, unless the tutor listens on loopback.
     pub allowed_hosts: Vec<String>,
+    /// The sentence-embedding model (`[semantic]`, `TUTOR_SEMANTIC*`).
+    pub semantic: SemanticSettings,
 }
 
 /// The process environment, as [`Config::load_from`] reads it.
@@ -539,7 +544,10 @@ impl Config {
                 .map(|h| h.trim().to_ascii_lowercase())
                 .collect(),
         };
+        let semantic = SemanticSettings::read(file.semantic.as_ref(), &env)
+            .map_err(ConfigError::Invalid)?;
         Ok(Config {
+            semantic,
             allow_open_api: file.allow_open_api.unwrap_or(false),
             log_redact: file.log_redact.clone(),
             metrics_addr,

@@ -10,6 +10,8 @@
 //! built by `tutor index` or by `serve` before it starts answering (unless `index_read_only`).
 
 use crate::lessons::Catalog;
+use crate::semantic::Semantic;
+use crate::semantic::vectors::{TextKey, VectorFile, text_key};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -55,6 +57,8 @@ pub enum IndexError {
     Missing(PathBuf),
     #[error("index at {path} is damaged ({why}): run `tutor index` again")]
     Corrupt { path: PathBuf, why: String },
+    #[error("the passages could not be embedded: {0}")]
+    Embedding(String),
 }
 
 /// The fields of a passage document.
@@ -256,12 +260,18 @@ pub struct RefreshReport {
     /// The version now current (`v000003-1a2b3c4d5e6f`).
     pub version: String,
     pub elapsed: Duration,
+    /// Passages whose sentence vectors were computed (new text, or another model).
+    pub embedded: usize,
 }
 
 impl RefreshReport {
     /// True when nothing was written.
     pub fn is_noop(&self) -> bool {
-        self.added == 0 && self.updated == 0 && self.removed == 0 && !self.rebuilt
+        self.added == 0
+            && self.updated == 0
+            && self.removed == 0
+            && !self.rebuilt
+            && self.embedded == 0
     }
 }
 
@@ -269,6 +279,8 @@ impl RefreshReport {
 const CURRENT: &str = "CURRENT";
 /// In each version: every file's BLAKE3 digest, checked when the version is opened.
 const CHECKSUMS: &str = "tutor-checksums.json";
+/// The passages' sentence vectors, when a semantic model is configured.
+const VECTORS: &str = "tutor-vectors.bin";
 /// Versions kept besides the current one, for readers still on them.
 const KEEP_OLD_VERSIONS: usize = 2;
 /// A build left behind (a crashed `tutor index`) is removed after this long.
@@ -372,6 +384,111 @@ fn checksums(version: &Path) -> std::io::Result<BTreeMap<String, String>> {
 /// Lessons that failed to parse this time (listed in `catalog.problems`) keep their previously
 /// indexed passages only while the file still exists; the catalog decides what is served.
 pub fn refresh(dir: &Path, catalog: &Catalog) -> Result<RefreshReport, IndexError> {
+    refresh_with(dir, catalog, None)
+}
+
+/// The text of a passage that is embedded: its section title, then its text.
+pub fn meaning_text(section_title: &str, text: &str) -> String {
+    format!("{section_title}: {text}")
+}
+
+/// What is embedded of a passage, as [`meaning_text`]s: the whole passage, then each of its
+/// units (sentences, list items, table rows) when it has more than one, since one sentence of a
+/// long passage is what a question means most nearly.
+pub fn meaning_texts(section_title: &str, text: &str) -> Vec<String> {
+    let units = crate::text::units_of(text);
+    let mut texts = vec![meaning_text(section_title, text)];
+    if units.len() > 1 {
+        texts.extend(units.iter().map(|(unit, _)| meaning_text(section_title, unit)));
+    }
+    texts
+}
+
+/// Every text embedded for the catalog, with its key.
+fn passage_keys(catalog: &Catalog) -> Vec<(TextKey, String)> {
+    catalog
+        .lessons
+        .iter()
+        .flat_map(|lesson| {
+            lesson.passages.iter().flat_map(|passage| {
+                meaning_texts(&lesson.section_of(passage).title, &passage.text)
+                    .into_iter()
+                    .map(|text| (text_key(&text), text))
+            })
+        })
+        .collect()
+}
+
+/// The vectors of the current version, if it has them.
+pub fn read_vectors(dir: &Path) -> Option<VectorFile> {
+    let (_, path) = current_version(dir)?;
+    let file = path.join(VECTORS);
+    if !file.exists() {
+        return None;
+    }
+    VectorFile::read(&file)
+        .map_err(|error| tracing::warn!(path = %file.display(), %error, "cannot read the passage vectors"))
+        .ok()
+}
+
+/// Whether `previous` already holds a vector of `semantic`'s model for every passage.
+fn vectors_complete(previous: Option<&VectorFile>, semantic: &Semantic, keys: &[(TextKey, String)]) -> bool {
+    previous.is_some_and(|file| {
+        file.identity == semantic.identity() && keys.iter().all(|(k, _)| file.vectors.contains_key(k))
+    })
+}
+
+/// Writes the vectors of every passage into `build`: those of `previous` (same model, same text)
+/// kept, the others embedded. Returns how many were embedded.
+fn write_vectors(
+    build: &Path,
+    semantic: &Semantic,
+    previous: Option<VectorFile>,
+    keys: &[(TextKey, String)],
+) -> Result<usize, IndexError> {
+    let mut old = previous
+        .filter(|file| file.identity == semantic.identity())
+        .map(|file| file.vectors)
+        .unwrap_or_default();
+    let mut file = VectorFile {
+        identity: semantic.identity().to_string(),
+        dimensions: semantic.dimensions(),
+        vectors: std::collections::HashMap::with_capacity(keys.len()),
+    };
+    let mut missing: Vec<&(TextKey, String)> = Vec::new();
+    for entry in keys {
+        match old.remove(&entry.0) {
+            Some(v) => {
+                file.vectors.insert(entry.0, v);
+            }
+            None if !file.vectors.contains_key(&entry.0) => missing.push(entry),
+            None => {}
+        }
+    }
+    missing.sort_by_key(|(k, _)| *k);
+    missing.dedup_by_key(|(k, _)| *k);
+    let texts: Vec<&str> = missing.iter().map(|(_, t)| t.as_str()).collect();
+    let vectors = semantic
+        .embed(&texts)
+        .map_err(|e| IndexError::Embedding(e.to_string()))?;
+    for ((key, _), v) in missing.iter().zip(vectors) {
+        file.vectors.insert(*key, v.iter().copied().collect());
+    }
+    file.write(&build.join(VECTORS)).map_err(|source| IndexError::Io {
+        path: build.join(VECTORS),
+        source,
+    })?;
+    Ok(missing.len())
+}
+
+/// [`refresh`], with the passages' sentence vectors computed by `semantic` (only for passages
+/// whose text is new to the current version's vectors, or all of them for another model). With
+/// no model, the new version has no vectors.
+pub fn refresh_with(
+    dir: &Path,
+    catalog: &Catalog,
+    semantic: Option<&Semantic>,
+) -> Result<RefreshReport, IndexError> {
     let started = Instant::now();
     let io = |source| IndexError::Io {
         path: dir.to_path_buf(),
@@ -413,9 +530,16 @@ pub fn refresh(dir: &Path, catalog: &Catalog) -> Result<RefreshReport, IndexErro
     }
     let removed: Vec<&String> = old.keys().filter(|id| !new.contains_key(*id)).collect();
     report.removed = removed.len();
+    let keys = semantic.map(|_| passage_keys(catalog)).unwrap_or_default();
+    let previous_vectors = previous
+        .as_ref()
+        .and_then(|(_, path, _)| VectorFile::read(&path.join(VECTORS)).ok());
+    let vectors_ready =
+        semantic.is_none_or(|semantic| vectors_complete(previous_vectors.as_ref(), semantic, &keys));
     if let Some((name, _, _)) = &previous
         && to_write.is_empty()
         && removed.is_empty()
+        && vectors_ready
     {
         report.version = name.clone();
         report.elapsed = started.elapsed();
@@ -441,6 +565,9 @@ pub fn refresh(dir: &Path, catalog: &Catalog) -> Result<RefreshReport, IndexErro
         };
         write_changes(&index, &to_write, &removed, &old).map_err(tantivy)?;
         drop(index);
+        if let Some(semantic) = semantic {
+            report.embedded = write_vectors(&build, semantic, previous_vectors, &keys)?;
+        }
         let manifest = Manifest {
             format: INDEX_FORMAT,
             lessons: new,
@@ -486,7 +613,11 @@ fn link_version(from: &Path, to: &Path) -> std::io::Result<()> {
         let name = entry.file_name();
         let text = name.to_string_lossy();
         // The tutor's own files are written anew in place: never share them.
-        if is_lock(&text) || text == CHECKSUMS || text == MANIFEST || !entry.file_type()?.is_file()
+        if is_lock(&text)
+            || text == CHECKSUMS
+            || text == MANIFEST
+            || text == VECTORS
+            || !entry.file_type()?.is_file()
         {
             continue;
         }

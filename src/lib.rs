@@ -43,6 +43,7 @@ pub mod prompts;
 pub mod quiz;
 pub mod report;
 pub mod retrieve;
+pub mod semantic;
 pub mod shared;
 pub mod telemetry;
 pub mod text;

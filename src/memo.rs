@@ -33,6 +33,26 @@ impl<K: Hash + Eq, V: ?Sized> Memo<K, V> {
     }
 }
 
+impl<K: Hash + Eq, V: ?Sized> Memo<K, V> {
+    /// The value of `key` when kept.
+    pub fn get<Q>(&self, key: &Q) -> Option<Arc<V>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.lock().get(key).cloned()
+    }
+
+    /// Keeps `value` for `key`.
+    pub fn put(&self, key: K, value: Arc<V>) {
+        self.lock().put(key, value);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, lru::LruCache<K, Arc<V>>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 impl<K: Hash + Eq, V: ?Sized> std::fmt::Debug for Memo<K, V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kept = self.0.lock().map_or(0, |m| m.len());

@@ -9,6 +9,7 @@ use crate::conversation::{self, Reading, Want};
 use crate::index::{self, Fields, IndexError};
 use crate::lessons::{Catalog, Lesson, Passage};
 use crate::memo::Memo;
+use crate::semantic::{self, Semantic, Vector, vectors::text_key};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
@@ -312,6 +313,17 @@ pub struct RetrievalSettings {
     pub min_coverage: f32,
     /// How much better another lesson must cover a borderline question to take it.
     pub elsewhere_margin: f32,
+    /// With a semantic model: the weight of BM25 (relative to the lesson's best passage) beside
+    /// the question's cosine similarity with a passage when ranking.
+    pub lexical_weight: f32,
+    /// With a semantic model: similarity of the best passage at or above which the lesson covers
+    /// the question, whatever its words.
+    pub sure_similarity: f32,
+    /// Similarity below which meaning does not vouch for the question; between the two, it is
+    /// covered unless another lesson's passage is clearly closer (`elsewhere_similarity`).
+    pub min_similarity: f32,
+    /// How much closer another lesson's passage must be to take a borderline question.
+    pub elsewhere_similarity: f32,
 }
 
 impl Default for RetrievalSettings {
@@ -324,6 +336,10 @@ impl Default for RetrievalSettings {
             sure_coverage: 0.5,
             min_coverage: 0.35,
             elsewhere_margin: 0.2,
+            lexical_weight: 0.3,
+            sure_similarity: 0.5,
+            min_similarity: 0.35,
+            elsewhere_similarity: 0.05,
         }
     }
 }
@@ -406,6 +422,10 @@ pub struct Retrieval {
     pub anchor: Option<String>,
     /// What the message is (small talk, follow-up, ordinal, the kind of answer it wants).
     pub reading: Reading,
+    /// With a semantic model: the best passage's similarity to the message.
+    pub similarity: Option<f32>,
+    /// The message's vector, when it was matched by meaning.
+    pub vector: Option<Vector>,
 }
 
 impl Retrieval {
@@ -421,6 +441,8 @@ impl Retrieval {
             follow_up: false,
             anchor: None,
             reading,
+            similarity: None,
+            vector: None,
         }
     }
 }
@@ -460,33 +482,88 @@ pub struct GateInput {
     /// The best passage's coverage of the gate's terms.
     pub coverage: f32,
     pub follow_up: bool,
+    /// With a semantic model: the best passage's similarity to the message itself (for a
+    /// follow-up too: the history cannot carry it).
+    pub similarity: Option<f32>,
 }
 
-/// The gate: answer, or refuse and why. Covered at `sure_coverage`; refused below
-/// `min_coverage`; in between, refused only when another lesson covers the question at least
-/// `elsewhere_margin` better (`other_lesson`, asked only then: it costs a catalog-wide search;
-/// never for a follow-up, whose topic is set by the conversation).
+/// How well the best other lesson answers the question, for a question in doubt.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct OtherLesson {
+    /// Its best passage's coverage of the question's terms.
+    pub coverage: Option<f32>,
+    /// Its best passage's similarity to the question (with a semantic model).
+    pub similarity: Option<f32>,
+}
+
+/// Where one signal stands against its two thresholds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Sure,
+    Doubt,
+    No,
+}
+
+fn verdict(value: f32, sure: f32, min: f32) -> Verdict {
+    if value >= sure {
+        Verdict::Sure
+    } else if value >= min {
+        Verdict::Doubt
+    } else {
+        Verdict::No
+    }
+}
+
+/// The gate: answer, or refuse and why, on two signals: the share of the question's words a
+/// passage holds (coverage) and, with a semantic model, how close in meaning the best passage
+/// is (similarity). Covered when either is sure; refused when neither reaches its minimum; in
+/// between, and when only meaning vouches for it, refused only when another lesson is clearly
+/// better on either signal (`other_lesson`, asked only then: it costs a catalog-wide search;
+/// never for a follow-up, whose topic is set by the conversation). A follow-up's own words
+/// must be found in the lesson, or its own meaning be near a passage: history can resolve a
+/// reference, never carry an off-topic message.
 pub fn gate<E>(
     input: &GateInput,
     settings: &RetrievalSettings,
-    other_lesson: impl FnOnce() -> Result<Option<f32>, E>,
+    other_lesson: impl FnOnce() -> Result<OtherLesson, E>,
 ) -> Result<(bool, GateReason), E> {
+    let words = verdict(input.coverage, settings.sure_coverage, settings.min_coverage);
+    let meaning = input.similarity.map_or(Verdict::No, |s| {
+        verdict(s, settings.sure_similarity, settings.min_similarity)
+    });
+    let own_meaning = input
+        .similarity
+        .is_some_and(|s| s >= settings.min_similarity);
     Ok(if input.arithmetic {
         (false, GateReason::NotCovered)
-    } else if !input.searchable {
+    } else if !input.searchable && meaning != Verdict::Sure {
         (false, GateReason::NoSearchableWords)
-    } else if input.own_coverage < settings.sure_coverage {
+    } else if input.own_coverage < settings.sure_coverage && !own_meaning {
         (false, GateReason::NotCovered)
-    } else if input.coverage >= settings.sure_coverage {
+    } else if words == Verdict::Sure {
         (true, GateReason::Covered)
-    } else if input.coverage < settings.min_coverage {
+    } else if words == Verdict::No && meaning == Verdict::No {
         (false, GateReason::NotCovered)
-    } else if !input.follow_up
-        && other_lesson()?.is_some_and(|other| other >= input.coverage + settings.elsewhere_margin)
-    {
-        (false, GateReason::BetterElsewhere)
+    } else if input.follow_up {
+        (true, GateReason::Covered)
     } else {
-        (true, GateReason::Covered)
+        let other = other_lesson()?;
+        let better_words = other
+            .coverage
+            .is_some_and(|c| c >= input.coverage + settings.elsewhere_margin);
+        let better_meaning = match (other.similarity, input.similarity) {
+            (Some(theirs), Some(ours)) => theirs >= ours + settings.elsewhere_similarity,
+            _ => false,
+        };
+        // A question only meaning vouches for goes where it means more; one the words
+        // vouch for goes where the words are clearly better.
+        if (meaning == Verdict::No && better_words) || (words == Verdict::No && better_meaning)
+            || (better_words && better_meaning)
+        {
+            (false, GateReason::BetterElsewhere)
+        } else {
+            (true, GateReason::Covered)
+        }
     })
 }
 
@@ -508,6 +585,144 @@ pub struct Retriever {
     /// occurs, and the passages of the lessons in use are analysed once, not for every
     /// question.
     passage_terms: Memo<(u32, u32), [u64]>,
+    /// The passages' sentence vectors, when a semantic model is in use and the index holds its
+    /// vectors.
+    meaning: Option<Meaning>,
+    /// Each lesson's position in the catalog.
+    lesson_index: HashMap<String, u32>,
+}
+
+/// The passages' vectors, one row per passage of the catalog in order, and their units'.
+struct Meaning {
+    semantic: Arc<Semantic>,
+    dimensions: usize,
+    /// Row of each lesson's first passage.
+    first_row: Vec<usize>,
+    /// `rows × dimensions` numbers; a passage the index has no vector for has zeros (its
+    /// similarity is 0, so meaning never vouches for it).
+    vectors: Vec<f32>,
+    /// The vectors of each passage's units (sentences, list items, table rows), in
+    /// [`crate::text::units_of`] order: those of row `r` are `unit_start[r]..unit_start[r + 1]`.
+    units: Vec<f32>,
+    unit_start: Vec<usize>,
+}
+
+impl Meaning {
+    /// Reads the vectors of the current version of `dir` for `catalog`, when they were made by
+    /// `semantic`'s model.
+    fn load(dir: &Path, catalog: &Catalog, semantic: Arc<Semantic>) -> Option<Meaning> {
+        let Some(file) = index::read_vectors(dir) else {
+            tracing::warn!(
+                "the index has no passage vectors (built without a semantic model): matching words only; run `tutor index` to add them"
+            );
+            return None;
+        };
+        if file.identity != semantic.identity() || file.dimensions != semantic.dimensions() {
+            tracing::warn!(
+                index = %file.identity,
+                model = %semantic.identity(),
+                "the index's passage vectors were made by another model: matching words only until it is rebuilt with `tutor index`"
+            );
+            return None;
+        }
+        let dimensions = file.dimensions;
+        let zeros = || std::iter::repeat_n(0.0, dimensions);
+        let mut first_row = Vec::with_capacity(catalog.lessons.len());
+        let mut vectors = Vec::with_capacity(catalog.passage_count() * dimensions);
+        let mut units = Vec::new();
+        let mut unit_start = vec![0];
+        let mut missing = 0usize;
+        for lesson in &catalog.lessons {
+            first_row.push(vectors.len() / dimensions);
+            for passage in &lesson.passages {
+                let title = &lesson.section_of(passage).title;
+                let mut lookup = |text: &str, into: &mut Vec<f32>| {
+                    match file.vectors.get(&text_key(&index::meaning_text(title, text))) {
+                        Some(v) => into.extend_from_slice(v),
+                        None => {
+                            missing += 1;
+                            into.extend(zeros());
+                        }
+                    }
+                };
+                lookup(&passage.text, &mut vectors);
+                let parts = crate::text::units_of(&passage.text);
+                if parts.len() > 1 {
+                    for (unit, _) in parts {
+                        lookup(unit, &mut units);
+                    }
+                } else {
+                    let row = &vectors[vectors.len() - dimensions..];
+                    units.extend_from_slice(&row.to_vec());
+                }
+                unit_start.push(units.len() / dimensions);
+            }
+        }
+        if missing > 0 {
+            tracing::warn!(missing, "texts without a vector in the index: matched by their words only");
+        }
+        Some(Meaning {
+            semantic,
+            dimensions,
+            first_row,
+            vectors,
+            units,
+            unit_start,
+        })
+    }
+
+    /// The similarity of `question` to each unit of passage `p` of lesson `l`.
+    fn unit_similarities(&self, l: u32, p: u32, question: &[f32]) -> Vec<f32> {
+        let row = self.first_row[l as usize] + p as usize;
+        (self.unit_start[row]..self.unit_start[row + 1])
+            .map(|u| {
+                semantic::similarity(
+                    question,
+                    &self.units[u * self.dimensions..(u + 1) * self.dimensions],
+                )
+            })
+            .collect()
+    }
+
+    /// How near `question` is to row `row`: the passage as a whole, or its nearest unit.
+    fn row_similarity(&self, row: usize, question: &[f32]) -> f32 {
+        let d = self.dimensions;
+        let whole = semantic::similarity(question, &self.vectors[row * d..(row + 1) * d]);
+        (self.unit_start[row]..self.unit_start[row + 1])
+            .map(|u| semantic::similarity(question, &self.units[u * d..(u + 1) * d]))
+            .fold(whole, f32::max)
+    }
+
+    /// Similarity of `question` to each passage of lesson `l`, in lesson order.
+    fn lesson_similarities(&self, l: u32, passages: usize, question: &[f32]) -> Vec<f32> {
+        let first = self.first_row[l as usize];
+        (first..first + passages)
+            .map(|row| self.row_similarity(row, question))
+            .collect()
+    }
+
+    /// The lesson other than `except` with the passage closest to `question`: (lesson index,
+    /// similarity).
+    fn closest_other(&self, except: u32, question: &[f32]) -> Option<(u32, f32)> {
+        let mut best: Option<(u32, f32)> = None;
+        for (l, &first) in self.first_row.iter().enumerate() {
+            if l as u32 == except {
+                continue;
+            }
+            let end = self
+                .first_row
+                .get(l + 1)
+                .copied()
+                .unwrap_or(self.vectors.len() / self.dimensions);
+            for row in first..end {
+                let s = self.row_similarity(row, question);
+                if best.is_none_or(|(_, b)| s > b) {
+                    best = Some((l as u32, s));
+                }
+            }
+        }
+        best
+    }
 }
 
 /// Passages kept analysed for coverage: about 300 lessons' worth, a few megabytes.
@@ -526,7 +741,26 @@ impl Retriever {
         dir: &Path,
         settings: RetrievalSettings,
     ) -> Result<Retriever, IndexError> {
+        Retriever::open_with(catalog, dir, settings, None)
+    }
+
+    /// [`Retriever::open`] with a semantic model: questions are then also matched by meaning,
+    /// when the index holds passage vectors made by that model (otherwise by words alone, with
+    /// a warning).
+    pub fn open_with(
+        catalog: Arc<Catalog>,
+        dir: &Path,
+        settings: RetrievalSettings,
+        semantic: Option<Arc<Semantic>>,
+    ) -> Result<Retriever, IndexError> {
         let (index, fields) = index::open(dir)?;
+        let meaning = semantic.and_then(|semantic| Meaning::load(dir, &catalog, semantic));
+        let lesson_index = catalog
+            .lessons
+            .iter()
+            .enumerate()
+            .map(|(l, lesson)| (lesson.id.clone(), l as u32))
+            .collect();
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
@@ -562,7 +796,26 @@ impl Retriever {
             not_topic_words,
             settings,
             passage_terms: Memo::new(ANALYSED_PASSAGES),
+            meaning,
+            lesson_index,
         })
+    }
+
+    /// True when questions are matched by meaning too.
+    pub fn semantic(&self) -> Option<&Arc<Semantic>> {
+        self.meaning.as_ref().map(|m| &m.semantic)
+    }
+
+    /// The similarity of `vector` to each unit of a hit's passage (sentences, list items, table
+    /// rows, in [`crate::text::units_of`] order); `None` without meaning.
+    pub fn unit_similarities(&self, hit: &Hit, vector: Option<&[f32]>) -> Option<Vec<f32>> {
+        let meaning = self.meaning.as_ref()?;
+        Some(meaning.unit_similarities(hit.order.0, hit.order.1, vector?))
+    }
+
+    /// A message's vector, batched with other learners' (`None` without a semantic model).
+    pub async fn question_vector(&self, message: &str) -> Option<Vector> {
+        self.meaning.as_ref()?.semantic.question(message).await
     }
 
     /// The catalog this retriever serves.
@@ -621,16 +874,30 @@ impl Retriever {
         message: &str,
         earlier: &Earlier<'_>,
     ) -> Result<Retrieval, SearchFailed> {
-        self.retrieve_read(lesson_id, message, conversation::read(message), earlier)
+        let vector = self.question_vector_blocking(message);
+        self.retrieve_read(
+            lesson_id,
+            message,
+            conversation::read(message),
+            earlier,
+            vector.as_deref(),
+        )
     }
 
-    /// [`Retriever::retrieve`] for a message already read with [`conversation::read`].
+    /// A message's vector computed on this thread (`None` without a semantic model).
+    pub fn question_vector_blocking(&self, message: &str) -> Option<Vector> {
+        self.meaning.as_ref()?.semantic.question_blocking(message)
+    }
+
+    /// [`Retriever::retrieve`] for a message already read with [`conversation::read`], with its
+    /// vector when a semantic model is in use.
     pub fn retrieve_read(
         &self,
         lesson_id: &str,
         message: &str,
         reading: Reading,
         earlier: &Earlier<'_>,
+        vector: Option<&[f32]>,
     ) -> Result<Retrieval, SearchFailed> {
         let searcher = self.reader.searcher();
         let language = self.language_of(lesson_id);
@@ -677,6 +944,20 @@ impl Retriever {
         for hit in &mut hits {
             hit.coverage = self.coverage(&gate_terms, hit);
         }
+        // Meaning: each passage's similarity to the message ranks beside BM25, so a question in
+        // the learner's own words finds the passage that says it in the lesson's.
+        let mut lexical_coverage = hits.iter().map(|h| h.coverage).fold(0.0, f32::max);
+        let similarity = match (&self.meaning, vector, self.lesson_index.get(lesson_id)) {
+            (Some(meaning), Some(vector), Some(&l)) => {
+                let ranked_by_meaning = !follow_up || !own_topic.is_empty();
+                let (fused, best) = self.fuse(meaning, l, vector, &hits, &gate_terms);
+                if ranked_by_meaning {
+                    hits = fused;
+                }
+                Some(best)
+            }
+            _ => None,
+        };
         // A follow-up's own topic words (its weight-1 terms), judged alone: the history cannot
         // carry them.
         let own: Vec<&QueryTerm> = terms.iter().filter(|t| t.weight >= 1.0).collect();
@@ -706,7 +987,11 @@ impl Retriever {
             hits = self.best_section_first(hits, &gate_terms);
         }
         hits.truncate(self.settings.candidates);
-        let mut coverage = hits.iter().map(|h| h.coverage).fold(0.0, f32::max);
+        lexical_coverage = hits
+            .iter()
+            .map(|h| h.coverage)
+            .fold(lexical_coverage, f32::max);
+        let mut coverage = lexical_coverage;
         if !wanted.is_empty() {
             // The gate judges the passages the message's own words find, as without them.
             for hit in
@@ -722,12 +1007,16 @@ impl Retriever {
                 own_coverage,
                 coverage,
                 follow_up,
+                similarity,
             },
             &self.settings,
             || {
-                Ok(self
-                    .best_other_lesson(&searcher, &terms, lesson_id)?
-                    .map(|(_, other)| other))
+                Ok(OtherLesson {
+                    coverage: self
+                        .best_other_lesson(&searcher, &terms, lesson_id)?
+                        .map(|(_, other)| other),
+                    similarity: self.closest_other_lesson(lesson_id, vector).map(|(_, s)| s),
+                })
             },
         )?;
         terms.extend(wanted);
@@ -740,7 +1029,69 @@ impl Retriever {
             follow_up,
             anchor: anchor.map(|a| a.passage().id.clone()),
             reading,
+            similarity,
+            vector: similarity.and(vector).map(Vector::from),
         })
+    }
+
+    /// The lesson's passages ranked by meaning and words together: each passage's similarity
+    /// to the question plus `lexical_weight` times its BM25 score relative to the best BM25 hit.
+    /// Returns the best `candidates` (their coverage computed) and the best similarity.
+    fn fuse(
+        &self,
+        meaning: &Meaning,
+        l: u32,
+        vector: &[f32],
+        lexical: &[Hit],
+        gate_terms: &[&QueryTerm],
+    ) -> (Vec<Hit>, f32) {
+        let lesson = &self.catalog.lessons[l as usize];
+        let similarities = meaning.lesson_similarities(l, lesson.passages.len(), vector);
+        let best = similarities.iter().copied().fold(0.0, f32::max);
+        let top = lexical.iter().map(|h| h.score).fold(0.0, f32::max);
+        let mut scored: Vec<(f32, u32)> = similarities
+            .iter()
+            .enumerate()
+            .map(|(p, s)| {
+                let words = lexical
+                    .iter()
+                    .find(|h| h.passage == p)
+                    .map_or(0.0, |h| if top > 0.0 { h.score / top } else { 0.0 });
+                (s + self.settings.lexical_weight * words, p as u32)
+            })
+            .collect();
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        scored.truncate(self.settings.candidates);
+        let hits = scored
+            .into_iter()
+            .map(|(score, p)| {
+                let mut hit = Hit {
+                    lesson: lesson.clone(),
+                    passage: p as usize,
+                    score,
+                    coverage: 0.0,
+                    order: (l, p),
+                };
+                hit.coverage = lexical
+                    .iter()
+                    .find(|h| h.passage == p as usize)
+                    .map_or_else(|| self.coverage(gate_terms, &hit), |h| h.coverage);
+                hit
+            })
+            .collect();
+        (hits, best)
+    }
+
+    /// The other lesson with the passage closest in meaning to `vector`.
+    fn closest_other_lesson(
+        &self,
+        except: &str,
+        vector: Option<&[f32]>,
+    ) -> Option<(Arc<Lesson>, f32)> {
+        let meaning = self.meaning.as_ref()?;
+        let except = self.lesson_index.get(except).copied().unwrap_or(u32::MAX);
+        let (l, s) = meaning.closest_other(except, vector?)?;
+        Some((self.catalog.lessons[l as usize].clone(), s))
     }
 
     /// A follow-up's words from the learner's earlier questions (the most recent first, three
@@ -860,9 +1211,17 @@ impl Retriever {
             self.key_terms(message, self.language_of(except)),
             1.0,
         );
-        Ok(self
+        if let Some((lesson, _)) = self
             .best_other_lesson(&searcher, &terms, except)?
             .filter(|(_, coverage)| *coverage >= self.settings.sure_coverage)
+        {
+            return Ok(Some(lesson));
+        }
+        // In other words than the lessons': the lesson whose passage means most nearly the same.
+        let vector = self.question_vector_blocking(message);
+        Ok(self
+            .closest_other_lesson(except, vector.as_deref())
+            .filter(|(_, similarity)| *similarity >= self.settings.sure_similarity)
             .map(|(lesson, _)| lesson))
     }
 
@@ -1073,6 +1432,7 @@ mod tests {
             own_coverage: 1.0,
             coverage,
             follow_up: false,
+            similarity: None,
         };
         // (input, other lesson's coverage, expected, whether the other lesson was asked)
         type Case = (GateInput, Option<f32>, (bool, GateReason), bool);
@@ -1130,7 +1490,10 @@ mod tests {
             let mut asked = false;
             let decided = gate::<()>(&input, &settings, || {
                 asked = true;
-                Ok(other)
+                Ok(OtherLesson {
+                    coverage: other,
+                    similarity: None,
+                })
             })
             .expect("no search error");
             assert_eq!(decided, expected, "{input:?}");

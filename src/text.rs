@@ -354,6 +354,66 @@ impl LineIndex {
     }
 }
 
+/// What a unit of a passage is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    Sentence,
+    /// The `index`th item (0-based) of list `list` of the passage.
+    Item {
+        list: usize,
+        index: usize,
+    },
+    /// A table row (`Header: cell; Header: cell.`), the `index`th of table `list`.
+    Row {
+        list: usize,
+        index: usize,
+    },
+}
+
+/// Splits a passage into answerable units: list items and table rows whole, prose by sentence.
+pub fn units_of(text: &str) -> Vec<(&str, Shape)> {
+    let mut units = Vec::new();
+    let mut list = 0;
+    let mut index = 0;
+    let mut in_list = false;
+    for line in text.lines() {
+        let line = line.trim();
+        let shape = if let Some(item) = line.strip_prefix("- ") {
+            Some((item.trim(), false))
+        } else if crate::text::is_table_row(line) {
+            Some((line, true))
+        } else {
+            None
+        };
+        match shape {
+            Some((item, row)) => {
+                if !in_list {
+                    list += 1;
+                    index = 0;
+                    in_list = true;
+                }
+                let shape = if row {
+                    Shape::Row { list, index }
+                } else {
+                    Shape::Item { list, index }
+                };
+                units.push((item, shape));
+                index += 1;
+            }
+            None if !line.is_empty() => {
+                in_list = false;
+                units.extend(
+                    split_sentences(line)
+                        .into_iter()
+                        .map(|s| (s, Shape::Sentence)),
+                );
+            }
+            None => {}
+        }
+    }
+    units
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

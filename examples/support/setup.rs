@@ -90,3 +90,38 @@ pub fn print_sets(report: &serde_json::Value, as_json: bool, width: usize) -> an
     }
     Ok(())
 }
+
+/// [`index`] with a semantic model: passage vectors computed into the index and questions
+/// matched by meaning too.
+pub fn index_with(
+    catalog: Catalog,
+    settings: RetrievalSettings,
+    semantic: Option<Arc<tutor::semantic::Semantic>>,
+) -> anyhow::Result<(Arc<Retriever>, tempfile::TempDir)> {
+    let dir = tempfile::tempdir()?;
+    tutor::index::refresh_with(dir.path(), &catalog, semantic.as_deref())?;
+    let retriever = Retriever::open_with(Arc::new(catalog), dir.path(), settings, semantic)?;
+    Ok((Arc::new(retriever), dir))
+}
+
+/// The semantic model evaluations use: `TUTOR_SEMANTIC_MODEL_DIR`, else the default cache;
+/// none with `TUTOR_SEMANTIC=off`.
+pub fn semantic() -> anyhow::Result<Option<Arc<tutor::semantic::Semantic>>> {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let settings =
+        tutor::semantic::SemanticSettings::read(None, &env).map_err(anyhow::Error::msg)?;
+    Ok(settings.load()?)
+}
+
+/// Retrieval settings with the JSON object in `TUNE` (if set) laid over the defaults, for trying
+/// thresholds without rebuilding.
+pub fn tuned_settings() -> anyhow::Result<RetrievalSettings> {
+    let mut value = serde_json::to_value(RetrievalSettings::default())?;
+    if let Ok(tune) = std::env::var("TUNE") {
+        let over: serde_json::Value = serde_json::from_str(&tune)?;
+        for (k, v) in over.as_object().into_iter().flatten() {
+            value[k] = v.clone();
+        }
+    }
+    Ok(serde_json::from_value(value)?)
+}

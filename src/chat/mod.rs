@@ -731,9 +731,17 @@ impl Tutor {
             quizzing::Guarding::Answer(guards, near) => (guards, near),
         };
         let started = std::time::Instant::now();
-        let retrieval =
-            self.retriever
-                .retrieve_read(&lesson.id, &question.message, reading, &earlier)?;
+        let vector = match &question.meaning {
+            Some(vector) => Some(vector.clone()),
+            None => self.retriever.question_vector_blocking(&question.message),
+        };
+        let retrieval = self.retriever.retrieve_read(
+            &lesson.id,
+            &question.message,
+            reading,
+            &earlier,
+            vector.as_deref(),
+        )?;
         telemetry::retrieval(started.elapsed().as_secs_f64());
         telemetry::gate(retrieval.covered, retrieval.reason.as_str());
         if !retrieval.covered {
@@ -802,6 +810,9 @@ impl Tutor {
                     section: c.section.clone(),
                     text: c.text.clone(),
                     relevance: hit.score / top_score,
+                    meaning: self
+                        .retriever
+                        .unit_similarities(hit, retrieval.vector.as_deref()),
                 })
                 .collect(),
             terms: retrieval.terms.clone(),
@@ -915,8 +926,11 @@ impl Tutor {
     /// searches, can take milliseconds). Figures in BENCHMARKS.md.
     async fn plan_where_cheap(
         &self,
-        question: Question,
+        mut question: Question,
     ) -> Result<(Plan, Retrieval, Question), ChatError> {
+        if question.mode != Mode::Quiz && question.meaning.is_none() {
+            question.meaning = self.retriever.question_vector(&question.message).await;
+        }
         if question.plans_quickly() {
             let (plan, retrieval) = self.plan(&question)?;
             return Ok((plan, retrieval, question));

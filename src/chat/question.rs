@@ -34,6 +34,9 @@ pub struct Question {
     pub(in crate::chat) quiz_asked: Vec<String>,
     /// Set during an assessment (an instructor's LTI launch): every answer is a hint.
     pub(in crate::chat) hint_only: bool,
+    /// The message's sentence vector, when a semantic model is in use (computed before
+    /// planning, batched with other learners' questions).
+    pub(in crate::chat) meaning: Option<crate::semantic::Vector>,
 }
 
 /// What a learner asks the tutor for.
@@ -120,6 +123,7 @@ impl Question {
             quiz_item: None,
             quiz_asked: Vec::new(),
             hint_only: false,
+            meaning: None,
         })
     }
 
@@ -137,6 +141,7 @@ impl Question {
             quiz_item: None,
             quiz_asked: asked,
             hint_only: false,
+            meaning: None,
         })
     }
 

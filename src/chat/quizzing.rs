@@ -134,6 +134,7 @@ impl Tutor {
                 section: section.clone(),
                 text: passage.text.clone(),
                 relevance: 1.0,
+                meaning: None,
             }],
             terms: Vec::new(),
             easy: true,

