@@ -949,9 +949,10 @@ impl Retriever {
         let mut lexical_coverage = hits.iter().map(|h| h.coverage).fold(0.0, f32::max);
         let similarity = match (&self.meaning, vector, self.lesson_index.get(lesson_id)) {
             (Some(meaning), Some(vector), Some(&l)) => {
-                let ranked_by_meaning = !follow_up || !own_topic.is_empty();
+                // A follow-up's own words are a poor query alone ("what are its weaknesses?"):
+                // it is ranked by its words and the history's, as without a model.
                 let (fused, best) = self.fuse(meaning, l, vector, &hits, &gate_terms);
-                if ranked_by_meaning {
+                if !follow_up {
                     hits = fused;
                 }
                 Some(best)
@@ -1030,7 +1031,12 @@ impl Retriever {
             anchor: anchor.map(|a| a.passage().id.clone()),
             reading,
             similarity,
-            vector: similarity.and(vector).map(Vector::from),
+            // The answerer weighs units by the message's meaning only when the message was
+            // ranked by it (not a follow-up's "tell me more").
+            vector: similarity
+                .and(vector)
+                .filter(|_| !follow_up)
+                .map(Vector::from),
         })
     }
 

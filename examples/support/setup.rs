@@ -8,15 +8,13 @@ use std::sync::Arc;
 use tutor::lessons::{Catalog, load_catalog};
 use tutor::retrieve::{RetrievalSettings, Retriever};
 
-/// A retriever over `catalog`, indexed into a temporary folder kept alive by the second value.
+/// A retriever over `catalog`, indexed into a temporary folder kept alive by the second value,
+/// with the semantic model as the tutor runs by default (`TUTOR_SEMANTIC=off`: words alone).
 pub fn index(
     catalog: Catalog,
     settings: RetrievalSettings,
 ) -> anyhow::Result<(Arc<Retriever>, tempfile::TempDir)> {
-    let dir = tempfile::tempdir()?;
-    tutor::index::refresh(dir.path(), &catalog)?;
-    let retriever = Retriever::open(Arc::new(catalog), dir.path(), settings)?;
-    Ok((Arc::new(retriever), dir))
+    index_with(catalog, settings, semantic()?)
 }
 
 /// [`index`] over the lessons in `dir`, none of which may be broken.
@@ -99,8 +97,17 @@ pub fn index_with(
     semantic: Option<Arc<tutor::semantic::Semantic>>,
 ) -> anyhow::Result<(Arc<Retriever>, tempfile::TempDir)> {
     let dir = tempfile::tempdir()?;
-    tutor::index::refresh_with(dir.path(), &catalog, semantic.as_deref())?;
-    let retriever = Retriever::open_with(Arc::new(catalog), dir.path(), settings, semantic)?;
+    // `EVAL_INDEX_DIR` keeps each catalog's index between runs, so trying settings does not
+    // embed every passage again.
+    let path = match std::env::var("EVAL_INDEX_DIR") {
+        Ok(kept) => {
+            let first = catalog.lessons.first().map_or("empty", |l| l.id.as_str());
+            Path::new(&kept).join(first)
+        }
+        Err(_) => dir.path().to_path_buf(),
+    };
+    tutor::index::refresh_with(&path, &catalog, semantic.as_deref())?;
+    let retriever = Retriever::open_with(Arc::new(catalog), &path, settings, semantic)?;
     Ok((Arc::new(retriever), dir))
 }
 

@@ -936,15 +936,15 @@ impl<'a> Verifier<'a> {
 /// A sentence without a leading "Yes," or "No,": the particle answers the learner's question
 /// (whose polarity is the learner's); what follows is the claim.
 fn without_answer_particle(sentence: &str) -> &str {
+    let bytes = sentence.as_bytes();
     for particle in ["yes", "no"] {
-        if let Some(head) = sentence.get(..particle.len() + 1)
-            && head[..particle.len()].eq_ignore_ascii_case(particle)
-            && matches!(
-                head.as_bytes()[particle.len()],
-                b',' | b':' | b';' | b'.' | b'!'
-            )
+        let n = particle.len();
+        if bytes.len() > n
+            && bytes[..n].eq_ignore_ascii_case(particle.as_bytes())
+            && matches!(bytes[n], b',' | b':' | b';' | b'.' | b'!')
         {
-            return sentence[particle.len() + 1..].trim_start();
+            // The particle and its mark are ASCII, so what follows starts a character.
+            return sentence.get(n + 1..).map_or(sentence, str::trim_start);
         }
     }
     sentence
