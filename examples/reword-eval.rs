@@ -124,8 +124,14 @@ fn main() -> anyhow::Result<()> {
                     .iter()
                     .any(|c| expected.contains(&c.section_id.as_str()));
                 let holds = case.contains.is_empty()
-                    || case.contains.iter().any(|p| text.contains(&p.to_lowercase()));
-                let misleads = case.must_not.iter().any(|p| text.contains(&p.to_lowercase()));
+                    || case
+                        .contains
+                        .iter()
+                        .any(|p| text.contains(&p.to_lowercase()));
+                let misleads = case
+                    .must_not
+                    .iter()
+                    .any(|p| text.contains(&p.to_lowercase()));
                 if answer.refused {
                     tally.refused += 1;
                     "refused"

@@ -412,24 +412,58 @@ async fn serve_until_stopped(
         }
         notify.notify_one();
     };
-    let mut server = tokio::spawn(http::serve(listener, state, shutdown));
+    let serving = state.clone();
+    let mut server = tokio::spawn(http::serve(listener, serving, shutdown));
+    let mut stopped_at = None;
     tokio::select! {
         served = &mut server => {
             served.context("the server task failed")?.context("the server failed")?;
         }
         _ = async {
             stopping.notified().await;
+            stopped_at = Some(std::time::Instant::now());
             tokio::time::sleep(grace).await;
         } => {
             tracing::warn!(seconds = grace.as_secs_f64(), "grace period over: closing the connections still open");
         }
     }
+    // The conversation log's queue is in flight too: written before exit, within what is left
+    // of the grace period (at least a second).
+    let left = stopped_at
+        .map_or(grace, |at| grace.saturating_sub(at.elapsed()))
+        .max(std::time::Duration::from_secs(1));
+    flush_log(&state, left).await;
     if failure.is_finished()
         && let Ok(Some(error)) = failure.await
     {
         return Err(error.context("cannot load the lessons"));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes what the conversation log still holds, waiting at most `limit`; says so when some of
+/// it could not be written.
+async fn flush_log(state: &AppState, limit: std::time::Duration) {
+    let Ok(tutor) = state.tutor() else { return };
+    if tutor.logger().is_none() {
+        return;
+    }
+    let flushed = tokio::task::spawn_blocking(move || {
+        tutor
+            .logger()
+            .is_none_or(|logger| logger.flush_within(limit))
+    })
+    .await
+    .unwrap_or(false);
+    if flushed {
+        tracing::info!("conversation log written");
+    } else {
+        crate::telemetry::log_dropped();
+        tracing::warn!(
+            seconds = limit.as_secs_f64(),
+            "the conversation log could not be written in time: records still queued are lost"
+        );
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
@@ -626,7 +660,7 @@ fn print_answer(
     }
     writeln!(
         out,
-        "\ngate: {} ({:?}, best coverage {:.2}{}); backend: {}",
+        "\ngate: {} ({:?}, best coverage {:.2}{}{}); backend: {}",
         if retrieval.covered {
             "answer"
         } else {
@@ -634,6 +668,9 @@ fn print_answer(
         },
         retrieval.reason,
         retrieval.coverage,
+        retrieval
+            .similarity
+            .map_or_else(String::new, |s| format!(", best similarity {s:.2}")),
         if retrieval.follow_up {
             ", follow-up"
         } else {

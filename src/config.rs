@@ -544,8 +544,8 @@ impl Config {
                 .map(|h| h.trim().to_ascii_lowercase())
                 .collect(),
         };
-        let semantic = SemanticSettings::read(file.semantic.as_ref(), &env)
-            .map_err(ConfigError::Invalid)?;
+        let semantic =
+            SemanticSettings::read(file.semantic.as_ref(), &env).map_err(ConfigError::Invalid)?;
         Ok(Config {
             semantic,
             allow_open_api: file.allow_open_api.unwrap_or(false),

@@ -399,7 +399,11 @@ pub fn meaning_texts(section_title: &str, text: &str) -> Vec<String> {
     let units = crate::text::units_of(text);
     let mut texts = vec![meaning_text(section_title, text)];
     if units.len() > 1 {
-        texts.extend(units.iter().map(|(unit, _)| meaning_text(section_title, unit)));
+        texts.extend(
+            units
+                .iter()
+                .map(|(unit, _)| meaning_text(section_title, unit)),
+        );
     }
     texts
 }
@@ -432,9 +436,14 @@ pub fn read_vectors(dir: &Path) -> Option<VectorFile> {
 }
 
 /// Whether `previous` already holds a vector of `semantic`'s model for every passage.
-fn vectors_complete(previous: Option<&VectorFile>, semantic: &Semantic, keys: &[(TextKey, String)]) -> bool {
+fn vectors_complete(
+    previous: Option<&VectorFile>,
+    semantic: &Semantic,
+    keys: &[(TextKey, String)],
+) -> bool {
     previous.is_some_and(|file| {
-        file.identity == semantic.identity() && keys.iter().all(|(k, _)| file.vectors.contains_key(k))
+        file.identity == semantic.identity()
+            && keys.iter().all(|(k, _)| file.vectors.contains_key(k))
     })
 }
 
@@ -474,10 +483,11 @@ fn write_vectors(
     for ((key, _), v) in missing.iter().zip(vectors) {
         file.vectors.insert(*key, v.iter().copied().collect());
     }
-    file.write(&build.join(VECTORS)).map_err(|source| IndexError::Io {
-        path: build.join(VECTORS),
-        source,
-    })?;
+    file.write(&build.join(VECTORS))
+        .map_err(|source| IndexError::Io {
+            path: build.join(VECTORS),
+            source,
+        })?;
     Ok(missing.len())
 }
 
@@ -534,8 +544,8 @@ pub fn refresh_with(
     let previous_vectors = previous
         .as_ref()
         .and_then(|(_, path, _)| VectorFile::read(&path.join(VECTORS)).ok());
-    let vectors_ready =
-        semantic.is_none_or(|semantic| vectors_complete(previous_vectors.as_ref(), semantic, &keys));
+    let vectors_ready = semantic
+        .is_none_or(|semantic| vectors_complete(previous_vectors.as_ref(), semantic, &keys));
     if let Some((name, _, _)) = &previous
         && to_write.is_empty()
         && removed.is_empty()

@@ -8,7 +8,8 @@
 //!   citable passages; broken files become `path:line: reason` problems.
 //! - [`index`]: the Tantivy index in `index/`, refreshed incrementally by content hash.
 //! - [`retrieve`]: a question (+ history) → ranked passages of one lesson, and the gate that
-//!   decides whether the lesson covers it.
+//!   decides whether the lesson covers it, by words and, with [`semantic`]'s sentence model,
+//!   by meaning.
 //! - [`prompts`]: the minijinja templates of `prompts/` (system prompt, refusal).
 //! - [`llm`]: the [`llm::ChatModel`] trait; an OpenAI-compatible client and the embedded
 //!   extractive answerer.

@@ -339,7 +339,7 @@ impl Default for RetrievalSettings {
             lexical_weight: 0.3,
             sure_similarity: 0.5,
             min_similarity: 0.35,
-            elsewhere_similarity: 0.05,
+            elsewhere_similarity: 0.2,
         }
     }
 }
@@ -527,7 +527,11 @@ pub fn gate<E>(
     settings: &RetrievalSettings,
     other_lesson: impl FnOnce() -> Result<OtherLesson, E>,
 ) -> Result<(bool, GateReason), E> {
-    let words = verdict(input.coverage, settings.sure_coverage, settings.min_coverage);
+    let words = verdict(
+        input.coverage,
+        settings.sure_coverage,
+        settings.min_coverage,
+    );
     let meaning = input.similarity.map_or(Verdict::No, |s| {
         verdict(s, settings.sure_similarity, settings.min_similarity)
     });
@@ -542,7 +546,11 @@ pub fn gate<E>(
         (false, GateReason::NotCovered)
     } else if words == Verdict::Sure {
         (true, GateReason::Covered)
-    } else if words == Verdict::No && meaning == Verdict::No {
+    } else if words == Verdict::No
+        && (meaning == Verdict::No || input.coverage <= 0.0 && meaning != Verdict::Sure)
+    {
+        // With not one of its words in the lesson, a question must be sure in meaning: merely
+        // close ("how do I make guacamole?" beside a lesson's "recipe") is not covered.
         (false, GateReason::NotCovered)
     } else if input.follow_up {
         (true, GateReason::Covered)
@@ -557,7 +565,8 @@ pub fn gate<E>(
         };
         // A question only meaning vouches for goes where it means more; one the words
         // vouch for goes where the words are clearly better.
-        if (meaning == Verdict::No && better_words) || (words == Verdict::No && better_meaning)
+        if (meaning == Verdict::No && better_words)
+            || (words == Verdict::No && better_meaning)
             || (better_words && better_meaning)
         {
             (false, GateReason::BetterElsewhere)
@@ -636,13 +645,14 @@ impl Meaning {
             first_row.push(vectors.len() / dimensions);
             for passage in &lesson.passages {
                 let title = &lesson.section_of(passage).title;
-                let mut lookup = |text: &str, into: &mut Vec<f32>| {
-                    match file.vectors.get(&text_key(&index::meaning_text(title, text))) {
-                        Some(v) => into.extend_from_slice(v),
-                        None => {
-                            missing += 1;
-                            into.extend(zeros());
-                        }
+                let mut lookup = |text: &str, into: &mut Vec<f32>| match file
+                    .vectors
+                    .get(&text_key(&index::meaning_text(title, text)))
+                {
+                    Some(v) => into.extend_from_slice(v),
+                    None => {
+                        missing += 1;
+                        into.extend(zeros());
                     }
                 };
                 lookup(&passage.text, &mut vectors);
@@ -653,13 +663,16 @@ impl Meaning {
                     }
                 } else {
                     let row = &vectors[vectors.len() - dimensions..];
-                    units.extend_from_slice(&row.to_vec());
+                    units.extend_from_slice(row);
                 }
                 unit_start.push(units.len() / dimensions);
             }
         }
         if missing > 0 {
-            tracing::warn!(missing, "texts without a vector in the index: matched by their words only");
+            tracing::warn!(
+                missing,
+                "texts without a vector in the index: matched by their words only"
+            );
         }
         Some(Meaning {
             semantic,
@@ -947,13 +960,17 @@ impl Retriever {
         // Meaning: each passage's similarity to the message ranks beside BM25, so a question in
         // the learner's own words finds the passage that says it in the lesson's.
         let mut lexical_coverage = hits.iter().map(|h| h.coverage).fold(0.0, f32::max);
+        let mut by_meaning = false;
         let similarity = match (&self.meaning, vector, self.lesson_index.get(lesson_id)) {
             (Some(meaning), Some(vector), Some(&l)) => {
-                // A follow-up's own words are a poor query alone ("what are its weaknesses?"):
-                // it is ranked by its words and the history's, as without a model.
+                // Meaning ranks where words fail: a question whose words a passage holds
+                // (`sure_coverage`) keeps the ranking its words give, and a follow-up's own words
+                // are a poor query alone ("what are its weaknesses?"): it is ranked by its words
+                // and the history's, as without a model.
                 let (fused, best) = self.fuse(meaning, l, vector, &hits, &gate_terms);
-                if !follow_up {
+                if !follow_up && lexical_coverage < self.settings.sure_coverage {
                     hits = fused;
+                    by_meaning = true;
                 }
                 Some(best)
             }
@@ -1031,12 +1048,9 @@ impl Retriever {
             anchor: anchor.map(|a| a.passage().id.clone()),
             reading,
             similarity,
-            // The answerer weighs units by the message's meaning only when the message was
-            // ranked by it (not a follow-up's "tell me more").
-            vector: similarity
-                .and(vector)
-                .filter(|_| !follow_up)
-                .map(Vector::from),
+            // The answerer weighs units by the message's meaning only when its passages were
+            // ranked by it.
+            vector: vector.filter(|_| by_meaning).map(Vector::from),
         })
     }
 
@@ -1227,7 +1241,7 @@ impl Retriever {
         let vector = self.question_vector_blocking(message);
         Ok(self
             .closest_other_lesson(except, vector.as_deref())
-            .filter(|(_, similarity)| *similarity >= self.settings.sure_similarity)
+            .filter(|(_, similarity)| *similarity >= self.settings.min_similarity)
             .map(|(lesson, _)| lesson))
     }
 
@@ -1503,6 +1517,112 @@ mod tests {
             })
             .expect("no search error");
             assert_eq!(decided, expected, "{input:?}");
+            assert_eq!(asked, asks, "{input:?}");
+        }
+        // Meaning (sure 0.5, min 0.35, elsewhere 0.2): it vouches for a question whose words
+        // fail, but only when sure if not one word is found, and yields to a lesson clearly
+        // closer in meaning.
+        let meant = |coverage: f32, similarity: f32| GateInput {
+            similarity: Some(similarity),
+            ..first(coverage)
+        };
+        let other = |coverage: f32, similarity: f32| OtherLesson {
+            coverage: Some(coverage),
+            similarity: Some(similarity),
+        };
+        type Meant = (GateInput, OtherLesson, (bool, GateReason), bool);
+        let cases: Vec<Meant> = vec![
+            (
+                meant(0.9, 0.1),
+                other(1.0, 0.9),
+                (true, GateReason::Covered),
+                false,
+            ),
+            (
+                meant(0.2, 0.6),
+                other(0.0, 0.1),
+                (true, GateReason::Covered),
+                true,
+            ),
+            (
+                meant(0.2, 0.4),
+                other(0.0, 0.1),
+                (true, GateReason::Covered),
+                true,
+            ),
+            (
+                meant(0.0, 0.4),
+                other(0.0, 0.1),
+                (false, GateReason::NotCovered),
+                false,
+            ),
+            (
+                meant(0.0, 0.55),
+                other(0.0, 0.1),
+                (true, GateReason::Covered),
+                true,
+            ),
+            (
+                meant(0.2, 0.3),
+                other(0.0, 0.1),
+                (false, GateReason::NotCovered),
+                false,
+            ),
+            (
+                meant(0.2, 0.4),
+                other(0.1, 0.65),
+                (false, GateReason::BetterElsewhere),
+                true,
+            ),
+            (
+                meant(0.2, 0.4),
+                other(0.1, 0.55),
+                (true, GateReason::Covered),
+                true,
+            ),
+            // Words in doubt yield only when the other lesson is better on both signals.
+            (
+                meant(0.4, 0.4),
+                other(0.7, 0.5),
+                (true, GateReason::Covered),
+                true,
+            ),
+            (
+                meant(0.4, 0.4),
+                other(0.7, 0.65),
+                (false, GateReason::BetterElsewhere),
+                true,
+            ),
+            // A follow-up's own words may be carried by its own meaning, never by history.
+            (
+                GateInput {
+                    own_coverage: 0.0,
+                    follow_up: true,
+                    ..meant(0.9, 0.4)
+                },
+                other(0.0, 0.0),
+                (true, GateReason::Covered),
+                false,
+            ),
+            (
+                GateInput {
+                    own_coverage: 0.0,
+                    follow_up: true,
+                    ..meant(0.9, 0.2)
+                },
+                other(0.0, 0.0),
+                (false, GateReason::NotCovered),
+                false,
+            ),
+        ];
+        for (input, other, expected, asks) in cases {
+            let mut asked = false;
+            let decided = gate::<()>(&input, &settings, || {
+                asked = true;
+                Ok(other)
+            })
+            .expect("no search error");
+            assert_eq!(decided, expected, "{input:?} against {other:?}");
             assert_eq!(asked, asks, "{input:?}");
         }
         // A failed catalog search is the gate's error, not a decision.

@@ -1011,6 +1011,29 @@ fn rank(why: &Unsupported) -> u32 {
 mod tests {
     use super::*;
 
+    #[test]
+    fn an_answer_particle_is_cut_only_when_it_is_one_and_any_first_character_is_safe() {
+        assert_eq!(
+            without_answer_particle("Yes, it runs offline."),
+            "it runs offline."
+        );
+        assert_eq!(without_answer_particle("no: never."), "never.");
+        assert_eq!(without_answer_particle("Nothing else."), "Nothing else.");
+        // A first or second character of two or more bytes: these panicked once.
+        for sentence in [
+            "Möngke Khan succeeded Ögedei's son.",
+            "Sí, es así.",
+            "Nö, doch nicht.",
+            "Yé!",
+            "ñ",
+            "日本語の文です。",
+            "🙂, fine.",
+            "",
+        ] {
+            assert_eq!(without_answer_particle(sentence), sentence);
+        }
+    }
+
     const PASSAGES: &[(&str, &str)] = &[
         (
             "Building a vocabulary",

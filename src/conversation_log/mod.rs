@@ -377,10 +377,32 @@ impl Logger {
 
     /// Waits until everything queued so far is written (tests, shutdown).
     pub fn flush(&self) {
+        self.flush_within(Duration::from_secs(10));
+    }
+
+    /// Waits at most `limit` until everything queued so far is written; false when the writer
+    /// did not finish in time (a database that does not answer), so what is still queued is
+    /// lost when the process exits.
+    pub fn flush_within(&self, limit: Duration) -> bool {
         let (done, wait) = std::sync::mpsc::sync_channel(1);
-        if self.queue.send(Command::Flush(done)).is_ok() {
-            let _ = wait.recv_timeout(Duration::from_secs(10));
+        let deadline = std::time::Instant::now() + limit;
+        // The queue may be full: wait for room, within the limit.
+        let mut command = Command::Flush(done);
+        loop {
+            match self.queue.try_send(command) {
+                Ok(()) => break,
+                Err(std::sync::mpsc::TrySendError::Full(back)) => {
+                    if std::time::Instant::now() >= deadline {
+                        return false;
+                    }
+                    command = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(std::sync::mpsc::TrySendError::Disconnected(_)) => return false,
+            }
         }
+        wait.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+            .is_ok()
     }
 
     /// The store behind the queue.

@@ -214,21 +214,42 @@ pub fn router(state: AppState) -> Router {
         .layer(CompressionLayer::new())
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(
-            TraceLayer::new_for_http().make_span_with(|request: &Request| {
-                let id = request
-                    .headers()
-                    .get("x-request-id")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("-");
-                tracing::info_span!(
-                    "request",
-                    id = %crate::telemetry::untrusted(id),
-                    method = %crate::telemetry::untrusted(request.method().as_str()),
-                    path = %crate::telemetry::untrusted(request.uri().path())
-                )
-            }),
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request| {
+                    let id = request
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-");
+                    tracing::info_span!(
+                        "request",
+                        id = %crate::telemetry::untrusted(id),
+                        method = %crate::telemetry::untrusted(request.method().as_str()),
+                        path = %crate::telemetry::untrusted(request.uri().path())
+                    )
+                })
+                .on_failure(log_failure),
         )
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+/// A failed response in the log: a 503 is an expected state (`/readyz` while the lessons load,
+/// or the model queue full, which is counted) and goes to debug; any other failure is an error.
+fn log_failure(
+    failure: tower_http::classify::ServerErrorsFailureClass,
+    latency: Duration,
+    _span: &tracing::Span,
+) {
+    use tower_http::classify::ServerErrorsFailureClass;
+    let latency_ms = latency.as_millis();
+    match failure {
+        ServerErrorsFailureClass::StatusCode(code)
+            if code == axum::http::StatusCode::SERVICE_UNAVAILABLE =>
+        {
+            tracing::debug!(status = code.as_u16(), latency_ms, "unavailable for now");
+        }
+        other => tracing::error!(classification = %other, latency_ms, "response failed"),
+    }
 }
 
 /// The OpenAPI document's frame; the paths come from the routes themselves.

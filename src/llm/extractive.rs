@@ -264,7 +264,9 @@ fn meaning_score(passage: &super::NumberedPassage, position: usize) -> f32 {
         .meaning
         .as_ref()
         .and_then(|m| m.get(position))
-        .map_or(0.0, |s| MEANING_WEIGHT * s.max(0.0) * (0.6 + 0.4 * passage.relevance.clamp(0.0, 1.0)))
+        .map_or(0.0, |s| {
+            MEANING_WEIGHT * s.max(0.0) * (0.6 + 0.4 * passage.relevance.clamp(0.0, 1.0))
+        })
 }
 
 /// The units an answer quotes, starting from the `best` one, in lesson order.
@@ -509,7 +511,6 @@ fn whole_list(units: &[Unit<'_>], best: usize) -> Option<Vec<usize>> {
     }
     (out.len() >= 2).then_some(out)
 }
-
 
 fn is_catch_header(header: &str) -> bool {
     crate::conversation::message_words(header)

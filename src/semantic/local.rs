@@ -53,9 +53,8 @@ impl LocalEmbedder {
             path: folder.display().to_string(),
             reason,
         };
-        let read = |name: &str| {
-            std::fs::read(folder.join(name)).map_err(|e| fail(format!("{name}: {e}")))
-        };
+        let read =
+            |name: &str| std::fs::read(folder.join(name)).map_err(|e| fail(format!("{name}: {e}")));
         let config: Config = serde_json::from_slice(&read("config.json")?)
             .map_err(|e| fail(format!("config.json: {e}")))?;
         let dimensions = config.hidden_size;
@@ -109,7 +108,10 @@ impl LocalEmbedder {
         let rows = encodings.len();
         let width = encodings.first().map_or(0, |e| e.get_ids().len());
         let flat = |pick: &dyn Fn(&tokenizers::Encoding) -> &[u32]| -> Vec<u32> {
-            encodings.iter().flat_map(|e| pick(e).iter().copied()).collect()
+            encodings
+                .iter()
+                .flat_map(|e| pick(e).iter().copied())
+                .collect()
         };
         let device = &Device::Cpu;
         let tensor = |data: Vec<u32>| Tensor::from_vec(data, (rows, width), device);

@@ -188,8 +188,7 @@ mod tests {
         });
         let semantic = Semantic::new(counting.clone());
         let asked = ["a", "bb", "a", "ccc", "bb", "dddd"];
-        let vectors =
-            futures::future::join_all(asked.iter().map(|q| semantic.question(q))).await;
+        let vectors = futures::future::join_all(asked.iter().map(|q| semantic.question(q))).await;
         for (q, v) in asked.iter().zip(&vectors) {
             let v = v.as_ref().expect("a vector");
             assert_eq!(v[0], q.len() as f32, "{q} got its own vector");

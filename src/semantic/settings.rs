@@ -114,7 +114,9 @@ mod tests {
         assert_eq!(
             SemanticSettings::read(None, &home),
             Ok(SemanticSettings::Local {
-                model_dir: Some(PathBuf::from("/home/ada/.cache/tutor/models/all-MiniLM-L6-v2"))
+                model_dir: Some(PathBuf::from(
+                    "/home/ada/.cache/tutor/models/all-MiniLM-L6-v2"
+                ))
             })
         );
         let file = FileSemantic {

@@ -36,9 +36,17 @@ impl VectorFile {
         let mut out = io::BufWriter::new(std::fs::File::create(path)?);
         out.write_all(MAGIC)?;
         let identity = self.identity.as_bytes();
-        out.write_all(&u32::try_from(identity.len()).map_err(io::Error::other)?.to_le_bytes())?;
+        out.write_all(
+            &u32::try_from(identity.len())
+                .map_err(io::Error::other)?
+                .to_le_bytes(),
+        )?;
         out.write_all(identity)?;
-        out.write_all(&u32::try_from(self.dimensions).map_err(io::Error::other)?.to_le_bytes())?;
+        out.write_all(
+            &u32::try_from(self.dimensions)
+                .map_err(io::Error::other)?
+                .to_le_bytes(),
+        )?;
         out.write_all(&(self.vectors.len() as u64).to_le_bytes())?;
         let mut keys: Vec<&TextKey> = self.vectors.keys().collect();
         keys.sort_unstable();

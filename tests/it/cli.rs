@@ -279,7 +279,8 @@ async fn sigterm_stops_accepting_lets_streams_in_flight_finish_and_exits_zero() 
     let (base, _log) = listening(&mut child);
     let client = reqwest::Client::new();
     let mut ready = false;
-    for _ in 0..200 {
+    // A first start embeds the lessons' passages for the semantic model: seconds in a test build.
+    for _ in 0..2400 {
         if client
             .get(format!("{base}/readyz"))
             .send()
@@ -584,4 +585,88 @@ fn ask_takes_a_history_file_for_follow_ups_and_names_a_bad_one() {
     let stderr = text(&out.stderr);
     assert!(stderr.contains("bad.json:1"), "{stderr}");
     assert!(stderr.contains("history"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_right_after_answers_keeps_every_record_of_the_conversation_log() {
+    use std::time::Duration;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lessons = sample_lessons();
+    let log = dir.path().join("log.sqlite");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tutor"))
+        .current_dir(dir.path())
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("OPENAI_BASE_URL")
+        .env("TUTOR_LOG_DB", &log)
+        .args([
+            "--lessons",
+            lessons.to_str().expect("path"),
+            "--index",
+            "idx",
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("tutor starts");
+    let _stop = KillOnDrop(child.id());
+    let (base, log_lines) = listening(&mut child);
+    let client = reqwest::Client::new();
+    let mut ready = false;
+    for _ in 0..2400 {
+        if client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ready, "the server became ready");
+    let mut ids = Vec::new();
+    for n in 0..10 {
+        let answer: serde_json::Value = client
+            .post(format!("{base}/v1/chat"))
+            .json(&serde_json::json!({"lesson_id": "hybrid-routing",
+                                      "message": format!("What are fallbacks for? ({n})")}))
+            .send()
+            .await
+            .expect("answers")
+            .json()
+            .await
+            .expect("json");
+        ids.push(answer["answer_id"].as_str().expect("an id").to_string());
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .expect("waits")
+        .expect("exits");
+    assert!(status.success(), "{status}");
+    let stderr = log_lines.join().expect("log");
+    assert!(stderr.contains("conversation log written"), "{stderr}");
+    assert!(
+        !stderr.contains("ERROR"),
+        "a graceful stop logs no error: {stderr}"
+    );
+    let store = tutor::conversation_log::LogTarget::parse(&log.display().to_string())
+        .expect("target")
+        .open()
+        .expect("opens");
+    let records = store.records(0, None).expect("records");
+    for id in &ids {
+        assert!(
+            records.iter().any(|r| r.answer_id.to_string() == *id),
+            "answer {id} is in the log ({} records)",
+            records.len()
+        );
+    }
 }

@@ -525,8 +525,8 @@ pub fn model_dir() -> PathBuf {
     FETCHED
         .get_or_init(|| {
             let home = std::env::var("HOME").expect("HOME is set");
-            let cache = std::env::var("XDG_CACHE_HOME")
-                .unwrap_or_else(|_| format!("{home}/.cache"));
+            let cache =
+                std::env::var("XDG_CACHE_HOME").unwrap_or_else(|_| format!("{home}/.cache"));
             let dir = PathBuf::from(cache).join("tutor/models/all-MiniLM-L6-v2");
             let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/model/fetch.sh");
             let status = std::process::Command::new("bash")
@@ -534,7 +534,10 @@ pub fn model_dir() -> PathBuf {
                 .arg(&dir)
                 .status()
                 .expect("bash runs the model fetch");
-            assert!(status.success(), "the sentence model could not be installed");
+            assert!(
+                status.success(),
+                "the sentence model could not be installed"
+            );
             dir
         })
         .clone()

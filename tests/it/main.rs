@@ -20,6 +20,7 @@ mod replicas;
 mod report;
 mod retrieval;
 mod robust;
+mod semantic;
 mod slow_clients;
 mod tls;
 mod verify;

