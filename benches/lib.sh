@@ -19,6 +19,10 @@ bench_setup() {
   else
     CATALOG="$CACHE/catalog-$LESSONS_N-from-lessons"
   fi
+  # The scale figures measure the words-alone path (embedding the 2,116-lesson catalog's 27,150
+  # passages and their units would take most of an hour); benches/semantic.sh measures the
+  # model's cost. TUTOR_SEMANTIC=local measures these scripts with it.
+  export TUTOR_SEMANTIC="${TUTOR_SEMANTIC:-off}"
   WORK="$(mktemp -d)"
   PIDS=()
   trap bench_cleanup EXIT

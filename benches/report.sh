@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Regenerates every figure of BENCHMARKS.md, in order, on this machine:
 #   1. criterion micro-benchmarks over the 2,116-lesson scale catalog (cargo bench);
-#   2. the load test (benches/load.sh: wrk on /v1/chat, 1,000 streams, RSS, start-up);
+#   2. the load test (benches/load.sh: wrk on /v1/chat, 1,000 streams, RSS, start-up), words
+#      alone, and the semantic model's cost (benches/semantic.sh: index, /v1/chat with and
+#      without it, question-vector latency) over the first 100 lessons;
 #   3. the quality evaluation (SQuAD 2.0 dev, SciFact), when the data is beside the checkout in
 #      ../shared/eval;
 #   4. the side-by-side with the Python peer (../shared/peer/compare.sh), when it is there.
@@ -24,6 +26,10 @@ echo
 echo "## Load test"
 echo
 bash benches/load.sh
+echo
+echo "## The semantic model's cost"
+echo
+bash benches/semantic.sh
 echo
 echo "## Quality"
 echo

@@ -72,12 +72,19 @@ impl Semantic {
     /// A question's vector, from the kept ones or the next batch; `None` when the model fails
     /// (the tutor then answers on words alone).
     pub async fn question(&self, text: &str) -> Option<Vector> {
+        let started = std::time::Instant::now();
         if let Some(v) = self.kept.get(&key(text)) {
+            metrics::counter!("tutor_question_vectors_total", "from" => "kept").increment(1);
             return Some(v);
         }
         let (reply, vector) = tokio::sync::oneshot::channel();
         self.queue.send((text.to_string(), reply)).ok()?;
-        vector.await.ok().flatten()
+        let vector = vector.await.ok().flatten();
+        metrics::counter!("tutor_question_vectors_total", "from" => "model").increment(1);
+        // Waiting for the batch included: what the semantic stage adds to an answer.
+        metrics::histogram!("tutor_question_vector_seconds")
+            .record(started.elapsed().as_secs_f64());
+        vector
     }
 
     /// [`Semantic::question`] for callers off the async runtime (the CLI, evaluations): embeds
