@@ -664,7 +664,7 @@ async fn sigterm_right_after_answers_keeps_every_record_of_the_conversation_log(
     let records = store.records(0, None).expect("records");
     for id in &ids {
         assert!(
-            records.iter().any(|r| r.answer_id.to_string() == *id),
+            records.iter().any(|r| r.answer_id == *id),
             "answer {id} is in the log ({} records)",
             records.len()
         );
