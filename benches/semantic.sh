@@ -23,7 +23,8 @@ TUTOR="${TUTOR_BIN:-$HERE/target/release/tutor}"
 if [ ! -d "$CATALOG" ]; then
   "$HERE/target/release/examples/gen-catalog" "$LESSONS_N" "$CATALOG" >/dev/null
 fi
-# The first SEM_LESSONS lessons with their questions files.
+# The first SEM_LESSONS lessons with their questions files (their `related` lessons beyond these
+# are reported and ignored, so `tutor index` exits 1; what it indexed is all there).
 mkdir -p "$WORK/lessons"
 for f in $(ls "$CATALOG" | grep '\.md$' | sort | head -n "$SEM_LESSONS"); do
   cp "$CATALOG/$f" "$WORK/lessons/"
@@ -39,8 +40,8 @@ open(sys.argv[2], "w").write(src.replace(
     "(string.gsub(b[(i % #b) + 1], '\"message\": \"', '\"message\": \"(' .. i .. ') ')))"))
 PY
 
-t0=$(now); TUTOR_SEMANTIC=local "$TUTOR" --lessons "$WORK/lessons" --index "$WORK/index" index >"$WORK/index.out" 2>&1; INDEX_COLD=$(ms_since "$t0")
-t0=$(now); TUTOR_SEMANTIC=local "$TUTOR" --lessons "$WORK/lessons" --index "$WORK/index" index >/dev/null 2>&1; INDEX_WARM=$(ms_since "$t0")
+t0=$(now); TUTOR_SEMANTIC=local "$TUTOR" --lessons "$WORK/lessons" --index "$WORK/index" index >"$WORK/index.out" 2>&1 || true; INDEX_COLD=$(ms_since "$t0")
+t0=$(now); TUTOR_SEMANTIC=local "$TUTOR" --lessons "$WORK/lessons" --index "$WORK/index" index >/dev/null 2>&1 || true; INDEX_WARM=$(ms_since "$t0")
 PASSAGES=$(grep -o '([0-9]* passages)' "$WORK/index.out" | tr -dc 0-9)
 TEXTS=$(python3 -c "import sys,struct; d=open(sys.argv[1],'rb').read(); n=struct.unpack_from('<I',d,10)[0]; print(struct.unpack_from('<Q',d,14+n+4)[0])" "$(ls -d "$WORK"/index/v*/ | tail -1)tutor-vectors.bin")
 
