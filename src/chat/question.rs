@@ -194,6 +194,8 @@ impl Question {
         lesson_language: &str,
     ) -> Question {
         let original = std::mem::replace(&mut self.message, translation);
+        // The vector was of the learner's words: the translation gets its own.
+        self.meaning = None;
         self.translated = Some(Translated {
             language,
             lesson_language: lesson_language.to_string(),
