@@ -62,6 +62,62 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// Starts `tutor serve` over the sample lessons in `dir` on a free port, with `env` set and the
+/// developer's model settings removed, and waits until it is ready (a first start embeds the
+/// lessons for the semantic model: seconds in a test build). Returns the child, the guard that
+/// kills it, its base URL and the thread collecting its log.
+async fn serve_ready(
+    dir: &Path,
+    env: &[(&str, &str)],
+) -> (
+    std::process::Child,
+    KillOnDrop,
+    String,
+    std::thread::JoinHandle<String>,
+) {
+    let lessons = sample_lessons();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tutor"));
+    command
+        .current_dir(dir)
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("OPENAI_BASE_URL")
+        .env_remove("TUTOR_MODEL");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command
+        .args([
+            "--lessons",
+            lessons.to_str().expect("path"),
+            "--index",
+            "idx",
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("tutor starts");
+    let stop = KillOnDrop(child.id());
+    let (base, log) = listening(&mut child);
+    let client = reqwest::Client::new();
+    let mut ready = false;
+    for _ in 0..2400 {
+        if client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(ready, "the server became ready");
+    (child, stop, base, log)
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -257,42 +313,17 @@ async fn sigterm_stops_accepting_lets_streams_in_flight_finish_and_exits_zero() 
     })
     .await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let lessons = sample_lessons();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tutor"))
-        .current_dir(dir.path())
-        .env("OPENAI_BASE_URL", format!("http://{}/v1", model.addr))
-        .env("OPENAI_API_KEY", "test")
-        .env("TUTOR_MODEL", "fake-model")
-        .args([
-            "--lessons",
-            lessons.to_str().expect("path"),
-            "--index",
-            "idx",
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-        ])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("tutor starts");
-    let _stop = KillOnDrop(child.id());
-    let (base, _log) = listening(&mut child);
+    let url = format!("http://{}/v1", model.addr);
+    let (mut child, _stop, base, _log) = serve_ready(
+        dir.path(),
+        &[
+            ("OPENAI_BASE_URL", url.as_str()),
+            ("OPENAI_API_KEY", "test"),
+            ("TUTOR_MODEL", "fake-model"),
+        ],
+    )
+    .await;
     let client = reqwest::Client::new();
-    let mut ready = false;
-    // A first start embeds the lessons' passages for the semantic model: seconds in a test build.
-    for _ in 0..2400 {
-        if client
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(ready, "the server became ready");
     let mut stream = client
         .post(format!("{base}/v1/chat"))
         .header("accept", "text/event-stream")
@@ -589,44 +620,12 @@ fn ask_takes_a_history_file_for_follow_ups_and_names_a_bad_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_right_after_answers_keeps_every_record_of_the_conversation_log() {
-    use std::time::Duration;
     let dir = tempfile::tempdir().expect("temp dir");
-    let lessons = sample_lessons();
     let log = dir.path().join("log.sqlite");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tutor"))
-        .current_dir(dir.path())
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("OPENAI_BASE_URL")
-        .env("TUTOR_LOG_DB", &log)
-        .args([
-            "--lessons",
-            lessons.to_str().expect("path"),
-            "--index",
-            "idx",
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-        ])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("tutor starts");
-    let _stop = KillOnDrop(child.id());
-    let (base, log_lines) = listening(&mut child);
+    let log_db = log.display().to_string();
+    let (mut child, _stop, base, log_lines) =
+        serve_ready(dir.path(), &[("TUTOR_LOG_DB", log_db.as_str())]).await;
     let client = reqwest::Client::new();
-    let mut ready = false;
-    for _ in 0..2400 {
-        if client
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(ready, "the server became ready");
     let mut ids = Vec::new();
     for n in 0..10 {
         let answer: serde_json::Value = client
