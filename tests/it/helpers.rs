@@ -549,3 +549,8 @@ pub fn semantic_settings() -> tutor::semantic::SemanticSettings {
         model_dir: Some(model_dir()),
     }
 }
+
+/// Held by the tests that keep both cores busy with the sentence model, and by the one test that
+/// counts what a rate limit admitted within its leases' 200 ms: that count shifts when another
+/// test takes the cores from the replicas, so they never run at the same time.
+pub static CORES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

@@ -1001,6 +1001,7 @@ async fn killing_a_replica_mid_load_loses_no_answer(d: &mut Deployment) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_replicas_behind_haproxy_share_limits_ratings_nonces_and_the_log() {
+    let _cores = crate::helpers::CORES.lock().await;
     let mut d = deploy().await;
     the_rate_limit_holds_across_replicas(&d).await;
     let rated = a_rating_reaches_the_answer_whichever_replica_takes_it(&d).await;

@@ -2,7 +2,7 @@
 //! `tests/model/fetch.sh`): reworded questions, vectors kept per model in the index, and the
 //! lexical fallback when no model can be had.
 
-use crate::helpers::{config, model_dir, sample_lessons, semantic_settings, spawn_app_with};
+use crate::helpers::{CORES, config, model_dir, sample_lessons, semantic_settings, spawn_app_with};
 use serde_json::json;
 use std::path::Path;
 use std::sync::Arc;
@@ -83,6 +83,7 @@ fn cites(answer: &tutor::chat::Answer, sections: &[&str]) -> bool {
 
 #[tokio::test]
 async fn reworded_questions_are_answered_from_the_section_that_means_the_same() {
+    let _cores = CORES.lock().await;
     let (with_meaning, _a) = tutor(Some(semantic()));
     let (words_only, _b) = tutor(None);
     let mut words_right = 0;
@@ -139,6 +140,7 @@ fn other_model(into: &Path) -> Arc<Semantic> {
 
 #[test]
 fn vectors_of_two_models_are_never_mixed_and_only_new_text_is_embedded_again() {
+    let _cores = CORES.blocking_lock();
     let work = tempfile::tempdir().expect("temp dir");
     let lessons = work.path().join("lessons");
     std::fs::create_dir_all(&lessons).expect("lessons folder");
@@ -208,6 +210,7 @@ fn vectors_of_two_models_are_never_mixed_and_only_new_text_is_embedded_again() {
 
 #[tokio::test]
 async fn readyz_names_the_model_or_says_off_when_none_could_be_loaded() {
+    let _cores = CORES.lock().await;
     let app = spawn_app_with(
         None,
         |mut config| {
