@@ -644,22 +644,21 @@ impl Meaning {
         for lesson in &catalog.lessons {
             first_row.push(vectors.len() / dimensions);
             for passage in &lesson.passages {
-                let title = &lesson.section_of(passage).title;
-                let mut lookup = |text: &str, into: &mut Vec<f32>| match file
-                    .vectors
-                    .get(&text_key(&index::meaning_text(title, text)))
-                {
-                    Some(v) => into.extend_from_slice(v),
-                    None => {
-                        missing += 1;
-                        into.extend(zeros());
-                    }
-                };
-                lookup(&passage.text, &mut vectors);
-                let parts = crate::text::units_of(&passage.text);
-                if parts.len() > 1 {
-                    for (unit, _) in parts {
-                        lookup(unit, &mut units);
+                // The texts the index embedded: the passage, then its units when it has more
+                // than one (`index::meaning_texts`, so build and read never disagree).
+                let texts = index::meaning_texts(&lesson.section_of(passage).title, &passage.text);
+                let mut lookup =
+                    |text: &str, into: &mut Vec<f32>| match file.vectors.get(&text_key(text)) {
+                        Some(v) => into.extend_from_slice(v),
+                        None => {
+                            missing += 1;
+                            into.extend(zeros());
+                        }
+                    };
+                lookup(&texts[0], &mut vectors);
+                if texts.len() > 1 {
+                    for text in &texts[1..] {
+                        lookup(text, &mut units);
                     }
                 } else {
                     let row = &vectors[vectors.len() - dimensions..];
