@@ -135,6 +135,17 @@ impl Process {
     fn is_running(&self) -> bool {
         self.child.is_some()
     }
+
+    /// Sends SIGTERM and waits for the exit status.
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("the process runs");
+        let sent = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success());
+        child.wait().expect("exits")
+    }
 }
 
 impl Drop for Process {
@@ -318,7 +329,7 @@ fn status_of(addr: &str, path: &str) -> Option<u16> {
 struct Replica {
     base: String,
     process: Process,
-    _log: std::thread::JoinHandle<String>,
+    log: Option<std::thread::JoinHandle<String>>,
 }
 
 impl Replica {
@@ -339,7 +350,7 @@ impl Replica {
         let replica = Replica {
             base,
             process: Process::new(child),
-            _log: log,
+            log: Some(log),
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -434,7 +445,10 @@ async fn metric(base: &str, name: &str) -> f64 {
         .await
         .expect("metrics text");
     text.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with([' ', '{']))
+        })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
@@ -999,6 +1013,36 @@ async fn killing_a_replica_mid_load_loses_no_answer(d: &mut Deployment) {
     );
 }
 
+/// A replica stopped with SIGTERM right after answering writes every record to PostgreSQL
+/// before it exits: the log's queue is in flight, and a graceful stop finishes it.
+async fn sigterm_right_after_answers_keeps_every_record_in_postgres(d: &mut Deployment) {
+    let mut ids = Vec::new();
+    for n in 0..10 {
+        let (status, _, body) = chat(&d.a.base, &format!("What are open weights? ({n})")).await;
+        assert_eq!(status, 200, "{body}");
+        ids.push(body["answer_id"].as_str().expect("an id").to_string());
+    }
+    let status = tokio::task::block_in_place(|| d.a.process.terminate());
+    assert!(status.success(), "{status}");
+    let log = d.a.log.take().expect("the log").join().expect("log");
+    // What the replica logged while PostgreSQL was down earlier is not the stop's business.
+    let (_, stop) = log
+        .split_once("shutting down")
+        .expect("the replica logs its stop");
+    assert!(stop.contains("conversation log written"), "{stop}");
+    assert!(
+        !stop.contains("ERROR"),
+        "a graceful stop logs no error: {stop}"
+    );
+    // No waiting: the records are there when the process has exited.
+    let records = stored(&d.postgres);
+    let missing: Vec<_> = ids
+        .iter()
+        .filter(|id| !records.iter().any(|r| &r.answer_id == *id))
+        .collect();
+    assert!(missing.is_empty(), "lost on SIGTERM: {missing:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_replicas_behind_haproxy_share_limits_ratings_nonces_and_the_log() {
     let _cores = crate::helpers::CORES.lock().await;
@@ -1011,6 +1055,7 @@ async fn two_replicas_behind_haproxy_share_limits_ratings_nonces_and_the_log() {
     answers_go_on_while_postgres_is_down(&mut d).await;
     a_new_index_version_reaches_both_replicas(&d).await;
     killing_a_replica_mid_load_loses_no_answer(&mut d).await;
+    sigterm_right_after_answers_keeps_every_record_in_postgres(&mut d).await;
 }
 
 /// The PostgreSQL store keeps the same promises as the SQLite one: records replace by id and
