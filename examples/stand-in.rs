@@ -107,7 +107,7 @@ fn pieces(text: &str, n: usize) -> Vec<&str> {
         .collect();
     let chars = bounds.len() - 1;
     (0..n)
-        .map(|k| &text[bounds[k * chars / n]..bounds[(k + 1) * chars / n]])
+        .map(|k| tutor::text::cut(text, bounds[k * chars / n]..bounds[(k + 1) * chars / n]))
         .collect()
 }
 

@@ -594,7 +594,8 @@ pub fn refresh_with(
             .unwrap_or(0)
             + 1;
         let digest = blake3::hash(&listing).to_hex();
-        Ok::<_, IndexError>(format!("v{seq:06}-{}", &digest[..12]))
+        let short = digest.get(..12).unwrap_or_default();
+        Ok::<_, IndexError>(format!("v{seq:06}-{short}"))
     })();
     let name = match written {
         Ok(name) => name,

@@ -209,16 +209,14 @@ impl Prompts {
         prompts.verify(&sample_passages, &[(SAMPLE.to_string(), vec![1])])?;
         // The hint prompt's rules are the tutor's instructions too.
         let hint = prompts.hint(&sample_lesson, &sample_passages)?;
-        let outside_fence = |sample: &str| match (sample.find(FENCE_OPEN), sample.find(FENCE_CLOSE))
-        {
-            (Some(open), Some(close)) if open < close => {
-                format!(
-                    "{}\n{}",
-                    &sample[..open],
-                    &sample[close + FENCE_CLOSE.len()..]
-                )
+        let outside_fence = |sample: &str| {
+            let parts = sample
+                .split_once(FENCE_OPEN)
+                .and_then(|(before, inside)| Some((before, inside.split_once(FENCE_CLOSE)?.1)));
+            match parts {
+                Some((before, after)) => format!("{before}\n{after}"),
+                None => sample.to_string(),
             }
-            _ => sample.to_string(),
         };
         let grade = prompts.grade(&sample_lesson, SAMPLE, SAMPLE, SAMPLE, SAMPLE)?;
         let outside = format!(
@@ -461,13 +459,13 @@ pub fn fence(text: &str) -> String {
                 .count();
             if digits > 0 && bytes.get(i + 1 + digits) == Some(&b']') {
                 result.push('(');
-                result.push_str(&out[i + 1..i + 1 + digits]);
+                result.push_str(crate::text::cut(&out, i + 1..i + 1 + digits));
                 result.push(')');
                 i += digits + 2;
                 continue;
             }
         }
-        let c = out[i..].chars().next().unwrap_or(' ');
+        let c = crate::text::cut(&out, i..).chars().next().unwrap_or(' ');
         result.push(c);
         i += c.len_utf8();
     }

@@ -27,6 +27,27 @@ pub fn is_table_row(line: &str) -> bool {
     parts >= 2
 }
 
+/// The part of `text` in `range`, or `""` when the range does not fall on character
+/// boundaries. Offsets into learner or model text are cut through here or `str::get`: a wrong
+/// offset costs a word, never the request. Debug builds (the tests) still stop at one.
+pub fn cut<R>(text: &str, range: R) -> &str
+where
+    R: std::slice::SliceIndex<str, Output = str> + std::fmt::Debug + Clone,
+{
+    let part = text.get(range.clone());
+    debug_assert!(part.is_some(), "{range:?} cuts {text:?} inside a character");
+    part.unwrap_or_default()
+}
+
+/// The largest offset at most `at` that starts a character of `text` (or its end).
+pub fn floor_boundary(text: &str, at: usize) -> usize {
+    let mut at = at.min(text.len());
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
+}
+
 /// Splits prose into sentences, keeping each sentence's closing punctuation.
 ///
 /// A boundary is `.`, `!` or `?` (optionally followed by a closing quote or bracket), then white
@@ -46,7 +67,7 @@ pub fn split_sentences(text: &str) -> Vec<&str> {
                 end += 1;
             }
             let followed_by_space = end < chars.len() && chars[end].1.is_whitespace();
-            if followed_by_space && !(c == '.' && is_abbreviation(&text[start..at])) {
+            if followed_by_space && !(c == '.' && is_abbreviation(cut(text, start..at))) {
                 let mut next = end;
                 while next < chars.len() && chars[next].1.is_whitespace() {
                     next += 1;
@@ -64,7 +85,7 @@ pub fn split_sentences(text: &str) -> Vec<&str> {
                     } else {
                         text.len()
                     };
-                    let sentence = text[start..byte_end].trim();
+                    let sentence = cut(text, start..byte_end).trim();
                     if !sentence.is_empty() {
                         sentences.push(sentence);
                     }
@@ -80,7 +101,7 @@ pub fn split_sentences(text: &str) -> Vec<&str> {
         }
         i += 1;
     }
-    let rest = text[start..].trim();
+    let rest = cut(text, start..).trim();
     if !rest.is_empty() {
         sentences.push(rest);
     }
@@ -171,7 +192,8 @@ pub fn numbers(text: &str) -> Vec<Number> {
             word.parse::<f64>().ok()
         } else if digits > 0 {
             // "32k", "7B": digits and a scale suffix.
-            scale(&word[digits..]).and_then(|s| Some(word[..digits].parse::<f64>().ok()? * s))
+            let (digits, suffix) = word.split_at_checked(digits).unwrap_or((word, ""));
+            scale(suffix).and_then(|s| Some(digits.parse::<f64>().ok()? * s))
         } else {
             let lower = word.to_lowercase();
             NUMBER_WORDS
@@ -190,7 +212,7 @@ pub fn numbers(text: &str) -> Vec<Number> {
             let mut grouped = word.len() <= 3;
             while grouped && i < words.len() {
                 let (next_start, next) = words[i];
-                let gap = &text[end..next_start];
+                let gap = cut(text, end..next_start);
                 if next.len() == 3
                     && next.bytes().all(|b| b.is_ascii_digit())
                     && matches!(gap, "," | " " | "\u{a0}" | "\u{202f}" | "\u{2009}" | "'")
@@ -205,7 +227,7 @@ pub fn numbers(text: &str) -> Vec<Number> {
             // A decimal part: "1.5".
             if i < words.len() {
                 let (next_start, next) = words[i];
-                if &text[end..next_start] == "."
+                if cut(text, end..next_start) == "."
                     && next.bytes().all(|b| b.is_ascii_digit())
                     && let Ok(fraction) = format!("0.{next}").parse::<f64>()
                 {
@@ -219,7 +241,7 @@ pub fn numbers(text: &str) -> Vec<Number> {
         if i < words.len() {
             let (next_start, next) = words[i];
             if next.len() > 2
-                && text[end..next_start].trim().is_empty()
+                && cut(text, end..next_start).trim().is_empty()
                 && let Some(s) = scale(next)
             {
                 number *= s;
@@ -316,9 +338,10 @@ pub fn without_list_marker(line: &str) -> &str {
     }
     let digits = trimmed.bytes().take_while(u8::is_ascii_digit).count();
     if (1..=2).contains(&digits)
-        && let Some(rest) = trimmed[digits..]
+        && let Some((_, after)) = trimmed.split_at_checked(digits)
+        && let Some(rest) = after
             .strip_prefix(". ")
-            .or_else(|| trimmed[digits..].strip_prefix(") "))
+            .or_else(|| after.strip_prefix(") "))
     {
         return rest;
     }

@@ -6,6 +6,8 @@
 /// The longest marker kept back while deciding (`[` + digits + `]`).
 const MAX_MARKER: usize = 6;
 
+use crate::text::cut;
+
 /// What a `[` starts.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Marker {
@@ -60,9 +62,10 @@ pub fn take_markers(sentence: &str) -> (String, Vec<usize>) {
     let mut plain = String::with_capacity(sentence.len());
     let mut cited = Vec::new();
     let mut rest = sentence;
-    while let Some(open) = rest.find('[') {
-        plain.push_str(&rest[..open]);
-        match parse_marker(&rest[open..]) {
+    while let Some((before, _)) = rest.split_once('[') {
+        let open = before.len();
+        plain.push_str(before);
+        match parse_marker(cut(rest, open..)) {
             Marker::Numbers(numbers, len) => {
                 let kept = plain.trim_end().len();
                 plain.truncate(kept);
@@ -71,11 +74,11 @@ pub fn take_markers(sentence: &str) -> (String, Vec<usize>) {
                         cited.push(n);
                     }
                 }
-                rest = &rest[open + len..];
+                rest = cut(rest, open + len..);
             }
             Marker::Not | Marker::Incomplete => {
                 plain.push('[');
-                rest = &rest[open + 1..];
+                rest = cut(rest, open + 1..);
             }
         }
     }
@@ -89,7 +92,7 @@ pub fn with_markers(plain: &str, cites: &[usize]) -> String {
         return plain.to_string();
     }
     let body = plain.trim_end_matches(['.', '!', '?', ':', ';', ',']);
-    let closing = &plain[body.len()..];
+    let closing = cut(plain, body.len()..);
     let markers: String = cites.iter().map(|n| format!("[{n}]")).collect();
     format!("{} {markers}{closing}", body.trim_end())
 }

@@ -8,6 +8,7 @@
 use super::citations::{Marker, parse_marker, take_markers, with_markers};
 use super::verify::{Unsupported, Verdict};
 use crate::prompts::NOT_IN_LESSON;
+use crate::text::cut;
 use std::collections::BTreeSet;
 
 /// A sentence longer than this (in bytes) without an end is cut at a space and judged as it is.
@@ -283,7 +284,7 @@ impl Release {
 
 /// The separator to keep before a sentence, from the white space the model put there.
 fn lead_of(raw: &str) -> &'static str {
-    let space = &raw[..raw.len() - raw.trim_start().len()];
+    let space = cut(raw, ..raw.len() - raw.trim_start().len());
     match space.matches('\n').count() {
         0 => " ",
         1 => "\n",
@@ -310,12 +311,13 @@ const CONNECTIVES: &[&str] = &[
 
 /// A sentence without a leading connective that would dangle, capitalised again.
 fn without_dangling_connective(sentence: &str) -> String {
-    let lower = sentence.to_lowercase();
     for connective in CONNECTIVES {
-        if let Some(rest) = lower.strip_prefix(connective)
+        // Compared on the sentence itself: lower-casing can change a text's length in bytes.
+        if let Some((head, rest)) = sentence.split_at_checked(connective.len())
+            && head.eq_ignore_ascii_case(connective)
             && rest.starts_with(' ')
         {
-            let rest = sentence[connective.len()..].trim_start();
+            let rest = rest.trim_start();
             let mut chars = rest.chars();
             return match chars.next() {
                 Some(first) => first.to_uppercase().chain(chars).collect(),
@@ -338,7 +340,7 @@ pub fn sentence_end(text: &str, at_end: bool) -> Option<usize> {
     if start == text.len() {
         return None;
     }
-    for (i, c) in text[start..].char_indices() {
+    for (i, c) in cut(text, start..).char_indices() {
         let at = start + i;
         if c == '\n' {
             return Some(at);
@@ -346,20 +348,21 @@ pub fn sentence_end(text: &str, at_end: bool) -> Option<usize> {
         if !matches!(c, '.' | '!' | '?') {
             continue;
         }
-        let closed = text[at + 1..].trim_start_matches(['"', '\'', '”', '’', ')']);
+        let closed = cut(text, at + c.len_utf8()..).trim_start_matches(['"', '\'', '”', '’', ')']);
         let Some(after) = closed.chars().next() else {
             return at_end.then_some(text.len());
         };
         if !(after.is_whitespace() || after == '[') {
             continue;
         }
-        if c == '.' && crate::text::is_abbreviation(&text[start..at]) {
+        if c == '.' && crate::text::is_abbreviation(cut(text, start..at)) {
             continue;
         }
         // The sentence ends here, with any markers that follow it; look at what comes next.
         let mut end = text.len() - closed.len();
         let next = loop {
-            let rest = text[end..].trim_start_matches(|c: char| c.is_whitespace() && c != '\n');
+            let rest =
+                cut(text, end..).trim_start_matches(|c: char| c.is_whitespace() && c != '\n');
             if rest.is_empty() {
                 return at_end.then_some(end);
             }
@@ -379,15 +382,12 @@ pub fn sentence_end(text: &str, at_end: bool) -> Option<usize> {
     }
     if text.len() - start > MAX_SENTENCE {
         // A run-on: cut at the last space before the limit.
-        let mut limit = start + MAX_SENTENCE;
-        while !text.is_char_boundary(limit) {
-            limit -= 1;
-        }
-        let cut = text[..limit]
+        let limit = crate::text::floor_boundary(text, start + MAX_SENTENCE);
+        let at = cut(text, ..limit)
             .rfind(' ')
             .filter(|&i| i > start)
             .unwrap_or(limit);
-        return Some(cut);
+        return Some(at);
     }
     at_end.then_some(text.len())
 }
@@ -475,7 +475,7 @@ mod tests {
             ("  ", true, None),
         ];
         for (text, at_end, expected) in cases {
-            let got = sentence_end(text, *at_end).map(|end| &text[..end]);
+            let got = sentence_end(text, *at_end).and_then(|end| text.get(..end));
             assert_eq!(got, *expected, "{text:?}");
         }
     }
@@ -485,7 +485,7 @@ mod tests {
         let run_on = "éèê ".repeat(400);
         let end = sentence_end(&run_on, false).expect("cut");
         assert!(end <= MAX_SENTENCE && run_on.is_char_boundary(end), "{end}");
-        assert!(run_on[..end].ends_with('ê'), "cut at a space");
+        assert!(cut(&run_on, ..end).ends_with('ê'), "cut at a space");
     }
 
     #[test]
@@ -554,9 +554,9 @@ mod tests {
         for &a in &cuts {
             for &b in cuts.iter().filter(|&&b| b >= a).step_by(3) {
                 let mut release = Release::new(false);
-                let mut out = release.push(&answer[..a], &fixture);
-                out.push_str(&release.push(&answer[a..b], &fixture));
-                out.push_str(&release.push(&answer[b..], &fixture));
+                let mut out = release.push(cut(answer, ..a), &fixture);
+                out.push_str(&release.push(cut(answer, a..b), &fixture));
+                out.push_str(&release.push(cut(answer, b..), &fixture));
                 out.push_str(&release.finish(&fixture));
                 assert_eq!(out, whole, "cut at {a} and {b}");
             }

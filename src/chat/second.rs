@@ -91,13 +91,16 @@ pub fn parse_opinions(text: &str, claims: usize) -> Vec<(usize, bool)> {
     for line in text.lines() {
         let line = line.trim().trim_start_matches(['-', '*', '#', ' ']);
         let digits = line.bytes().take_while(u8::is_ascii_digit).count();
-        let Ok(n) = line[..digits].parse::<usize>() else {
+        let Some((number, verdict)) = line.split_at_checked(digits) else {
+            continue;
+        };
+        let Ok(n) = number.parse::<usize>() else {
             continue;
         };
         if n == 0 || n > claims {
             continue;
         }
-        let verdict = line[digits..].to_ascii_uppercase();
+        let verdict = verdict.to_ascii_uppercase();
         let supported = if verdict.contains("UNSUPPORTED") || verdict.contains("NOT SUPPORTED") {
             false
         } else if verdict.contains("SUPPORTED") {

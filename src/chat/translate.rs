@@ -8,6 +8,7 @@
 
 use crate::llm::{ChatModel, ModelError, ModelRequest};
 use crate::prompts::Prompts;
+use crate::text::cut;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 
@@ -201,8 +202,8 @@ fn cited_parts(text: &str) -> Vec<(&str, Vec<usize>)> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'['
-            && let Some(len) = text[i + 1..].find(']')
-            && let Ok(n) = text[i + 1..i + 1 + len].parse::<usize>()
+            && let Some(len) = cut(text, i + 1..).find(']')
+            && let Ok(n) = cut(text, i + 1..i + 1 + len).parse::<usize>()
         {
             if markers.is_empty() {
                 stretch_end = i;
@@ -213,15 +214,15 @@ fn cited_parts(text: &str) -> Vec<(&str, Vec<usize>)> {
         }
         if !markers.is_empty() && !bytes[i].is_ascii_whitespace() && !b".,;:!?".contains(&bytes[i])
         {
-            parts.push((&text[start..stretch_end], std::mem::take(&mut markers)));
+            parts.push((cut(text, start..stretch_end), std::mem::take(&mut markers)));
             start = i;
         }
         i += 1;
     }
     if !markers.is_empty() {
-        parts.push((&text[start..stretch_end], markers));
-    } else if !text[start..].trim().is_empty() {
-        parts.push((&text[start..], Vec::new()));
+        parts.push((cut(text, start..stretch_end), markers));
+    } else if !cut(text, start..).trim().is_empty() {
+        parts.push((cut(text, start..), Vec::new()));
     }
     parts
 }

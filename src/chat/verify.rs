@@ -843,7 +843,7 @@ impl<'a> Verifier<'a> {
             name_forms,
             numbers: numbers
                 .iter()
-                .map(|n| (body[n.start..n.end].to_string(), n.value))
+                .map(|n| (text::cut(body, n.start..n.end).to_string(), n.value))
                 .collect(),
             negated: text::is_negated(without_answer_particle(body)),
         }
@@ -926,7 +926,9 @@ impl<'a> Verifier<'a> {
             })
         {
             let at = claim.offsets[put_in];
-            let word = text::words(&claim.body[at..]).next().map_or("", |(_, w)| w);
+            let word = text::words(text::cut(claim.body, at..))
+                .next()
+                .map_or("", |(_, w)| w);
             return Err(Unsupported::Substituted(word.to_string()));
         }
         Ok(())

@@ -357,9 +357,9 @@ impl HostAllowlist {
     /// True when a request's `Host` value names this tutor.
     pub fn allows(&self, host: &str) -> bool {
         let host = host.trim().to_ascii_lowercase();
-        let name = match host.rfind(':') {
+        let name = match host.rsplit_once(':') {
             // `[::1]:8080`, `localhost:8080`; a bare `[::1]` has its colons inside brackets.
-            Some(colon) if !host[colon..].contains(']') => &host[..colon],
+            Some((name, port)) if !port.contains(']') => name,
             _ => host.as_str(),
         };
         self.names.iter().any(|n| *n == host || *n == name)

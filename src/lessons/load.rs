@@ -251,7 +251,12 @@ fn load_one(path: &Path) -> Result<(PathBuf, Lesson), Vec<Problem>> {
     let mut hasher = blake3::Hasher::new();
     hasher.update(&PARSER_VERSION.to_le_bytes());
     hasher.update(&bytes);
-    lesson.hash = hasher.finalize().to_hex()[..32].to_string();
+    lesson.hash = hasher
+        .finalize()
+        .to_hex()
+        .get(..32)
+        .unwrap_or_default()
+        .to_string();
     Ok((path.to_path_buf(), lesson))
 }
 

@@ -4,7 +4,7 @@
 //! of the source file where an author should look.
 
 use super::{GoldenQuestion, Lesson, Passage, Section, slugify};
-use crate::text::{LineIndex, split_sentences};
+use crate::text::{LineIndex, cut, split_sentences};
 use pulldown_cmark::{Event, HeadingLevel, Options, Parser, Tag, TagEnd};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -127,7 +127,7 @@ pub fn parse_lesson(text: &str, fallback_id: &str) -> Result<Lesson, LessonError
         })?;
     }
 
-    let body = &text[body_start..];
+    let body = cut(text, body_start..);
     let (sections, passages) = cut_passages(&id, body, body_start, &lines);
     if passages.is_empty() {
         return Err(LessonError::at(
@@ -222,21 +222,25 @@ fn check_questions(lesson: &Lesson, questions: &[GoldenQuestion]) -> Result<(), 
 
 /// Returns (front matter text, its byte offset, body byte offset).
 fn split_front_matter(text: &str) -> Result<(&str, usize, usize), LessonError> {
-    let text_start = if text.starts_with('\u{feff}') { 3 } else { 0 };
-    let rest = &text[text_start..];
-    let first_line_end = rest.find('\n').unwrap_or(rest.len());
-    if rest[..first_line_end].trim_end() != "---" {
+    let rest = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let text_start = text.len() - rest.len();
+    let first_line = rest.split_inclusive('\n').next().unwrap_or_default();
+    if first_line.trim_end() != "---" {
         return Err(LessonError::at(
             1,
             "missing front matter: the file must start with a `---` line, then `id:` and `title:`, then `---`",
         ));
     }
-    let front_start = text_start + (first_line_end + 1).min(rest.len());
+    let front_start = text_start + first_line.len();
     let mut offset = front_start;
-    for line in text[front_start..].split_inclusive('\n') {
+    for line in cut(text, front_start..).split_inclusive('\n') {
         let bare = line.trim_end();
         if bare == "---" || bare == "..." {
-            return Ok((&text[front_start..offset], front_start, offset + line.len()));
+            return Ok((
+                cut(text, front_start..offset),
+                front_start,
+                offset + line.len(),
+            ));
         }
         offset += line.len();
     }
@@ -285,8 +289,8 @@ fn unclosed_quote(front: &str) -> Option<usize> {
 fn yaml_message(error: &serde_yaml_ng::Error) -> String {
     let text = error.to_string();
     // The location is reported as our own line number; drop serde_yaml's "at line X column Y".
-    match text.find(" at line ") {
-        Some(at) => text[..at].to_string(),
+    match text.split_once(" at line ") {
+        Some((message, _)) => message.to_string(),
         None => text,
     }
 }

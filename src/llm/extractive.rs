@@ -561,10 +561,12 @@ fn spoken_row(line: &str, terms: &[QueryTerm], want: Want, analyzer: &Analyzer) 
 /// leaves acronyms and names written with more capitals ("GPUs", "API") alone.
 fn lower_first(text: &str) -> String {
     let mut chars = text.chars();
-    match (chars.next(), chars.next()) {
+    let first = chars.next();
+    let rest = chars.as_str();
+    match (first, rest.chars().next()) {
         (Some(first), Some(second)) if first.is_uppercase() && second.is_lowercase() => {
             let mut out: String = first.to_lowercase().collect();
-            out.push_str(&text[first.len_utf8()..]);
+            out.push_str(rest);
             out
         }
         _ => text.to_string(),

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 /// no sibling subdomain can plant one.
 pub fn state_cookie_name(state: &str) -> String {
     let digest = blake3::hash(state.as_bytes()).to_hex();
-    format!("__Host-tutor_lti_{}", &digest[..32])
+    format!("__Host-tutor_lti_{}", digest.get(..32).unwrap_or_default())
 }
 
 /// An OIDC login initiation, as the platform sends it.

@@ -10,6 +10,7 @@ use crate::chat::verify::{WordSet, filler_terms};
 use crate::index::Analyzer;
 use crate::lessons::quiz::QuizItem;
 use crate::lessons::{Lesson, Passage};
+use crate::text::cut;
 use grade::Expected;
 
 /// Words that ask rather than say ("quick question: what about ..."), and function words the
@@ -490,7 +491,11 @@ pub fn without_revealing(words: &Words, guards: &[Guard], sentence: &str) -> Opt
     // Cut at the last break whose start gives nothing away: the longest clean start.
     CLAUSE_BREAKS
         .iter()
-        .flat_map(|brk| sentence.match_indices(brk).map(|(at, _)| &sentence[..at]))
+        .flat_map(|brk| {
+            sentence
+                .match_indices(brk)
+                .map(|(at, _)| cut(sentence, ..at))
+        })
         .filter(|head| enough(head) && !reveals(head))
         .max_by_key(|head| head.len())
         .map(|head| format!("{}.", head.trim_end_matches([',', ';', ' '])))
@@ -582,7 +587,7 @@ pub fn recall_items(words: &Words, weights: &Weights, lesson: &Lesson) -> Vec<Qu
             .into_iter()
             .filter(|(_, term)| !title.contains(term))
             .filter_map(|(at, term)| {
-                let word = crate::text::words(&sentence[at..]).next()?.1;
+                let word = crate::text::words(cut(sentence, at..)).next()?.1;
                 (word.chars().count() >= 5 && word.chars().all(char::is_alphabetic))
                     .then(|| (at, word, weights.weight(&term)))
             })
@@ -590,9 +595,13 @@ pub fn recall_items(words: &Words, weights: &Weights, lesson: &Lesson) -> Vec<Qu
         let Some((at, word, _)) = key else {
             continue;
         };
-        let blanked = format!("{}_____{}", &sentence[..at], &sentence[at + word.len()..]);
+        let blanked = format!(
+            "{}_____{}",
+            cut(sentence, ..at),
+            cut(sentence, at + word.len()..)
+        );
         let mut id = format!("recall-{}", section.slug);
-        id.truncate(64);
+        id.truncate(crate::text::floor_boundary(&id, 64));
         items.push(QuizItem {
             id,
             question: format!("Fill in the blank, from \"{}\": {}", section.title, blanked),
@@ -659,7 +668,7 @@ pub fn key_word(words: &Words, asked: &str, passage: &str, avoid: Option<&str>) 
         .tokens(asked)
         .into_iter()
         .filter(|(_, term)| in_passage.contains(term) && !avoided.contains(term))
-        .filter_map(|(at, _)| crate::text::words(&asked[at..]).next().map(|(_, w)| w))
+        .filter_map(|(at, _)| crate::text::words(cut(asked, at..)).next().map(|(_, w)| w))
         .map(str::to_lowercase)
         .filter(|w| {
             w.chars().count() > 2 && !format!(" {avoided_plain} ").contains(&format!(" {w} "))

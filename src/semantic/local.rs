@@ -96,7 +96,7 @@ impl LocalEmbedder {
             tokenizer,
             pooling,
             dimensions,
-            identity: format!("local:{name}@{}", &digest[..16]),
+            identity: format!("local:{name}@{}", digest.get(..16).unwrap_or_default()),
         })
     }
 

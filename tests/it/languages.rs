@@ -28,9 +28,9 @@ fn passage_with(system: &str, text: &str) -> usize {
 
 /// The citation marker of an answer (`[n]`).
 fn marker(text: &str) -> String {
-    let start = text.find('[').expect("a citation");
-    let end = text[start..].find(']').expect("closed") + start;
-    text[start..=end].to_string()
+    let (_, from) = text.split_once('[').expect("a citation");
+    let (number, _) = from.split_once(']').expect("closed");
+    format!("[{number}]")
 }
 
 /// A model that translates as asked and answers from the passage holding the cascade's row.

@@ -337,11 +337,11 @@ fn location_of(response: &reqwest::Response) -> String {
 }
 
 fn attribute(html: &str, name: &str) -> Option<String> {
-    let start = html.find(&format!("{name}=\""))? + name.len() + 2;
-    let end = html[start..].find('"')? + start;
+    let (_, from) = html.split_once(&format!("{name}=\""))?;
+    let (value, _) = from.split_once('"')?;
     // Undo the template's HTML escaping, as a browser would.
     Some(
-        html[start..end]
+        value
             .replace("&#x2f;", "/")
             .replace("&quot;", "\"")
             .replace("&amp;", "&"),
