@@ -196,6 +196,21 @@ pub fn feedback(rating: crate::conversation_log::Rating) {
     counter!("tutor_feedback_total", "rating" => rating).increment(1);
 }
 
+/// A panic caught where it would have cut a request short (`answer`, `stream`, `blocking`,
+/// `request`): the learner got `500 internal` or an `error` event instead of a closed connection.
+pub fn panicked(at: &'static str) {
+    counter!("tutor_panics_total", "at" => at).increment(1);
+}
+
+/// The message a panic carried, for the log.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
+}
+
 /// A conversation-log record dropped because the writer's queue was full.
 pub fn log_dropped() {
     counter!("tutor_log_writes_dropped_total").increment(1);

@@ -36,8 +36,8 @@ use crate::prompts::{PromptError, PromptLesson, PromptPassage, Prompts};
 use crate::retrieve::{Earlier, GateReason, Retrieval, Retriever};
 use crate::telemetry;
 use check::{Analysis, Checker};
-use futures::StreamExt;
 use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt};
 use release::{Judged, Release, Stop};
 use second::SecondOpinion;
 use serde::Serialize;
@@ -60,6 +60,36 @@ pub enum ChatError {
     Overloaded,
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// What is kept of a question to log its turn if answering it fails.
+struct Turn {
+    lesson_id: String,
+    asked: String,
+    conversation_id: Option<crate::ids::ConversationId>,
+}
+
+impl Turn {
+    fn of(question: &Question) -> Turn {
+        Turn {
+            lesson_id: question.lesson_id.clone(),
+            asked: question.asked().to_string(),
+            conversation_id: question.conversation_id.clone(),
+        }
+    }
+}
+
+/// A panic caught at `at`: counted, logged (inside the request's span, so with its id), and
+/// turned into an internal error.
+fn caught(panic: Box<dyn std::any::Any + Send>, at: &'static str) -> ChatError {
+    let message = telemetry::panic_message(panic.as_ref());
+    telemetry::panicked(at);
+    tracing::error!(
+        at,
+        panic = %telemetry::untrusted(message),
+        "a panic stopped this answer"
+    );
+    ChatError::Internal(format!("panic: {message}"))
 }
 
 impl From<crate::retrieve::SearchFailed> for ChatError {
@@ -522,6 +552,32 @@ impl Tutor {
         }
     }
 
+    /// Logs a turn that failed (a bug, not the learner's input) when the log is on: kind
+    /// `failed`, the cause as its outcome, no answer.
+    fn record_failure(&self, turn: &Turn, cause: &str, started: std::time::Instant) {
+        let Some(logger) = &self.logger else {
+            return;
+        };
+        logger.append(crate::conversation_log::Record {
+            answer_id: crate::ids::AnswerId::new(),
+            time: crate::conversation_log::now(),
+            lesson_id: turn.lesson_id.clone(),
+            question: turn.asked.clone(),
+            answer: String::new(),
+            refused: false,
+            refusal_reason: None,
+            cited: Vec::new(),
+            backend: self.backend(),
+            latency_ms: started.elapsed().as_millis() as u64,
+            conversation_id: turn.conversation_id.clone(),
+            rating: None,
+            comment: None,
+            verification: None,
+            kind: Some("failed".to_string()),
+            outcome: Some(cause.chars().take(200).collect()),
+        });
+    }
+
     /// Remembers an answer (for feedback) and logs it when the log is on.
     fn record(&self, question: &Question, answer: &Answer, started: std::time::Instant) {
         self.recent.insert(&answer.answer_id, &question.lesson_id);
@@ -631,7 +687,10 @@ impl Tutor {
         let tutor = self.clone();
         tokio::task::spawn_blocking(move || work(&tutor))
             .await
-            .map_err(|e| ChatError::Internal(format!("blocking task failed: {e}")))
+            .map_err(|e| match e.try_into_panic() {
+                Ok(panic) => caught(panic, "blocking"),
+                Err(e) => ChatError::Internal(format!("blocking task failed: {e}")),
+            })
     }
 
     /// The retriever (and through it, the catalog).
@@ -947,8 +1006,21 @@ impl Tutor {
     /// as a stream's pieces, so both show the same verified text.
     pub async fn ask(&self, question: Question) -> Result<(Answer, Retrieval), ChatError> {
         let asked = std::time::Instant::now();
-        let (plan, retrieval, question) = self.plan_where_cheap(question).await?;
-        self.answer_plan(question, plan, retrieval, asked).await
+        let turn = Turn::of(&question);
+        let answering = async {
+            let (plan, retrieval, question) = self.plan_where_cheap(question).await?;
+            self.answer_plan(question, plan, retrieval, asked).await
+        };
+        // A bug on the way must not cut the learner off: the panic becomes `internal`, and the
+        // turn is logged as failed.
+        let result = std::panic::AssertUnwindSafe(answering)
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|panic| Err(caught(panic, "answer")));
+        if let Err(ChatError::Internal(cause)) = &result {
+            self.record_failure(&turn, cause, asked);
+        }
+        result
     }
 
     /// [`Tutor::ask`] from a plan already made (a translated question plans again on its
@@ -1249,6 +1321,42 @@ impl Tutor {
         question: Question,
     ) -> Result<BoxStream<'static, ChatEvent>, ChatError> {
         let asked = std::time::Instant::now();
+        let turn = Turn::of(&question);
+        let started = std::panic::AssertUnwindSafe(self.start_stream(question, asked))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|panic| Err(caught(panic, "answer")));
+        let events = match started {
+            Ok(events) => events,
+            Err(error) => {
+                if let ChatError::Internal(cause) = &error {
+                    self.record_failure(&turn, cause, asked);
+                }
+                return Err(error);
+            }
+        };
+        // A panic while the answer streams ends the stream with an `error` event, not a cut.
+        let tutor = self.clone();
+        let events = std::panic::AssertUnwindSafe(events)
+            .catch_unwind()
+            .map(move |event| {
+                event.unwrap_or_else(|panic| {
+                    let error = caught(panic, "stream");
+                    if let ChatError::Internal(cause) = &error {
+                        tutor.record_failure(&turn, cause, asked);
+                    }
+                    ChatEvent::Error(error)
+                })
+            });
+        Ok(events.boxed())
+    }
+
+    /// [`Tutor::ask_stream`] up to the stream of events.
+    async fn start_stream(
+        &self,
+        question: Question,
+        asked: std::time::Instant,
+    ) -> Result<BoxStream<'static, ChatEvent>, ChatError> {
         let (plan, retrieval, question) = self.plan_where_cheap(question).await?;
         let asking = match plan {
             Plan::Reply(refusal) => {

@@ -238,7 +238,7 @@ impl From<ChatError> for ApiError {
                 ApiError::new(ErrorCode::Internal, "the tutor could not build its prompt")
             }
             ChatError::Internal(cause) => {
-                tracing::error!(%cause, "internal error");
+                tracing::error!(cause = %crate::telemetry::untrusted(&cause), "internal error");
                 ApiError::new(ErrorCode::Internal, "the tutor failed unexpectedly")
             }
         }

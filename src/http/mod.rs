@@ -212,6 +212,9 @@ pub fn router(state: AppState) -> Router {
         .layer(api_cors())
         .layer(middleware::from_fn_with_state(state, check_host))
         .layer(CompressionLayer::new())
+        // Inside the request's span and its id: a panic anywhere below answers `500 internal`
+        // in the API's error shape, with the id, instead of closing the connection.
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(
             TraceLayer::new_for_http()
@@ -231,6 +234,18 @@ pub fn router(state: AppState) -> Router {
                 .on_failure(log_failure),
         )
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+/// The answer to a request whose handler panicked (the chat paths catch their own first, to log
+/// the learner's turn as failed).
+fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    let message = crate::telemetry::panic_message(panic.as_ref());
+    crate::telemetry::panicked("request");
+    tracing::error!(
+        panic = %crate::telemetry::untrusted(message),
+        "a panic stopped this request"
+    );
+    ApiError::new(ErrorCode::Internal, "the tutor failed unexpectedly").into_response()
 }
 
 /// A failed response in the log: a 503 is an expected state (`/readyz` while the lessons load,

@@ -247,3 +247,150 @@ async fn when_the_learner_leaves_the_upstream_request_is_dropped_at_once() {
         "the upstream stream was dropped when the learner left"
     );
 }
+
+/// A model client that panics: in the middle of a whole answer, and after the first piece of
+/// a streamed one (a bug anywhere below the request, as the learner would meet it).
+struct PanickingModel;
+
+impl tutor::llm::ChatModel for PanickingModel {
+    fn name(&self) -> String {
+        "openai:panicking".to_string()
+    }
+
+    fn complete<'a>(
+        &'a self,
+        _request: &'a tutor::llm::ModelRequest,
+    ) -> futures::future::BoxFuture<'a, Result<tutor::llm::Reply, tutor::llm::ModelError>> {
+        Box::pin(async { panic!("a bug in the model client: Möngke") })
+    }
+
+    fn stream<'a>(
+        &'a self,
+        _request: &'a tutor::llm::ModelRequest,
+    ) -> futures::future::BoxFuture<'a, Result<tutor::llm::ReplyStream, tutor::llm::ModelError>>
+    {
+        use futures::StreamExt;
+        Box::pin(async {
+            let pieces = futures::stream::iter(0..2).map(|n| {
+                assert!(n == 0, "a bug in the model's stream");
+                Ok("A fallback answers when the first model fails [1]. ".to_string())
+            });
+            Ok(tutor::llm::ReplyStream {
+                backend: "openai:panicking".to_string(),
+                text: pieces.boxed(),
+            })
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_answers_internal_or_an_error_event_and_logs_the_turn_as_failed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = crate::helpers::config(&dir);
+    let loaded = tokio::task::spawn_blocking(move || tutor::app::load(&config).expect("loads"))
+        .await
+        .expect("load task");
+    let store: std::sync::Arc<dyn tutor::conversation_log::LogStore> = std::sync::Arc::new(
+        tutor::conversation_log::SqliteStore::open(&dir.path().join("log.sqlite")).expect("log"),
+    );
+    let logger = tutor::conversation_log::Logger::start(store.clone(), Duration::from_secs(3600));
+    let tutor = tutor::chat::Tutor::new(
+        loaded.tutor.retriever().clone(),
+        std::sync::Arc::new(tutor::prompts::Prompts::built_in()),
+        std::sync::Arc::new(PanickingModel),
+    )
+    .with_logger(logger);
+    let state = tutor::http::AppState::with_tutor(tutor, Vec::new());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let serving = state.clone();
+    tokio::spawn(async move {
+        tutor::http::serve(listener, serving, std::future::pending())
+            .await
+            .expect("serves")
+    });
+    let client = reqwest::Client::new();
+    let body = json!({"lesson_id": LESSON, "message": QUESTION, "conversation_id": "c-panic"});
+
+    // JSON: 500 in the API's error shape, with the request's id.
+    let response = client
+        .post(format!("{base}/v1/chat"))
+        .json(&body)
+        .send()
+        .await
+        .expect("an answer, not a closed connection");
+    assert_eq!(response.status(), 500);
+    assert!(response.headers().contains_key("x-request-id"));
+    let error: serde_json::Value = response.json().await.expect("JSON");
+    assert_eq!(error["error"]["code"], "internal", "{error}");
+
+    // SSE: what was shown stays, then one `error` event, and the stream ends.
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let text = client
+        .post(format!("{base}/v1/chat"))
+        .header("accept", "text/event-stream")
+        .json(&streamed)
+        .send()
+        .await
+        .expect("a stream")
+        .text()
+        .await
+        .expect("the stream ends cleanly");
+    let events = crate::helpers::parse_sse(&text);
+    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names.last(), Some(&"error"), "{events:?}");
+    assert_eq!(names.iter().filter(|n| **n == "error").count(), 1);
+    assert!(!names.contains(&"done"), "{events:?}");
+    assert_eq!(events.last().expect("error").1["error"]["code"], "internal");
+
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for at in ["answer", "stream"] {
+        assert!(
+            metrics.contains(&format!("tutor_panics_total{{at=\"{at}\"}} 1")),
+            "{at}: {metrics}"
+        );
+    }
+
+    // Both turns are in the log, as failed, with the conversation.
+    let logger = state.tutor().expect("tutor");
+    let flushed = tokio::task::spawn_blocking(move || {
+        logger
+            .logger()
+            .expect("a logger")
+            .flush_within(Duration::from_secs(10))
+    })
+    .await
+    .expect("flush task");
+    assert!(flushed);
+    let records = store.records(0, None).expect("records");
+    let failed: Vec<_> = records
+        .iter()
+        .filter(|r| r.kind.as_deref() == Some("failed"))
+        .collect();
+    assert_eq!(failed.len(), 2, "{records:?}");
+    for record in failed {
+        assert_eq!(record.lesson_id, LESSON);
+        assert_eq!(record.question, QUESTION);
+        assert_eq!(
+            record.conversation_id.as_ref().map(|c| c.as_str()),
+            Some("c-panic")
+        );
+        assert!(
+            record
+                .outcome
+                .as_deref()
+                .is_some_and(|o| o.contains("a bug")),
+            "{record:?}"
+        );
+    }
+}

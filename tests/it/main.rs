@@ -23,4 +23,5 @@ mod robust;
 mod semantic;
 mod slow_clients;
 mod tls;
+mod unicode;
 mod verify;
