@@ -163,10 +163,12 @@ pub struct Record {
     /// `corrected`, `fallback`, `reasons`); none for refusals by the gate.
     pub verification: Option<String>,
     /// What the reply was (`answer`, `refusal`, `small_talk`, `other_language`, `hint`,
-    /// `quiz_question`, `grade`); none in records written before quizzes.
+    /// `quiz_question`, `grade`, or `failed` for a turn a bug stopped); none in records
+    /// written before quizzes.
     pub kind: Option<String>,
     /// For a hint, why (`requested`, `quiz_item`, `assessment`); for a graded reply, the grade
-    /// (`correct`, `partly`, `not_yet`); for a quiz question, the section it checks.
+    /// (`correct`, `partly`, `not_yet`); for a quiz question, the section it checks; for a
+    /// failed turn, the cause.
     pub outcome: Option<String>,
 }
 
