@@ -6,10 +6,12 @@
 #
 #   bash tests/real-provider/run.sh [PATH/TO/tutor]      (default: target/release/tutor)
 #
-# That model is far too small to follow grounding rules. This checks the wire protocol
-# (JSON and streaming), timeouts and cancellation against a real server, and that the tutor's
-# own checks hold when the model ignores its instructions: off-lesson questions never reach it,
-# every [n] in an answer names a passage it was given, nothing repeats the rules.
+# That model is far too small to follow grounding rules. This prints what it wrote for three
+# questions, each sentence's verdict and the reason, and what the learner was shown, so a run
+# says something about the verifier; and it checks the wire protocol (JSON and streaming),
+# timeouts and cancellation against a real server, and that the tutor's own checks hold when
+# the model ignores its instructions: nothing removed is shown, off-lesson questions never
+# reach it, every [n] in an answer names a passage it was given, nothing repeats the rules.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 tutor="${1:-$repo/target/release/tutor}"
@@ -49,9 +51,9 @@ start_tutor "$port" "[model]\nmax_tokens = 80\n"
 base="http://127.0.0.1:$port"
 calls() { grep -c 'POST /v1/chat/completions' "$work/llama.log" || true; }
 
-python3 - "$base" "$work" <<'PY'
-import json, subprocess, sys, urllib.request
-base, work = sys.argv[1], sys.argv[2]
+python3 - "$base" "$work" "$tutor" "$repo" "$port" "$llama_port" <<'PY'
+import json, os, re, subprocess, sys, urllib.request
+base, work, tutor, repo, port, llama_port = sys.argv[1:7]
 def calls():
     return open(f"{work}/llama.log").read().count("POST /v1/chat/completions")
 def post(body, stream=False):
@@ -59,17 +61,59 @@ def post(body, stream=False):
         headers={"content-type": "application/json", "accept": "text/event-stream" if stream else "application/json"})
     with urllib.request.urlopen(req, timeout=120) as r:
         return r.status, r.read().decode()
+def ask(question):
+    """`tutor ask --json`: the same path as the API, with every sentence the model wrote and
+    the verifier's verdict and reason for it."""
+    env = dict(os.environ, OPENAI_BASE_URL=f"http://127.0.0.1:{llama_port}/v1",
+               OPENAI_API_KEY="none", TUTOR_MODEL="smollm2")
+    out = subprocess.run([tutor, "--config", f"{work}/tutor-{port}.toml", "--lessons", f"{repo}/lessons",
+                          "--index", f"{work}/index", "--prompts", f"{repo}/prompts",
+                          "ask", "--lesson", "hybrid-routing", "--json", question],
+                         env=env, capture_output=True, text=True, timeout=300, check=True)
+    return json.loads(out.stdout)
 
 checks = 0
-# 1. JSON: answered by the real model, every marker names a citation.
+# 1. What the model wrote, each sentence's verdict and why, and what the learner is shown.
+#    Judged: the model answered over the wire; nothing the verifier removed is shown; what is
+#    shown is the model's kept sentences, or (all removed) the lesson's own, marked fallback.
+tally = {}
+for question in ["What are fallbacks for?", "How does a cascade decide when to escalate?",
+                 "Why send easy questions to a small model?"]:
+    answer = ask(question)
+    verification = answer.get("verification") or {}
+    sentences = answer.get("sentences", [])
+    print(f"\nQ: {question}")
+    for s in sentences:
+        tally[s["verdict"]] = tally.get(s["verdict"], 0) + 1
+        why = f"  ({s['why']})" if s["why"] else ""
+        print(f"  {s['verdict']:<11} {s['text']}{why}")
+    fallback = verification.get("fallback", False)
+    print(f"  shown [{answer['backend']}{', fallback' if fallback else ''}]: {answer['answer']}")
+    if answer["refused"] and not sentences:
+        continue
+    assert sentences and verification.get("sentences") == len(sentences), answer
+    shown = answer["answer"]
+    for s in sentences:
+        if s["verdict"] == "unsupported":
+            assert s["text"] not in shown, f"a removed sentence was shown: {s['text']!r}"
+    kept = [s for s in sentences if s["verdict"] in ("supported", "corrected")]
+    if fallback:
+        assert answer["backend"] == "extractive" and not kept, answer
+    else:
+        assert answer["backend"] == "openai:smollm2" and kept, answer
+    cited = {c["n"] for c in answer["citations"]}
+    assert {int(n) for n in re.findall(r"\[(\d+)\]", shown)} <= cited, answer
+    assert "<lesson-passages>" not in shown
+    checks += 1
+print("\nverifier:", ", ".join(f"{n} {v}" for v, n in sorted(tally.items())))
+# 1b. The same over the API: answered by the model or, when the verifier removed everything it
+#     wrote, by the lesson's own sentences, and saying so.
 status, text = post({"lesson_id": "hybrid-routing", "message": "What are fallbacks for?"})
 answer = json.loads(text)
-assert status == 200 and answer["backend"] == "openai:smollm2", answer
-cited = {c["n"] for c in answer["citations"]}
-import re
-assert set(int(n) for n in re.findall(r"\[(\d+)\]", answer["answer"])) <= cited, answer
-assert "<lesson-passages>" not in answer["answer"]
-print("json answer:", ("refused" if answer["refused"] else "answered"), answer["answer"][:160].replace("\n", " "))
+verification = answer.get("verification") or {}
+assert status == 200 and verification.get("sentences", 0) > 0, answer
+assert answer["backend"] == ("extractive" if verification["fallback"] else "openai:smollm2"), answer
+print("json answer:", answer["backend"], answer["answer"][:160].replace("\n", " "))
 checks += 1
 # 2. Streaming: citations, deltas, then done (or one error), and the deltas are the answer.
 status, text = post({"lesson_id": "hybrid-routing", "message": "How do cascades escalate?"}, stream=True)
