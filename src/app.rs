@@ -233,17 +233,78 @@ pub fn load_with(config: &Config, stores: &Stores) -> anyhow::Result<Loaded> {
     })
 }
 
+/// A tutor for an author's command (`tutor check`, `ask`, `report`) that changes nothing
+/// learners get: it reads the lesson files as they are now, over a scratch copy of the published
+/// index (see [`index::Scratch`]), and writes to no log. Only `tutor index` and `serve --watch`
+/// publish.
+pub struct Private {
+    pub loaded: Loaded,
+    /// Kept until the tutor is dropped (fields drop in order: the tutor first).
+    _scratch: Option<index::Scratch>,
+}
+
+/// Loads a [`Private`] tutor.
+pub fn load_private(config: &Config) -> anyhow::Result<Private> {
+    if config.index_read_only {
+        let loaded = load_with(config, &Stores::default())?;
+        return Ok(Private {
+            loaded,
+            _scratch: None,
+        });
+    }
+    let scratch = index::Scratch::new(&config.index_dir).context("cannot copy the index")?;
+    let mut private = config.clone();
+    private.index_dir = scratch.path().to_path_buf();
+    let loaded = load_with(&private, &Stores::default())?;
+    Ok(Private {
+        loaded,
+        _scratch: Some(scratch),
+    })
+}
+
 /// Reloads lessons, index and prompts for a running tutor, keeping the last good version of any
 /// lesson an edit broke. The model and its limits are kept.
 pub fn reload(
     config: &Config,
     current: &Tutor,
 ) -> anyhow::Result<(Tutor, Vec<Problem>, RefreshReport)> {
-    let catalog = lessons(config)?.keeping_last_good(current.retriever().catalog());
-    let refresh = index_for(config, &catalog)?;
+    let served = current.retriever().catalog();
+    let catalog = lessons(config)?.keeping_last_good(served);
+    let mut refresh = index_for(config, &catalog)?;
+    // What learners get now against what they got: the index may have been published by
+    // `tutor index` before this reload saw it, so its own report can be all zeros.
+    let (added, updated, removed) = changes(served, &catalog);
+    refresh.added = added;
+    refresh.updated = updated;
+    refresh.removed = removed;
+    refresh.unchanged = catalog.lessons.len() - added - updated;
     let problems = catalog.problems.clone();
     let (retriever, prompts) = open_parts(config, catalog)?;
     Ok((current.reloaded(retriever, prompts), problems, refresh))
+}
+
+/// The lessons added, updated and removed from `served` to `now` (compared by id and hash).
+fn changes(served: &Catalog, now: &Catalog) -> (usize, usize, usize) {
+    let before: std::collections::HashMap<&str, &str> = served
+        .lessons
+        .iter()
+        .map(|l| (l.id.as_str(), l.hash.as_str()))
+        .collect();
+    let mut added = 0;
+    let mut updated = 0;
+    for lesson in &now.lessons {
+        match before.get(lesson.id.as_str()) {
+            None => added += 1,
+            Some(hash) if *hash != lesson.hash => updated += 1,
+            Some(_) => {}
+        }
+    }
+    let removed = served
+        .lessons
+        .iter()
+        .filter(|l| now.get(&l.id).is_none())
+        .count();
+    (added, updated, removed)
 }
 
 /// What a running `serve` follows.
@@ -326,6 +387,7 @@ pub async fn watch(config: Config, state: AppState, every: Duration, follow: Fol
                     added = refresh.added,
                     updated = refresh.updated,
                     removed = refresh.removed,
+                    version = %refresh.version,
                     "lessons reloaded"
                 );
                 state.set_tutor(tutor);

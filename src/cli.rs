@@ -556,7 +556,8 @@ fn ask(
         None => Vec::new(),
         Some(path) => read_history(path)?,
     };
-    let loaded = app::load(config)?;
+    let private = app::load_private(config)?;
+    let loaded = &private.loaded;
     for problem in &loaded.problems {
         eprintln!("warning: {problem}");
     }
@@ -729,8 +730,8 @@ fn report(
         .map_err(anyhow::Error::msg)?
         .unwrap_or(0);
     let records = target.open()?.records(since, lesson)?;
-    let loaded = app::load(config)?;
-    let report = crate::report::build(&records, loaded.tutor.retriever());
+    let private = app::load_private(config)?;
+    let report = crate::report::build(&records, private.loaded.tutor.retriever());
     let text = match format {
         "markdown" | "md" => crate::report::markdown(&report),
         "json" => serde_json::to_string_pretty(&report)? + "\n",
@@ -749,7 +750,8 @@ struct CheckRow {
 }
 
 fn check(config: &Config, only: Option<&str>, as_json: bool) -> anyhow::Result<ExitCode> {
-    let loaded = app::load(config)?;
+    let private = app::load_private(config)?;
+    let loaded = &private.loaded;
     let catalog = loaded.tutor.retriever().catalog().clone();
     if let Some(id) = only
         && catalog.get(id).is_none()

@@ -615,6 +615,64 @@ pub fn refresh_with(
     Ok(report)
 }
 
+/// A private index for a command that must not change what is served (`tutor check`, `ask`,
+/// `report`): the published version's files hard-linked into a `.build-check-…` folder beside
+/// it, removed when this is dropped (or, left by a crash, pruned with stale builds). A refresh
+/// there reuses everything published and embeds only what changed; nothing is published.
+#[derive(Debug)]
+pub struct Scratch {
+    dir: PathBuf,
+}
+
+impl Scratch {
+    /// A scratch copy of the index in `dir` (empty when nothing is published yet).
+    pub fn new(dir: &Path) -> Result<Scratch, IndexError> {
+        let io = |source| IndexError::Io {
+            path: dir.to_path_buf(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let nonce = blake3::hash(format!("{:?}", std::time::SystemTime::now()).as_bytes());
+        let scratch = Scratch {
+            dir: dir.join(format!(
+                ".build-check-{}-{}",
+                std::process::id(),
+                nonce.to_hex().get(..8).unwrap_or("0")
+            )),
+        };
+        std::fs::create_dir_all(&scratch.dir).map_err(io)?;
+        if let Some((name, path)) = current_version(dir) {
+            let copy = scratch.dir.join(&name);
+            std::fs::create_dir_all(&copy).map_err(io)?;
+            // Every file, the tutor's own too: a refresh writes a new version, never in these.
+            for entry in std::fs::read_dir(&path).map_err(io)? {
+                let entry = entry.map_err(io)?;
+                if entry.file_type().map_err(io)?.is_file()
+                    && !is_lock(&entry.file_name().to_string_lossy())
+                {
+                    let target = copy.join(entry.file_name());
+                    if std::fs::hard_link(entry.path(), &target).is_err() {
+                        std::fs::copy(entry.path(), &target).map_err(io)?;
+                    }
+                }
+            }
+            std::fs::write(scratch.dir.join(CURRENT), format!("{name}\n")).map_err(io)?;
+        }
+        Ok(scratch)
+    }
+
+    /// The scratch index's folder.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// Hard-links the files of version `from` into `to` (copies them across file systems). Tantivy
 /// never changes a file in place (new segments, new deletes, metadata written and renamed), so
 /// the old version is untouched by what is written in the new one.

@@ -75,7 +75,20 @@ async fn serve_ready(
     String,
     std::thread::JoinHandle<String>,
 ) {
-    let lessons = sample_lessons();
+    serve_ready_over(dir, &sample_lessons(), env).await
+}
+
+/// [`serve_ready`] over the lessons in `lessons`.
+async fn serve_ready_over(
+    dir: &Path,
+    lessons: &Path,
+    env: &[(&str, &str)],
+) -> (
+    std::process::Child,
+    KillOnDrop,
+    String,
+    std::thread::JoinHandle<String>,
+) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tutor"));
     command
         .current_dir(dir)
@@ -668,4 +681,137 @@ async fn sigterm_right_after_answers_keeps_every_record_of_the_conversation_log(
             records.len()
         );
     }
+}
+
+/// `tutor check` (and `ask`) never change what learners get: they work on a scratch copy of the
+/// index. Only `tutor index` publishes, and the running server's reload log names the change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_never_publishes_an_edit_and_index_does() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lessons = dir.path().join("lessons");
+    std::fs::create_dir(&lessons).expect("lessons dir");
+    for entry in std::fs::read_dir(sample_lessons()).expect("sample lessons") {
+        let entry = entry.expect("entry");
+        std::fs::copy(entry.path(), lessons.join(entry.file_name())).expect("copies");
+    }
+    let (mut child, _stop, base, log) = serve_ready_over(dir.path(), &lessons, &[]).await;
+    let client = reqwest::Client::new();
+    let question = "What do quokkas do on Tuesdays?";
+    let refused = || async {
+        let answer: serde_json::Value = client
+            .post(format!("{base}/v1/chat"))
+            .json(&serde_json::json!({"lesson_id": "hybrid-routing", "message": question}))
+            .send()
+            .await
+            .expect("answers")
+            .json()
+            .await
+            .expect("json");
+        answer["refused"].as_bool().expect("refused")
+    };
+    assert!(refused().await, "nothing about quokkas yet");
+    let published = std::fs::read_to_string(dir.path().join("idx/CURRENT")).expect("CURRENT");
+
+    // An edit with a golden question that fails.
+    let page = lessons.join("hybrid-routing.md");
+    let lesson = std::fs::read_to_string(&page).expect("lesson");
+    std::fs::write(
+        &page,
+        format!(
+            "{lesson}\n## Quokkas\n\nOn Tuesdays the quokkas route every request to the cheapest model.\n"
+        ),
+    )
+    .expect("edit");
+    let golden = lessons.join("hybrid-routing.questions.toml");
+    let questions = std::fs::read_to_string(&golden).expect("questions");
+    std::fs::write(
+        &golden,
+        format!("{questions}\n[[questions]]\nq = \"What do quokkas eat?\"\nsection = \"quokkas\"\nmust = [\"eucalyptus\"]\n"),
+    )
+    .expect("golden");
+    let args = [
+        "--lessons",
+        "lessons",
+        "--index",
+        "idx",
+        "check",
+        "--lesson",
+        "hybrid-routing",
+    ];
+    let out = tutor(dir.path(), &args);
+    assert_eq!(out.status.code(), Some(1), "{}", text_of(&out));
+    assert!(
+        text(&out.stdout).contains("What do quokkas eat?"),
+        "{}",
+        text_of(&out)
+    );
+    // The check saw the edit: the new section answered its own question.
+    let ask = tutor(
+        dir.path(),
+        &[
+            "--lessons",
+            "lessons",
+            "--index",
+            "idx",
+            "ask",
+            "--lesson",
+            "hybrid-routing",
+            question,
+        ],
+    );
+    assert!(ask.status.success(), "{}", text_of(&ask));
+    assert!(text(&ask.stdout).contains("quokkas"), "{}", text_of(&ask));
+
+    // Nothing was published: the same version, no scratch left, the server answers as before.
+    let after = std::fs::read_to_string(dir.path().join("idx/CURRENT")).expect("CURRENT");
+    assert_eq!(after, published);
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("idx"))
+        .expect("idx")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with(".build"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(
+        refused().await,
+        "an edit that was only checked is not served"
+    );
+
+    // `tutor index` publishes; the server reloads and says what changed.
+    let out = tutor(
+        dir.path(),
+        &["--lessons", "lessons", "--index", "idx", "index"],
+    );
+    assert!(out.status.success(), "{}", text_of(&out));
+    let mut served = false;
+    for _ in 0..200 {
+        if !refused().await {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(served, "the published edit is served");
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let _ = child.wait();
+    let log = log.join().expect("log");
+    let reloaded = log
+        .lines()
+        .find(|l| l.contains("lessons reloaded"))
+        .unwrap_or_else(|| panic!("a reload: {log}"));
+    assert!(
+        reloaded.contains("added=0")
+            && reloaded.contains("updated=1")
+            && reloaded.contains("removed=0"),
+        "{reloaded}"
+    );
+}
+
+fn text_of(out: &Output) -> String {
+    format!("{}{}", text(&out.stdout), text(&out.stderr))
 }
