@@ -302,6 +302,8 @@ pub fn documented_routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(pages::lesson))
         .routes(routes!(pages::widget))
         .routes(routes!(pages::stylesheet))
+        .routes(routes!(pages::favicon))
+        .route("/favicon.ico", axum::routing::get(pages::favicon))
         .routes(routes!(pages::openapi_json))
         .routes(routes!(pages::docs))
         .routes(routes!(lti::login))

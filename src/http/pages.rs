@@ -4,9 +4,9 @@
 
 use super::ErrorCode;
 use super::{AppState, error::ApiError};
-use crate::lessons::Lesson;
+use crate::lessons::{Catalog, Lesson};
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use minijinja::{Environment, context};
 use pulldown_cmark::{CowStr, Event, HeadingLevel, Parser, Tag, TagEnd};
@@ -17,6 +17,8 @@ const PAGE_CSS: &str = include_str!("../../assets/page.css");
 const CATALOG_HTML: &str = include_str!("../../assets/templates/catalog.html");
 const LESSON_HTML: &str = include_str!("../../assets/templates/lesson.html");
 const DOCS_HTML: &str = include_str!("../../assets/docs.html");
+const NOT_FOUND_HTML: &str = include_str!("../../assets/templates/not-found.html");
+const FAVICON_SVG: &str = include_str!("../../assets/favicon.svg");
 const LTI_TEMPLATES: [(&str, &str); 3] = [
     (
         "lti-message.html",
@@ -74,6 +76,10 @@ fn environment(state: &AppState) -> Result<Environment<'static>, minijinja::Erro
     env.add_template_owned(
         "lesson.html",
         asset(state, "templates/lesson.html", LESSON_HTML),
+    )?;
+    env.add_template_owned(
+        "not-found.html",
+        asset(state, "templates/not-found.html", NOT_FOUND_HTML),
     )?;
     for (name, built_in) in LTI_TEMPLATES {
         env.add_template_owned(name, asset(state, &format!("templates/{name}"), built_in))?;
@@ -142,7 +148,7 @@ pub(super) fn lesson_page(state: &AppState, id: &str, lti: bool) -> Response {
     };
     let catalog = tutor.retriever().catalog();
     let Some(lesson) = catalog.get(id) else {
-        return ApiError::lesson_not_found(id).into_response();
+        return not_found_page(state, catalog, id, lti);
     };
     let related: Vec<minijinja::Value> = lesson
         .related
@@ -162,6 +168,46 @@ pub(super) fn lesson_page(state: &AppState, id: &str, lti: bool) -> Response {
             pages_key => std::env::var("TUTOR_PAGES_KEY").ok().filter(|k| !k.trim().is_empty()),
         },
     )
+}
+
+/// The HTML 404 for a lesson page that does not exist: the lessons whose ids share the most
+/// words with the one asked for (after an LMS launch, no links to the catalog).
+fn not_found_page(state: &AppState, catalog: &Catalog, id: &str, lti: bool) -> Response {
+    let wanted: Vec<&str> = id.split(['-', '_']).filter(|w| !w.is_empty()).collect();
+    let mut lessons: Vec<(usize, &Lesson)> = catalog
+        .lessons
+        .iter()
+        .map(|l| {
+            let shared = l.id.split('-').filter(|w| wanted.contains(w)).count();
+            (shared, l.as_ref())
+        })
+        .collect();
+    lessons.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.title.cmp(&b.1.title)));
+    let lessons: Vec<minijinja::Value> = lessons
+        .into_iter()
+        .take(8)
+        .map(|(_, l)| context! { id => l.id, title => l.title })
+        .collect();
+    let mut response = render(
+        state,
+        "not-found.html",
+        context! { id => id, lti => lti, lessons => lessons },
+    );
+    if response.status() == StatusCode::OK {
+        *response.status_mut() = StatusCode::NOT_FOUND;
+    }
+    response
+}
+
+/// The site's icon (`/favicon.ico` too, which browsers ask for by themselves).
+#[utoipa::path(get, path = "/favicon.svg", tag = "pages", responses((status = 200, content_type = "image/svg+xml", description = "SVG")))]
+pub async fn favicon() -> Response {
+    let mut response = static_asset(FAVICON_SVG.to_string(), "image/svg+xml");
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=86400"),
+    );
+    response
 }
 
 /// The embeddable widget.

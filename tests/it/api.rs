@@ -492,11 +492,38 @@ async fn lesson_pages_carry_the_widget_and_section_anchors() {
             .expect("type")
             .contains("javascript")
     );
+    // An unknown lesson page is an HTML page, pointing to the lessons whose ids are closest.
     let missing = app
         .client
-        .get(format!("{}/lessons/nope", app.base))
+        .get(format!("{}/lessons/hybrid-routes", app.base))
         .send()
         .await
         .expect("get");
     assert_eq!(missing.status(), 404);
+    assert!(
+        missing.headers()["content-type"]
+            .to_str()
+            .expect("type")
+            .starts_with("text/html")
+    );
+    let page = missing.text().await.expect("page");
+    assert!(page.contains("<code>hybrid-routes</code>"), "{page}");
+    let first_link = page
+        .split("href=\"/lessons/")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next());
+    assert_eq!(first_link, Some("hybrid-routing"), "{page}");
+    assert!(page.contains("href=\"/\""), "a way back to the catalog");
+    // The icon, under both names browsers use.
+    for path in ["/favicon.ico", "/favicon.svg"] {
+        let icon = app
+            .client
+            .get(format!("{}{path}", app.base))
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(icon.status(), 200, "{path}");
+        assert_eq!(icon.headers()["content-type"], "image/svg+xml");
+        assert!(icon.text().await.expect("svg").starts_with("<svg"));
+    }
 }

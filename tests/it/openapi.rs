@@ -29,6 +29,7 @@ async fn every_route_is_in_the_openapi_document_and_every_documented_route_is_se
         "POST /v1/feedback",
         "GET /openapi.json",
         "GET /page.css",
+        "GET /favicon.svg",
         "GET /readyz",
         "GET /v1/lessons",
         "GET /v1/lessons/{id}",
