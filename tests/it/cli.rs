@@ -815,3 +815,24 @@ async fn check_never_publishes_an_edit_and_index_does() {
 fn text_of(out: &Output) -> String {
     format!("{}{}", text(&out.stdout), text(&out.stderr))
 }
+
+/// `deploy/replica.toml` starts as shipped: it parses, and its keys (none until an operator
+/// adds one) are well formed, so `serve` is not stopped by a placeholder.
+#[test]
+fn the_shipped_replica_configuration_loads_as_it_is() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/replica.toml");
+    let config = tutor::config::Config::load_from(
+        &tutor::config::Overrides {
+            config: Some(path),
+            ..Default::default()
+        },
+        &|_| None,
+    )
+    .expect("the shipped configuration loads");
+    tutor::http::Keys::new(&config.keys).expect("its keys are well formed");
+    assert!(config.index_read_only);
+    assert!(
+        config.limits.is_some(),
+        "limits are on behind a load balancer"
+    );
+}
