@@ -544,8 +544,20 @@ impl Config {
                 .map(|h| h.trim().to_ascii_lowercase())
                 .collect(),
         };
-        let semantic =
-            SemanticSettings::read(file.semantic.as_ref(), &env).map_err(ConfigError::Invalid)?;
+        let named = |name: &str| {
+            providers
+                .iter()
+                .find(|p| p.name == name)
+                .map(|p| (p.settings.base_url.clone(), p.settings.api_key.clone()))
+        };
+        let chat_models = crate::semantic::settings::Providers {
+            named: &named,
+            base_url: openai
+                .as_ref()
+                .map_or_else(|| DEFAULT_BASE_URL.to_string(), |m| m.base_url.clone()),
+        };
+        let semantic = SemanticSettings::read(file.semantic.as_ref(), &env, &chat_models)
+            .map_err(ConfigError::Invalid)?;
         Ok(Config {
             semantic,
             allow_open_api: file.allow_open_api.unwrap_or(false),

@@ -112,11 +112,16 @@ pub fn index_with(
 }
 
 /// The semantic model evaluations use: `TUTOR_SEMANTIC_MODEL_DIR`, else the default cache;
-/// none with `TUTOR_SEMANTIC=off`.
+/// none with `TUTOR_SEMANTIC=off`; an embeddings server with `TUTOR_SEMANTIC=remote` (its URL
+/// from `TUTOR_SEMANTIC_BASE_URL`, else `OPENAI_BASE_URL`).
 pub fn semantic() -> anyhow::Result<Option<Arc<tutor::semantic::Semantic>>> {
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let settings =
-        tutor::semantic::SemanticSettings::read(None, &env).map_err(anyhow::Error::msg)?;
+    let providers = tutor::semantic::settings::Providers {
+        named: &|_| None,
+        base_url: env("OPENAI_BASE_URL").unwrap_or_else(|| "https://api.openai.com/v1".to_string()),
+    };
+    let settings = tutor::semantic::SemanticSettings::read(None, &env, &providers)
+        .map_err(anyhow::Error::msg)?;
     Ok(settings.load()?)
 }
 

@@ -758,9 +758,17 @@ impl Tutor {
             let reply = self.tutor_reply(text, ReplyKind::SmallTalk, Vec::new());
             return Ok((Plan::Reply(Box::new(reply)), Retrieval::unread(reading)));
         }
+        // A multilingual embedder matches the question with the lesson's passages as it is;
+        // a model that can translate still does (its answer is then in the learner's language).
+        let read_directly = self.translator.is_none()
+            && self
+                .retriever
+                .semantic()
+                .is_some_and(|semantic| semantic.multilingual());
         if let Some(language) = language
             && language.code() != lesson.language
             && question.translated.is_none()
+            && !read_directly
         {
             let text =
                 self.prompts

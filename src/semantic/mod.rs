@@ -4,7 +4,8 @@
 //! A leaf beside the text analysis: it knows nothing of lessons, the index or HTTP. An
 //! [`Embedder`] turns texts into unit-length vectors whose dot product is their cosine
 //! similarity. Two embedders exist: [`local::LocalEmbedder`], a BERT-family sentence model run
-//! in this process on the CPU (candle, pure Rust). Every vector is
+//! in this process on the CPU (candle, pure Rust), and [`remote::RemoteEmbedder`], any
+//! OpenAI-compatible `/v1/embeddings` server (a larger or multilingual model). Every vector is
 //! tagged with its embedder's [`Embedder::identity`]: vectors of two models are never compared.
 //!
 //! Similarity says how close two texts are in meaning, never whether one is true: "Mars has two
@@ -12,6 +13,7 @@
 
 pub mod local;
 pub mod questions;
+pub mod remote;
 pub mod settings;
 pub mod vectors;
 
@@ -42,6 +44,12 @@ pub trait Embedder: Send + Sync {
 
     /// Length of every vector.
     fn dimensions(&self) -> usize;
+
+    /// Whether a text and its translation get close vectors, so that a question in another
+    /// language than the lesson's can be matched with the lesson's passages directly.
+    fn multilingual(&self) -> bool {
+        false
+    }
 
     /// One unit-length vector per text, in order. Blocking: call it off the async workers.
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, SemanticError>;

@@ -69,6 +69,11 @@ impl Semantic {
         self.embedder.dimensions()
     }
 
+    /// Whether questions in any language are matched with passages in any other.
+    pub fn multilingual(&self) -> bool {
+        self.embedder.multilingual()
+    }
+
     /// A question's vector, from the kept ones or the next batch; `None` when the model fails
     /// (the tutor then answers on words alone).
     pub async fn question(&self, text: &str) -> Option<Vector> {
@@ -133,27 +138,33 @@ fn batches(embedder: &dyn Embedder, kept: &Memo<blake3::Hash, [f32]>, jobs: &mps
         let mut texts: Vec<&str> = asked.iter().map(String::as_str).collect();
         texts.sort_unstable();
         texts.dedup();
-        metrics::histogram!("tutor_embed_batch_size").record(texts.len() as f64);
-        let vectors = match embedder.embed(&texts) {
-            Ok(vectors) => vectors,
-            Err(error) => {
-                tracing::warn!(%error, "questions could not be embedded; answering on words alone");
-                Vec::new()
-            }
-        };
-        let found: Vec<(&str, Vector)> = texts
+        // A question queued while the previous batch embedded the same text is kept by now.
+        let (mut found, missing): (Vec<(&str, Option<Vector>)>, Vec<_>) = texts
             .iter()
-            .zip(vectors)
-            .map(|(t, v)| (*t, Vector::from(v)))
-            .collect();
-        for (text, v) in &found {
-            kept.put(key(text), v.clone());
+            .map(|t| (*t, kept.get(&key(t))))
+            .partition(|(_, v)| v.is_some());
+        let missing: Vec<&str> = missing.into_iter().map(|(t, _)| t).collect();
+        if !missing.is_empty() {
+            metrics::histogram!("tutor_embed_batch_size").record(missing.len() as f64);
+            let vectors = match embedder.embed(&missing) {
+                Ok(vectors) => vectors,
+                Err(error) => {
+                    tracing::warn!(%error, "questions could not be embedded; answering on words alone");
+                    Vec::new()
+                }
+            };
+            for (text, v) in missing.iter().zip(vectors) {
+                let v = Vector::from(v);
+                kept.put(key(text), v.clone());
+                found.push((text, Some(v)));
+            }
         }
+        found.sort_unstable_by(|a, b| a.0.cmp(b.0));
         for (text, reply) in asked.iter().zip(replies) {
             let v = found
                 .binary_search_by(|(t, _)| (*t).cmp(text.as_str()))
                 .ok()
-                .map(|i| found[i].1.clone());
+                .and_then(|i| found[i].1.clone());
             let _ = reply.send(v);
         }
     }

@@ -281,3 +281,263 @@ fn without_a_model_the_cli_answers_by_words_and_warns_once() {
     );
     assert!(stderr.contains("config.json is missing"), "{stderr}");
 }
+
+/// A fake `/v1/embeddings` server standing in for a multilingual model: a text's vector counts
+/// the concepts its words name, in English, Spanish or French alike.
+struct FakeEmbeddings {
+    base_url: String,
+    /// Every request body.
+    requests: Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    /// While set, every request fails with 500.
+    failing: Arc<std::sync::atomic::AtomicBool>,
+}
+
+const CONCEPTS: &[&[&str]] = &[
+    &[
+        "data",
+        "records",
+        "datos",
+        "registros",
+        "données",
+        "confidential",
+        "privacy",
+    ],
+    &[
+        "computers",
+        "computer",
+        "servers",
+        "server",
+        "hardware",
+        "gpus",
+        "machines",
+        "ordenadores",
+        "servidores",
+        "serveurs",
+    ],
+    &[
+        "own",
+        "owned",
+        "yourself",
+        "self-hosting",
+        "self-hosted",
+        "propios",
+        "nuestros",
+        "propres",
+    ],
+    &[
+        "cost", "costs", "price", "pay", "bill", "precio", "coste", "prix",
+    ],
+    &[
+        "outage",
+        "outages",
+        "unavailable",
+        "backup",
+        "caída",
+        "panne",
+    ],
+    &[
+        "vendor",
+        "vendors",
+        "api",
+        "apis",
+        "closed",
+        "proveedor",
+        "fournisseur",
+    ],
+];
+
+fn concept_vector(text: &str) -> Vec<f32> {
+    let mut v = vec![0.0; CONCEPTS.len() + 1];
+    v[CONCEPTS.len()] = 0.1;
+    for word in text
+        .split(|c: char| !(c.is_alphanumeric() || c == '-'))
+        .map(str::to_lowercase)
+    {
+        if let Some(at) = CONCEPTS.iter().position(|c| c.contains(&word.as_str())) {
+            v[at] += 1.0;
+        }
+    }
+    v
+}
+
+impl FakeEmbeddings {
+    /// Serves on its own thread and runtime: the embedder waits for it from blocking code.
+    fn start() -> FakeEmbeddings {
+        use axum::extract::State;
+        type Shared = (
+            Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+            Arc<std::sync::atomic::AtomicBool>,
+        );
+        async fn embeddings(
+            State((requests, failing)): State<Shared>,
+            headers: axum::http::HeaderMap,
+            axum::Json(body): axum::Json<serde_json::Value>,
+        ) -> axum::response::Response {
+            use axum::response::IntoResponse;
+            let mut seen = body.clone();
+            seen["authorization"] = json!(
+                headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+            );
+            requests.lock().expect("requests").push(seen);
+            if failing.load(std::sync::atomic::Ordering::SeqCst) {
+                return (
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                    axum::Json(json!({"error": {"message": "overloaded", "type": "server_error"}})),
+                )
+                    .into_response();
+            }
+            let inputs: Vec<String> = match &body["input"] {
+                serde_json::Value::String(one) => vec![one.clone()],
+                many => serde_json::from_value(many.clone()).expect("an array of strings"),
+            };
+            // Listed last first, with their indexes: the client must put them in order.
+            let data: Vec<serde_json::Value> = inputs
+                .iter()
+                .enumerate()
+                .rev()
+                .map(|(i, text)| json!({"object": "embedding", "index": i, "embedding": concept_vector(text)}))
+                .collect();
+            axum::Json(
+                json!({"object": "list", "data": data, "model": body["model"],
+                              "usage": {"prompt_tokens": 1, "total_tokens": 1}}),
+            )
+            .into_response()
+        }
+        let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let app = axum::Router::new()
+            .route("/v1/embeddings", axum::routing::post(embeddings))
+            .with_state((requests.clone(), failing.clone()));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        listener.set_nonblocking(true).expect("nonblocking");
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                axum::serve(listener, app).await.expect("serves");
+            });
+        });
+        FakeEmbeddings {
+            base_url: format!("http://{addr}/v1"),
+            requests,
+            failing,
+        }
+    }
+
+    fn settings(&self, multilingual: bool) -> SemanticSettings {
+        SemanticSettings::Remote(tutor::semantic::remote::RemoteSettings {
+            base_url: self.base_url.clone(),
+            api_key: "embed-key".to_string(),
+            model: "fake-embed".to_string(),
+            timeout: std::time::Duration::from_secs(10),
+            multilingual,
+        })
+    }
+}
+
+#[tokio::test]
+async fn an_embeddings_server_gives_meaning_and_a_multilingual_one_reads_every_language() {
+    let fake = FakeEmbeddings::start();
+    let remote = fake
+        .settings(false)
+        .load()
+        .expect("the server answers")
+        .expect("an embedder");
+    assert_eq!(
+        remote.identity(),
+        format!("remote:fake-embed@{}", fake.base_url)
+    );
+    assert_eq!(remote.dimensions(), CONCEPTS.len() + 1);
+    let (monolingual, _dir) = tutor(Some(remote));
+    {
+        let requests = fake.requests.lock().expect("requests");
+        assert!(requests.len() > 1, "the probe and the index's batches");
+        for request in requests.iter() {
+            assert_eq!(request["model"], "fake-embed");
+            assert_eq!(request["authorization"], "Bearer embed-key");
+            assert!(request["input"].is_array(), "{request}");
+        }
+        assert!(
+            requests
+                .iter()
+                .any(|r| r["input"].as_array().is_some_and(|a| a.len() > 1)),
+            "passages are sent in batches"
+        );
+    }
+    let (lesson, question, sections, _) = REWORDED[0];
+    let answer = ask(&monolingual, lesson, question).await;
+    assert!(
+        cites(&answer, sections),
+        "{question}: {} citing {:?}",
+        answer.answer,
+        answer.citations
+    );
+
+    // A question in Spanish: without a multilingual model, the tutor asks for the lesson's
+    // language; with one, the lesson's passages answer it directly.
+    let spanish = "Nuestros abogados no permiten guardar los registros de clientes en ordenadores ajenos. ¿Dónde debe funcionar el modelo?";
+    let asked = ask(&monolingual, lesson, spanish).await;
+    assert_eq!(
+        asked.kind,
+        tutor::chat::ReplyKind::OtherLanguage,
+        "{}",
+        asked.answer
+    );
+    let multilingual = fake
+        .settings(true)
+        .load()
+        .expect("the server answers")
+        .expect("an embedder");
+    assert!(multilingual.multilingual());
+    let (reads_every_language, _dir) = tutor(Some(multilingual));
+    let answered = ask(&reads_every_language, lesson, spanish).await;
+    assert!(
+        cites(&answered, sections),
+        "{spanish}: {:?} {} citing {:?}",
+        answered.kind,
+        answered.answer,
+        answered.citations
+    );
+
+    // The server failing later: questions are answered by their words.
+    fake.failing
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let by_words = ask(&reads_every_language, lesson, "What is self-hosting?").await;
+    assert!(cites(&by_words, &["self-hosting"]), "{}", by_words.answer);
+    // ...and an embedder that cannot reach its server at start is an error naming it.
+    let error = fake.settings(false).load().expect_err("the server fails");
+    assert!(error.to_string().contains("embeddings server"), "{error}");
+}
+
+#[tokio::test]
+async fn readyz_names_a_remote_model() {
+    let fake = FakeEmbeddings::start();
+    let settings = fake.settings(false);
+    let app = spawn_app_with(
+        None,
+        move |mut config| {
+            config.semantic = settings;
+            config
+        },
+        |state| state,
+    )
+    .await;
+    let (status, ready) = app.get_json("/readyz").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        ready["semantic"],
+        format!("remote:fake-embed@{}", fake.base_url),
+        "{ready}"
+    );
+    let (_, answer) = app
+        .chat(json!({"lesson_id": "choosing-a-deployment", "message": REWORDED[0].1}))
+        .await;
+    assert_eq!(answer["refused"], false, "{answer}");
+}
