@@ -41,7 +41,6 @@ use tutor::lessons::quiz::{Integrity, Quiz, QuizItem};
 use tutor::lessons::{Catalog, load_catalog};
 use tutor::quiz::grade::{Grade, grade, plain};
 use tutor::quiz::{Weights, Words};
-use tutor::retrieve::RetrievalSettings;
 
 const COURSE_TUNE: &[&str] = &[
     "hybrid-routing",
@@ -92,6 +91,21 @@ struct Set {
     others: Vec<(String, String, String, Vec<String>)>,
     /// (lesson, item id, reply, what it should not be graded / should be graded).
     replies: Vec<(String, String, String, Reply)>,
+    /// (lesson, item id, reply in the learner's own words, whether it is right).
+    reworded: Vec<(String, String, String, bool)>,
+}
+
+#[derive(Deserialize)]
+struct RewordedCases {
+    replies: Vec<Reworded>,
+}
+
+#[derive(Deserialize)]
+struct Reworded {
+    lesson: String,
+    item: String,
+    right: Vec<String>,
+    wrong: Vec<String>,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -126,6 +140,10 @@ struct Tally {
     hints: usize,
     hint_without_answer: usize,
     hint_right_section: usize,
+    reworded_right: usize,
+    reworded_right_correct: usize,
+    reworded_wrong: usize,
+    reworded_wrong_not_correct: usize,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -139,7 +157,23 @@ fn main() -> anyhow::Result<()> {
     let cases: CourseCases = toml::from_str(&std::fs::read_to_string(
         here.join("examples/quiz-cases/course.toml"),
     )?)?;
-    let (tune, holdout) = course_sets(&catalog, &cases);
+    let (mut tune, mut holdout) = course_sets(&catalog, &cases);
+    let reworded: RewordedCases = toml::from_str(&std::fs::read_to_string(
+        here.join("examples/quiz-cases/replies-reworded.toml"),
+    )?)?;
+    for r in &reworded.replies {
+        let set = if COURSE_TUNE.contains(&r.lesson.as_str()) {
+            &mut tune
+        } else {
+            &mut holdout
+        };
+        for (replies, right) in [(&r.right, true), (&r.wrong, false)] {
+            for reply in replies {
+                set.reworded
+                    .push((r.lesson.clone(), r.item.clone(), reply.clone(), right));
+            }
+        }
+    }
     // Written after the thresholds were last chosen, the second after the first was measured:
     // held-out lessons only, integrity only.
     let fresh = fresh_set(
@@ -150,7 +184,7 @@ fn main() -> anyhow::Result<()> {
         &catalog,
         &here.join("examples/quiz-cases/course-fresh-2.toml"),
     )?;
-    let (retriever, _dir) = setup::index(catalog, RetrievalSettings::default())?;
+    let (retriever, _dir) = setup::index(catalog, setup::tuned_settings()?)?;
     let tutor = setup::extractive_tutor(retriever);
     for (name, set) in [
         ("course_tune", tune),
@@ -168,10 +202,10 @@ fn main() -> anyhow::Result<()> {
         let mut catalog = load_catalog(&squad_dir.join("lessons"))?;
         // The same articles without quizzes, to see what integrity costs other questions.
         let (plain_retriever, _plain_dir) =
-            setup::index(catalog.clone(), RetrievalSettings::default())?;
+            setup::index(catalog.clone(), setup::tuned_settings()?)?;
         let without_quiz = setup::extractive_tutor(plain_retriever);
         let (tune, holdout) = squad_sets(&mut catalog, &squad_dir)?;
-        let (retriever, _dir) = setup::index(catalog, RetrievalSettings::default())?;
+        let (retriever, _dir) = setup::index(catalog, setup::tuned_settings()?)?;
         let tutor = setup::extractive_tutor(retriever);
         for (name, set) in [("squad_tune", tune), ("squad_holdout", holdout)] {
             if std::env::var_os("QUIZ_EVAL_SHARES").is_some() {
@@ -423,6 +457,20 @@ fn ask(
     Ok(runtime.block_on(tutor.ask(question))?.0)
 }
 
+/// The tutor's grade of `reply` to quiz item `id` (meaning included, as a learner gets it).
+fn grade_by(
+    runtime: &tokio::runtime::Runtime,
+    tutor: &Tutor,
+    lesson: &str,
+    id: &str,
+    reply: &str,
+) -> anyhow::Result<Grade> {
+    let question = Question::parse(lesson.to_string(), reply.to_string(), Vec::new())?
+        .with_mode(Mode::Quiz, Some(id.to_string()))?;
+    let answer = runtime.block_on(tutor.ask(question))?.0;
+    Ok(answer.grade.unwrap_or(Grade::NotYet))
+}
+
 /// Prints, for tuning, each learner question's best (item share, question share) against the
 /// quiz items of its lesson: the true item's for paraphrases, the closest item's for others.
 fn shares(tutor: &Tutor, words: &Words, set: &Set) {
@@ -439,6 +487,102 @@ fn shares(tutor: &Tutor, words: &Words, set: &Set) {
         if let Some((_, item)) = set.items.iter().find(|(l, i)| l == lesson && &i.id == id) {
             let (a, b) = of(lesson, q, item);
             eprintln!("SHARE paraphrase {a:.2} {b:.2}");
+        }
+    }
+    // Meaning: each question's similarity to its lesson's quiz questions, with its word shares
+    // of the same item: "MEANING kind own? similarity item_share question_share".
+    let retriever = tutor.retriever();
+    if let Some(semantic) = retriever.semantic() {
+        let items: Vec<(&str, &QuizItem)> = catalog
+            .lessons
+            .iter()
+            .flat_map(|l| {
+                l.quiz
+                    .iter()
+                    .flat_map(|q| &q.items)
+                    .map(|i| (l.id.as_str(), i))
+            })
+            .collect();
+        let show = |kind: &str, lesson: &str, q: &str, own: Option<&str>| {
+            let Some(v) = semantic.question_blocking(q) else {
+                return;
+            };
+            let mut line = format!("MEANING {kind}");
+            for (_, item) in items.iter().filter(|(l, _)| *l == lesson) {
+                let Some(iv) = retriever.quiz_vector(&item.question) else {
+                    continue;
+                };
+                let similarity = tutor::semantic::similarity(&v, &iv);
+                let (a, b) = of(lesson, q, item);
+                let mine = own == Some(item.id.as_str());
+                let kinds = tutor::quiz::kinds_differ(
+                    tutor::quiz::answer_kind(q),
+                    tutor::quiz::answer_kind(&item.question),
+                );
+                line.push_str(&format!(
+                    " {}:{similarity:.3}:{a:.2}:{b:.2}:{}",
+                    u8::from(mine),
+                    u8::from(kinds)
+                ));
+            }
+            let best = items
+                .iter()
+                .filter(|(l, _)| *l == lesson)
+                .filter_map(|(_, item)| {
+                    let iv = retriever.quiz_vector(&item.question)?;
+                    Some((tutor::semantic::similarity(&v, &iv), item.question.as_str()))
+                })
+                .max_by(|a, b| a.0.total_cmp(&b.0))
+                .map_or("", |b| b.1);
+            eprintln!("{line} | {q} | {best}");
+        };
+        for (lesson, id, q, _) in &set.paraphrases {
+            show("paraphrase", lesson, q, Some(id));
+        }
+        // Replies: "GRADESIM kind similarity lexical-grade | reply | answer".
+        let replies = set
+            .replies
+            .iter()
+            .map(|(l, i, r, k)| {
+                let kind = match k {
+                    Reply::Gold => "gold",
+                    Reply::Partial => "partial",
+                    Reply::Other => "other",
+                };
+                (l, i, r, kind)
+            })
+            .chain(set.reworded.iter().map(|(l, i, r, right)| {
+                (
+                    l,
+                    i,
+                    r,
+                    if *right {
+                        "reworded-right"
+                    } else {
+                        "reworded-wrong"
+                    },
+                )
+            }));
+        for (lesson, id, reply, kind) in replies {
+            let Some((_, item)) = items.iter().find(|(l, i)| l == lesson && &i.id == id) else {
+                continue;
+            };
+            let (Some(v), Some(a)) = (
+                semantic.question_blocking(reply),
+                retriever.quiz_vector(&item.answer),
+            ) else {
+                continue;
+            };
+            let lexical = grade(words, item, reply);
+            let similarity = tutor::semantic::similarity(&v, &a);
+            eprintln!(
+                "GRADESIM {kind} {similarity:.3} {} | {reply} | {}",
+                lexical.as_str(),
+                item.answer
+            );
+        }
+        for (lesson, _, q, _) in &set.others {
+            show("other", lesson, q, None);
         }
     }
     for (lesson, _, q, _) in &set.others {
@@ -524,7 +668,10 @@ fn run(
         let Some(item) = items.get(&(lesson.as_str(), id.as_str())) else {
             continue;
         };
-        let graded = grade(&words, item, reply);
+        let graded = grade_by(runtime, tutor, lesson, id, reply)?;
+        if graded != grade(&words, item, reply) && show {
+            eprintln!("meaning graded {graded:?}: {reply:?} for {:?}", item.answer);
+        }
         match kind {
             Reply::Gold => {
                 t.gold += 1;
@@ -544,6 +691,19 @@ fn run(
                     eprintln!("other graded {graded:?}: {reply:?} for {:?}", item.answer);
                 }
             }
+        }
+    }
+    for (lesson, id, reply, right) in &set.reworded {
+        let graded = grade_by(runtime, tutor, lesson, id, reply)?;
+        if *right {
+            t.reworded_right += 1;
+            t.reworded_right_correct += usize::from(graded == Grade::Correct);
+        } else {
+            t.reworded_wrong += 1;
+            t.reworded_wrong_not_correct += usize::from(graded != Grade::Correct);
+        }
+        if show && (graded == Grade::Correct) != *right {
+            eprintln!("reworded ({right}) graded {graded:?}: {reply:?} for {lesson}/{id}");
         }
     }
     for (lesson, item) in &set.items {
@@ -584,6 +744,9 @@ fn run(
             "gold_replies": t.gold,
             "other_answer_not_yet": ratio(t.other_not_yet, t.other_answers),
             "partial_not_correct": ratio(t.partial_not_correct, t.partial),
+            "reworded_right_correct": ratio(t.reworded_right_correct, t.reworded_right),
+            "reworded_right_replies": t.reworded_right,
+            "reworded_wrong_not_correct": ratio(t.reworded_wrong_not_correct, t.reworded_wrong),
         },
         "hints": {
             "items": t.hints,

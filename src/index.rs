@@ -9,7 +9,7 @@
 //! Only this module and `retrieve` know Tantivy. Request handlers never write the index: it is
 //! built by `tutor index` or by `serve` before it starts answering (unless `index_read_only`).
 
-use crate::lessons::Catalog;
+use crate::lessons::{Catalog, Lesson};
 use crate::semantic::Semantic;
 use crate::semantic::vectors::{TextKey, VectorFile, text_key};
 use serde::{Deserialize, Serialize};
@@ -408,18 +408,35 @@ pub fn meaning_texts(section_title: &str, text: &str) -> Vec<String> {
     texts
 }
 
-/// Every text embedded for the catalog, with its key.
+/// The texts of a lesson's quiz that are embedded: each item's question (a learner's question
+/// near one in meaning asks it), and a free-text item's answer and the answers it also accepts
+/// (a reply near one in meaning says it).
+pub fn quiz_texts(lesson: &Lesson) -> Vec<&str> {
+    let mut texts = Vec::new();
+    for item in lesson.quiz.iter().flat_map(|quiz| &quiz.items) {
+        texts.push(item.question.as_str());
+        if item.choices.is_empty() {
+            texts.push(item.answer.as_str());
+            texts.extend(item.accept.iter().map(String::as_str));
+        }
+    }
+    texts
+}
+
+/// Every text embedded for the catalog, with its key: passages and their units, and quizzes.
 fn passage_keys(catalog: &Catalog) -> Vec<(TextKey, String)> {
+    let mut seen = std::collections::HashSet::new();
     catalog
         .lessons
         .iter()
         .flat_map(|lesson| {
-            lesson.passages.iter().flat_map(|passage| {
+            let passages = lesson.passages.iter().flat_map(|passage| {
                 meaning_texts(&lesson.section_of(passage).title, &passage.text)
-                    .into_iter()
-                    .map(|text| (text_key(&text), text))
-            })
+            });
+            passages.chain(quiz_texts(lesson).into_iter().map(str::to_string))
         })
+        .map(|text| (text_key(&text), text))
+        .filter(|(key, _)| seen.insert(*key))
         .collect()
 }
 

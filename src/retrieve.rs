@@ -324,6 +324,19 @@ pub struct RetrievalSettings {
     pub min_similarity: f32,
     /// How much closer another lesson's passage must be to take a borderline question.
     pub elsewhere_similarity: f32,
+    /// With a semantic model: a question this close in meaning to one of the lesson's quiz
+    /// questions asks it, in other words (it gets the item's hint, never its answer).
+    pub quiz_similarity: f32,
+    /// With a semantic model: a question this close to a quiz question comes near it (the item's
+    /// answer is kept out of the reply).
+    pub quiz_near_similarity: f32,
+    /// With a semantic model: how much nearer than every other quiz question the nearest must
+    /// be for meaning to count (a question on the topic of several items asks none of them).
+    pub quiz_margin: f32,
+    /// With a semantic model: a free-text quiz reply this close in meaning to the expected
+    /// answer (or one it accepts) is correct, unless it contradicts it (a negation, another
+    /// number).
+    pub grade_similarity: f32,
 }
 
 impl Default for RetrievalSettings {
@@ -340,6 +353,10 @@ impl Default for RetrievalSettings {
             sure_similarity: 0.5,
             min_similarity: 0.35,
             elsewhere_similarity: 0.2,
+            quiz_similarity: 0.55,
+            quiz_near_similarity: 0.5,
+            quiz_margin: 0.25,
+            grade_similarity: 0.75,
         }
     }
 }
@@ -614,6 +631,8 @@ struct Meaning {
     /// [`crate::text::units_of`] order: those of row `r` are `unit_start[r]..unit_start[r + 1]`.
     units: Vec<f32>,
     unit_start: Vec<usize>,
+    /// The vectors of the quizzes' questions and answers ([`index::quiz_texts`]), by text.
+    quiz: HashMap<semantic::vectors::TextKey, Vector>,
 }
 
 impl Meaning {
@@ -667,6 +686,16 @@ impl Meaning {
                 unit_start.push(units.len() / dimensions);
             }
         }
+        let mut quiz = HashMap::new();
+        for text in catalog.lessons.iter().flat_map(|l| index::quiz_texts(l)) {
+            let key = text_key(text);
+            match file.vectors.get(&key) {
+                Some(v) => {
+                    quiz.insert(key, Vector::from(&v[..]));
+                }
+                None => missing += 1,
+            }
+        }
         if missing > 0 {
             tracing::warn!(
                 missing,
@@ -680,6 +709,7 @@ impl Meaning {
             vectors,
             units,
             unit_start,
+            quiz,
         })
     }
 
@@ -823,6 +853,12 @@ impl Retriever {
     pub fn unit_similarities(&self, hit: &Hit, vector: Option<&[f32]>) -> Option<Vec<f32>> {
         let meaning = self.meaning.as_ref()?;
         Some(meaning.unit_similarities(hit.order.0, hit.order.1, vector?))
+    }
+
+    /// The vector the index holds for a text of a lesson's quiz (an item's question, its
+    /// answer or an answer it accepts); `None` without a semantic model, or for other text.
+    pub fn quiz_vector(&self, text: &str) -> Option<Vector> {
+        self.meaning.as_ref()?.quiz.get(&text_key(text)).cloned()
     }
 
     /// A message's vector, batched with other learners' (`None` without a semantic model).

@@ -787,8 +787,12 @@ impl Tutor {
             };
             return Ok((plan, Retrieval::unread(reading)));
         }
+        let vector = match &question.meaning {
+            Some(vector) => Some(vector.clone()),
+            None => self.retriever.question_vector_blocking(&question.message),
+        };
         // Quiz integrity, before any retrieval or model: a quiz's own question gets a hint.
-        let (guards, near) = match self.integrity(question, &lesson) {
+        let (guards, near) = match self.integrity(question, &lesson, vector.as_deref()) {
             quizzing::Guarding::Hint(item) => {
                 if let Some(hint) = self.quiz_item_hint(question, &lesson, &item, 1)? {
                     return Ok((Plan::Reply(Box::new(hint)), Retrieval::unread(reading)));
@@ -798,10 +802,6 @@ impl Tutor {
             quizzing::Guarding::Answer(guards, near) => (guards, near),
         };
         let started = std::time::Instant::now();
-        let vector = match &question.meaning {
-            Some(vector) => Some(vector.clone()),
-            None => self.retriever.question_vector_blocking(&question.message),
-        };
         let retrieval = self.retriever.retrieve_read(
             &lesson.id,
             &question.message,
@@ -995,7 +995,9 @@ impl Tutor {
         &self,
         mut question: Question,
     ) -> Result<(Plan, Retrieval, Question), ChatError> {
-        if question.mode != Mode::Quiz && question.meaning.is_none() {
+        // A quiz reply is graded with its meaning too; asking for a quiz question needs none.
+        let wants_meaning = question.mode != Mode::Quiz || question.quiz_item.is_some();
+        if wants_meaning && question.meaning.is_none() {
             question.meaning = self.retriever.question_vector(&question.message).await;
         }
         if question.plans_quickly() {

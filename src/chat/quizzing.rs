@@ -93,7 +93,22 @@ impl Tutor {
                 lesson.id
             ))
         })?;
-        let grade = quiz::grade::grade(words, item, &question.message);
+        // Meaning as one signal beside the words: the reply's nearness to the expected answer
+        // (or one it accepts), when the index holds their vectors.
+        let similarity = question.meaning.as_deref().and_then(|reply| {
+            std::iter::once(&item.answer)
+                .chain(&item.accept)
+                .filter_map(|answer| self.retriever.quiz_vector(answer))
+                .map(|answer| crate::semantic::similarity(reply, &answer))
+                .reduce(f32::max)
+        });
+        let grade = quiz::grade::grade_with_meaning(
+            words,
+            item,
+            &question.message,
+            similarity,
+            self.retriever.settings().grade_similarity,
+        );
         let passage = quiz::passage_for(words, lesson, item);
         // During an assessment a wrong reply is not followed by the answer.
         let quote = match passage {
@@ -248,7 +263,15 @@ impl Tutor {
 
     /// Quiz integrity for an ordinary question on `lesson`: a hint when it asks one of the
     /// quiz's own questions, otherwise the answers near it to keep out of the reply.
-    pub(super) fn integrity(&self, question: &super::Question, lesson: &Lesson) -> Guarding {
+    ///
+    /// With the question's `vector`, meaning counts too: a question near a quiz question in
+    /// meaning asks it, or comes near it, whatever its words.
+    pub(super) fn integrity(
+        &self,
+        question: &super::Question,
+        lesson: &Lesson,
+        vector: Option<&[f32]>,
+    ) -> Guarding {
         let Some(quiz) = &lesson.quiz else {
             return Guarding::Answer(Vec::new(), Vec::new());
         };
@@ -258,10 +281,27 @@ impl Tutor {
         let words = self.analysis.quiz_words(&lesson.language);
         let index = self.analysis.quiz_index(lesson);
         let asked = words.terms(&question.message);
-        if let Some(item) = index.asked(&asked, quiz::answer_kind(&question.message)) {
+        let nearness = vector.map(|vector| {
+            let settings = self.retriever.settings();
+            quiz::Nearness {
+                similarities: index
+                    .items()
+                    .map(|item| {
+                        self.retriever
+                            .quiz_vector(&item.question)
+                            .map_or(0.0, |v| crate::semantic::similarity(vector, &v))
+                    })
+                    .collect(),
+                asked: settings.quiz_similarity,
+                near: settings.quiz_near_similarity,
+                margin: settings.quiz_margin,
+            }
+        });
+        let kind = quiz::answer_kind(&question.message);
+        if let Some(item) = index.asked(&asked, kind, nearness.as_ref()) {
             return Guarding::Hint(item.clone());
         }
-        let (guards, answers) = index.near(&asked);
+        let (guards, answers) = index.near(&asked, nearness.as_ref());
         Guarding::Answer(guards, answers)
     }
 

@@ -46,7 +46,12 @@ pub struct Expected {
     /// Lower-cased letters and digits, one space between words (for answers that are only
     /// stop words, such as "to be").
     pub plain: String,
+    /// The answer denies what it names ("No, it cannot be recalled"); a contrast that only
+    /// rules something else out ("tokens, not words") does not count (see [`polarity`]).
     pub negated: bool,
+    /// The key terms of the answer's first clause with any: what it mainly asserts, which a
+    /// reply's negation must touch to deny it.
+    pub main: Vec<String>,
 }
 
 impl Expected {
@@ -59,12 +64,23 @@ impl Expected {
             .filter(|(at, _)| !numbers.iter().any(|n| (n.start..n.end).contains(at)))
             .map(|(_, term)| term)
             .collect();
+        let main = clauses(answer)
+            .map(|clause| words.terms(clause))
+            .find(|terms| !terms.is_empty())
+            .unwrap_or_default();
         Expected {
+            negated: polarity(words, answer, &main),
             terms,
             numbers: numbers.iter().map(|n| n.value).collect(),
             plain: plain(answer),
-            negated: text::is_negated(answer),
+            main,
         }
+    }
+
+    /// Whether `reply` denies what this answer mainly asserts ([`polarity`] about its main
+    /// terms): "tokens, not words" does not deny "tokens"; "not tokens" does.
+    pub fn denied_by(&self, words: &Words, reply: &str) -> bool {
+        polarity(words, reply, &self.main)
     }
 
     /// True when `other` states every number this states (by value).
@@ -88,6 +104,46 @@ impl Expected {
             .count();
         (terms + numbers, self.terms.len() + self.numbers.len())
     }
+}
+
+/// Words that start a contrasting clause: what follows is a clause of its own.
+const CONTRASTS: &[&str] = &[
+    "but", "rather", "instead", "however", "though", "although", "whereas", "while",
+];
+
+/// A text's clauses: split at punctuation and at the words that start a contrast.
+fn clauses(text: &str) -> impl Iterator<Item = &str> {
+    text.split([',', ';', ':', '.', '!', '?', '(', ')', '—', '–'])
+        .flat_map(|part| {
+            let mut pieces = Vec::new();
+            let mut start = 0;
+            for (at, word) in text::words(part) {
+                if at > start && CONTRASTS.contains(&word.to_lowercase().as_str()) {
+                    pieces.push(part.get(start..at).unwrap_or(""));
+                    start = at;
+                }
+            }
+            pieces.push(part.get(start..).unwrap_or(""));
+            pieces
+        })
+        .filter(|clause| !clause.trim().is_empty())
+}
+
+/// Whether `text` is negated about `about` (key terms): any of its clauses that holds one of
+/// them is negated. When no clause holds one, whether the text holds a negation at all ("no" to
+/// an answer that says "No, it cannot").
+pub fn polarity(words: &Words, text: &str, about: &[String]) -> bool {
+    let mut touched = false;
+    for clause in clauses(text) {
+        let terms = words.terms(clause);
+        if terms.iter().any(|t| about.contains(t)) {
+            touched = true;
+            if text::is_negated(clause) {
+                return true;
+            }
+        }
+    }
+    !touched && text::is_negated(text)
 }
 
 /// Lower-cased letters and digits with single spaces.
@@ -141,7 +197,7 @@ fn grade_against(words: &Words, item: &QuizItem, answer: &str, reply: &str) -> G
     }
     let expected = Expected::new(words, answer);
     let given = Expected::new(words, reply);
-    if expected.negated != given.negated {
+    if expected.negated != expected.denied_by(words, reply) {
         return Grade::NotYet;
     }
     if !expected.plain.is_empty() && contains_words(&said, &expected.plain) {
@@ -165,13 +221,48 @@ fn grade_against(words: &Words, item: &QuizItem, answer: &str, reply: &str) -> G
     }
 }
 
+/// [`grade`] with meaning as one more signal: a free-text reply that words alone do not find
+/// correct is correct when it is at `threshold` or closer in meaning to the expected answer or
+/// one it accepts (`similarity`, the best of them), says it in words of its own (a fragment of
+/// the answer's own words is as partial as words alone found it), and does not contradict it
+/// (a negation, another number). A choice is graded by the choice picked, never by meaning.
+pub fn grade_with_meaning(
+    words: &Words,
+    item: &QuizItem,
+    reply: &str,
+    similarity: Option<f32>,
+    threshold: f32,
+) -> Grade {
+    let lexical = grade(words, item, reply);
+    let own_words = || {
+        let expected: Vec<String> = std::iter::once(&item.answer)
+            .chain(&item.accept)
+            .flat_map(|answer| words.terms(answer))
+            .collect();
+        words.terms(reply).iter().any(|t| !expected.contains(t))
+    };
+    match similarity {
+        Some(similarity)
+            if lexical != Grade::Correct
+                && item.choices.is_empty()
+                && similarity >= threshold
+                && !plain(reply).is_empty()
+                && own_words()
+                && !contradicts(words, item, reply) =>
+        {
+            Grade::Correct
+        }
+        _ => lexical,
+    }
+}
+
 /// True when `reply` says something the expected answer contradicts: it negates what the answer
 /// states (or states what it negates), or it gives a number and none of the answer's. A model's
 /// grade of such a reply is not taken over the lexical one.
 pub fn contradicts(words: &Words, item: &QuizItem, reply: &str) -> bool {
     let expected = Expected::new(words, &item.answer);
     let given = Expected::new(words, reply);
-    expected.negated != given.negated
+    expected.negated != expected.denied_by(words, reply)
         || (!expected.numbers.is_empty()
             && !given.numbers.is_empty()
             && !expected
@@ -285,5 +376,68 @@ mod tests {
                 item.answer
             );
         }
+    }
+
+    #[test]
+    fn a_not_that_rules_something_else_out_is_no_negation_of_the_answer() {
+        let words = Words::new(crate::index::Analyzer::new());
+        let tokens = item("tokens", &[]);
+        let contrast = item("tokens, not words", &[]);
+        let denial = item("No, it cannot be recalled", &[]);
+        let cases: &[(&QuizItem, &str, Grade)] = &[
+            (&tokens, "tokens, not words", Grade::Correct),
+            (&tokens, "not words but tokens", Grade::Correct),
+            (&tokens, "No, it's tokens", Grade::Correct),
+            (&tokens, "not tokens", Grade::NotYet),
+            (&tokens, "words, not tokens", Grade::NotYet),
+            // The expected answer's own "not" is a contrast too.
+            (&contrast, "tokens", Grade::Correct),
+            (&contrast, "in tokens rather than words", Grade::Correct),
+            (&contrast, "words, not tokens", Grade::NotYet),
+            // An answer that denies: a reply must deny it too.
+            (&denial, "no, it cannot be recalled at all", Grade::Correct),
+            (&denial, "yes, it can be recalled", Grade::NotYet),
+        ];
+        for (item, reply, expected) in cases {
+            assert_eq!(
+                grade(&words, item, reply),
+                *expected,
+                "{reply:?} for {:?}",
+                item.answer
+            );
+        }
+    }
+
+    #[test]
+    fn meaning_makes_a_reworded_reply_correct_unless_it_contradicts() {
+        let words = Words::new(crate::index::Analyzer::new());
+        let own = item("your own evaluation set", &[]);
+        let bits = item("8 or 4 bits", &[]);
+        let choice = item("Hybrid", &["Closed API", "Hybrid"]);
+        let graded = |item: &QuizItem, reply: &str, similarity: f32| {
+            grade_with_meaning(&words, item, reply, Some(similarity), 0.7)
+        };
+        assert_eq!(graded(&own, "run my own evals", 0.8), Grade::Correct);
+        assert_eq!(graded(&own, "run my own evals", 0.5), Grade::NotYet);
+        assert_eq!(
+            grade_with_meaning(&words, &own, "run my own evals", None, 0.7),
+            Grade::NotYet,
+            "no meaning, words alone"
+        );
+        assert_eq!(
+            graded(&own, "don't use your own evaluation set", 0.9),
+            Grade::NotYet
+        );
+        assert_eq!(
+            graded(&bits, "16 bits", 0.9),
+            Grade::NotYet,
+            "another number"
+        );
+        assert_eq!(
+            graded(&choice, "Closed API", 0.9),
+            Grade::NotYet,
+            "choices by choice"
+        );
+        assert_eq!(graded(&own, "   ", 0.9), Grade::NotYet);
     }
 }

@@ -291,6 +291,42 @@ impl Weights {
     }
 }
 
+/// How near in meaning a question is to each quiz item's question (cosine similarities, in the
+/// order of [`QuizIndex::items`]), and the similarities at which it asks an item or comes near
+/// one. Meaning sees what words miss: "what's the quickest way to get top-tier model quality"
+/// asks "What is the fastest route to frontier-level quality?" with one word in common.
+#[derive(Debug, Clone, Default)]
+pub struct Nearness {
+    pub similarities: Vec<f32>,
+    /// At or above this, the question asks the item.
+    pub asked: f32,
+    /// At or above this, the question comes near the item (its answer is kept out).
+    pub near: f32,
+    /// How much nearer the item must be than every other item: a question on the same topic
+    /// as several items (a dense quiz) asks none of them by meaning.
+    pub margin: f32,
+}
+
+impl Nearness {
+    fn of(&self, i: usize) -> f32 {
+        self.similarities.get(i).copied().unwrap_or(0.0)
+    }
+
+    /// True when item `i` is at `threshold` or nearer and nearer than every other item by
+    /// [`Nearness::margin`].
+    fn stands_out(&self, i: usize, threshold: f32) -> bool {
+        let own = self.of(i);
+        let other = self
+            .similarities
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, s)| *s)
+            .fold(f32::MIN, f32::max);
+        own >= threshold && own - other >= self.margin
+    }
+}
+
 /// A lesson's quiz analysed once, for every question on the lesson: each item's key terms and
 /// answer guard, the lesson's term weights, and the items "quiz me" draws from.
 #[derive(Debug, Clone)]
@@ -339,26 +375,52 @@ impl QuizIndex {
         &self.to_ask
     }
 
+    /// The lesson's own quiz items, in the order [`Nearness`] follows.
+    pub fn items(&self) -> impl Iterator<Item = &QuizItem> {
+        self.items.iter().map(|(item, ..)| item)
+    }
+
     /// The quiz item a question (its key terms, the kind of answer it asks for) asks, when it
     /// is (a paraphrase of) one: most of the item's key terms (by [`Weights`]), and mostly the
     /// item's, are in it, and it does not ask for another kind of answer.
-    pub fn asked(&self, asked: &[String], kind: Option<AnswerKind>) -> Option<&QuizItem> {
-        if asked.is_empty() {
-            return None;
-        }
-        self.items
-            .iter()
-            .filter(|(_, _, _, item_kind)| !kinds_differ(kind, *item_kind))
-            .filter_map(|(item, terms, _, _)| {
-                let shared = terms.iter().filter(|t| asked.contains(t)).count();
-                let (item_share, question_share) = self.weights.shares(asked, terms);
-                (shared >= terms.len().min(2)
-                    && item_share >= ASKED_ITEM_SHARE
-                    && question_share >= ASKED_QUESTION_SHARE)
-                    .then_some((item, item_share + question_share))
+    ///
+    /// With [`Nearness`], a question that asks no item by its words asks the one nearest in
+    /// meaning, at [`Nearness::asked`] or closer and clearly nearer than the others (and not
+    /// for another kind of answer).
+    pub fn asked(
+        &self,
+        asked: &[String],
+        kind: Option<AnswerKind>,
+        nearness: Option<&Nearness>,
+    ) -> Option<&QuizItem> {
+        let by_words = (!asked.is_empty())
+            .then(|| {
+                self.items
+                    .iter()
+                    .filter(|(_, _, _, item_kind)| !kinds_differ(kind, *item_kind))
+                    .filter_map(|(item, terms, _, _)| {
+                        let shared = terms.iter().filter(|t| asked.contains(t)).count();
+                        let (item_share, question_share) = self.weights.shares(asked, terms);
+                        (shared >= terms.len().min(2)
+                            && item_share >= ASKED_ITEM_SHARE
+                            && question_share >= ASKED_QUESTION_SHARE)
+                            .then_some((item, item_share + question_share))
+                    })
+                    .max_by(|a, b| a.1.total_cmp(&b.1))
+                    .map(|(item, _)| item)
             })
-            .max_by(|a, b| a.1.total_cmp(&b.1))
-            .map(|(item, _)| item)
+            .flatten();
+        by_words.or_else(|| {
+            let nearness = nearness?;
+            self.items
+                .iter()
+                .enumerate()
+                .filter(|(i, (_, _, _, item_kind))| {
+                    nearness.stands_out(*i, nearness.asked) && !kinds_differ(kind, *item_kind)
+                })
+                .max_by(|a, b| nearness.of(a.0).total_cmp(&nearness.of(b.0)))
+                .map(|(_, (item, ..))| item)
+        })
     }
 
     /// True when a question (its key terms, the kind of answer it asks for) whose answering
@@ -384,15 +446,21 @@ impl QuizIndex {
     /// holds at least [`NEAR_ITEM_SHARE`] of the item question's key terms, all counted alike
     /// (a learner who leaves out a quiz question's rare words still asks it). Their answers are
     /// kept out of the tutor's reply.
-    pub fn near(&self, asked: &[String]) -> (Vec<Guard>, Vec<String>) {
+    ///
+    /// With [`Nearness`], an item whose question is at [`Nearness::near`] or closer in meaning,
+    /// and clearly nearer than the others, is near too.
+    pub fn near(&self, asked: &[String], nearness: Option<&Nearness>) -> (Vec<Guard>, Vec<String>) {
         self.items
             .iter()
-            .filter(|(_, terms, _, _)| {
+            .enumerate()
+            .filter(|(i, (_, terms, _, _))| {
                 let shared = terms.iter().filter(|t| asked.contains(t)).count();
-                !terms.is_empty()
+                let by_words = !terms.is_empty()
                     && (shared as f32 >= NEAR_ITEM_SHARE * terms.len() as f32
-                        || shared >= NEAR_ITEM_TERMS)
+                        || shared >= NEAR_ITEM_TERMS);
+                by_words || nearness.is_some_and(|n| n.stands_out(*i, n.near))
             })
+            .map(|(_, item)| item)
             .map(|(item, _, guard, _)| (guard.clone(), item.answer.clone()))
             .unzip()
     }
@@ -733,7 +801,7 @@ mod tests {
         ];
         for (question, expected) in cases {
             let found = index
-                .asked(&words.terms(question), answer_kind(question))
+                .asked(&words.terms(question), answer_kind(question), None)
                 .map(|i| i.id.as_str());
             assert_eq!(found, *expected, "{question}");
         }
@@ -783,7 +851,7 @@ mod tests {
         let index = QuizIndex::of_items(&words, Weights::default(), items.iter(), Vec::new());
         let asked = |question: &str| {
             index
-                .asked(&words.terms(question), answer_kind(question))
+                .asked(&words.terms(question), answer_kind(question), None)
                 .map(|i| i.id.clone())
         };
         assert_eq!(
@@ -803,6 +871,7 @@ mod tests {
         let near = index
             .near(
                 &words.terms("When was the first measurement of the gravitational constant made?"),
+                None,
             )
             .1;
         assert_eq!(near, ["Henry Cavendish"]);
@@ -824,7 +893,7 @@ mod tests {
             ),
         ];
         let index = QuizIndex::of_items(&words, Weights::default(), items.iter(), Vec::new());
-        let near = |question: &str| -> Vec<String> { index.near(&words.terms(question)).1 };
+        let near = |question: &str| -> Vec<String> { index.near(&words.terms(question), None).1 };
         // Two words of a long quiz question, well under its share.
         assert_eq!(
             near("how many bits can you quantize weights down to"),

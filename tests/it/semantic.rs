@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use tutor::chat::{Question, Tutor};
 use tutor::lessons::load_catalog;
+use tutor::quiz::grade::Grade;
 use tutor::retrieve::Retriever;
 use tutor::semantic::{Semantic, SemanticSettings};
 
@@ -119,6 +120,71 @@ async fn reworded_questions_are_answered_from_the_section_that_means_the_same() 
     ] {
         let answer = ask(&with_meaning, "choosing-a-deployment", message).await;
         assert!(answer.refused, "{message}: {}", answer.answer);
+    }
+}
+
+async fn quiz_grade(tutor: &Tutor, lesson: &str, item: &str, reply: &str) -> tutor::chat::Answer {
+    let question = Question::parse(lesson.to_string(), reply.to_string(), Vec::new())
+        .expect("valid")
+        .with_mode(tutor::chat::Mode::Quiz, Some(item.to_string()))
+        .expect("a quiz reply");
+    tutor.ask(question).await.expect("graded").0
+}
+
+#[tokio::test]
+async fn quiz_questions_and_replies_in_other_words_are_recognised_by_meaning() {
+    let _cores = CORES.lock().await;
+    let (with_meaning, _a) = tutor(Some(semantic()));
+    let (words_only, _b) = tutor(None);
+    // "What is the fastest route to frontier-level quality?" asked with one word in common.
+    let asked = "what's the quickest way to get top-tier model quality";
+    let hint = ask(&with_meaning, "choosing-a-deployment", asked).await;
+    assert_eq!(hint.kind, tutor::chat::ReplyKind::Hint, "{}", hint.answer);
+    assert!(
+        !hint.answer.to_lowercase().contains("closed api"),
+        "the hint gives the answer away: {}",
+        hint.answer
+    );
+    let by_words = ask(&words_only, "choosing-a-deployment", asked).await;
+    assert_ne!(
+        by_words.kind,
+        tutor::chat::ReplyKind::Hint,
+        "words alone see it too: the case does not show meaning at work"
+    );
+    // Another question on the same lesson is still answered.
+    let other = ask(
+        &with_meaning,
+        "choosing-a-deployment",
+        "What is self-hosting?",
+    )
+    .await;
+    assert_eq!(
+        other.kind,
+        tutor::chat::ReplyKind::Answer,
+        "{}",
+        other.answer
+    );
+
+    // "open washing", said otherwise (one word instead of two: no word in common).
+    let (lesson, item) = ("what-open-means", "open-washing");
+    let reworded = "openwashing";
+    let graded = quiz_grade(&with_meaning, lesson, item, reworded).await;
+    assert_eq!(graded.grade, Some(Grade::Correct), "{}", graded.answer);
+    let lexical = quiz_grade(&words_only, lesson, item, reworded).await;
+    assert_ne!(
+        lexical.grade,
+        Some(Grade::Correct),
+        "words alone grade it right too"
+    );
+    // A wrong reply near it, half of the answer, and the answer denied stay wrong.
+    for wrong in ["greenwashing", "washing", "it is not open washing"] {
+        let graded = quiz_grade(&with_meaning, lesson, item, wrong).await;
+        assert_ne!(
+            graded.grade,
+            Some(Grade::Correct),
+            "{wrong}: {}",
+            graded.answer
+        );
     }
 }
 
