@@ -38,7 +38,6 @@ use tutor::chat::{Answer, Question, ReplyKind, Tutor};
 use tutor::llm::extractive::Extractive;
 use tutor::llm::{ChatModel, ModelError, ModelRequest, Reply, ReplyStream, Role, Turn};
 use tutor::prompts::Prompts;
-use tutor::retrieve::RetrievalSettings;
 
 /// Off-topic follow-ups, written to sit after any on-topic question.
 const OFF_TOPIC: &[&str] = &[
@@ -197,7 +196,7 @@ fn run_languages(
     cases: &[&LanguageCase],
     show: bool,
 ) -> anyhow::Result<serde_json::Value> {
-    let (retriever, _index) = setup::load_and_index(lessons, RetrievalSettings::default())?;
+    let (retriever, _index) = setup::load_and_index(lessons, setup::tuned_settings()?)?;
     let stand_in = StandIn {
         answerer: Extractive::new(),
         translations: cases
@@ -248,7 +247,7 @@ fn cited(answer: &Answer) -> Vec<&str> {
 
 /// A tutor with the embedded answerer over the lessons in `dir`, with its index.
 fn tutor_over(dir: &Path) -> anyhow::Result<(Tutor, tempfile::TempDir)> {
-    let (retriever, index) = setup::load_and_index(dir, RetrievalSettings::default())?;
+    let (retriever, index) = setup::load_and_index(dir, setup::tuned_settings()?)?;
     let tutor = setup::extractive_tutor(retriever);
     Ok((tutor, index))
 }

@@ -302,6 +302,56 @@ static PHRASES: std::sync::LazyLock<Vec<(Vec<&'static str>, SmallTalk)>> =
         phrases
     });
 
+/// Examples of small talk in other words than [`PHRASES`] (English, as the embedded sentence
+/// model is): a short message near one of these in meaning, and nearer to it than to the
+/// lesson, is small talk of its kind ("hello, can you help me with this lesson?", "thanks,
+/// that cleared it up").
+pub const SMALL_TALK_EXAMPLES: &[(&str, SmallTalk)] = &[
+    ("hello there, nice to meet you", SmallTalk::Greeting),
+    ("hi, good morning", SmallTalk::Greeting),
+    ("hey, I have a question", SmallTalk::Greeting),
+    ("thanks, that helped a lot", SmallTalk::Thanks),
+    ("great, that makes sense now", SmallTalk::Thanks),
+    ("perfect, I understand it now", SmallTalk::Thanks),
+    ("okay, cool", SmallTalk::Thanks),
+    ("bye, see you later", SmallTalk::Goodbye),
+    ("that's all for today, goodbye", SmallTalk::Goodbye),
+    ("nice, that clears things up", SmallTalk::Thanks),
+    ("see you, I'm done", SmallTalk::Goodbye),
+    ("can you help me with this lesson?", SmallTalk::Help),
+    ("what is this lesson about?", SmallTalk::Help),
+    ("what can you do for me?", SmallTalk::Help),
+    ("how do I use this chat?", SmallTalk::Help),
+    ("where should I start?", SmallTalk::Help),
+    ("can you explain this lesson to me?", SmallTalk::Help),
+    ("give me a summary of this lesson", SmallTalk::Help),
+    ("I'm lost and don't understand any of this", SmallTalk::Help),
+];
+
+/// Messages longer than this are questions, whatever they are near.
+pub const SMALL_TALK_MAX_WORDS: usize = 12;
+
+/// Small talk by meaning: the kind of the example nearest `vector` (the message's), when it is
+/// at `threshold` or nearer and the message is short. `examples` are
+/// [`SMALL_TALK_EXAMPLES`]' vectors, in order.
+pub fn small_talk_by_meaning(
+    message: &str,
+    vector: &[f32],
+    examples: &[crate::semantic::Vector],
+    threshold: f32,
+) -> Option<(SmallTalk, f32)> {
+    let words = message_words(message).len();
+    if words == 0 || words > SMALL_TALK_MAX_WORDS {
+        return None;
+    }
+    SMALL_TALK_EXAMPLES
+        .iter()
+        .zip(examples)
+        .map(|((_, kind), example)| (*kind, crate::semantic::similarity(vector, example)))
+        .filter(|(_, similarity)| *similarity >= threshold)
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+}
+
 /// Words that may surround small talk without making it a question ("thanks so much!").
 const FILLER: &[&str] = &[
     "so", "very", "much", "a", "lot", "you", "u", "again", "there", "tutor", "bot", "all",

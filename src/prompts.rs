@@ -180,7 +180,9 @@ impl Prompts {
         prompts.translate("question", "es", "en")?;
         prompts.translate("answer", "en", "es")?;
         for kind in ["greeting", "thanks", "goodbye", "help"] {
-            prompts.small_talk(kind, &sample_lesson, "en")?;
+            for language in crate::language::SPOKEN {
+                prompts.small_talk(kind, &sample_lesson, language, &[SAMPLE, SAMPLE])?;
+            }
         }
         prompts.other_language("es", &sample_lesson, "en")?;
         for language in crate::language::SPOKEN {
@@ -399,10 +401,11 @@ impl Prompts {
         kind: &str,
         lesson: &PromptLesson<'_>,
         language: &str,
+        sections: &[&str],
     ) -> Result<String, PromptError> {
         self.render(
             SMALL_TALK,
-            context! { kind => kind, lesson => lesson, language => language },
+            context! { kind => kind, lesson => lesson, language => language, sections => sections },
         )
     }
 

@@ -337,6 +337,14 @@ pub struct RetrievalSettings {
     /// answer (or one it accepts) is correct, unless it contradicts it (a negation, another
     /// number).
     pub grade_similarity: f32,
+    /// With a semantic model: a short message this close to an example of small talk (a
+    /// greeting, thanks, a request for help), and nearer to it than to the lesson, is that small
+    /// talk.
+    pub small_talk_similarity: f32,
+    /// With a semantic model: how much nearer to the example of small talk than to the lesson's
+    /// best passage such a message must be ("this is confusing, can you help?" is not a
+    /// question about confusion).
+    pub small_talk_margin: f32,
 }
 
 impl Default for RetrievalSettings {
@@ -357,6 +365,8 @@ impl Default for RetrievalSettings {
             quiz_near_similarity: 0.5,
             quiz_margin: 0.25,
             grade_similarity: 0.75,
+            small_talk_similarity: 0.5,
+            small_talk_margin: 0.1,
         }
     }
 }

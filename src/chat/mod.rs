@@ -327,6 +327,8 @@ pub struct Tutor {
     /// Translates questions in other languages and their verified answers, when a model is
     /// configured.
     translator: Option<Arc<translate::Translator>>,
+    /// The vectors of [`crate::conversation::SMALL_TALK_EXAMPLES`], made on first use.
+    small_talk_examples: Arc<std::sync::OnceLock<Vec<crate::semantic::Vector>>>,
 }
 
 /// The most recent answer ids with their lessons, bounded.
@@ -448,6 +450,7 @@ impl Tutor {
             extractive: Extractive::new(),
             second_opinion: None,
             translator: None,
+            small_talk_examples: Arc::default(),
         }
     }
 
@@ -718,6 +721,59 @@ impl Tutor {
             .ok_or_else(|| ChatError::LessonNotFound(id.to_string()))
     }
 
+    /// The reply to small talk of `kind`, in `language` (a request for help lists the
+    /// lesson's sections).
+    fn small_talk_reply(
+        &self,
+        kind: crate::conversation::SmallTalk,
+        lesson: &Lesson,
+        language: &str,
+    ) -> Result<Answer, ChatError> {
+        let prompt_lesson = PromptLesson {
+            id: &lesson.id,
+            title: &lesson.title,
+            summary: &lesson.summary,
+        };
+        let sections: Vec<&str> = lesson
+            .sections
+            .iter()
+            .filter(|s| s.level == 2)
+            .map(|s| s.title.as_str())
+            .collect();
+        let text = self
+            .prompts
+            .small_talk(kind.as_str(), &prompt_lesson, language, &sections)?;
+        telemetry::small_talk(kind.as_str());
+        Ok(self.tutor_reply(text, ReplyKind::SmallTalk, Vec::new()))
+    }
+
+    /// Small talk told by meaning ([`crate::conversation::small_talk_by_meaning`]), when a
+    /// semantic model is in use.
+    fn small_talk_by_meaning(
+        &self,
+        message: &str,
+        vector: &[f32],
+    ) -> Option<(crate::conversation::SmallTalk, f32)> {
+        let semantic = self.retriever.semantic()?;
+        let examples = match self.small_talk_examples.get() {
+            Some(examples) => examples,
+            None => {
+                let texts: Vec<&str> = crate::conversation::SMALL_TALK_EXAMPLES
+                    .iter()
+                    .map(|(text, _)| *text)
+                    .collect();
+                let vectors = semantic.embed(&texts).ok()?;
+                self.small_talk_examples.get_or_init(|| vectors)
+            }
+        };
+        crate::conversation::small_talk_by_meaning(
+            message,
+            vector,
+            examples,
+            self.retriever.settings().small_talk_similarity,
+        )
+    }
+
     /// Retrieval, the gate and the prompt: blocking work, run it off the async workers.
     pub fn plan(&self, question: &Question) -> Result<(Plan, Retrieval), ChatError> {
         let lesson = self.lesson(&question.lesson_id)?;
@@ -751,11 +807,7 @@ impl Tutor {
         };
         if let Some(kind) = reading.small_talk {
             let language = language.map_or("en", Detected::code);
-            let text = self
-                .prompts
-                .small_talk(kind.as_str(), &prompt_lesson, language)?;
-            telemetry::small_talk(kind.as_str());
-            let reply = self.tutor_reply(text, ReplyKind::SmallTalk, Vec::new());
+            let reply = self.small_talk_reply(kind, &lesson, language)?;
             return Ok((Plan::Reply(Box::new(reply)), Retrieval::unread(reading)));
         }
         // A multilingual embedder matches the question with the lesson's passages as it is;
@@ -811,6 +863,19 @@ impl Tutor {
         )?;
         telemetry::retrieval(started.elapsed().as_secs_f64());
         telemetry::gate(retrieval.covered, retrieval.reason.as_str());
+        // Small talk in other words ("hello, can you help me with this?"): nearer to an example
+        // of small talk than to any passage of the lesson.
+        let small_talk = vector
+            .as_deref()
+            .and_then(|vector| self.small_talk_by_meaning(&question.message, vector));
+        let margin = self.retriever.settings().small_talk_margin;
+        if let Some((kind, similarity)) = small_talk
+            && similarity >= retrieval.similarity.unwrap_or(0.0) + margin
+        {
+            let language = language.map_or("en", Detected::code);
+            let reply = self.small_talk_reply(kind, &lesson, language)?;
+            return Ok((Plan::Reply(Box::new(reply)), retrieval));
+        }
         if !retrieval.covered {
             telemetry::refusal(retrieval.reason.as_str());
             let refusal = self.refusal(question, &lesson, retrieval.reason)?;

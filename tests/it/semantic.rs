@@ -188,6 +188,50 @@ async fn quiz_questions_and_replies_in_other_words_are_recognised_by_meaning() {
     }
 }
 
+#[tokio::test]
+async fn greetings_thanks_and_requests_for_help_in_other_words_are_small_talk() {
+    let _cores = CORES.lock().await;
+    let (with_meaning, _a) = tutor(Some(semantic()));
+    let (words_only, _b) = tutor(None);
+    let lesson = "choosing-a-deployment";
+    let mut by_words = 0;
+    for message in [
+        "hello, can you help me with this lesson?",
+        "could you walk me through this lesson?",
+        "good morning! I have a question",
+    ] {
+        let reply = ask(&with_meaning, lesson, message).await;
+        assert_eq!(
+            reply.kind,
+            tutor::chat::ReplyKind::SmallTalk,
+            "{message}: {}",
+            reply.answer
+        );
+        assert!(!reply.refused && reply.citations.is_empty(), "{message}");
+        by_words += usize::from(
+            ask(&words_only, lesson, message).await.kind == tutor::chat::ReplyKind::SmallTalk,
+        );
+    }
+    assert!(by_words < 3, "words alone see these too");
+    // A request for help lists what the lesson covers.
+    let help = ask(&with_meaning, lesson, "can you help me with this lesson?").await;
+    assert!(
+        help.answer.contains("It covers:") && help.answer.contains("Self hosting"),
+        "{}",
+        help.answer
+    );
+    // Questions stay questions, on the lesson or off it.
+    let question = ask(&with_meaning, lesson, "What is self-hosting?").await;
+    assert_eq!(
+        question.kind,
+        tutor::chat::ReplyKind::Answer,
+        "{}",
+        question.answer
+    );
+    let off_topic = ask(&with_meaning, lesson, "How do I bake sourdough bread?").await;
+    assert!(off_topic.refused, "{}", off_topic.answer);
+}
+
 /// Copies the model folder under another name: the same weights under another identity, as a
 /// changed model would be.
 fn other_model(into: &Path) -> Arc<Semantic> {
