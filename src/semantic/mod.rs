@@ -11,6 +11,7 @@
 //! Similarity says how close two texts are in meaning, never whether one is true: "Mars has two
 //! moons" and "Mars has three moons" are close. It ranks and gates; it never verifies.
 
+pub mod hub;
 pub mod local;
 pub mod questions;
 pub mod remote;
@@ -34,6 +35,8 @@ pub enum SemanticError {
     Inference(String),
     #[error("the embeddings server failed: {0}")]
     Remote(String),
+    #[error("the model could not be downloaded: {0}")]
+    Download(String),
 }
 
 /// Turns texts into unit-length vectors.

@@ -4,6 +4,8 @@
 //! [semantic]
 //! mode = "local"            # "local" (default), "remote", "off"
 //! model_dir = "/srv/models/all-MiniLM-L6-v2"   # local: default the user's cache, see below
+//! download = true           # local, default folder: fetch the model from the hub when missing
+//! hub_endpoint = "https://huggingface.co"      # or a mirror
 //!
 //! # remote: any OpenAI-compatible /v1/embeddings server
 //! model = "nomic-embed-text"        # the embeddings model's name there
@@ -15,8 +17,10 @@
 //! ```
 //!
 //! Environment: `TUTOR_SEMANTIC` (`local`, `remote`, `off`), `TUTOR_SEMANTIC_MODEL_DIR`,
+//! `TUTOR_SEMANTIC_DOWNLOAD` (`true`, `false`), `TUTOR_HUB_ENDPOINT` (else `HF_ENDPOINT`),
 //! `TUTOR_SEMANTIC_MODEL`, `TUTOR_SEMANTIC_BASE_URL`, `TUTOR_SEMANTIC_MULTILINGUAL` (`true`, `false`).
 
+use super::hub::HubSource;
 use super::local::{LocalEmbedder, MODEL_FILES};
 use super::remote::{RemoteEmbedder, RemoteSettings};
 use super::{Semantic, SemanticError};
@@ -34,6 +38,10 @@ pub const DEFAULT_MODEL: &str = "all-MiniLM-L6-v2";
 pub struct FileSemantic {
     pub mode: Option<String>,
     pub model_dir: Option<PathBuf>,
+    /// Local, default folder: fetch the model from the hub when it is missing (default true).
+    pub download: Option<bool>,
+    /// The hub to fetch it from (default `https://huggingface.co`).
+    pub hub_endpoint: Option<String>,
     /// Remote: the embeddings model's name.
     pub model: Option<String>,
     /// Remote: a `[[providers]]` entry whose URL and key to use.
@@ -64,8 +72,12 @@ pub enum SemanticSettings {
     #[default]
     Off,
     /// A model run in this process, from this folder (`None`: no folder could be named, as
-    /// when neither `model_dir` nor a home directory is known).
-    Local { model_dir: Option<PathBuf> },
+    /// when neither `model_dir` nor a home directory is known), fetched from `download` first
+    /// when it is missing there.
+    Local {
+        model_dir: Option<PathBuf>,
+        download: Option<HubSource>,
+    },
     /// An OpenAI-compatible embeddings server.
     Remote(RemoteSettings),
 }
@@ -97,12 +109,28 @@ impl SemanticSettings {
         };
         match mode.trim().to_ascii_lowercase().as_str() {
             "off" => Ok(SemanticSettings::Off),
-            "local" => Ok(SemanticSettings::Local {
-                model_dir: env("TUTOR_SEMANTIC_MODEL_DIR")
+            "local" => {
+                let named = env("TUTOR_SEMANTIC_MODEL_DIR")
                     .map(PathBuf::from)
-                    .or_else(|| file.and_then(|f| f.model_dir.clone()))
-                    .or_else(|| default_model_dir(env)),
-            }),
+                    .or_else(|| file.and_then(|f| f.model_dir.clone()));
+                // Only the default folder is filled from the hub: a folder an operator names
+                // holds the model they put there.
+                let wanted = match flag(env, "TUTOR_SEMANTIC_DOWNLOAD")? {
+                    Some(wanted) => wanted,
+                    None => file.and_then(|f| f.download).unwrap_or(true),
+                };
+                let download = (named.is_none() && wanted).then(|| {
+                    let endpoint = env("TUTOR_HUB_ENDPOINT")
+                        .or_else(|| env("HF_ENDPOINT"))
+                        .or_else(|| file.and_then(|f| f.hub_endpoint.clone()))
+                        .unwrap_or_else(|| super::hub::DEFAULT_ENDPOINT.to_string());
+                    HubSource::default_model(&endpoint)
+                });
+                Ok(SemanticSettings::Local {
+                    model_dir: named.or_else(|| default_model_dir(env)),
+                    download,
+                })
+            }
             "remote" => remote(file, env, providers).map(SemanticSettings::Remote),
             other => Err(format!(
                 "`{from}` must be `local`, `remote` or `off` (it is `{other}`)"
@@ -115,20 +143,44 @@ impl SemanticSettings {
     pub fn load(&self) -> Result<Option<Arc<Semantic>>, SemanticError> {
         match self {
             SemanticSettings::Off => Ok(None),
-            SemanticSettings::Local { model_dir } => {
+            SemanticSettings::Local {
+                model_dir,
+                download,
+            } => {
                 let Some(dir) = model_dir else {
                     return Err(SemanticError::Model {
                         path: "(none)".to_string(),
                         reason: "no model folder: set TUTOR_SEMANTIC_MODEL_DIR".to_string(),
                     });
                 };
-                if let Some(missing) = MODEL_FILES.iter().find(|f| !dir.join(f).is_file()) {
-                    return Err(SemanticError::Model {
-                        path: dir.display().to_string(),
-                        reason: format!("{missing} is missing"),
-                    });
-                }
-                let embedder = LocalEmbedder::load(dir)?;
+                let complete = || MODEL_FILES.iter().all(|f| dir.join(f).is_file());
+                let embedder = match download {
+                    // The default folder: fetched when it is missing, fetched again (the files
+                    // that differ from the hub's digests) when what is there does not load, as
+                    // after a copy cut short.
+                    Some(source) => {
+                        if !complete() {
+                            source.fetch(dir)?;
+                        }
+                        match LocalEmbedder::load(dir) {
+                            Ok(embedder) => embedder,
+                            Err(error) => {
+                                tracing::warn!(%error, "the cached model does not load; fetching it again");
+                                source.fetch(dir)?;
+                                LocalEmbedder::load(dir)?
+                            }
+                        }
+                    }
+                    None => {
+                        if let Some(missing) = MODEL_FILES.iter().find(|f| !dir.join(f).is_file()) {
+                            return Err(SemanticError::Model {
+                                path: dir.display().to_string(),
+                                reason: format!("{missing} is missing"),
+                            });
+                        }
+                        LocalEmbedder::load(dir)?
+                    }
+                };
                 Ok(Some(Semantic::new(Arc::new(embedder))))
             }
             SemanticSettings::Remote(settings) => {
@@ -136,6 +188,20 @@ impl SemanticSettings {
                 Ok(Some(Semantic::new(Arc::new(embedder))))
             }
         }
+    }
+}
+
+/// A `true`/`false` environment variable (`None` when unset).
+fn flag(env: &dyn Fn(&str) -> Option<String>, name: &str) -> Result<Option<bool>, String> {
+    match env(name) {
+        None => Ok(None),
+        Some(value) => match value.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => Ok(Some(true)),
+            "false" | "0" | "no" => Ok(Some(false)),
+            other => Err(format!(
+                "`{name}` must be `true` or `false` (it is `{other}`)"
+            )),
+        },
     }
 }
 
@@ -176,18 +242,8 @@ fn remote(
             "`semantic.timeout_secs` must be between 0 and 3600 seconds (it is {seconds})"
         ));
     }
-    let multilingual = match env("TUTOR_SEMANTIC_MULTILINGUAL") {
-        Some(value) => match value.trim().to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" => true,
-            "false" | "0" | "no" => false,
-            other => {
-                return Err(format!(
-                    "`TUTOR_SEMANTIC_MULTILINGUAL` must be `true` or `false` (it is `{other}`)"
-                ));
-            }
-        },
-        None => file.and_then(|f| f.multilingual).unwrap_or(false),
-    };
+    let multilingual = flag(env, "TUTOR_SEMANTIC_MULTILINGUAL")?
+        .unwrap_or_else(|| file.and_then(|f| f.multilingual).unwrap_or(false));
     Ok(RemoteSettings {
         base_url,
         api_key,
@@ -213,7 +269,10 @@ mod tests {
         let none = |_: &str| None;
         assert_eq!(
             SemanticSettings::read(None, &none, &no_providers()),
-            Ok(SemanticSettings::Local { model_dir: None })
+            Ok(SemanticSettings::Local {
+                model_dir: None,
+                download: Some(HubSource::default_model("https://huggingface.co")),
+            })
         );
         let home = |name: &str| (name == "HOME").then(|| "/home/ada".to_string());
         assert_eq!(
@@ -221,7 +280,8 @@ mod tests {
             Ok(SemanticSettings::Local {
                 model_dir: Some(PathBuf::from(
                     "/home/ada/.cache/tutor/models/all-MiniLM-L6-v2"
-                ))
+                )),
+                download: Some(HubSource::default_model("https://huggingface.co")),
             })
         );
         let file = FileSemantic {
@@ -232,9 +292,32 @@ mod tests {
         assert_eq!(
             SemanticSettings::read(Some(&file), &home, &no_providers()),
             Ok(SemanticSettings::Local {
-                model_dir: Some(PathBuf::from("/srv/m"))
-            })
+                model_dir: Some(PathBuf::from("/srv/m")),
+                download: None,
+            }),
+            "a folder the operator names is not filled from the hub"
         );
+        let mirror = |name: &str| match name {
+            "HOME" => Some("/home/ada".to_string()),
+            "HF_ENDPOINT" => Some("http://mirror.internal/".to_string()),
+            _ => None,
+        };
+        match SemanticSettings::read(None, &mirror, &no_providers()) {
+            Ok(SemanticSettings::Local {
+                download: Some(source),
+                ..
+            }) => assert_eq!(source.endpoint, "http://mirror.internal"),
+            other => panic!("{other:?}"),
+        }
+        let offline = |name: &str| match name {
+            "HOME" => Some("/home/ada".to_string()),
+            "TUTOR_SEMANTIC_DOWNLOAD" => Some("false".to_string()),
+            _ => None,
+        };
+        assert!(matches!(
+            SemanticSettings::read(None, &offline, &no_providers()),
+            Ok(SemanticSettings::Local { download: None, .. })
+        ));
         let off = |name: &str| (name == "TUTOR_SEMANTIC").then(|| "Off".to_string());
         assert_eq!(
             SemanticSettings::read(Some(&file), &off, &no_providers()),
@@ -311,6 +394,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let settings = SemanticSettings::Local {
             model_dir: Some(dir.path().to_path_buf()),
+            download: None,
         };
         let error = settings.load().expect_err("no model").to_string();
         assert!(error.contains("config.json is missing"), "{error}");

@@ -547,6 +547,7 @@ pub fn model_dir() -> PathBuf {
 pub fn semantic_settings() -> tutor::semantic::SemanticSettings {
     tutor::semantic::SemanticSettings::Local {
         model_dir: Some(model_dir()),
+        download: None,
     }
 }
 

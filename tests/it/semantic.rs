@@ -242,6 +242,7 @@ fn other_model(into: &Path) -> Arc<Semantic> {
     }
     SemanticSettings::Local {
         model_dir: Some(folder),
+        download: None,
     }
     .load()
     .expect("loads")
@@ -347,6 +348,7 @@ async fn readyz_names_the_model_or_says_off_when_none_could_be_loaded() {
         move |mut config| {
             config.semantic = SemanticSettings::Local {
                 model_dir: Some(folder),
+                download: None,
             };
             config
         },
@@ -650,4 +652,176 @@ async fn readyz_names_a_remote_model() {
         .chat(json!({"lesson_id": "choosing-a-deployment", "message": REWORDED[0].1}))
         .await;
     assert_eq!(answer["refused"], false, "{answer}");
+}
+
+/// A fake Hugging Face hub on 127.0.0.1, serving the installed model's files at
+/// `/REPO/resolve/main/PATH`: as they are, with one byte changed, or cut off halfway.
+struct FakeHub {
+    endpoint: String,
+    /// 0 serves files as they are, 1 alters the weights, 2 cuts the weights halfway.
+    mode: Arc<std::sync::atomic::AtomicU8>,
+    requests: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl FakeHub {
+    fn start(files: std::path::PathBuf) -> FakeHub {
+        use axum::extract::{Path as UrlPath, State};
+        use axum::response::{IntoResponse, Response};
+        use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+        type Shared = (std::path::PathBuf, Arc<AtomicU8>, Arc<AtomicUsize>);
+        async fn serve(
+            State((files, mode, requests)): State<Shared>,
+            UrlPath(path): UrlPath<String>,
+        ) -> Response {
+            requests.fetch_add(1, Ordering::SeqCst);
+            let Some(file) =
+                path.strip_prefix("sentence-transformers/all-MiniLM-L6-v2/resolve/main/")
+            else {
+                return axum::http::StatusCode::NOT_FOUND.into_response();
+            };
+            let Ok(mut bytes) = std::fs::read(files.join(file)) else {
+                return axum::http::StatusCode::NOT_FOUND.into_response();
+            };
+            let weights = file == "model.safetensors";
+            match mode.load(Ordering::SeqCst) {
+                1 if weights => {
+                    let last = bytes.len() - 1;
+                    bytes[last] ^= 1;
+                    bytes.into_response()
+                }
+                2 if weights => {
+                    let total = bytes.len();
+                    let half = bytes[..total / 2].to_vec();
+                    let body = futures::stream::iter(vec![
+                        Ok::<_, std::io::Error>(half),
+                        Err(std::io::Error::other("connection lost")),
+                    ]);
+                    (
+                        [(axum::http::header::CONTENT_LENGTH, total.to_string())],
+                        axum::body::Body::from_stream(body),
+                    )
+                        .into_response()
+                }
+                _ => bytes.into_response(),
+            }
+        }
+        let mode = Arc::new(AtomicU8::new(0));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let app = axum::Router::new()
+            .route("/{*path}", axum::routing::get(serve))
+            .with_state((files, mode.clone(), requests.clone()));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        listener.set_nonblocking(true).expect("nonblocking");
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                axum::serve(listener, app).await.expect("serves");
+            });
+        });
+        FakeHub {
+            endpoint: format!("http://{addr}"),
+            mode,
+            requests,
+        }
+    }
+}
+
+/// The files of `folder` whose names hold `.part-` (downloads in progress or left behind).
+fn parts(folder: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for dir in [folder.to_path_buf(), folder.join("1_Pooling")] {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name.contains(".part-") {
+                found.push(name);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn the_default_model_is_fetched_once_from_the_hub_with_its_digests_checked() {
+    use std::sync::atomic::Ordering;
+    use tutor::semantic::hub::HubSource;
+    let hub = FakeHub::start(model_dir());
+    let work = tempfile::tempdir().expect("temp dir");
+    let folder = work.path().join("models").join("all-MiniLM-L6-v2");
+    std::fs::create_dir_all(&folder).expect("folder");
+    // What an earlier broken attempt may leave: the weights cut short in place, and a
+    // temporary file of another process.
+    let weights = std::fs::read(model_dir().join("model.safetensors")).expect("weights");
+    std::fs::write(folder.join("model.safetensors"), &weights[..4096]).expect("write");
+    std::fs::write(folder.join("config.json.part-999999"), b"{").expect("write");
+    let settings = SemanticSettings::Local {
+        model_dir: Some(folder.clone()),
+        download: Some(HubSource::default_model(&hub.endpoint)),
+    };
+
+    // Altered weights are refused and never put in place.
+    hub.mode.store(1, Ordering::SeqCst);
+    let error = settings.load().expect_err("the digest differs").to_string();
+    assert!(
+        error.contains("model.safetensors has SHA-256") && error.contains("not used"),
+        "{error}"
+    );
+    assert_eq!(
+        std::fs::metadata(folder.join("model.safetensors"))
+            .expect("still there")
+            .len(),
+        4096,
+        "the altered file did not replace anything"
+    );
+    // A download cut halfway is an error, and leaves no temporary file of its own.
+    hub.mode.store(2, Ordering::SeqCst);
+    let error = settings.load().expect_err("cut").to_string();
+    assert!(error.contains("cut"), "{error}");
+    assert_eq!(
+        parts(&folder),
+        ["config.json.part-999999"],
+        "only the other process's"
+    );
+
+    // A hub that serves the model: fetched, checked, loaded, and it works.
+    hub.mode.store(0, Ordering::SeqCst);
+    let semantic = settings.load().expect("fetched").expect("a model");
+    assert!(
+        semantic.identity().starts_with("local:all-MiniLM-L6-v2@"),
+        "{}",
+        semantic.identity()
+    );
+    assert_eq!(
+        std::fs::read(folder.join("model.safetensors")).expect("weights"),
+        weights
+    );
+    assert!(folder.join("1_Pooling/config.json").is_file());
+    let v = semantic
+        .embed(&["a question about hosting"])
+        .expect("embeds");
+    assert_eq!(v[0].len(), 384);
+    // Once: a second start asks the hub nothing.
+    let asked = hub.requests.load(Ordering::SeqCst);
+    settings.load().expect("loads").expect("a model");
+    assert_eq!(hub.requests.load(Ordering::SeqCst), asked);
+
+    // No hub at all (nothing listens there): a clear error, after which the tutor serves by
+    // words alone.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let nowhere = format!("http://{}", closed.local_addr().expect("addr"));
+    drop(closed);
+    let empty = work.path().join("empty").join("all-MiniLM-L6-v2");
+    let offline = SemanticSettings::Local {
+        model_dir: Some(empty),
+        download: Some(HubSource::default_model(&nowhere)),
+    };
+    let error = offline.load().expect_err("no hub").to_string();
+    assert!(
+        error.contains("could not be downloaded") && error.contains(&nowhere),
+        "{error}"
+    );
 }
