@@ -298,7 +298,8 @@ impl Tutor {
             }
         });
         let kind = quiz::answer_kind(&question.message);
-        if let Some(item) = index.asked(&asked, kind, nearness.as_ref()) {
+        let question_form = Some(quiz::form(&question.message));
+        if let Some(item) = index.asked_in_form(&asked, kind, question_form, nearness.as_ref()) {
             return Guarding::Hint(item.clone());
         }
         let (guards, answers) = index.near(&asked, nearness.as_ref());

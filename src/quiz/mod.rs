@@ -209,6 +209,58 @@ pub fn answer_kind(question: &str) -> Option<AnswerKind> {
     }
 }
 
+/// The form of a question, beside the kind of answer it wants: a yes/no question ("Can someone
+/// remove the safety training?") or one asking what a term means ("What does open weights
+/// mean?") asks no quiz question of another form, however near in meaning ("What would someone
+/// need to remove the safety training?"). Read on the words after a lead-in ("Quick question:")
+/// and a polite frame ("can you tell me ..." is not a yes/no question). English only: other
+/// languages read as neither, which constrains nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Form {
+    pub whether: bool,
+    pub meaning: bool,
+}
+
+const AUXILIARIES: &[&str] = &[
+    "can", "could", "does", "do", "did", "is", "are", "was", "were", "will", "would", "should",
+    "has", "have", "had", "may", "might", "must", "shall",
+];
+
+/// The [`Form`] of a question.
+pub fn form(question: &str) -> Form {
+    let asked = match question.split_once(':') {
+        Some((lead, rest)) if lead.len() <= 30 && !rest.trim().is_empty() => rest,
+        _ => question,
+    };
+    let words = crate::conversation::message_words(asked);
+    let first = words.first().map_or("", String::as_str);
+    let polite = matches!(
+        (
+            words.get(1).map(String::as_str),
+            words.get(2).map(String::as_str)
+        ),
+        (
+            Some("you"),
+            Some("tell" | "explain" | "say" | "remind" | "show" | "know" | "list" | "name")
+        ) | (Some("i"), Some("ask" | "know"))
+    );
+    let whether = AUXILIARIES.contains(&first) && !polite;
+    let meaning = words.iter().any(|w| {
+        matches!(
+            w.as_str(),
+            "mean" | "means" | "meaning" | "meant" | "definition" | "define" | "defined"
+        )
+    });
+    Form { whether, meaning }
+}
+
+/// True when a question of form `asked` cannot be a rewording of a quiz question of form `item`:
+/// one asks whether and the other does not, or one asks what something means and the item
+/// asks something else.
+pub fn forms_differ(asked: Form, item: Form) -> bool {
+    asked.whether != item.whether || (asked.meaning && !item.meaning)
+}
+
 /// True when both questions say what kind of answer they want and the kinds differ.
 pub fn kinds_differ(a: Option<AnswerKind>, b: Option<AnswerKind>) -> bool {
     matches!((a, b), (Some(a), Some(b)) if a != b)
@@ -335,6 +387,8 @@ pub struct QuizIndex {
     /// Each item with its question's key terms, its answer's guard and the kind of answer it
     /// asks for.
     items: Vec<(QuizItem, Vec<String>, Guard, Option<AnswerKind>)>,
+    /// Each item question's [`Form`], in the same order.
+    forms: Vec<Form>,
     /// See [`items_of`]; built once, since recall items analyse the whole lesson.
     to_ask: Vec<QuizItem>,
 }
@@ -354,9 +408,12 @@ impl QuizIndex {
         items: impl Iterator<Item = &'a QuizItem>,
         to_ask: Vec<QuizItem>,
     ) -> QuizIndex {
+        let items: Vec<_> = items.collect();
         QuizIndex {
             weights,
+            forms: items.iter().map(|item| form(&item.question)).collect(),
             items: items
+                .into_iter()
                 .map(|item| {
                     (
                         item.clone(),
@@ -393,6 +450,18 @@ impl QuizIndex {
         kind: Option<AnswerKind>,
         nearness: Option<&Nearness>,
     ) -> Option<&QuizItem> {
+        self.asked_in_form(asked, kind, None, nearness)
+    }
+
+    /// [`QuizIndex::asked`], with the question's [`Form`]: meaning never makes a question ask
+    /// an item of another form.
+    pub fn asked_in_form(
+        &self,
+        asked: &[String],
+        kind: Option<AnswerKind>,
+        question_form: Option<Form>,
+        nearness: Option<&Nearness>,
+    ) -> Option<&QuizItem> {
         let by_words = (!asked.is_empty())
             .then(|| {
                 self.items
@@ -416,7 +485,9 @@ impl QuizIndex {
                 .iter()
                 .enumerate()
                 .filter(|(i, (_, _, _, item_kind))| {
-                    nearness.stands_out(*i, nearness.asked) && !kinds_differ(kind, *item_kind)
+                    nearness.stands_out(*i, nearness.asked)
+                        && !kinds_differ(kind, *item_kind)
+                        && !question_form.is_some_and(|f| forms_differ(f, self.forms[*i]))
                 })
                 .max_by(|a, b| nearness.of(a.0).total_cmp(&nearness.of(b.0)))
                 .map(|(_, (item, ..))| item)
@@ -838,6 +909,59 @@ mod tests {
         assert!(kinds_differ(Some(Person), Some(Time)));
         assert!(!kinds_differ(Some(Time), Some(Time)));
         assert!(!kinds_differ(None, Some(Time)) && !kinds_differ(Some(Person), None));
+    }
+
+    #[test]
+    fn a_yes_no_or_a_definition_question_has_its_own_form() {
+        let cases: &[(&str, bool, bool)] = &[
+            (
+                "Can someone remove the safety training from a downloaded model?",
+                true,
+                false,
+            ),
+            ("Is self-hosting cheaper?", true, false),
+            (
+                "Can you tell me which deployment choice is the most complex?",
+                false,
+                false,
+            ),
+            ("Quick question: does the lesson mention LoRA?", true, false),
+            (
+                "Quick question: which bit widths does the lesson mention?",
+                false,
+                false,
+            ),
+            ("What does open weights actually mean?", false, true),
+            (
+                "what would someone need to remove the safety training?",
+                false,
+                false,
+            ),
+            (
+                "¿Puede alguien quitar el entrenamiento de seguridad?",
+                false,
+                false,
+            ),
+        ];
+        for (question, whether, meaning) in cases {
+            assert_eq!(
+                form(question),
+                Form {
+                    whether: *whether,
+                    meaning: *meaning
+                },
+                "{question}"
+            );
+        }
+        let yes_no = form("Can someone remove the safety training from a downloaded model?");
+        let what =
+            form("What would someone need to remove the safety training from a closed model?");
+        assert!(forms_differ(yes_no, what) && forms_differ(what, yes_no));
+        assert!(forms_differ(form("What does open weights mean?"), what));
+        assert!(!forms_differ(
+            what,
+            form("What does the open weights tier leave out?")
+        ));
     }
 
     #[test]
