@@ -93,17 +93,19 @@ function renderMarkdown(parent, text, cite) {
   let item = null;
   for (const raw of String(text).split(/\r\n?|\n/)) {
     const line = raw.trim();
-    const bullet = /^(?:[-*+]|(\d{1,3})[.)])\s+(.*)$/.exec(line);
+    // "- x", "1. x", and a quiz's lettered choices ("a) x").
+    const bullet = /^(?:[-*+]|(\d{1,3})[.)]|([a-h])\))\s+(.*)$/.exec(line);
     if (!line) {
       para = list = item = null;
     } else if (bullet) {
-      const tag = bullet[1] ? "ol" : "ul";
+      const tag = bullet[1] || bullet[2] ? "ol" : "ul";
       if (list?.localName !== tag) {
         parent.append((list = el(tag)));
+        if (bullet[2]) list.type = "a";
         if (bullet[1] > 1) list.start = Number(bullet[1]);
       }
       list.append((item = el("li")));
-      renderInline(item, bullet[2], cite);
+      renderInline(item, bullet[3], cite);
       para = null;
     } else if (item && /^\s/.test(raw)) {
       item.append(" "); // an indented line continues the list item above

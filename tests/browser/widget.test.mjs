@@ -863,7 +863,11 @@ test("Quiz me and Hint work by keyboard, grade the reply, keep the score, and pa
   let last = await lastMessage(page);
   assert.match(last.text, /Quiz time!/);
   assert.match(last.text, /comparison table/, last.text);
-  assert.match(last.text, /d\) Hybrid/, "the choices are listed with letters");
+  const choices = await page.evaluate(() =>
+    [...[...document.querySelector("lesson-tutor").shadowRoot.querySelectorAll(".msg.assistant")].pop()
+      .querySelectorAll("ol[type=a] > li")].map((li) => li.textContent));
+  assert.deepEqual(choices, ["Closed API", "Hosted open weights", "Self-hosted open model", "Hybrid"],
+    "the choices are a lettered list, one item each");
   assert.equal(modelRequests.length, asked, "a quiz question is asked without the model");
   assert.equal(await widget(page, "form label").textContent(), "Your answer to the quiz question");
 

@@ -111,6 +111,46 @@ async fn quiz_me_asks_an_item_and_grades_the_reply_over_json_and_sse() {
 }
 
 #[tokio::test]
+async fn a_multiple_choice_question_lists_each_choice_on_a_line_of_its_own() {
+    let app = spawn_app(None).await;
+    let file = quiz_file();
+    let items = file["items"].as_array().expect("items");
+    let at = items
+        .iter()
+        .position(|i| i.get("choices").is_some())
+        .expect("an item with choices");
+    let before: Vec<&str> = items[..at]
+        .iter()
+        .filter_map(|i| i["id"].as_str())
+        .collect();
+    let choices: Vec<&str> = items[at]["choices"]
+        .as_array()
+        .expect("choices")
+        .iter()
+        .filter_map(|c| c.as_str())
+        .collect();
+    let (status, asked) = app
+        .chat(json!({"lesson_id": LESSON, "mode": "quiz", "quiz_asked": before}))
+        .await;
+    assert_eq!(status, 200, "{asked}");
+    assert_eq!(
+        asked["quiz"]["choices"],
+        json!(choices),
+        "structured: {asked}"
+    );
+    let text = asked["answer"].as_str().expect("text");
+    let lines: Vec<&str> = text.lines().collect();
+    for (i, choice) in choices.iter().enumerate() {
+        let letter = char::from(b'a' + i as u8);
+        let line = format!("{letter}) {choice}");
+        assert!(
+            lines.contains(&line.as_str()),
+            "{line:?} on its own line: {text:?}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_hint_points_to_the_section_without_the_answer_over_json_and_sse() {
     let app = spawn_app(None).await;
     // Not a quiz question: the hint is the one asked for.
