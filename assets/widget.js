@@ -263,6 +263,7 @@ textarea{display:block;width:100%;min-height:64px;max-height:160px;resize:vertic
 .tools{display:flex;align-items:center;gap:6px;margin-top:8px;font-size:13px}
 .tools .ghost{border:1px solid var(--mu);padding:5px 10px;font-size:13px}
 .score{margin-left:auto;color:var(--mu)}
+.nudge{margin:6px 0 0;font-size:13px;color:var(--fg)}
 .graded .bubble{border-left:4px solid var(--a)}
 .secondary{border:1px solid var(--mu);padding:6px 12px;background:var(--bg);font-size:14px;margin-top:8px}
 .sr{position:absolute;width:1px;height:1px;overflow:hidden;clip-path:inset(50%);white-space:nowrap}
@@ -297,7 +298,8 @@ const SKELETON = `
   <div class="tools"><button class="ghost ask-hint" type="button"
     title="A nudge toward the answer to your question, not the answer">Hint</button>
    <button class="ghost ask-quiz" type="button" title="Ask me a question about this lesson">Quiz me</button>
-   <span class="score" hidden></span></div></form>
+   <span class="score" hidden></span></div>
+  <p class="nudge" hidden></p></form>
 </div>`;
 
 // Citations that point into the host page.
@@ -366,6 +368,7 @@ class LessonTutor extends HTMLElement {
     this.stopButton = $(".stop");
     this.label = $("label");
     this.scoreNode = $(".score");
+    this.nudgeNode = $(".nudge");
     this.hintButton = $(".ask-hint");
     this.quizButton = $(".ask-quiz");
     this.panel.setAttribute("aria-label", this.options.title);
@@ -384,6 +387,7 @@ class LessonTutor extends HTMLElement {
         this.close();
       }
     });
+    this.input.addEventListener("input", () => (this.nudgeNode.hidden = true));
     this.input.addEventListener("keydown", (event) => {
       if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
         event.preventDefault();
@@ -403,7 +407,11 @@ class LessonTutor extends HTMLElement {
       const question = this.input.value.trim();
       if (this.controller) return;
       if (!question) {
-        this.announce("Type your question first, then press Hint.");
+        // A quiz question waiting for its reply: the hint is for it (and it keeps waiting).
+        if (this.quiz.pending && this.quiz.question) {
+          return this.ask(this.quiz.question, { mode: "hint" }, false, "Hint for the quiz question, please");
+        }
+        this.nudge("Type your question in the box first, then press Hint for a nudge toward the answer.");
         return this.input.focus();
       }
       this.input.value = "";
@@ -494,13 +502,14 @@ class LessonTutor extends HTMLElement {
   followQuiz(reply) {
     if (reply.kind === "quiz_question" && reply.quiz?.item_id) {
       this.quiz.pending = reply.quiz.item_id;
+      this.quiz.question = reply.quiz.question;
       this.quiz.asked = [...this.quiz.asked.filter((id) => id !== reply.quiz.item_id), reply.quiz.item_id];
     } else if (reply.kind === "grade") {
       this.quiz.pending = null;
       this.quiz.graded += 1;
       if (reply.grade === "correct") this.quiz.correct += 1;
       this.announce(`Quiz score: ${this.quiz.correct} of ${this.quiz.graded}`);
-    } else if (this.quiz.pending) {
+    } else if (this.quiz.pending && reply.kind !== "hint") {
       this.quiz.pending = null; // answered with something else: the quiz question lapses
     }
     this.saveQuiz();
@@ -556,6 +565,13 @@ class LessonTutor extends HTMLElement {
   }
 
   /** Says `text` to screen readers through the visually hidden status node. */
+  /** Says on screen (and to screen readers) what to do, until the learner types. */
+  nudge(text) {
+    this.nudgeNode.textContent = text;
+    this.nudgeNode.hidden = false;
+    this.announce(text);
+  }
+
   announce(text) {
     this.status.textContent = "";
     setTimeout(() => (this.status.textContent = text), 50); // a change, even for the same words
@@ -710,13 +726,14 @@ class LessonTutor extends HTMLElement {
 
   /** Asks `question` (with `extra` request fields: a mode, a quiz item); `quizMe` sends no
    * message, only the request for a quiz question. */
-  ask(question, extra = {}, quizMe = false) {
+  ask(question, extra = {}, quizMe = false, shown = question) {
     // Quiz turns are not part of the conversation a follow-up refers to.
     const history = this.conversation
       .filter((m) => m.content && !m.quiz)
       .slice(-HISTORY_MESSAGES)
       .map(({ role, content }) => ({ role, content }));
-    const message = { role: "user", content: question, quiz: !!extra.mode || undefined };
+    this.nudgeNode.hidden = true;
+    const message = { role: "user", content: shown, quiz: !!extra.mode || undefined };
     this.conversation.push(message);
     this.save();
     this.append(this.renderQuestion(message));

@@ -885,11 +885,28 @@ test("Quiz me and Hint work by keyboard, grade the reply, keep the score, and pa
   // The next question is another item; a wrong reply is "not yet", with the section cited.
   await widget(page, ".ask-quiz").click();
   await page.waitForFunction(() => /fastest route to frontier/.test([...document.querySelector("lesson-tutor").shadowRoot.querySelectorAll(".msg.assistant")].pop()?.textContent || ""));
+  // Hint with nothing typed while the quiz question waits: a hint for it, and it still waits.
+  before = await count();
+  await widget(page, ".ask-hint").click();
+  await page.waitForFunction((n) => document.querySelector("lesson-tutor").shadowRoot.querySelectorAll(".msg.assistant:not(.streaming), .msg.error").length > n, before);
+  last = await lastMessage(page);
+  assert.match(last.text, /hint/i, last.text);
+  assert.doesNotMatch(last.text.split("Sources:")[0], /closed API/i, "the hint does not give the answer away");
+  assert.equal(await widget(page, "form label").textContent(), "Your answer to the quiz question");
   await ask(page, "a bigger GPU");
   last = await lastMessage(page);
   assert.match(last.text, /Not yet\./);
   assert.match(last.text, /Sources:/);
   assert.equal(await widget(page, ".score").textContent(), "Quiz score: 1 of 2");
+
+  // Hint with nothing typed and no quiz question waiting: what to do, on screen.
+  assert.equal(await widget(page, ".nudge").isVisible(), false);
+  await widget(page, ".ask-hint").click();
+  assert.match(await widget(page, ".nudge").textContent(), /Type your question in the box first/);
+  assert.equal(await widget(page, ".nudge").isVisible(), true);
+  await widget(page, "textarea").fill("x");
+  assert.equal(await widget(page, ".nudge").isVisible(), false, "typing clears it");
+  await widget(page, "textarea").fill("");
 
   // Hint: the question typed, then the Hint button by keyboard.
   before = await count();
