@@ -309,6 +309,17 @@ mod tests {
         }
     }
 
+    fn assert_grades(words: &Words, cases: &[(&QuizItem, &str, Grade)]) {
+        for (item, reply, expected) in cases {
+            assert_eq!(
+                grade(words, item, reply),
+                *expected,
+                "{reply:?} for {:?}",
+                item.answer
+            );
+        }
+    }
+
     #[test]
     fn replies_and_their_grades() {
         let words = Words::new(crate::index::Analyzer::new());
@@ -368,14 +379,7 @@ mod tests {
                 Grade::Correct,
             ),
         ];
-        for (item, reply, expected) in cases {
-            assert_eq!(
-                grade(&words, item, reply),
-                *expected,
-                "{reply:?} for {:?}",
-                item.answer
-            );
-        }
+        assert_grades(&words, cases);
     }
 
     #[test]
@@ -398,14 +402,7 @@ mod tests {
             (&denial, "no, it cannot be recalled at all", Grade::Correct),
             (&denial, "yes, it can be recalled", Grade::NotYet),
         ];
-        for (item, reply, expected) in cases {
-            assert_eq!(
-                grade(&words, item, reply),
-                *expected,
-                "{reply:?} for {:?}",
-                item.answer
-            );
-        }
+        assert_grades(&words, cases);
     }
 
     #[test]

@@ -394,6 +394,25 @@ fn without_a_model_the_cli_answers_by_words_and_warns_once() {
     assert!(stderr.contains("config.json is missing"), "{stderr}");
 }
 
+/// Serves `app` on 127.0.0.1 from a thread and runtime of its own: the code under test waits
+/// for these fakes from blocking code, which must not hold up their answers.
+fn serve_on_a_thread(app: axum::Router) -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    listener.set_nonblocking(true).expect("nonblocking");
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            axum::serve(listener, app).await.expect("serves");
+        });
+    });
+    addr
+}
+
 /// A fake `/v1/embeddings` server standing in for a multilingual model: a text's vector counts
 /// the concepts its words name, in English, Spanish or French alike.
 struct FakeEmbeddings {
@@ -523,19 +542,7 @@ impl FakeEmbeddings {
         let app = axum::Router::new()
             .route("/v1/embeddings", axum::routing::post(embeddings))
             .with_state((requests.clone(), failing.clone()));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        listener.set_nonblocking(true).expect("nonblocking");
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                axum::serve(listener, app).await.expect("serves");
-            });
-        });
+        let addr = serve_on_a_thread(app);
         FakeEmbeddings {
             base_url: format!("http://{addr}/v1"),
             requests,
@@ -710,19 +717,7 @@ impl FakeHub {
         let app = axum::Router::new()
             .route("/{*path}", axum::routing::get(serve))
             .with_state((files, mode.clone(), requests.clone()));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        listener.set_nonblocking(true).expect("nonblocking");
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                axum::serve(listener, app).await.expect("serves");
-            });
-        });
+        let addr = serve_on_a_thread(app);
         FakeHub {
             endpoint: format!("http://{addr}"),
             mode,
