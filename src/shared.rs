@@ -59,6 +59,8 @@ pub struct Leases {
     held: std::collections::HashMap<String, Lease>,
     /// The size of `held` after the last sweep of expired leases.
     swept: usize,
+    /// Cells let expire unused (also counted in the metrics).
+    forgotten: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -77,6 +79,11 @@ impl Leases {
                 lease.cells -= 1;
                 true
             }
+            Some(lease) if lease.cells > 0 => {
+                let cells = std::mem::take(&mut lease.cells);
+                self.forget(cells);
+                false
+            }
             _ => false,
         }
     }
@@ -91,11 +98,29 @@ impl Leases {
         }
     }
 
+    /// Cells let expire unused so far.
+    pub fn forgotten(&self) -> u64 {
+        self.forgotten
+    }
+
+    fn forget(&mut self, cells: u32) {
+        self.forgotten += u64::from(cells);
+        crate::telemetry::rate_cells_forgotten(cells);
+    }
+
     /// Records `granted` cells taken from Redis, one of which the caller uses now.
     pub fn granted(&mut self, key: &str, asked: u32, granted: u32, now: Instant) {
         if self.held.len() >= (self.swept * 2).max(1024) {
-            self.held.retain(|_, lease| lease.until > now);
+            let mut expired = 0;
+            self.held.retain(|_, lease| {
+                let valid = lease.until > now;
+                if !valid {
+                    expired += lease.cells;
+                }
+                valid
+            });
             self.swept = self.held.len();
+            self.forget(expired);
         }
         let next = if granted >= asked {
             asked.saturating_mul(2)
@@ -105,7 +130,12 @@ impl Leases {
         // Requests that missed together each took cells: keep them all.
         let left = match self.held.get(key) {
             Some(lease) if lease.until > now => lease.cells,
-            _ => 0,
+            Some(lease) => {
+                let cells = lease.cells;
+                self.forget(cells);
+                0
+            }
+            None => 0,
         };
         self.held.insert(
             key.to_string(),
@@ -427,9 +457,17 @@ mod tests {
             leases.granted("ip:a", want, want, now);
             while leases.take("ip:a", now) {}
         }
-        // A lease not used in time is forgotten, and the next asks for one.
+        // A lease not used in time is forgotten (and counted), and the next asks for one.
         let later = now + LEASE_FOR + Duration::from_millis(1);
+        assert_eq!(leases.forgotten(), 0);
         assert!(!leases.take("key:lms", later));
+        assert_eq!(
+            leases.forgotten(),
+            30,
+            "32 taken, one used at once and one since"
+        );
+        assert!(!leases.take("key:lms", later));
+        assert_eq!(leases.forgotten(), 30, "counted once");
         assert_eq!(leases.wanted("key:lms", 400, later), 1);
         // Requests that missed together keep every cell they took.
         leases.granted("key:y", 4, 4, later);
@@ -444,5 +482,10 @@ mod tests {
         assert!(leases.take("key:x", later) && leases.take("key:x", later));
         assert!(!leases.take("key:x", later));
         assert_eq!(leases.wanted("key:x", 400, later), 8);
+        // A lease replaced after it expired counts what it still held.
+        leases.granted("key:z", 4, 4, later);
+        let before = leases.forgotten();
+        leases.granted("key:z", 1, 1, later + LEASE_FOR * 2);
+        assert_eq!(leases.forgotten() - before, 3);
     }
 }

@@ -227,6 +227,16 @@ pub fn shared_state_error(op: &'static str) {
     counter!("tutor_shared_state_errors_total", "op" => op).increment(1);
 }
 
+/// Rate-limit cells a replica took from Redis ahead of need and let expire unused: the shared
+/// bucket admitted that many fewer requests than its limit (never more). Counted when the
+/// expired lease is next looked at, so the last lease of a caller that went quiet is counted
+/// only if it asks again.
+pub fn rate_cells_forgotten(cells: u32) {
+    if cells > 0 {
+        counter!("tutor_rate_limit_cells_forgotten_total").increment(u64::from(cells));
+    }
+}
+
 /// An LTI launch: `resource_link`, `deep_linking`, or the check that refused it.
 pub fn lti_launch(outcome: &'static str) {
     counter!("tutor_lti_launches_total", "outcome" => outcome).increment(1);

@@ -551,7 +551,7 @@ pub fn semantic_settings() -> tutor::semantic::SemanticSettings {
     }
 }
 
-/// Held by the tests that keep both cores busy with the sentence model, and by the one test that
-/// counts what a rate limit admitted within its leases' 200 ms: that count shifts when another
-/// test takes the cores from the replicas, so they never run at the same time.
+/// Held by the tests that keep both cores busy with the sentence model, and by the replicas'
+/// test (two replicas, PostgreSQL, Redis and HAProxy under load), so they never run at the same
+/// time and none of them starves the others into their timeouts.
 pub static CORES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

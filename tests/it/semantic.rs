@@ -744,6 +744,8 @@ fn parts(folder: &Path) -> Vec<String> {
 fn the_default_model_is_fetched_once_from_the_hub_with_its_digests_checked() {
     use std::sync::atomic::Ordering;
     use tutor::semantic::hub::HubSource;
+    // Hashing and loading the weights several times keeps both cores busy.
+    let _cores = CORES.blocking_lock();
     let hub = FakeHub::start(model_dir());
     let work = tempfile::tempdir().expect("temp dir");
     let folder = work.path().join("models").join("all-MiniLM-L6-v2");
