@@ -1315,7 +1315,7 @@ impl Tutor {
                 // covers the question: answer from it with the embedded answerer.
                 // Passages' sentences giving a nearby quiz answer away are left out of it.
                 let request = asking.checker.masked(&asking.request);
-                let quoted = self.extractive.answer(&request).join(" ");
+                let quoted = self.extractive.reply(&request).join(" ");
                 let mut fallback = Release::new(false);
                 let mut text = fallback.push(&quoted, &asking.checker);
                 text.push_str(&fallback.finish(&asking.checker));

@@ -163,6 +163,19 @@ impl Extractive {
     /// as it is asked (a reason for "why", the list for "which", the item for "the second
     /// one"), in lesson order, each with its `[n]`.
     pub fn answer(&self, request: &ModelRequest) -> Vec<String> {
+        self.compose(request, false)
+    }
+
+    /// The answer as the embedded answerer says it: [`Extractive::answer`], or `NOT_IN_LESSON`
+    /// when the question only a number answers ("how many …?", "how much does … cost?") finds
+    /// no number in the sentences that would answer it, besides those the question itself
+    /// states. Quoting "multiply by each vendor's prices" to "how much does Groq charge?"
+    /// would look like an answer and teach nothing; the lesson simply does not say.
+    pub fn reply(&self, request: &ModelRequest) -> Vec<String> {
+        self.compose(request, true)
+    }
+
+    fn compose(&self, request: &ModelRequest, needs_quantity: bool) -> Vec<String> {
         let terms = &request.terms[..];
         let reading = &request.reading;
         let analyzer = self.analyzers.get(&request.language);
@@ -194,12 +207,33 @@ impl Extractive {
         // A sentence that only leads into a list ("The downsides are real, though:") says
         // nothing without it; steps and "which …?" want the whole list.
         let leads = units[best].shape == Shape::Sentence && units[best].text.ends_with(':');
-        if (leads || matches!(reading.want, Want::Steps | Want::List))
-            && let Some(list) = whole_list(&units, best)
+        let chosen = match whole_list(&units, best) {
+            Some(list) if leads || matches!(reading.want, Want::Steps | Want::List) => list,
+            _ => pick(&units, best, terms),
+        };
+        if needs_quantity
+            && asks_for_quantity(&request.message)
+            && !chosen
+                .iter()
+                .any(|&i| states_a_new_number(units[i].text, &request.message))
         {
-            return render_all(list);
+            // The best unit that states a number answers instead when it is nearly as good;
+            // otherwise the lesson does not say.
+            let Some(numbered) = units
+                .iter()
+                .enumerate()
+                .filter(|(_, u)| {
+                    u.score >= QUANTITY_SCORE * units[best].score
+                        && states_a_new_number(u.text, &request.message)
+                })
+                .max_by(|a, b| a.1.score.total_cmp(&b.1.score).then(b.0.cmp(&a.0)))
+                .map(|(i, _)| i)
+            else {
+                return vec![crate::prompts::NOT_IN_LESSON.to_string()];
+            };
+            return render_all(pick(&units, numbered, terms));
         }
-        render_all(pick(&units, best, terms))
+        render_all(chosen)
     }
 }
 
@@ -431,6 +465,55 @@ fn fits(unit: &Unit<'_>, want: Want, score: f32) -> f32 {
     }
 }
 
+/// "How many …?", "how much …?" (not "how much of …?"), "what percentage …?", "what year …?":
+/// a question that only a number answers. ("When …?", "how long …?" and "how old …?" are
+/// often answered in words: "once the weights are public", "for decades".)
+fn asks_for_quantity(message: &str) -> bool {
+    let words = crate::conversation::message_words(message);
+    words.windows(2).enumerate().any(|(i, pair)| match pair {
+        [a, b] if a == "how" && b == "many" => true,
+        [a, b] if a == "how" && b == "much" => words.get(i + 2).is_none_or(|w| w != "of"),
+        [a, b] if (a == "what" || a == "which") && (b == "percentage" || b == "year") => true,
+        _ => false,
+    })
+}
+
+/// How good, against the best unit, a unit stating a number must be to answer a question only
+/// a number answers when the best one states none.
+const QUANTITY_SCORE: f32 = 0.5;
+
+/// Words that state an amount without a figure ("third" and "quarter" are left out: "a third
+/// party", "last quarter").
+const AMOUNT_WORDS: &[&str] = &[
+    "half",
+    "dozen",
+    "dozens",
+    "hundreds",
+    "thousands",
+    "millions",
+    "billions",
+    "free",
+    "none",
+    "zero",
+    "twice",
+    "double",
+];
+
+/// True when `text` states a number that `question` does not (a figure, a number word or an
+/// amount word): "7B" in the answer to "how long does tuning a 7B model take?" answers nothing.
+fn states_a_new_number(text: &str, question: &str) -> bool {
+    let asked: Vec<f64> = crate::text::numbers(question)
+        .iter()
+        .map(|n| n.value)
+        .collect();
+    crate::text::numbers(text)
+        .iter()
+        .any(|n| !asked.contains(&n.value))
+        || crate::conversation::message_words(text)
+            .iter()
+            .any(|w| AMOUNT_WORDS.contains(&w.as_str()))
+}
+
 /// The unit that is the requested item, of the list the last answer read from, or else of the
 /// best-ranked passage's first list long enough (lists of items before tables).
 fn nth_item(units: &[Unit<'_>], ordinal: Ordinal) -> Option<usize> {
@@ -623,7 +706,7 @@ impl ChatModel for Extractive {
         &'a self,
         request: &'a ModelRequest,
     ) -> BoxFuture<'a, Result<Reply, ModelError>> {
-        let sentences = self.answer(request);
+        let sentences = self.reply(request);
         Box::pin(async move {
             Ok(Reply {
                 backend: self.name(),
@@ -637,7 +720,7 @@ impl ChatModel for Extractive {
         request: &'a ModelRequest,
     ) -> BoxFuture<'a, Result<ReplyStream, ModelError>> {
         let pieces: Vec<String> = self
-            .answer(request)
+            .reply(request)
             .into_iter()
             .enumerate()
             .map(|(i, s)| if i == 0 { s } else { format!(" {s}") })
@@ -720,6 +803,98 @@ mod tests {
             language: "en".to_string(),
         });
         assert_eq!(answer, vec!["Ignoring drift. [2]"]);
+    }
+
+    fn reply_to(answerer: &Extractive, message: &str, passages: &[NumberedPassage]) -> Vec<String> {
+        let terms: Vec<QueryTerm> = crate::conversation::message_words(message)
+            .iter()
+            .filter(|w| w.len() > 3)
+            .map(|w| term(w, 1.0))
+            .collect();
+        answerer.reply(&ModelRequest {
+            system: String::new(),
+            history: Vec::new(),
+            message: message.to_string(),
+            passages: passages.to_vec(),
+            terms,
+            easy: false,
+            reading: crate::conversation::read(message),
+            language: "en".to_string(),
+        })
+    }
+
+    #[test]
+    fn a_question_only_a_number_answers_is_not_answered_without_one() {
+        let answerer = Extractive::new();
+        let prices = [passage(
+            1,
+            "To compare costs, estimate your monthly tokens. Multiply them by each vendor's per-token prices.",
+        )];
+        let not_in_lesson = vec![crate::prompts::NOT_IN_LESSON.to_string()];
+        // The words match, but no sentence says how much.
+        assert_eq!(
+            reply_to(
+                &answerer,
+                "How much does a vendor charge per million tokens?",
+                &prices
+            ),
+            not_in_lesson
+        );
+        // The answer's own sentences without the check.
+        assert!(
+            !answerer
+                .answer(&ModelRequest {
+                    system: String::new(),
+                    history: Vec::new(),
+                    message: "How much does a vendor charge per million tokens?".to_string(),
+                    passages: prices.to_vec(),
+                    terms: vec![term("vendor", 1.0), term("tokens", 1.0)],
+                    easy: false,
+                    reading: crate::conversation::read("How much does a vendor charge?"),
+                    language: "en".to_string(),
+                })
+                .is_empty()
+        );
+        // A number the question states answers nothing.
+        let tuning = [passage(
+            1,
+            "Tuning a 7B model with adapters needs a single GPU.",
+        )];
+        assert_eq!(
+            reply_to(
+                &answerer,
+                "How many hours does tuning a 7B model take?",
+                &tuning
+            ),
+            not_in_lesson
+        );
+        // A sentence stating the number, nearly as good as the best, answers instead.
+        let counted = [passage(
+            1,
+            "Routers choose a model for every request. A router needs about 2,000 labelled requests to train.",
+        )];
+        assert_eq!(
+            reply_to(
+                &answerer,
+                "How many labelled requests does a router need?",
+                &counted
+            ),
+            vec!["A router needs about 2,000 labelled requests to train. [1]"]
+        );
+        // Not a question of quantity: answered as before.
+        assert_eq!(
+            reply_to(&answerer, "How do vendors charge for tokens?", &prices).len(),
+            1
+        );
+        // An amount in words answers too.
+        let free = [passage(
+            1,
+            "Hosts charge per token. The smallest model is free to use.",
+        )];
+        assert_eq!(
+            reply_to(&answerer, "How much does the smallest model cost?", &free),
+            vec!["The smallest model is free to use. [1]"]
+        );
     }
 
     fn passage(n: usize, text: &str) -> NumberedPassage {
