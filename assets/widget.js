@@ -401,7 +401,8 @@ class LessonTutor extends HTMLElement {
       this.input.value = "";
       // While a quiz question waits for its reply, what is sent is that reply.
       const pending = this.quiz.pending;
-      this.ask(question.slice(0, MAX_CHARS), pending ? { mode: "quiz", quiz_item: pending } : {});
+      const reply = pending ? { mode: "quiz", quiz_item: pending, quiz_attempt: this.quiz.attempt || 1 } : {};
+      this.ask(question.slice(0, MAX_CHARS), reply);
     };
     this.hintButton.onclick = () => {
       const question = this.input.value.trim();
@@ -474,6 +475,8 @@ class LessonTutor extends HTMLElement {
       return {
         asked: saved.asked.filter((id) => /^[\w-]{1,64}$/.test(id)),
         pending: /^[\w-]{1,64}$/.test(saved.pending || "") ? saved.pending : null,
+        question: typeof saved.question === "string" ? saved.question.slice(0, MAX_CHARS) : null,
+        attempt: Math.max(1, Math.floor(Number(saved.attempt)) || 1),
         correct: Number(saved.correct) || 0,
         graded: Number(saved.graded) || 0,
       };
@@ -493,7 +496,11 @@ class LessonTutor extends HTMLElement {
 
   /** The label says what the box is for, and the score shows once a reply was graded. */
   showQuizState() {
-    this.label.textContent = this.quiz.pending ? "Your answer to the quiz question" : "Your question";
+    this.label.textContent = !this.quiz.pending
+      ? "Your question"
+      : this.quiz.attempt > 1
+        ? "Your second try at the quiz question"
+        : "Your answer to the quiz question";
     this.scoreNode.hidden = !this.quiz.graded;
     this.scoreNode.textContent = `Quiz score: ${this.quiz.correct} of ${this.quiz.graded}`;
   }
@@ -503,9 +510,16 @@ class LessonTutor extends HTMLElement {
     if (reply.kind === "quiz_question" && reply.quiz?.item_id) {
       this.quiz.pending = reply.quiz.item_id;
       this.quiz.question = reply.quiz.question;
+      this.quiz.attempt = 1;
       this.quiz.asked = [...this.quiz.asked.filter((id) => id !== reply.quiz.item_id), reply.quiz.item_id];
+    } else if (reply.kind === "grade" && reply.quiz?.tries_left > 0) {
+      // Not yet right, with another try: the question keeps waiting, the score waits too.
+      this.quiz.pending = reply.quiz.item_id;
+      this.quiz.question = reply.quiz.question;
+      this.quiz.attempt = (reply.quiz.attempt || 1) + 1;
     } else if (reply.kind === "grade") {
       this.quiz.pending = null;
+      this.quiz.attempt = 1;
       this.quiz.graded += 1;
       if (reply.grade === "correct") this.quiz.correct += 1;
       this.announce(`Quiz score: ${this.quiz.correct} of ${this.quiz.graded}`);

@@ -66,6 +66,10 @@ enum Command {
         /// With `--mode quiz`: the quiz item the words reply to.
         #[arg(long, value_name = "ID")]
         quiz_item: Option<String>,
+        /// With `--quiz-item`: which try the reply is (1, the default, keeps the answer back
+        /// from a reply not yet right and gives a hint; 2 shows it).
+        #[arg(long, value_name = "N", requires = "quiz_item")]
+        attempt: Option<u32>,
         /// The question (with `--mode quiz` and `--quiz-item`: the reply to grade).
         #[arg(num_args = 0..)]
         question: Vec<String>,
@@ -157,13 +161,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             history,
             mode,
             quiz_item,
+            attempt,
             question,
         } => ask(
             &config,
             lesson,
             question.join(" "),
             history.as_deref(),
-            (mode.into(), quiz_item),
+            (mode.into(), quiz_item, attempt),
             json,
         ),
         Command::Check { lesson, json } => check(&config, lesson.as_deref(), json),
@@ -549,7 +554,7 @@ fn ask(
     lesson: String,
     question: String,
     history: Option<&Path>,
-    (mode, quiz_item): (Mode, Option<String>),
+    (mode, quiz_item, attempt): (Mode, Option<String>, Option<u32>),
     as_json: bool,
 ) -> anyhow::Result<ExitCode> {
     let history = match history {
@@ -568,7 +573,9 @@ fn ask(
                 !question.trim().is_empty(),
                 "give a question (or, with `--mode quiz` and `--quiz-item`, the reply to grade)"
             );
-            Question::parse(lesson, question, history)?.with_mode(mode, item)?
+            Question::parse(lesson, question, history)?
+                .with_mode(mode, item)?
+                .with_attempt(attempt)?
         }
     };
     let (answer, retrieval) = runtime()?.block_on(loaded.tutor.ask(question))?;

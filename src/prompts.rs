@@ -197,14 +197,17 @@ impl Prompts {
             prompts.quiz(
                 "question",
                 language,
-                context! { question => SAMPLE, choices => choices, section => SAMPLE },
+                context! { question => SAMPLE, choices => choices.clone(), section => SAMPLE },
             )?;
+            let retry = context! { term => SAMPLE, question => SAMPLE, choices => choices.clone() };
             for grade in ["correct", "partly", "not_yet"] {
-                prompts.quiz(
-                    "grade",
-                    language,
-                    context! { grade => grade, section => "", n => 1, quote => "", explanation => "" },
-                )?;
+                for retry in [None, Some(&retry)] {
+                    prompts.quiz(
+                        "grade",
+                        language,
+                        context! { grade => grade, section => "", n => 1, quote => "", explanation => "", retry => retry },
+                    )?;
+                }
             }
             prompts.quiz("no_quiz", language, context! { lesson => sample_lesson })?;
         }
@@ -631,9 +634,53 @@ mod tests {
             .quiz(
                 "grade",
                 "it",
-                context! { grade => "not_yet", section => "Rotte", n => 1, quote => "", explanation => "" },
+                context! { grade => "not_yet", section => "Rotte", n => 1, quote => "", explanation => "", retry => None::<()> },
             )
             .expect("renders");
         assert_eq!(grade, "Non ancora. Rileggi «Rotte» [1] e riprova.");
+        // Another try: a word to look for, then the question again, its choices one per line.
+        let retry = |language: &str, term: &str| {
+            prompts
+                .quiz(
+                    "grade",
+                    language,
+                    context! {
+                        grade => "not_yet", section => "Routing", n => 1, quote => "", explanation => "",
+                        retry => context! {
+                            term => term,
+                            question => "Which router learns?",
+                            choices => vec![
+                                context! { letter => "a", text => "Rules" },
+                                context! { letter => "b", text => "Classifier" },
+                            ],
+                        },
+                    },
+                )
+                .expect("renders")
+        };
+        assert_eq!(
+            retry("en", "learns"),
+            "Not yet. Re-read \"Routing\" [1] and look for what it says about \"learns\". Have another go: Which router learns?\na) Rules\nb) Classifier"
+        );
+        assert_eq!(
+            retry("en", ""),
+            "Not yet. Re-read \"Routing\" [1]. Have another go: Which router learns?\na) Rules\nb) Classifier"
+        );
+        assert!(retry("de", "lernt").starts_with("Noch nicht. Lies „Routing“ [1] noch einmal und achte darauf, was dort über „lernt“ steht. Noch ein Versuch: Which"), "{}", retry("de", "lernt"));
+        assert!(
+            retry("de", "")
+                .starts_with("Noch nicht. Lies „Routing“ [1] noch einmal. Noch ein Versuch:"),
+            "{}",
+            retry("de", "")
+        );
+        for language in ["es", "fr", "pt", "it"] {
+            let text = retry(language, "cascade");
+            assert!(
+                text.contains("cascade")
+                    && text.ends_with("b) Classifier")
+                    && !text.contains("Have another go"),
+                "{text}"
+            );
+        }
     }
 }

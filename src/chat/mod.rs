@@ -25,7 +25,7 @@ pub mod translate;
 pub mod verify;
 
 pub use question::{
-    MAX_HISTORY_TURNS, MAX_MESSAGE_CHARS, MAX_TURN_CHARS, Mode, Question, Translated,
+    MAX_HISTORY_TURNS, MAX_MESSAGE_CHARS, MAX_TURN_CHARS, Mode, QUIZ_TRIES, Question, Translated,
 };
 
 use crate::language::Detected;
@@ -239,6 +239,14 @@ pub struct QuizInfo {
     /// or its number); absent for a free-text item.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub choices: Vec<String>,
+    /// On a grade: which try this reply was (1 for the first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u8>,
+    /// On a grade: how many more tries the learner has at this item. While it is 1, a reply
+    /// not yet right gets a hint and the answer is kept back; send the next reply with
+    /// `quiz_attempt` one higher.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tries_left: Option<u8>,
 }
 
 /// What the verifier did to a model's answer before the learner saw it.

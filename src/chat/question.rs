@@ -32,12 +32,18 @@ pub struct Question {
     pub(in crate::chat) quiz_item: Option<String>,
     /// With [`Mode::Quiz`] and no item: the items already asked in this session, oldest first.
     pub(in crate::chat) quiz_asked: Vec<String>,
+    /// With [`Mode::Quiz`] and an item: which try this reply is (from 1; see [`QUIZ_TRIES`]).
+    pub(in crate::chat) quiz_attempt: u8,
     /// Set during an assessment (an instructor's LTI launch): every answer is a hint.
     pub(in crate::chat) hint_only: bool,
     /// The message's sentence vector, when a semantic model is in use (computed before
     /// planning, batched with other learners' questions).
     pub(in crate::chat) meaning: Option<crate::semantic::Vector>,
 }
+
+/// Tries a learner has at a quiz item: a reply not yet right on an earlier one gets a hint
+/// and another go; the last one gets the answer.
+pub const QUIZ_TRIES: u8 = 2;
 
 /// What a learner asks the tutor for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, utoipa::ToSchema)]
@@ -122,6 +128,7 @@ impl Question {
             mode: Mode::Answer,
             quiz_item: None,
             quiz_asked: Vec::new(),
+            quiz_attempt: 1,
             hint_only: false,
             meaning: None,
         })
@@ -140,6 +147,7 @@ impl Question {
             mode: Mode::Quiz,
             quiz_item: None,
             quiz_asked: asked,
+            quiz_attempt: 1,
             hint_only: false,
             meaning: None,
         })
@@ -166,6 +174,27 @@ impl Question {
             (_, None) => {}
         }
         self.mode = mode;
+        Ok(self)
+    }
+
+    /// Which try at its quiz item a reply is: 1 (the default) or more; a reply not yet right
+    /// gets the answer only on the last of [`QUIZ_TRIES`].
+    pub fn with_attempt(mut self, attempt: Option<u32>) -> Result<Question, ChatError> {
+        let Some(attempt) = attempt else {
+            return Ok(self);
+        };
+        if self.quiz_item.is_none() {
+            return Err(ChatError::InvalidMessage(
+                "`quiz_attempt` goes with `mode: \"quiz\"` and the `quiz_item` replied to"
+                    .to_string(),
+            ));
+        }
+        if attempt == 0 {
+            return Err(ChatError::InvalidMessage(
+                "`quiz_attempt` counts from 1".to_string(),
+            ));
+        }
+        self.quiz_attempt = attempt.min(u32::from(QUIZ_TRIES)) as u8;
         Ok(self)
     }
 

@@ -23,11 +23,27 @@ pub struct Grading {
     /// The reply contradicts the expected answer (a negation, another number): the lexical
     /// grade stands whatever the model says.
     contradicted: bool,
+    /// Keeps the answer out of the model's explanation when it must not be given.
+    guard: Guard,
+    /// The section's title states the answer, so it is not named while the answer is kept back.
+    title_reveals: bool,
     section: String,
-    /// The lesson's sentence quoted after the grade (none during an assessment).
-    quote: Option<String>,
+    /// The lesson's sentence holding the answer, quoted after the grade when it may be given.
+    answer_quote: Option<String>,
+    /// An assessment's reply the words found not right: the answer is never given.
+    assessment_withheld: bool,
     /// The lesson's language, which the grade is written in.
     language: String,
+    /// Another try, for a reply the final grade finds not yet right (the answer is kept back).
+    retry: Option<Retry>,
+}
+
+/// What a learner with another try is told: a word to look for, and the question again.
+pub struct Retry {
+    /// A word of the question the section says something about (never one of the answer).
+    term: String,
+    question: String,
+    choices: Vec<String>,
 }
 
 /// What a question gets when quiz integrity applies to it, decided before any model is called.
@@ -64,15 +80,7 @@ impl Tutor {
                     None,
                 ));
             };
-            let choices: Vec<_> = item
-                .choices
-                .iter()
-                .enumerate()
-                .map(|(i, text)| {
-                    let letter = char::from(b'a' + i as u8).to_string();
-                    context! { letter => letter, text => text }
-                })
-                .collect();
+            let choices = letters(&item.choices);
             let text = self.prompts.quiz(
                 "question",
                 &lesson.language,
@@ -110,21 +118,47 @@ impl Tutor {
             self.retriever.settings().grade_similarity,
         );
         let passage = quiz::passage_for(words, lesson, item);
-        // During an assessment a wrong reply is not followed by the answer.
-        let quote = match passage {
-            Some(p) if grade == Grade::Correct || !question.hint_only => {
-                quiz::answer_sentence(words, &p.text, &item.answer)
+        // A try left: a reply not yet right gets a hint and another go, not the answer.
+        let tries_left = super::QUIZ_TRIES.saturating_sub(question.quiz_attempt);
+        let offer = (tries_left > 0 && passage.is_some()).then(|| {
+            let term = passage
+                .and_then(|p| quiz::key_word(words, &item.question, &p.text, Some(&item.answer)));
+            Retry {
+                term: term.unwrap_or_default(),
+                question: item.question.clone(),
+                choices: item.choices.clone(),
             }
-            _ => None,
-        };
+        });
+        let retry = offer.as_ref().filter(|_| grade != Grade::Correct);
+        // During an assessment, or with a try left, a wrong reply is not followed by the answer.
+        let withheld = grade != Grade::Correct && (question.hint_only || retry.is_some());
+        let answer_quote =
+            passage.and_then(|p| quiz::answer_sentence(words, &p.text, &item.answer));
+        let quote = answer_quote.filter(|_| !withheld);
         let section = section_title(lesson, &item.section).to_string();
-        let text = self.grade_text(&lesson.language, grade, &section, quote, "")?;
+        let guard = Guard::new(words, Some(item.id.clone()), &item.answer);
+        // A section title may itself be the answer ("Closed APIs"): while the answer is kept
+        // back, the grade says "this section" instead.
+        let title_reveals = guard.revealed_by(words, &section);
+        let shown_section = if withheld && title_reveals {
+            ""
+        } else {
+            &section
+        };
+        let text = self.grade_text(&lesson.language, grade, shown_section, quote, "", retry)?;
         telemetry::quiz("grade", grade.as_str());
+        if retry.is_some() {
+            telemetry::quiz("retry", grade.as_str());
+        }
         let citations = passage
             .map(|p| vec![citation(1, lesson, p)])
             .unwrap_or_default();
         let mut reply = self.tutor_reply(text, ReplyKind::Grade, citations);
-        reply.quiz = Some(quiz_info(item));
+        reply.quiz = Some(QuizInfo {
+            attempt: Some(question.quiz_attempt),
+            tries_left: Some(if retry.is_some() { tries_left } else { 0 }),
+            ..quiz_info(item)
+        });
         reply.grade = Some(grade);
         let Some(passage) = passage else {
             return Ok((reply, None));
@@ -156,7 +190,7 @@ impl Tutor {
             reading: Default::default(),
             language: lesson.language.clone(),
         };
-        let mut checker = Checker::new(
+        let checker = Checker::new(
             &self.analysis,
             self.prompts.clone(),
             &[(passage.id.as_str(), section.as_str(), passage.text.as_str())],
@@ -164,19 +198,20 @@ impl Tutor {
             &lesson.title,
             &lesson.language,
         );
-        // During an assessment the explanation must not give the answer either.
-        if question.hint_only && grade != Grade::Correct {
-            checker =
-                checker.with_guards(vec![Guard::new(words, Some(item.id.clone()), &item.answer)]);
-        }
         let grading = Grading {
             request,
             checker,
+            guard,
+            title_reveals,
             lexical: grade,
             contradicted: quiz::grade::contradicts(words, item, &question.message),
             section,
-            quote: quote.map(str::to_string),
+            answer_quote: answer_quote.map(str::to_string),
+            // During an assessment nothing a wrong reply gets gives the answer, whatever a
+            // model then says.
+            assessment_withheld: question.hint_only && grade != Grade::Correct,
             language: lesson.language.clone(),
+            retry: offer,
         };
         Ok((reply, Some(grading)))
     }
@@ -190,7 +225,15 @@ impl Tutor {
         section: &str,
         quote: Option<&str>,
         explanation: &str,
+        retry: Option<&Retry>,
     ) -> Result<String, ChatError> {
+        let retry = retry.map(|r| {
+            context! {
+                term => &r.term,
+                question => &r.question,
+                choices => letters(&r.choices),
+            }
+        });
         Ok(self.prompts.quiz(
             "grade",
             language,
@@ -200,6 +243,7 @@ impl Tutor {
                 n => 1,
                 quote => quote.unwrap_or(""),
                 explanation => explanation,
+                retry => retry,
             },
         )?)
     }
@@ -240,20 +284,40 @@ impl Tutor {
                 "changed"
             },
         );
+        // A reply the model finds right needs no other try.
+        let retry = grading.retry.as_ref().filter(|_| grade != Grade::Correct);
+        let withheld = grading.assessment_withheld || (grade != Grade::Correct && retry.is_some());
+        let checker = if withheld {
+            grading.checker.with_guards(vec![grading.guard])
+        } else {
+            grading.checker
+        };
         let mut release = Release::new(false);
-        release.push(explanation, &grading.checker);
-        release.finish(&grading.checker);
+        release.push(explanation, &checker);
+        release.finish(&checker);
         let verified = if release.answered() {
             release.shown().to_string()
         } else {
             String::new()
         };
-        let quote = grading.quote.as_deref();
+        let quote = grading.answer_quote.as_deref().filter(|_| !withheld);
+        let section = if withheld && grading.title_reveals {
+            ""
+        } else {
+            &grading.section
+        };
         if let Ok(text) =
-            self.grade_text(&grading.language, grade, &grading.section, quote, &verified)
+            self.grade_text(&grading.language, grade, section, quote, &verified, retry)
         {
             lexical.answer = text;
             lexical.grade = Some(grade);
+            if let Some(quiz) = &mut lexical.quiz {
+                quiz.tries_left = Some(if retry.is_some() {
+                    super::QUIZ_TRIES.saturating_sub(quiz.attempt.unwrap_or(1))
+                } else {
+                    0
+                });
+            }
             lexical.backend = reply.backend;
             lexical.verification = Some(super::Verification::of(release.judged(), false));
             lexical.judged = release.judged().to_vec();
@@ -414,7 +478,18 @@ fn quiz_info(item: &QuizItem) -> QuizInfo {
         question: item.question.clone(),
         section_id: item.section.clone(),
         choices: item.choices.clone(),
+        attempt: None,
+        tries_left: None,
     }
+}
+
+/// Choices with their letters, for the templates: `a) …`, `b) …`.
+fn letters(choices: &[String]) -> Vec<minijinja::Value> {
+    choices
+        .iter()
+        .zip('a'..='z')
+        .map(|(text, letter)| context! { letter => letter.to_string(), text => text })
+        .collect()
 }
 
 #[cfg(test)]

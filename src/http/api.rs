@@ -41,6 +41,12 @@ pub struct ChatRequest {
     /// first, so the next question is a new one.
     #[serde(default)]
     quiz_asked: Vec<String>,
+    /// With `mode: "quiz"` and `quiz_item`: which try this reply is, from 1 (the default). A
+    /// reply not yet right on the first try gets a hint and the answer is kept back
+    /// (`quiz.tries_left` is 1); on the second it gets the answer. Send 2 to have the answer at
+    /// once.
+    #[serde(default)]
+    quiz_attempt: Option<u32>,
     /// Earlier turns, oldest first (at most 20).
     #[serde(default)]
     history: Option<Vec<Turn>>,
@@ -258,6 +264,7 @@ async fn chat_inner(
         )?
         .with_mode(mode, item)?,
     }
+    .with_attempt(request.quiz_attempt)?
     .with_conversation(request.conversation_id.as_deref())?
     .hint_only(hint_only(caller.as_ref()));
     check_lesson(caller.as_ref(), question.lesson_id())?;

@@ -318,7 +318,17 @@ fn facade_question(
         .and_then(|ids| ids.into_iter().next());
     Ok(match pending {
         Some(item) if !message.trim().is_empty() => {
-            Question::parse(lesson_id, message, Vec::new())?.with_mode(Mode::Quiz, Some(item))?
+            // Each assistant turn in a row that put the question (asked, then asked again after
+            // a reply not yet right) is one try.
+            let attempt = history
+                .iter()
+                .rev()
+                .filter(|turn| turn.role == Role::Assistant)
+                .take_while(|turn| asked_in(turn).contains(&item))
+                .count();
+            Question::parse(lesson_id, message, Vec::new())?
+                .with_mode(Mode::Quiz, Some(item))?
+                .with_attempt(Some(attempt as u32))?
         }
         _ => Question::quiz_me(lesson_id, history.iter().flat_map(asked_in).collect())?,
     })

@@ -897,7 +897,19 @@ test("Quiz me and Hint work by keyboard, grade the reply, keep the score, and pa
   last = await lastMessage(page);
   assert.match(last.text, /Not yet\./);
   assert.match(last.text, /Sources:/);
+  // A first wrong reply: another go, the question again, no answer and no score yet.
+  assert.match(last.text, /Have another go:.*fastest route to frontier/s, last.text);
+  assert.doesNotMatch(last.text.split("Sources:")[0], /closed API/i, "the answer waits for the last try");
+  assert.equal(await widget(page, ".score").textContent(), "Quiz score: 1 of 1");
+  assert.equal(await widget(page, "form label").textContent(), "Your second try at the quiz question");
+  // The second wrong reply is graded and counted; the lesson gives the answer.
+  await ask(page, "a bigger GPU, surely");
+  last = await lastMessage(page);
+  assert.match(last.text, /Not yet\./);
+  assert.doesNotMatch(last.text, /Have another go/);
+  assert.match(last.text.split("Sources:")[0], /closed API/i, "the answer after the last try");
   assert.equal(await widget(page, ".score").textContent(), "Quiz score: 1 of 2");
+  assert.equal(await widget(page, "form label").textContent(), "Your question");
 
   // Hint with nothing typed and no quiz question waiting: what to do, on screen.
   assert.equal(await widget(page, ".nudge").isVisible(), false);

@@ -86,12 +86,40 @@ async fn quiz_me_asks_an_item_and_grades_the_reply_over_json_and_sse() {
     assert_eq!(graded["grade"], "correct");
     assert_eq!(graded["citations"][0]["section_id"], section.as_str());
     assert!(says(&graded["answer"], "That's right"), "{graded}");
+    assert_eq!(graded["quiz"]["attempt"], 1, "{graded}");
+    assert_eq!(graded["quiz"]["tries_left"], 0, "{graded}");
+    // Not yet right on the first try: a hint toward the section and the question again, with
+    // the answer kept back, and one more try.
     let (_, graded) = app.chat(grade("a bigger GPU budget")).await;
     assert_eq!(graded["grade"], "not_yet", "{graded}");
+    assert_eq!(graded["quiz"]["attempt"], 1, "{graded}");
+    assert_eq!(graded["quiz"]["tries_left"], 1, "{graded}");
+    assert!(
+        !says(&graded["answer"], &answer) && !graded.to_string().contains(&answer),
+        "the answer waits for the last try: {graded}"
+    );
+    assert!(says(&graded["answer"], "another go"), "{graded}");
+    assert!(
+        says(&graded["answer"], &question),
+        "the question again: {graded}"
+    );
+    assert_eq!(graded["citations"][0]["section_id"], section.as_str());
+    // The second try, still not right: the lesson's sentence is quoted.
+    let mut second = grade("a bigger GPU budget");
+    second["quiz_attempt"] = json!(2);
+    let (_, graded) = app.chat(second.clone()).await;
+    assert_eq!(graded["grade"], "not_yet", "{graded}");
+    assert_eq!(graded["quiz"]["tries_left"], 0, "{graded}");
     assert!(
         says(&graded["answer"], &answer),
-        "after a graded reply the lesson's sentence is quoted: {graded}"
+        "after the last try the lesson's sentence is quoted: {graded}"
     );
+    assert!(!says(&graded["answer"], "another go"), "{graded}");
+    // Right on the second try.
+    second["message"] = json!(answer);
+    let (_, graded) = app.chat(second).await;
+    assert_eq!(graded["grade"], "correct", "{graded}");
+    assert_eq!(graded["quiz"]["attempt"], 2, "{graded}");
 
     // The same over SSE: the citations, the text as deltas, then done with the grade.
     let mut body = grade(&answer);
@@ -322,6 +350,10 @@ async fn bad_quiz_requests_get_clear_errors() {
         json!({"lesson_id": LESSON, "mode": "quiz", "quiz_item": "rules-baseline"}),
         json!({"lesson_id": LESSON, "mode": "hint"}),
         json!({"lesson_id": LESSON, "mode": "teach", "message": "x"}),
+        json!({"lesson_id": LESSON, "mode": "quiz", "quiz_item": "rules-baseline", "message": "x", "quiz_attempt": 0}),
+        json!({"lesson_id": LESSON, "mode": "quiz", "quiz_item": "rules-baseline", "message": "x", "quiz_attempt": -1}),
+        json!({"lesson_id": LESSON, "message": "x", "quiz_attempt": 2}),
+        json!({"lesson_id": LESSON, "mode": "quiz", "quiz_attempt": 2}),
     ];
     for body in cases {
         let (status, error) = app.chat(body.clone()).await;
@@ -404,6 +436,25 @@ async fn the_facade_lists_hint_and_quiz_models_and_serves_them() {
         )
         .await;
         assert!(graded.starts_with("That's right!"), "{graded}");
+        // A wrong reply gets another go (the question again), then the answer.
+        let mut turns = vec![
+            json!({"role": "user", "content": "quiz me"}),
+            json!({"role": "assistant", "content": asked}),
+            json!({"role": "user", "content": "a bigger GPU budget"}),
+        ];
+        let again = complete(format!("tutor/{LESSON}:quiz"), json!(turns), stream).await;
+        assert!(again.starts_with("Not yet."), "{again}");
+        assert!(
+            again.contains(&question) && !says(&json!(again), &answer),
+            "{again}"
+        );
+        turns.push(json!({"role": "assistant", "content": again}));
+        turns.push(json!({"role": "user", "content": "still a bigger GPU budget"}));
+        let last = complete(format!("tutor/{LESSON}:quiz"), json!(turns), stream).await;
+        assert!(
+            last.starts_with("Not yet.") && says(&json!(last), &answer),
+            "the second try gets the answer: {last}"
+        );
         // :hint gives a hint, never the answer.
         let hint = complete(
             format!("tutor/{LESSON}:hint"),
@@ -592,6 +643,20 @@ async fn a_model_grade_is_taken_when_it_does_not_contradict_and_its_explanation_
     let done = events.last().expect("done").1.clone();
     assert_eq!(done["grade"], "correct");
     assert_eq!(events[1].1["text"], done["answer"]);
+
+    // A model that finds the reply not yet right on the first try: its explanation must not
+    // give the answer either, and the learner gets another go.
+    let strict = FakeModel::start(crate::helpers::answer(
+        "GRADE: not_yet\nSelf-reported confidence is an unreliable signal on its own [1].",
+        6,
+    ))
+    .await;
+    let strict_app = spawn_app(Some(&strict)).await;
+    let graded = grade(&strict_app, "Self-reported confidence.").await;
+    assert_eq!(graded["grade"], "not_yet", "{graded}");
+    assert_eq!(graded["quiz"]["tries_left"], 1, "{graded}");
+    assert!(!says(&graded["answer"], &answer), "{graded}");
+    assert!(says(&graded["answer"], "another go"), "{graded}");
 
     // A reply that negates the answer keeps its lexical grade, whatever the model says.
     let negated = grade(&app, "not the self-reported confidence").await;
