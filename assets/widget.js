@@ -4,8 +4,10 @@
  *   <script src="https://tutor.example.org/widget.js" data-lesson="LESSON_ID" defer></script>
  *
  * Options, as data-* on that tag: data-lesson (required); data-api (API base, default: this
- * script's origin); data-title; data-placement ("right" | "left"); data-open ("true" opens the
- * panel on load); data-key (sent as X-Tutor-Key); data-token (a session token from an LMS
+ * script's origin); data-title; data-placement ("floating" or "right", the default: a launcher
+ * at the bottom right opening a panel over the page; "left": the same on the left; "inline":
+ * the panel always open, in the page's flow, inside the element whose id is data-target, or
+ * else where the script tag is); data-open ("true" opens a floating panel on load); data-key (sent as X-Tutor-Key); data-token (a session token from an LMS
  * launch, sent as Authorization: Bearer). Theme: --tutor-accent, --tutor-bg, --tutor-fg
  * (and --tutor-accent-fg) set on the host page pass into the shadow root.
  *
@@ -35,7 +37,8 @@ function readOptions(data, src) {
     lesson: (data.lesson || "").trim(),
     api: (data.api || origin).replace(/\/+$/, ""),
     title: data.title || "Ask anything about this lesson",
-    placement: data.placement === "left" ? "left" : "right",
+    placement: ["left", "inline"].includes(data.placement) ? data.placement : "right",
+    target: data.target || "",
     open: data.open === "true",
     key: data.key || "",
     token: data.token || "",
@@ -205,6 +208,10 @@ svg{width:20px;height:20px;flex:none}
  background:var(--bg);border:1px solid var(--bd);border-radius:14px;overflow:hidden;
  box-shadow:0 12px 40px rgba(0,0,0,.28);animation:in .16s ease-out}
 .left .launcher,.left .panel{right:auto;left:20px}
+:host{display:block}
+.inline .launcher,.inline .close{display:none}
+.inline .panel{position:static;width:auto;max-width:none;height:var(--tutor-height,560px);
+ max-height:none;box-shadow:none;animation:none}
 @keyframes in{from{opacity:0;transform:translateY(8px)}}
 header{display:flex;align-items:center;gap:8px;padding:12px 12px 12px 16px;border-bottom:1px solid var(--bd)}
 h2{flex:1;margin:0;font-size:16px;font-weight:650;line-height:1.3}
@@ -267,8 +274,8 @@ textarea{display:block;width:100%;min-height:64px;max-height:160px;resize:vertic
 .graded .bubble{border-left:4px solid var(--a)}
 .secondary{border:1px solid var(--mu);padding:6px 12px;background:var(--bg);font-size:14px;margin-top:8px}
 .sr{position:absolute;width:1px;height:1px;overflow:hidden;clip-path:inset(50%);white-space:nowrap}
-@media (max-width:480px){.panel{inset:0;width:auto;height:auto;max-width:none;max-height:none;
- border:0;border-radius:0}[aria-expanded=true]{visibility:hidden}}
+@media (max-width:480px){.floating .panel{inset:0;width:auto;height:auto;max-width:none;
+ max-height:none;border:0;border-radius:0}.floating [aria-expanded=true]{visibility:hidden}}
 @media (prefers-reduced-motion:reduce){*,::before,::after{animation:none!important;transition:none!important}}
 `;
 
@@ -346,7 +353,7 @@ class LessonTutor extends HTMLElement {
     this.quiz = this.loadQuiz();
     this.controller = null; // AbortController of the answer being streamed, if any
     this.build();
-    if (this.options.open) this.open(false);
+    if (this.options.open || this.options.placement === "inline") this.open(false);
   }
 
   disconnectedCallback() {
@@ -355,7 +362,8 @@ class LessonTutor extends HTMLElement {
 
   build() {
     const root = this.attachShadow({ mode: "open" });
-    const wrap = el("div", { class: "root " + this.options.placement });
+    const inline = this.options.placement === "inline";
+    const wrap = el("div", { class: `root ${this.options.placement}${inline ? "" : " floating"}` });
     wrap.innerHTML = SKELETON; // constant markup, see SKELETON
     root.append(el("style", null, CSS), wrap);
     const $ = (selector) => root.querySelector(selector);
@@ -373,6 +381,12 @@ class LessonTutor extends HTMLElement {
     this.quizButton = $(".ask-quiz");
     this.panel.setAttribute("aria-label", this.options.title);
     $("h2").textContent = this.options.title;
+    if (inline) {
+      // Part of the page: always open, a region among the page's landmarks, nothing to close.
+      this.panel.setAttribute("role", "region");
+      this.panel.hidden = false;
+      this.launcher.hidden = true;
+    }
 
     this.launcher.onclick = () => (this.panel.hidden ? this.open(true) : this.close());
     $(".close").onclick = () => this.close();
@@ -382,7 +396,7 @@ class LessonTutor extends HTMLElement {
       this.input.focus();
     };
     wrap.addEventListener("keydown", (event) => {
-      if (event.key === "Escape" && !this.panel.hidden) {
+      if (event.key === "Escape" && !this.panel.hidden && !inline) {
         event.preventDefault();
         this.close();
       }
@@ -434,6 +448,7 @@ class LessonTutor extends HTMLElement {
   }
 
   close() {
+    if (this.options.placement === "inline") return;
     this.panel.hidden = true;
     this.launcher.setAttribute("aria-expanded", "false");
     this.launcher.focus();
@@ -880,7 +895,10 @@ function mount() {
   if (!options?.lesson) return console.warn("tutor widget: the script tag needs data-lesson");
   const widget = document.createElement(TAG);
   widget.options = options;
-  document.body.append(widget);
+  const target = options.target && document.getElementById(options.target);
+  if (options.placement === "inline" && target) target.append(widget);
+  else if (options.placement === "inline" && script.parentElement?.closest("body")) script.after(widget);
+  else document.body.append(widget);
 }
 
 if (document.body) mount();

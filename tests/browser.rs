@@ -85,6 +85,10 @@ scenarios! {
         "widget.test.mjs", "the lesson page is served with its sections and the widget";
     screenshots_on_a_phone_and_a_desktop:
         "widget.test.mjs", "screenshots of the widget on a phone and on a desktop";
+    a_host_page_places_the_tutor_inline:
+        "widget.test.mjs", "a host page places the tutor inline, in a named element or where its script is";
+    on_lesson_pages_the_tutor_never_covers_the_text:
+        "widget.test.mjs", "on lesson pages the tutor sits beside the text or after it, and never covers it";
     events_split_across_chunks_still_make_one_answer:
         "widget.test.mjs", "events split across network chunks, CRLF lines and keep-alives still make one answer";
     failures_show_a_friendly_message_with_retry:

@@ -331,7 +331,28 @@ pub fn lesson_html(lesson: &Lesson) -> String {
         .first()
         .filter(|s| s.level == 0)
         .map(|s| s.slug.clone());
-    let mut events: Vec<Event<'_>> = events.collect();
+    // A table or code block wider than a phone scrolls sideways inside a region the keyboard
+    // can reach (and scroll with the arrow keys).
+    let mut events: Vec<Event<'_>> = events
+        .flat_map(|event| match event {
+            Event::Start(Tag::Table(_)) => vec![
+                Event::Html(CowStr::from(
+                    "<div class=\"scroll\" tabindex=\"0\" role=\"region\" aria-label=\"Table\">",
+                )),
+                event,
+            ],
+            Event::Start(Tag::CodeBlock(_)) => vec![
+                Event::Html(CowStr::from(
+                    "<div class=\"scroll\" tabindex=\"0\" role=\"region\" aria-label=\"Code\">",
+                )),
+                event,
+            ],
+            Event::End(TagEnd::Table | TagEnd::CodeBlock) => {
+                vec![event, Event::Html(CowStr::from("</div>\n"))]
+            }
+            other => vec![other],
+        })
+        .collect();
     if let Some(slug) = &intro {
         let at = events
             .iter()

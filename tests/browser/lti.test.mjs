@@ -249,7 +249,9 @@ test("a learner launched from the LMS gets the lesson and answers, inside the co
   assert.equal(await frame.locator('a[href="/"]').count(), 0, "no way out of the course into the catalog");
 
   const widget = (selector) => frame.locator("lesson-tutor").locator(selector);
-  await widget(".launcher").click();
+  // The lesson page shows the tutor as a section of the page: no launcher to press.
+  await widget(".panel").waitFor({ state: "visible" });
+  assert.equal(await widget(".launcher").isVisible(), false);
   await widget("textarea").fill("Why send easy requests to an open model?");
   await widget("textarea").press("Enter");
   await frame.waitForFunction(
@@ -272,8 +274,7 @@ test("a learner launched from the LMS gets the lesson and answers, inside the co
   await Promise.all([frame.waitForNavigation(), frame.evaluate(() => location.reload())]);
   const reloaded = await toolFrame(page, "h1");
   const again = (selector) => reloaded.locator("lesson-tutor").locator(selector);
-  await again(".launcher").waitFor();
-  if ((await again(".launcher").getAttribute("aria-expanded")) !== "true") await again(".launcher").click();
+  await again(".panel").waitFor({ state: "visible" });
   const finished = () =>
     reloaded.evaluate(
       () => document.querySelector("lesson-tutor").shadowRoot.querySelectorAll(".msg.assistant:not(.streaming), .msg.error").length,

@@ -235,6 +235,19 @@ ${blocks}
 </body></html>`;
 }
 
+/** A host page placing the widget inline: inside a named element, or where its script tag is. */
+function inlinePage(target) {
+  const tag = `<script src="${tutorOrigin}/widget.js" data-lesson="${LESSON}" data-placement="inline"${target ? ' data-target="ask-here"' : ""} defer></script>`;
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Inline host page</title></head><body>
+<main><h1>Choosing a deployment</h1><p class="before">The lesson's text.</p>
+${target ? "" : tag}
+<p class="after">More of the lesson.</p>
+<section id="ask-here" aria-label="Questions"></section></main>
+${target ? tag : ""}
+</body></html>`;
+}
+
 /** A page whose widget talks to the scripted API, with every option set (a session token
  * from an LMS launch instead of a key when `token` is given). */
 function fakeApiPage(token) {
@@ -273,7 +286,13 @@ function hostServer() {
       return;
     }
     const page =
-      url.pathname === "/fake" ? fakeApiPage(url.searchParams.get("token")) : url.pathname === "/" ? hostPage(url.searchParams.has("hostile")) : null;
+      url.pathname === "/fake"
+        ? fakeApiPage(url.searchParams.get("token"))
+        : url.pathname === "/"
+          ? hostPage(url.searchParams.has("hostile"))
+          : url.pathname === "/inline"
+            ? inlinePage(url.searchParams.has("target"))
+            : null;
     response.writeHead(page ? 200 : 404, { "Content-Type": "text/html; charset=utf-8" });
     response.end(page || "not found");
   });
@@ -335,7 +354,11 @@ async function newPage(options = {}) {
 const widget = (page, selector) => page.locator("lesson-tutor").locator(selector);
 
 async function openWidget(page) {
-  await widget(page, ".launcher").waitFor();
+  await widget(page, ".panel").waitFor({ state: "attached" });
+  // Inline (the tutor's own lesson pages): always open, nothing to press.
+  if (await widget(page, ".root.inline").count()) {
+    return widget(page, ".panel").waitFor({ state: "visible" });
+  }
   if ((await widget(page, ".launcher").getAttribute("aria-expanded")) !== "true") {
     await widget(page, ".launcher").click();
   }
@@ -692,7 +715,7 @@ test("the lesson page is served with its sections and the widget", { timeout: 60
   for (const section of sections) {
     assert.equal(await page.locator(`[id="${section.id}"]`).count(), 1, `section ${section.id} has its anchor`);
   }
-  await widget(page, ".launcher").waitFor();
+  await widget(page, ".panel").waitFor({ state: "visible" });
   await page.screenshot({ path: path.join(screenshotDir, "lesson-page.png") });
 
   // The catalog links here.
@@ -708,7 +731,8 @@ test("screenshots of the widget on a phone and on a desktop", { timeout: 60_000 
   ];
   for (const [file, options] of shots) {
     const page = await newPage({ ...options, reducedMotion: "reduce" });
-    await page.goto(`${tutorOrigin}/lessons/${LESSON}`);
+    // A host page's floating widget.
+    await page.goto(`${hostOrigin}/`);
     await openWidget(page);
     await ask(page, "Which deployment should I start with?");
     await ask(page, OFF_TOPIC);
@@ -717,6 +741,85 @@ test("screenshots of the widget on a phone and on a desktop", { timeout: 60_000 
       assert.deepEqual(box, { x: 0, y: 0, width: 390, height: 844 }, "the open panel fills a phone's screen");
     }
     await page.screenshot({ path: path.join(screenshotDir, file) });
+    await page.context().close();
+  }
+});
+
+test("a host page places the tutor inline, in a named element or where its script is", { timeout: 30_000 }, async () => {
+  for (const target of [true, false]) {
+    const page = await newPage();
+    await page.goto(`${hostOrigin}/inline${target ? "?target" : ""}`);
+    await widget(page, ".panel").waitFor({ state: "visible" });
+    const place = await page.evaluate(() => {
+      const tutor = document.querySelector("lesson-tutor");
+      return {
+        parent: tutor.parentElement.id || tutor.parentElement.tagName,
+        previous: tutor.previousElementSibling?.tagName,
+        next: tutor.nextElementSibling?.className,
+      };
+    });
+    if (target) assert.equal(place.parent, "ask-here", "inside the named element");
+    else assert.deepEqual([place.parent, place.previous, place.next], ["MAIN", "SCRIPT", "after"], "where the script is");
+    assert.equal(await widget(page, ".launcher").isVisible(), false, "no launcher");
+    assert.equal(await widget(page, ".panel").getAttribute("role"), "region");
+    // Escape leaves an inline tutor open; it still answers.
+    await widget(page, "textarea").press("Escape");
+    assert.equal(await widget(page, ".panel").isVisible(), true);
+    await ask(page, "Which deployment should I start with?");
+    assert.match((await lastMessage(page)).className, /assistant/);
+    assert.deepEqual(await axeViolations(page), [], `inline host page (${target ? "named element" : "script"})`);
+    await page.context().close();
+  }
+});
+
+test("on lesson pages the tutor sits beside the text or after it, and never covers it", { timeout: 90_000 }, async () => {
+  for (const width of [390, 1024, 1280, 1440]) {
+    const page = await newPage({ viewport: { width, height: 900 }, reducedMotion: "reduce" });
+    await page.goto(`${tutorOrigin}/lessons/${LESSON}`);
+    await openWidget(page);
+    await ask(page, "Which deployment should I start with?");
+    const boxes = await page.evaluate(() => {
+      const box = (node) => {
+        const r = node.getBoundingClientRect();
+        return { left: r.left + scrollX, top: r.top + scrollY, right: r.right + scrollX, bottom: r.bottom + scrollY };
+      };
+      const tutor = document.querySelector("lesson-tutor");
+      const panel = tutor.shadowRoot.querySelector(".panel");
+      // What shows of an element: its box, clipped by a region that scrolls it sideways.
+      const shown = (node) => {
+        const b = box(node);
+        const clip = node.closest(".scroll");
+        if (!clip) return b;
+        const c = box(clip);
+        return { left: Math.max(b.left, c.left), top: b.top, right: Math.min(b.right, c.right), bottom: b.bottom };
+      };
+      const text = [...document.querySelectorAll("article :is(h1, h2, h3, p, li, th, td, blockquote, pre)")]
+        .filter((node) => node.getClientRects().length)
+        .map((node) => ({ what: `${node.tagName} ${node.textContent.slice(0, 40)}`, ...shown(node) }));
+      return { panel: box(panel), article: box(document.querySelector("article")), text, page: document.documentElement.scrollWidth };
+    });
+    const overlaps = (a, b) => a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
+    const covered = boxes.text.filter((t) => overlaps(t, boxes.panel)).map((t) => t.what);
+    assert.deepEqual(covered, [], `lesson text under the tutor at ${width} px`);
+    assert.ok(boxes.panel.bottom - boxes.panel.top > 300, `the tutor has room at ${width} px`);
+    assert.ok(boxes.page <= width, `nothing scrolls sideways at ${width} px (${boxes.page})`);
+    if (width >= 1024) {
+      assert.ok(boxes.panel.left >= boxes.article.right, `a column beside the text at ${width} px`);
+      assert.ok(boxes.article.right - boxes.article.left >= 560, `the text keeps a readable width at ${width} px`);
+    } else {
+      assert.ok(boxes.panel.top >= boxes.article.bottom, `a section after the text at ${width} px`);
+    }
+    // Scrolled to the end of the lesson's text, a column beside it is still in view.
+    if (width >= 1024) {
+      await page.evaluate(() => document.querySelector("article .lesson-body > :last-child").scrollIntoView({ block: "end" }));
+      const inView = await widget(page, ".panel").evaluate((panel) => {
+        const r = panel.getBoundingClientRect();
+        return r.top >= 0 && r.bottom <= innerHeight;
+      });
+      assert.ok(inView, `the tutor is in view at the end of the lesson at ${width} px`);
+    }
+    assert.deepEqual(await axeViolations(page), [], `lesson page with the tutor at ${width} px`);
+    await page.screenshot({ path: path.join(screenshotDir, `lesson-page-${width}.png`), fullPage: width === 1280 });
     await page.context().close();
   }
 });
