@@ -63,7 +63,7 @@ pub fn semantic(config: &Config) -> Option<Arc<Semantic>> {
         Ok(semantic) => semantic,
         Err(error) => {
             tracing::warn!(
-                "no semantic model ({error}): questions are matched by their words only. Install the model as the README says, or set TUTOR_SEMANTIC=off to silence this"
+                "no semantic model ({error}): questions are matched by their words only. Install the model as docs/using.md says, or set TUTOR_SEMANTIC=off to silence this"
             );
             None
         }
