@@ -78,6 +78,40 @@ print(lesson)
 PY
 }
 
+# The quiz and hint mix for the lesson LESSON of a tutor serving on PORT: "quiz me" (with items
+# already asked), replies graded on a first try (not yet right: a hint and the question again)
+# and on a last one (the answer quoted), and hints on the lesson's own questions. Writes the wrk
+# script to LUA.
+quiz_mix() {  # PORT LESSON LUA
+  python3 - "$1" "$2" "$3" <<'PY'
+import json, sys, urllib.request
+port, lesson, lua = sys.argv[1:4]
+def chat(body):
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat", json.dumps(body).encode(),
+                                     {"Content-Type": "application/json"})
+    return json.load(urllib.request.urlopen(request))
+asked, items = [], []
+for _ in range(8):
+    reply = chat({"lesson_id": lesson, "mode": "quiz", "quiz_asked": asked})
+    item = reply.get("quiz")
+    if not item or item["item_id"] in asked:
+        break
+    asked.append(item["item_id"])
+    items.append(item)
+bodies = []
+for n, item in enumerate(items):
+    bodies.append({"lesson_id": lesson, "mode": "quiz", "quiz_asked": asked[:n]})
+    for attempt in (1, 2):
+        bodies.append({"lesson_id": lesson, "mode": "quiz", "quiz_item": item["item_id"],
+                       "message": "a bigger budget and more servers", "quiz_attempt": attempt})
+    bodies.append({"lesson_id": lesson, "mode": "hint", "message": item["question"]})
+open(lua, "w").write("local b = {" + ",".join("[[" + json.dumps(b) + "]]" for b in bodies) + "}\nlocal i = 0\n"
+    "request = function() i = i + 1; return wrk.format('POST', '/v1/chat', "
+    "{['Content-Type']='application/json'}, b[(i % #b) + 1]) end\n")
+print(len(items))
+PY
+}
+
 # Starts the stand-in model (examples/stand-in.rs, built) with ARGS (`DELAY_MS CHUNKS` to pace
 # it) and waits for it; sets UP to its port and SCHEME to http, or https with MODEL_TLS=h2|h1.
 start_stand_in() {  # HERE [ARGS...]

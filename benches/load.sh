@@ -7,6 +7,7 @@
 #   - index build from scratch and warm refresh (the `tutor index` command, wall clock);
 #   - start-up with a built index (until /readyz is 200) and RSS at idle;
 #   - POST /v1/chat with the extractive answerer: wrk -t2 -cCONNS, req/s, p50, p99 (median of RUNS);
+#   - the same for the quiz and hint mix (quiz me, graded replies on a first and a last try, hints);
 #   - peak RSS under that load;
 #   - STREAMS concurrent streaming answers through the stand-in model (examples/stand-in.rs) paced
 #     like a slow one, 50 chunks 20 ms apart (about 1 s): errors, which backend answered, time to
@@ -55,6 +56,17 @@ P50=$(cut -d' ' -f2 "$WORK/runs.txt" | median)
 P99=$(cut -d' ' -f3 "$WORK/runs.txt" | median); P99_ALL=$(cut -d' ' -f3 "$WORK/runs.txt" | tr '\n' ' ')
 NON2XX=$(awk '{s += $4} END {print s}' "$WORK/runs.txt")
 RSS_LOAD=$(rss_mb "$PID" VmHWM)
+# The quiz and hint mix on the same server.
+QUIZ_ITEMS=$(quiz_mix "$PORT" "$LESSON" "$WORK/quiz.lua")
+wrk -t2 -c"$CONNS" -d2s -s "$WORK/quiz.lua" "http://127.0.0.1:$PORT" >/dev/null  # warm-up
+for r in $(seq 1 "$RUNS"); do
+  wrk -t2 -c"$CONNS" -d"$DURATION" --latency -s "$WORK/quiz.lua" "http://127.0.0.1:$PORT" >"$WORK/quiz-$r.txt"
+done
+for r in $(seq 1 "$RUNS"); do parse "$WORK/quiz-$r.txt"; done >"$WORK/quiz-runs.txt"
+QUIZ_RPS=$(cut -d' ' -f1 "$WORK/quiz-runs.txt" | median); QUIZ_RPS_ALL=$(cut -d' ' -f1 "$WORK/quiz-runs.txt" | tr '\n' ' ')
+QUIZ_P50=$(cut -d' ' -f2 "$WORK/quiz-runs.txt" | median)
+QUIZ_P99=$(cut -d' ' -f3 "$WORK/quiz-runs.txt" | median)
+QUIZ_NON2XX=$(awk '{s += $4} END {print s}' "$WORK/quiz-runs.txt")
 kill "$PID"; wait "$PID" 2>/dev/null || true
 
 # --- streams through the paced stand-in model -------------------------------------------------------------
@@ -85,6 +97,7 @@ cat <<EOF
 | latency p50 / p99 | $P50 ms / $P99 ms (p99 runs: $P99_ALL) |
 | non-2xx responses | $NON2XX |
 | peak RSS under load | $RSS_LOAD MB |
+| quiz and hints mix ($QUIZ_ITEMS items: quiz me, first and last tries graded, hints), median of $RUNS | $QUIZ_RPS req/s (runs: $QUIZ_RPS_ALL), p50 $QUIZ_P50 ms, p99 $QUIZ_P99 ms, non-2xx $QUIZ_NON2XX |
 | streams held at once through the paced stand-in model (50 chunks over ~1 s) | $(field streams), errors $(field errors) |
 | their answers, by backend (the stand-in's, when checked and kept) | $(field backends) |
 | time to first event p50 / p99 | $(field first_event_p50_ms) ms / $(field first_event_p99_ms) ms |
