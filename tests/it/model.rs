@@ -186,3 +186,48 @@ async fn provider_failures_become_upstream_errors_not_500s() {
         );
     }
 }
+
+/// The embedded answerer: a question only a number answers, on words the lesson has but with no
+/// figure in it, is refused (over JSON and SSE) rather than answered with how to work it out; one
+/// the lesson's numbers answer is answered with them.
+#[tokio::test]
+async fn a_question_only_a_number_answers_needs_a_number_in_the_lesson() {
+    let app = spawn_app(None).await;
+    let lesson = "choosing-a-deployment";
+    let priced = "How much do hosting companies charge per million tokens today?";
+    let (status, body) = app
+        .chat(json!({"lesson_id": lesson, "message": priced}))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["refused"], true, "{body}");
+    assert_eq!(body["backend"], "extractive", "{body}");
+    let (_, events) = app
+        .chat_stream(json!({"lesson_id": lesson, "message": priced, "stream": true}))
+        .await;
+    assert_eq!(
+        events.last().expect("done").1["refused"],
+        true,
+        "{events:?}"
+    );
+    // The gate alone finds the lesson on topic: the answerer is what says it has no figure.
+    let (_, search) = app
+        .get_json(&format!(
+            "/v1/search?lesson_id={lesson}&q={}",
+            priced.replace(' ', "%20").replace('?', "%3F")
+        ))
+        .await;
+    assert!(
+        search["hits"].as_array().is_some_and(|h| !h.is_empty()),
+        "{search}"
+    );
+    // "How many" that the lesson's numbers answer (the question's own 2023 answers nothing).
+    let counted = "How many operations did the 2023 US order use as its threshold?";
+    let (_, body) = app
+        .chat(json!({"lesson_id": "the-policy-layer", "message": counted}))
+        .await;
+    assert_eq!(body["refused"], false, "{body}");
+    assert!(
+        body["answer"].as_str().is_some_and(|a| a.contains("10^26")),
+        "{body}"
+    );
+}
