@@ -8,7 +8,8 @@
  * at the bottom right opening a panel over the page; "left": the same on the left; "inline":
  * the panel always open, in the page's flow, inside the element whose id is data-target, or
  * else where the script tag is); data-open ("true" opens a floating panel on load); data-key (sent as X-Tutor-Key); data-token (a session token from an LMS
- * launch, sent as Authorization: Bearer). Theme: --tutor-accent, --tutor-bg, --tutor-fg
+ * launch, sent as Authorization: Bearer); data-lang (the language of its words: en, es, fr,
+ * de, pt or it; default: the nearest lang attribute, else English). Theme: --tutor-accent, --tutor-bg, --tutor-fg
  * (and --tutor-accent-fg) set on the host page pass into the shadow root.
  *
  * Everything lives in the open shadow root of one <lesson-tutor> element, so the host page's CSS
@@ -26,6 +27,18 @@ const HISTORY_MESSAGES = 6; // earlier messages sent with a follow-up question
 const MAX_CHARS = 4000; // the API's limit on one message
 const HIGHLIGHT_MS = 2000;
 const MAX_COMMENT = 500; // the API's limit on a feedback comment
+// Every word the widget shows or speaks, per language (assets/widget-strings.json, put here
+// and checked by the server; each language has every key of "en").
+const STRINGS = /*STRINGS*/{};
+
+/** The widget's words for `lang` (its first part picks the table), English for the rest. */
+function wordsFor(lang) {
+  const primary = String(lang || "").toLowerCase().split("-")[0];
+  return { ...(STRINGS.en || {}), ...(STRINGS[primary] || {}) };
+}
+
+/** `text` with each {name} replaced by `values[name]`. */
+const fill = (text, values) => String(text).replace(/\{(\w+)\}/g, (_, name) => String(values[name] ?? ""));
 
 // Captured now: document.currentScript is null once this first run of the script is over.
 const script = document.currentScript || document.querySelector('script[data-lesson][src*="widget.js"]');
@@ -36,7 +49,8 @@ function readOptions(data, src) {
   return {
     lesson: (data.lesson || "").trim(),
     api: (data.api || origin).replace(/\/+$/, ""),
-    title: data.title || "Ask anything about this lesson",
+    title: data.title || "",
+    lang: data.lang || "",
     placement: ["left", "inline"].includes(data.placement) ? data.placement : "right",
     target: data.target || "",
     open: data.open === "true",
@@ -164,20 +178,20 @@ async function readEvents(body, onEvent) {
 }
 
 /** Turns a non-2xx response ({"error": {"code", "message"}}) into a failure to show. */
-async function responseFailure(response) {
+async function responseFailure(response, t) {
   const error = (await response.json().catch(() => null))?.error || {};
   const status = response.status;
   if (status === 429) {
     // Retry-After is readable cross-origin only when the server exposes it.
     const seconds = parseInt(response.headers.get("Retry-After") ?? error.retry_after, 10);
-    const when = seconds >= 0 ? `in ${seconds} s` : "in a moment";
-    return failure(`Too many questions right now, try again ${when}.`, true);
+    const when = seconds >= 0 ? fill(t.wait_seconds, { seconds }) : t.wait_moment;
+    return failure(fill(t.too_many, { when }), true);
   }
-  if (status === 504) return failure("The tutor took too long to answer. Please try again.", true);
-  if (status >= 500) return failure("The tutor couldn't answer just now. Please try again.", true);
-  if (status === 401) return failure("This page isn't allowed to use the tutor.", false);
-  if (error.code === "lesson_not_found") return failure("The tutor doesn't know this lesson.", false);
-  return failure(error.message || "The tutor couldn't take that question.", false);
+  if (status === 504) return failure(t.too_slow, true);
+  if (status >= 500) return failure(t.unavailable, true);
+  if (status === 401) return failure(t.not_allowed, false);
+  if (error.code === "lesson_not_found") return failure(t.unknown_lesson, false);
+  return failure(error.message || t.not_taken, false);
 }
 
 // Styles. `:host { all: initial !important }` beats even the page's !important rules (for those
@@ -291,20 +305,19 @@ const THUMB_ICON = svg(
 // The skeleton: fixed markup only. The title is set later as text.
 const SKELETON = `
 <button class="launcher" type="button" aria-expanded="false" aria-controls="panel">
- ${svg('<path d="M21 12a8 8 0 0 1-11.6 7.1L4 20l1-4.6A8 8 0 1 1 21 12z"/>')}Ask the tutor</button>
+ ${svg('<path d="M21 12a8 8 0 0 1-11.6 7.1L4 20l1-4.6A8 8 0 1 1 21 12z"/>')}<span class="launch-text"></span></button>
 <div class="panel" id="panel" role="dialog" hidden>
- <header><h2></h2><button class="ghost clear" type="button">Clear</button>
-  <button class="ghost close" type="button" aria-label="Close">&times;</button></header>
+ <header><h2></h2><button class="ghost clear" type="button"></button>
+  <button class="ghost close" type="button">&times;</button></header>
  <div class="log" role="log" aria-live="polite" aria-relevant="additions" tabindex="0"></div>
  <div class="sr" role="status"></div>
- <form><label for="q">Your question</label>
-  <textarea id="q" rows="2" maxlength="${MAX_CHARS}" placeholder="Ask about this lesson"></textarea>
-  <div class="row"><span class="hint" aria-hidden="true">Enter to send, Shift+Enter for a new line</span>
-   <button class="primary send" type="submit">Send</button>
-   <button class="primary stop" type="button" hidden>Stop</button></div>
-  <div class="tools"><button class="ghost ask-hint" type="button"
-    title="A nudge toward the answer to your question, not the answer">Hint</button>
-   <button class="ghost ask-quiz" type="button" title="Ask me a question about this lesson">Quiz me</button>
+ <form><label for="q"></label>
+  <textarea id="q" rows="2" maxlength="${MAX_CHARS}"></textarea>
+  <div class="row"><span class="hint" aria-hidden="true"></span>
+   <button class="primary send" type="submit"></button>
+   <button class="primary stop" type="button" hidden></button></div>
+  <div class="tools"><button class="ghost ask-hint" type="button"></button>
+   <button class="ghost ask-quiz" type="button"></button>
    <span class="score" hidden></span></div>
   <p class="nudge" hidden></p></form>
 </div>`;
@@ -346,6 +359,11 @@ class LessonTutor extends HTMLElement {
     if (this.shadowRoot) return; // moved within the page: already built
     this.options ||= readOptions(this.dataset, null);
     if (!this.options.lesson) return;
+    // The words in the lesson's language: data-lang, else the nearest lang attribute.
+    const lang = this.options.lang || this.closest("[lang]")?.getAttribute("lang") || "";
+    const primary = lang.toLowerCase().split("-")[0];
+    this.lang = STRINGS[primary] ? primary : "en";
+    this.t = wordsFor(this.lang);
     this.storageKey = "tutor:conversation:" + this.options.lesson;
     this.idKey = this.storageKey + ":id"; // its anonymous id
     this.quizKey = this.storageKey + ":quiz"; // the quiz: asked items, pending item, score
@@ -363,7 +381,7 @@ class LessonTutor extends HTMLElement {
   build() {
     const root = this.attachShadow({ mode: "open" });
     const inline = this.options.placement === "inline";
-    const wrap = el("div", { class: `root ${this.options.placement}${inline ? "" : " floating"}` });
+    const wrap = el("div", { class: `root ${this.options.placement}${inline ? "" : " floating"}`, lang: this.lang });
     wrap.innerHTML = SKELETON; // constant markup, see SKELETON
     root.append(el("style", null, CSS), wrap);
     const $ = (selector) => root.querySelector(selector);
@@ -379,8 +397,21 @@ class LessonTutor extends HTMLElement {
     this.nudgeNode = $(".nudge");
     this.hintButton = $(".ask-hint");
     this.quizButton = $(".ask-quiz");
-    this.panel.setAttribute("aria-label", this.options.title);
-    $("h2").textContent = this.options.title;
+    const t = this.t;
+    const title = this.options.title || t.title;
+    this.panel.setAttribute("aria-label", title);
+    $("h2").textContent = title;
+    $(".launch-text").textContent = t.launcher;
+    $(".clear").textContent = t.clear;
+    $(".close").setAttribute("aria-label", t.close);
+    this.input.placeholder = t.placeholder;
+    $(".row .hint").textContent = t.keys;
+    this.sendButton.textContent = t.send;
+    this.stopButton.textContent = t.stop;
+    this.hintButton.textContent = t.hint;
+    this.hintButton.title = t.hint_title;
+    this.quizButton.textContent = t.quiz;
+    this.quizButton.title = t.quiz_title;
     if (inline) {
       // Part of the page: always open, a region among the page's landmarks, nothing to close.
       this.panel.setAttribute("role", "region");
@@ -424,9 +455,9 @@ class LessonTutor extends HTMLElement {
       if (!question) {
         // A quiz question waiting for its reply: the hint is for it (and it keeps waiting).
         if (this.quiz.pending && this.quiz.question) {
-          return this.ask(this.quiz.question, { mode: "hint" }, false, "Hint for the quiz question, please");
+          return this.ask(this.quiz.question, { mode: "hint" }, false, this.t.quiz_hint_request);
         }
-        this.nudge("Type your question in the box first, then press Hint for a nudge toward the answer.");
+        this.nudge(this.t.nudge);
         return this.input.focus();
       }
       this.input.value = "";
@@ -434,7 +465,7 @@ class LessonTutor extends HTMLElement {
     };
     this.quizButton.onclick = () => {
       if (this.controller) return;
-      this.ask("Quiz me", { mode: "quiz", quiz_asked: this.quiz.asked.slice(-100) }, true);
+      this.ask(this.t.quiz, { mode: "quiz", quiz_asked: this.quiz.asked.slice(-100) }, true);
     };
     this.showQuizState();
     this.renderAll();
@@ -512,12 +543,12 @@ class LessonTutor extends HTMLElement {
   /** The label says what the box is for, and the score shows once a reply was graded. */
   showQuizState() {
     this.label.textContent = !this.quiz.pending
-      ? "Your question"
+      ? this.t.label_question
       : this.quiz.attempt > 1
-        ? "Your second try at the quiz question"
-        : "Your answer to the quiz question";
+        ? this.t.label_quiz_retry
+        : this.t.label_quiz_answer;
     this.scoreNode.hidden = !this.quiz.graded;
-    this.scoreNode.textContent = `Quiz score: ${this.quiz.correct} of ${this.quiz.graded}`;
+    this.scoreNode.textContent = fill(this.t.score, { correct: this.quiz.correct, graded: this.quiz.graded });
   }
 
   /** Keeps the quiz's state from a reply: a question asked, or a reply graded. */
@@ -537,7 +568,7 @@ class LessonTutor extends HTMLElement {
       this.quiz.attempt = 1;
       this.quiz.graded += 1;
       if (reply.grade === "correct") this.quiz.correct += 1;
-      this.announce(`Quiz score: ${this.quiz.correct} of ${this.quiz.graded}`);
+      this.announce(fill(this.t.score, { correct: this.quiz.correct, graded: this.quiz.graded }));
     } else if (this.quiz.pending && reply.kind !== "hint") {
       this.quiz.pending = null; // answered with something else: the quiz question lapses
     }
@@ -558,7 +589,7 @@ class LessonTutor extends HTMLElement {
     this.showQuizState();
     this.save();
     this.renderAll();
-    this.announce("Conversation cleared.");
+    this.announce(this.t.cleared);
     this.input.focus();
   }
 
@@ -571,8 +602,7 @@ class LessonTutor extends HTMLElement {
         el(
           "p",
           { class: "intro" },
-          "Ask a question about this lesson. Answers come from the lesson itself, " +
-            "with links to the sections they use.",
+          this.t.intro,
         ),
       );
     for (const message of this.conversation)
@@ -619,7 +649,7 @@ class LessonTutor extends HTMLElement {
     const bubble = el("div", { class: "bubble" });
     const body = el("div");
     const button = (citation, className, label) => {
-      const title = citation.section || "Source";
+      const title = citation.section || this.t.source;
       const b = el("button", { type: "button", class: className, title }, label);
       b.onclick = () => this.showCitation(citation, node);
       return b;
@@ -630,18 +660,18 @@ class LessonTutor extends HTMLElement {
     if (message.refused) bubble.innerHTML = INFO_ICON; // constant markup
     bubble.append(body);
     node.append(bubble);
-    if (message.incomplete) node.append(el("p", { class: "note" }, "Answer incomplete."));
+    if (message.incomplete) node.append(el("p", { class: "note" }, this.t.incomplete));
     if (!message.refused && citations.length) {
-      const list = el("ul", { class: "sources" }, el("li", null, "Sources:"));
+      const list = el("ul", { class: "sources" }, el("li", null, this.t.sources));
       for (const c of citations)
-        list.append(el("li", null, button(c, "source", `[${c.n}] ${c.section || "Passage"}`)));
+        list.append(el("li", null, button(c, "source", `[${c.n}] ${c.section || this.t.passage}`)));
       node.append(list);
     }
     const related = message.related_lesson;
     if (related?.id) {
       const href = this.options.api + "/lessons/" + encodeURIComponent(related.id);
       const link = el("a", { href }, related.title || related.id);
-      node.append(el("p", { class: "note" }, "Try the lesson: ", link));
+      node.append(el("p", { class: "note" }, this.t.try_lesson, link));
     }
     if (message.answer_id && !message.refused && !message.incomplete)
       node.append(...this.renderFeedback(message));
@@ -657,11 +687,11 @@ class LessonTutor extends HTMLElement {
       b.onclick = () => rate(rating);
       return b;
     };
-    const up = thumb("up", "This answer helped");
-    const down = thumb("down", "This answer did not help");
+    const up = thumb("up", this.t.helped);
+    const down = thumb("down", this.t.not_helped);
     const input = el("input", { id: "comment" + ++fieldCount, maxlength: MAX_COMMENT });
-    const send = el("button", { type: "button", class: "secondary" }, "Send");
-    const label = el("label", { for: input.id }, "What was missing? (optional)");
+    const send = el("button", { type: "button", class: "secondary" }, this.t.send);
+    const label = el("label", { for: input.id }, this.t.missing);
     const box = el("div", { class: "comment", hidden: "" }, label, input, send);
     const show = (rating, text, failed) => {
       up.setAttribute("aria-pressed", rating === "up");
@@ -681,13 +711,13 @@ class LessonTutor extends HTMLElement {
         body: JSON.stringify({ answer_id: message.answer_id, rating, comment: comment?.trim() || undefined }),
       }).then((response) => response.ok, () => false);
       if (mine !== latest) return;
-      if (!ok) return show(before, "Could not send feedback", true);
+      if (!ok) return show(before, this.t.feedback_failed, true);
       message.rating = rating;
       this.save();
       if (rating === "down" && comment === undefined) return (box.hidden = false);
       const focused = box.contains(this.shadowRoot.activeElement);
       box.hidden = true;
-      show(rating, "Thanks for the feedback");
+      show(rating, this.t.feedback_thanks);
       if (focused) down.focus(); // not lost with the closing box
     };
     send.onclick = () => rate("down", input.value);
@@ -702,7 +732,7 @@ class LessonTutor extends HTMLElement {
       }
     });
     show(message.rating);
-    return [el("div", { class: "fb" }, el("span", null, "Helpful?"), up, down, note), box];
+    return [el("div", { class: "fb" }, el("span", null, this.t.helpful), up, down, note), box];
   }
 
   /** Request headers: JSON, the page's key if it has one, and `extra`. */
@@ -723,7 +753,7 @@ class LessonTutor extends HTMLElement {
     }
     let quote = node.querySelector(`details[data-n="${Number(citation.n)}"]`);
     if (!quote) {
-      const title = `[${citation.n}] ${citation.section || "Passage"}`;
+      const title = `[${citation.n}] ${citation.section || this.t.passage}`;
       quote = el(
         "details",
         { class: "quote", "data-n": Number(citation.n) },
@@ -741,7 +771,7 @@ class LessonTutor extends HTMLElement {
   renderError(text, retry) {
     const node = el("div", { class: "msg error" }, text);
     if (retry) {
-      const button = el("button", { type: "button", class: "secondary" }, "Retry");
+      const button = el("button", { type: "button", class: "secondary" }, this.t.retry);
       button.onclick = () => {
         node.remove();
         retry();
@@ -803,7 +833,7 @@ class LessonTutor extends HTMLElement {
         }),
         signal: controller.signal,
       });
-      if (!response.ok) throw await responseFailure(response);
+      if (!response.ok) throw await responseFailure(response, this.t);
       if (!/event-stream/.test(response.headers.get("Content-Type"))) {
         finished = await response.json(); // answered in one piece
       } else {
@@ -822,14 +852,14 @@ class LessonTutor extends HTMLElement {
           else if (name === "error")
             throw failure(
               payload.error?.code === "upstream_timeout"
-                ? "The tutor took too long to finish this answer."
-                : "The tutor stopped before finishing this answer.",
+                ? this.t.slow_finish
+                : this.t.stopped_early,
               true,
             );
         });
       }
       if (typeof finished?.answer !== "string")
-        throw failure("The answer was cut off. Please try again.", true);
+        throw failure(this.t.cut_off, true);
       const answer = {
         role: "assistant",
         content: finished.answer,
@@ -857,12 +887,12 @@ class LessonTutor extends HTMLElement {
           this.conversation.push(partial);
           this.save();
         }
-        this.announce("Stopped.");
+        this.announce(this.t.stopped);
       } else {
         // Shown, marked incomplete, but not kept: Retry replaces it.
         const shown =
           error.retry === undefined
-            ? failure("Couldn't reach the tutor. Check your connection and try again.", true)
+            ? failure(this.t.offline, true)
             : error;
         const retry = () => {
           partialNode?.remove();

@@ -85,6 +85,8 @@ scenarios! {
         "widget.test.mjs", "the lesson page is served with its sections and the widget";
     screenshots_on_a_phone_and_a_desktop:
         "widget.test.mjs", "screenshots of the widget on a phone and on a desktop";
+    the_widget_speaks_the_pages_language:
+        "widget.test.mjs", "the widget speaks the page's language, every word of it";
     a_host_page_places_the_tutor_inline:
         "widget.test.mjs", "a host page places the tutor inline, in a named element or where its script is";
     on_lesson_pages_the_tutor_never_covers_the_text:

@@ -198,6 +198,8 @@ pub fn router(state: AppState) -> Router {
     if let Ok(json) = spec.to_pretty_json() {
         let _ = pages::OPENAPI_JSON.set(json);
     }
+    // The widget with its words in every language, checked now rather than on a page.
+    pages::built_in_widget();
     routes
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)

@@ -13,6 +13,11 @@ use pulldown_cmark::{CowStr, Event, HeadingLevel, Parser, Tag, TagEnd};
 use std::sync::OnceLock;
 
 const WIDGET_JS: &str = include_str!("../../assets/widget.js");
+const WIDGET_STRINGS: &str = include_str!("../../assets/widget-strings.json");
+/// Where the widget's words go into its script.
+const STRINGS_MARKER: &str = "/*STRINGS*/{}";
+/// The languages lessons may be written in: the widget speaks each of them.
+const WIDGET_LANGUAGES: [&str; 6] = ["en", "es", "fr", "de", "pt", "it"];
 const PAGE_CSS: &str = include_str!("../../assets/page.css");
 const CATALOG_HTML: &str = include_str!("../../assets/templates/catalog.html");
 const LESSON_HTML: &str = include_str!("../../assets/templates/lesson.html");
@@ -161,7 +166,7 @@ pub(super) fn lesson_page(state: &AppState, id: &str, lti: bool) -> Response {
         "lesson.html",
         context! {
             lti => lti,
-            lesson => context! { id => lesson.id, title => lesson.title, summary => lesson.summary, track => lesson.track, minutes => lesson.minutes },
+            lesson => context! { id => lesson.id, title => lesson.title, summary => lesson.summary, track => lesson.track, minutes => lesson.minutes, language => lesson.language },
             body_html => lesson_html(lesson),
             related => related,
             // A public widget key for the tutor's own pages when keys are required.
@@ -213,10 +218,80 @@ pub async fn favicon() -> Response {
 /// The embeddable widget.
 #[utoipa::path(get, path = "/widget.js", tag = "pages", responses((status = 200, content_type = "text/javascript", description = "JavaScript")))]
 pub async fn widget(State(state): State<AppState>) -> Response {
-    static_asset(
-        asset(&state, "widget.js", WIDGET_JS),
-        "text/javascript; charset=utf-8",
-    )
+    let script = match &state.dev_assets {
+        None => built_in_widget().to_string(),
+        Some(_) => widget_script(
+            &asset(&state, "widget.js", WIDGET_JS),
+            &asset(&state, "widget-strings.json", WIDGET_STRINGS),
+        )
+        .unwrap_or_else(|problem| {
+            tracing::error!(%problem, "the widget's words are broken; serving the built-in widget");
+            built_in_widget().to_string()
+        }),
+    };
+    static_asset(script, "text/javascript; charset=utf-8")
+}
+
+/// The built-in widget with its words, put together (and checked) once. Called when the router
+/// is built, so a broken table stops the start rather than a learner's page.
+pub fn built_in_widget() -> &'static str {
+    static SCRIPT: OnceLock<String> = OnceLock::new();
+    SCRIPT.get_or_init(|| {
+        widget_script(WIDGET_JS, WIDGET_STRINGS)
+            .unwrap_or_else(|problem| panic!("assets/widget-strings.json: {problem}"))
+    })
+}
+
+/// The widget's script with its table of words put in, once the table is found whole: valid
+/// JSON, every language lessons may use, each with every key of English and the same `{name}`
+/// placeholders in each.
+pub fn widget_script(script: &str, strings: &str) -> Result<String, String> {
+    let table: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>> =
+        serde_json::from_str(strings).map_err(|e| format!("not a table of words: {e}"))?;
+    let english = table.get("en").ok_or("no English (\"en\") words")?;
+    let placeholders = |text: &str| -> Vec<String> {
+        let mut names: Vec<String> = text
+            .split('{')
+            .skip(1)
+            .filter_map(|rest| rest.split_once('}').map(|(name, _)| name.to_string()))
+            .collect();
+        names.sort();
+        names
+    };
+    for language in WIDGET_LANGUAGES {
+        let words = table
+            .get(language)
+            .ok_or_else(|| format!("no words in \"{language}\""))?;
+        for (key, text) in english {
+            let Some(said) = words.get(key) else {
+                return Err(format!("\"{language}\" has no \"{key}\""));
+            };
+            if said.trim().is_empty() {
+                return Err(format!("\"{language}\".\"{key}\" is empty"));
+            }
+            if placeholders(said) != placeholders(text) {
+                return Err(format!(
+                    "\"{language}\".\"{key}\" must use the placeholders {:?}",
+                    placeholders(text)
+                ));
+            }
+        }
+        if let Some(extra) = words.keys().find(|k| !english.contains_key(*k)) {
+            return Err(format!(
+                "\"{language}\" has \"{extra}\", which English lacks"
+            ));
+        }
+    }
+    if !script.contains(STRINGS_MARKER) {
+        return Err(format!(
+            "the widget has no {STRINGS_MARKER} to put its words in"
+        ));
+    }
+    // Compact, and safe inside a script: no "</" can close it.
+    let compact = serde_json::to_string(&table)
+        .map_err(|e| e.to_string())?
+        .replace("</", "<\\/");
+    Ok(script.replacen(STRINGS_MARKER, &compact, 1))
 }
 
 /// The pages' stylesheet.
@@ -424,5 +499,59 @@ mod tests {
             );
         }
         assert!(html.contains(r#"<h2 id="third">Third</h2>"#), "{html}");
+    }
+    #[test]
+    fn the_widget_speaks_every_lesson_language_and_a_broken_table_is_named() {
+        let script = built_in_widget();
+        assert!(!script.contains(STRINGS_MARKER), "the words are put in");
+        for phrase in [
+            "\"es\":",
+            "Pregunta al tutor",
+            "Frag mich ab",
+            "Interrogez-moi",
+        ] {
+            assert!(script.contains(phrase), "{phrase}");
+        }
+        let js = "const STRINGS = /*STRINGS*/{};";
+        let table = |es: &str| {
+            let other = r#"{"score": "{correct} / {graded}", "send": "x"}"#;
+            format!(
+                r#"{{"en": {{"score": "Score: {{correct}} of {{graded}}", "send": "Send"}}, "es": {es}, "fr": {other}, "de": {other}, "pt": {other}, "it": {other}}}"#
+            )
+        };
+        let whole = table(r#"{"score": "{correct} de {graded}", "send": "Enviar"}"#);
+        assert!(widget_script(js, &whole).is_ok());
+        let cases = [
+            (
+                table(r#"{"score": "{correct} de {graded}"}"#),
+                r#""es" has no "send""#,
+            ),
+            (
+                table(r#"{"score": "{correct} de {total}", "send": "Enviar"}"#),
+                "placeholders",
+            ),
+            (
+                table(r#"{"score": "{correct} de {graded}", "send": " "}"#),
+                "is empty",
+            ),
+            (
+                table(r#"{"score": "{correct} de {graded}", "send": "Enviar", "more": "x"}"#),
+                "English lacks",
+            ),
+            ("{\"en\": {}}".to_string(), r#"no words in "es""#),
+            ("not json".to_string(), "not a table"),
+        ];
+        for (strings, problem) in cases {
+            let error = widget_script(js, &strings).expect_err(problem);
+            assert!(error.contains(problem), "{error}");
+        }
+        assert!(widget_script("no marker", &whole).is_err());
+        // Words cannot close the script they are put in.
+        let closing = table(r#"{"score": "{correct} de {graded}", "send": "</script>"}"#);
+        assert!(
+            !widget_script(js, &closing)
+                .expect("put in")
+                .contains("</script>")
+        );
     }
 }

@@ -21,6 +21,7 @@ import { axeViolations, freePort, launchChromium, listen as listenOn, readBody, 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, "..", "..");
 const widgetPath = path.join(repo, "assets", "widget.js");
+const stringsPath = path.join(repo, "assets", "widget-strings.json");
 const screenshotDir = path.join(repo, "target", "screenshots");
 
 const TUTOR_BIN = process.env.TUTOR_BIN;
@@ -236,10 +237,10 @@ ${blocks}
 }
 
 /** A host page placing the widget inline: inside a named element, or where its script tag is. */
-function inlinePage(target) {
+function inlinePage(target, lang) {
   const tag = `<script src="${tutorOrigin}/widget.js" data-lesson="${LESSON}" data-placement="inline"${target ? ' data-target="ask-here"' : ""} defer></script>`;
   return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Inline host page</title></head><body>
+<html lang="${/^[A-Za-z-]{2,10}$/.test(lang || "") ? lang : "en"}"><head><meta charset="utf-8"><title>Inline host page</title></head><body>
 <main><h1>Choosing a deployment</h1><p class="before">The lesson's text.</p>
 ${target ? "" : tag}
 <p class="after">More of the lesson.</p>
@@ -282,7 +283,8 @@ function hostServer() {
     }
     if (url.pathname === "/widget.js") {
       response.writeHead(200, { "Content-Type": "text/javascript" });
-      response.end(readFileSync(widgetPath));
+      // As the server serves it: the table of words put in.
+      response.end(readFileSync(widgetPath, "utf8").replace("/*STRINGS*/{}", readFileSync(stringsPath, "utf8")));
       return;
     }
     const page =
@@ -291,7 +293,7 @@ function hostServer() {
         : url.pathname === "/"
           ? hostPage(url.searchParams.has("hostile"))
           : url.pathname === "/inline"
-            ? inlinePage(url.searchParams.has("target"))
+            ? inlinePage(url.searchParams.has("target"), url.searchParams.get("lang"))
             : null;
     response.writeHead(page ? 200 : 404, { "Content-Type": "text/html; charset=utf-8" });
     response.end(page || "not found");
@@ -712,6 +714,8 @@ test("the lesson page is served with its sections and the widget", { timeout: 60
   assert.equal(await page.locator("h1").count(), 1);
   assert.equal(await page.locator("main").count(), 1);
   assert.equal(await page.getAttribute("html", "lang"), "en");
+  assert.equal(await page.getAttribute("article", "lang"), "en", "the lesson's own language");
+  assert.equal(await page.getAttribute("script[data-lesson]", "data-lang"), "en", "the widget speaks it");
   for (const section of sections) {
     assert.equal(await page.locator(`[id="${section.id}"]`).count(), 1, `section ${section.id} has its anchor`);
   }
@@ -768,6 +772,58 @@ test("a host page places the tutor inline, in a named element or where its scrip
     await ask(page, "Which deployment should I start with?");
     assert.match((await lastMessage(page)).className, /assistant/);
     assert.deepEqual(await axeViolations(page), [], `inline host page (${target ? "named element" : "script"})`);
+    await page.context().close();
+  }
+});
+
+test("the widget speaks the page's language, every word of it", { timeout: 60_000 }, async () => {
+  const expected = JSON.parse(readFileSync(stringsPath, "utf8"));
+  for (const lang of ["es", "de", "fr", "pt-BR", "it", "ja"]) {
+    const words = expected[lang.split("-")[0]] || expected.en;
+    const page = await newPage();
+    await page.goto(`${hostOrigin}/inline?target&lang=${lang}`);
+    await widget(page, ".panel").waitFor({ state: "visible" });
+    const shown = await page.evaluate(() => {
+      const root = document.querySelector("lesson-tutor").shadowRoot;
+      const text = (selector) => root.querySelector(selector).textContent.trim();
+      return {
+        lang: root.querySelector(".root").lang,
+        title: text("h2"),
+        label: text("label"),
+        placeholder: root.querySelector("textarea").placeholder,
+        keys: text(".row .hint"),
+        send: text(".send"),
+        hint: text(".ask-hint"),
+        hintTitle: root.querySelector(".ask-hint").title,
+        quiz: text(".ask-quiz"),
+        clear: text(".clear"),
+        intro: text(".intro"),
+      };
+    });
+    assert.deepEqual(shown, {
+      lang: expected[lang.split("-")[0]] ? lang.split("-")[0] : "en",
+      title: words.title,
+      label: words.label_question,
+      placeholder: words.placeholder,
+      keys: words.keys,
+      send: words.send,
+      hint: words.hint,
+      hintTitle: words.hint_title,
+      quiz: words.quiz,
+      clear: words.clear,
+      intro: words.intro,
+    }, lang);
+    // Hint with nothing typed: what to do, on screen, in the same language.
+    await widget(page, ".ask-hint").click();
+    assert.equal(await widget(page, ".nudge").textContent(), words.nudge, lang);
+    if (lang === "es") {
+      // An answer's sources and rating in the same language.
+      await ask(page, "Which deployment should I start with?");
+      const last = await lastMessage(page);
+      assert.match(last.text, new RegExp(words.sources), last.text);
+      assert.match(last.text, new RegExp(words.helpful.replace("?", "\\?")), last.text);
+      assert.deepEqual(await axeViolations(page), [], "a Spanish page");
+    }
     await page.context().close();
   }
 });
