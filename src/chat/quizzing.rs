@@ -25,16 +25,22 @@ pub struct Grading {
     contradicted: bool,
     /// Keeps the answer out of the model's explanation when it must not be given.
     guard: Guard,
+    /// What the grade may say, whichever grade it ends up being.
+    reveal: Reveal,
+    /// The lesson's language, which the grade is written in.
+    language: String,
+}
+
+/// What a graded reply may say, decided for the words' grade and again for a model's.
+pub struct Reveal {
+    section: String,
     /// The section's title states the answer, so it is not named while the answer is kept back.
     title_reveals: bool,
-    section: String,
     /// The lesson's sentence holding the answer, quoted after the grade when it may be given.
     answer_quote: Option<String>,
     /// An assessment's reply the words found not right: the answer is never given.
     assessment_withheld: bool,
-    /// The lesson's language, which the grade is written in.
-    language: String,
-    /// Another try, for a reply the final grade finds not yet right (the answer is kept back).
+    /// Another try, for a reply the grade finds not yet right (the answer is kept back).
     retry: Option<Retry>,
 }
 
@@ -44,6 +50,16 @@ pub struct Retry {
     term: String,
     question: String,
     choices: Vec<String>,
+    /// Tries left after this one.
+    tries_left: u8,
+}
+
+impl Reveal {
+    /// The other try a reply of `grade` gets, if any, and whether the answer is kept back.
+    fn decide(&self, grade: Grade) -> (Option<&Retry>, bool) {
+        let retry = self.retry.as_ref().filter(|_| grade != Grade::Correct);
+        (retry, self.assessment_withheld || retry.is_some())
+    }
 }
 
 /// What a question gets when quiz integrity applies to it, decided before any model is called.
@@ -120,34 +136,34 @@ impl Tutor {
         let passage = quiz::passage_for(words, lesson, item);
         // A try left: a reply not yet right gets a hint and another go, not the answer.
         let tries_left = super::QUIZ_TRIES.saturating_sub(question.quiz_attempt);
-        let offer = (tries_left > 0 && passage.is_some()).then(|| {
+        let retry = (tries_left > 0 && passage.is_some()).then(|| {
             let term = passage
                 .and_then(|p| quiz::key_word(words, &item.question, &p.text, Some(&item.answer)));
             Retry {
                 term: term.unwrap_or_default(),
                 question: item.question.clone(),
                 choices: item.choices.clone(),
+                tries_left,
             }
         });
-        let retry = offer.as_ref().filter(|_| grade != Grade::Correct);
-        // During an assessment, or with a try left, a wrong reply is not followed by the answer.
-        let withheld = grade != Grade::Correct && (question.hint_only || retry.is_some());
-        let answer_quote =
-            passage.and_then(|p| quiz::answer_sentence(words, &p.text, &item.answer));
-        let quote = answer_quote.filter(|_| !withheld);
         let section = section_title(lesson, &item.section).to_string();
         let guard = Guard::new(words, Some(item.id.clone()), &item.answer);
-        // A section title may itself be the answer ("Closed APIs"): while the answer is kept
-        // back, the grade says "this section" instead.
-        let title_reveals = guard.revealed_by(words, &section);
-        let shown_section = if withheld && title_reveals {
-            ""
-        } else {
-            &section
+        let reveal = Reveal {
+            // A section title may itself be the answer ("Closed APIs"): while the answer is
+            // kept back, the grade says "this section" instead.
+            title_reveals: guard.revealed_by(words, &section),
+            section,
+            answer_quote: passage
+                .and_then(|p| quiz::answer_sentence(words, &p.text, &item.answer))
+                .map(str::to_string),
+            // During an assessment nothing a wrong reply gets gives the answer, whatever a
+            // model then says.
+            assessment_withheld: question.hint_only && grade != Grade::Correct,
+            retry,
         };
-        let text = self.grade_text(&lesson.language, grade, shown_section, quote, "", retry)?;
+        let (text, tries_left) = self.grade_text(&lesson.language, grade, &reveal, "")?;
         telemetry::quiz("grade", grade.as_str());
-        if retry.is_some() {
+        if tries_left > 0 {
             telemetry::quiz("retry", grade.as_str());
         }
         let citations = passage
@@ -156,7 +172,7 @@ impl Tutor {
         let mut reply = self.tutor_reply(text, ReplyKind::Grade, citations);
         reply.quiz = Some(QuizInfo {
             attempt: Some(question.quiz_attempt),
-            tries_left: Some(if retry.is_some() { tries_left } else { 0 }),
+            tries_left: Some(tries_left),
             ..quiz_info(item)
         });
         reply.grade = Some(grade);
@@ -173,14 +189,14 @@ impl Tutor {
                 &prompt_lesson,
                 &item.question,
                 &item.answer,
-                &section,
+                &reveal.section,
                 &passage.text,
             )?,
             history: Vec::new(),
             message: question.message.clone(),
             passages: vec![NumberedPassage {
                 n: 1,
-                section: section.clone(),
+                section: reveal.section.clone(),
                 text: passage.text.clone(),
                 relevance: 1.0,
                 meaning: None,
@@ -193,7 +209,11 @@ impl Tutor {
         let checker = Checker::new(
             &self.analysis,
             self.prompts.clone(),
-            &[(passage.id.as_str(), section.as_str(), passage.text.as_str())],
+            &[(
+                passage.id.as_str(),
+                reveal.section.as_str(),
+                passage.text.as_str(),
+            )],
             &item.question,
             &lesson.title,
             &lesson.language,
@@ -202,31 +222,32 @@ impl Tutor {
             request,
             checker,
             guard,
-            title_reveals,
             lexical: grade,
             contradicted: quiz::grade::contradicts(words, item, &question.message),
-            section,
-            answer_quote: answer_quote.map(str::to_string),
-            // During an assessment nothing a wrong reply gets gives the answer, whatever a
-            // model then says.
-            assessment_withheld: question.hint_only && grade != Grade::Correct,
+            reveal,
             language: lesson.language.clone(),
-            retry: offer,
         };
         Ok((reply, Some(grading)))
     }
 
     /// The words of a graded reply: the grade, then the model's verified explanation, or the
-    /// lesson's own sentence, or a pointer to the section.
+    /// lesson's own sentence, or a pointer to the section (and, with a try left, the question
+    /// again); with the tries left after it.
     fn grade_text(
         &self,
         language: &str,
         grade: Grade,
-        section: &str,
-        quote: Option<&str>,
+        reveal: &Reveal,
         explanation: &str,
-        retry: Option<&Retry>,
-    ) -> Result<String, ChatError> {
+    ) -> Result<(String, u8), ChatError> {
+        let (retry, withheld) = reveal.decide(grade);
+        let quote = reveal.answer_quote.as_deref().filter(|_| !withheld);
+        let section = if withheld && reveal.title_reveals {
+            ""
+        } else {
+            &reveal.section
+        };
+        let tries_left = retry.map_or(0, |r| r.tries_left);
         let retry = retry.map(|r| {
             context! {
                 term => &r.term,
@@ -234,7 +255,7 @@ impl Tutor {
                 choices => letters(&r.choices),
             }
         });
-        Ok(self.prompts.quiz(
+        let text = self.prompts.quiz(
             "grade",
             language,
             context! {
@@ -245,7 +266,8 @@ impl Tutor {
                 explanation => explanation,
                 retry => retry,
             },
-        )?)
+        )?;
+        Ok((text, tries_left))
     }
 
     /// A model's grade of the reply `lexical` graded: its verdict is taken unless the reply
@@ -285,8 +307,7 @@ impl Tutor {
             },
         );
         // A reply the model finds right needs no other try.
-        let retry = grading.retry.as_ref().filter(|_| grade != Grade::Correct);
-        let withheld = grading.assessment_withheld || (grade != Grade::Correct && retry.is_some());
+        let (_, withheld) = grading.reveal.decide(grade);
         let checker = if withheld {
             grading.checker.with_guards(vec![grading.guard])
         } else {
@@ -300,23 +321,13 @@ impl Tutor {
         } else {
             String::new()
         };
-        let quote = grading.answer_quote.as_deref().filter(|_| !withheld);
-        let section = if withheld && grading.title_reveals {
-            ""
-        } else {
-            &grading.section
-        };
-        if let Ok(text) =
-            self.grade_text(&grading.language, grade, section, quote, &verified, retry)
+        if let Ok((text, tries_left)) =
+            self.grade_text(&grading.language, grade, &grading.reveal, &verified)
         {
             lexical.answer = text;
             lexical.grade = Some(grade);
             if let Some(quiz) = &mut lexical.quiz {
-                quiz.tries_left = Some(if retry.is_some() {
-                    super::QUIZ_TRIES.saturating_sub(quiz.attempt.unwrap_or(1))
-                } else {
-                    0
-                });
+                quiz.tries_left = Some(tries_left);
             }
             lexical.backend = reply.backend;
             lexical.verification = Some(super::Verification::of(release.judged(), false));

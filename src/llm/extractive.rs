@@ -213,9 +213,14 @@ impl Extractive {
         };
         if needs_quantity
             && asks_for_quantity(&request.message)
+            // The numbers the question states itself, which answer nothing.
+            && let asked = crate::text::numbers(&request.message)
+                .iter()
+                .map(|n| n.value)
+                .collect::<Vec<f64>>()
             && !chosen
                 .iter()
-                .any(|&i| states_a_new_number(units[i].text, &request.message))
+                .any(|&i| states_a_new_number(units[i].text, &asked))
         {
             // The best unit that states a number answers instead when it is nearly as good;
             // otherwise the lesson does not say.
@@ -224,7 +229,7 @@ impl Extractive {
                 .enumerate()
                 .filter(|(_, u)| {
                     u.score >= QUANTITY_SCORE * units[best].score
-                        && states_a_new_number(u.text, &request.message)
+                        && states_a_new_number(u.text, &asked)
                 })
                 .max_by(|a, b| a.1.score.total_cmp(&b.1.score).then(b.0.cmp(&a.0)))
                 .map(|(i, _)| i)
@@ -499,13 +504,10 @@ const AMOUNT_WORDS: &[&str] = &[
     "double",
 ];
 
-/// True when `text` states a number that `question` does not (a figure, a number word or an
-/// amount word): "7B" in the answer to "how long does tuning a 7B model take?" answers nothing.
-fn states_a_new_number(text: &str, question: &str) -> bool {
-    let asked: Vec<f64> = crate::text::numbers(question)
-        .iter()
-        .map(|n| n.value)
-        .collect();
+/// True when `text` states a number besides the question's own `asked` ones (a figure, a number
+/// word or an amount word): "7B" in the answer to "how long does tuning a 7B model take?"
+/// answers nothing.
+fn states_a_new_number(text: &str, asked: &[f64]) -> bool {
     crate::text::numbers(text)
         .iter()
         .any(|n| !asked.contains(&n.value))
