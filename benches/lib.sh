@@ -58,6 +58,20 @@ parse() {  # wrk output FILE -> rps p50_ms p99_ms non2xx
        /Non-2xx or 3xx responses:/ { bad = $5 } END { printf "%s %.2f %.2f %d\n", rps, p50, p99, bad }' "$1"
 }
 
+# A 2 s warm-up, then RUNS wrk runs of DURATION with the script LUA against PORT, parsed one line
+# each (see parse) into WORK/NAME-runs.txt.
+wrk_runs() {  # PORT LUA NAME
+  local r
+  wrk -t2 -c"$CONNS" -d2s -s "$2" "http://127.0.0.1:$1" >/dev/null
+  for r in $(seq 1 "$RUNS"); do
+    wrk -t2 -c"$CONNS" -d"$DURATION" --latency -s "$2" "http://127.0.0.1:$1" >"$WORK/$3-$r.txt"
+  done
+  for r in $(seq 1 "$RUNS"); do parse "$WORK/$3-$r.txt"; done >"$WORK/$3-runs.txt"
+}
+column_median() { cut -d' ' -f"$2" "$1" | median; }  # RUNS_FILE COLUMN
+column_all() { cut -d' ' -f"$2" "$1" | tr '\n' ' '; }  # RUNS_FILE COLUMN
+non2xx_total() { awk '{s += $4} END {print s}' "$1"; }  # RUNS_FILE
+
 # The request mix: questions built from words of the catalog's 8th lesson, plus its golden
 # questions. Writes the wrk script to LUA and one question to QUESTION; prints the lesson id.
 request_mix() {  # CATALOG LUA QUESTION

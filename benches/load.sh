@@ -46,27 +46,19 @@ PID=$!; PIDS+=("$PID")
 STARTUP=$(wait_ready "$PORT")
 sleep 1
 RSS_IDLE=$(rss_mb "$PID" VmRSS)
-wrk -t2 -c"$CONNS" -d2s -s "$WORK/chat.lua" "http://127.0.0.1:$PORT" >/dev/null  # warm-up
-for r in $(seq 1 "$RUNS"); do
-  wrk -t2 -c"$CONNS" -d"$DURATION" --latency -s "$WORK/chat.lua" "http://127.0.0.1:$PORT" >"$WORK/wrk-$r.txt"
-done
-for r in $(seq 1 "$RUNS"); do parse "$WORK/wrk-$r.txt"; done >"$WORK/runs.txt"
-RPS=$(cut -d' ' -f1 "$WORK/runs.txt" | median); RPS_ALL=$(cut -d' ' -f1 "$WORK/runs.txt" | tr '\n' ' ')
-P50=$(cut -d' ' -f2 "$WORK/runs.txt" | median)
-P99=$(cut -d' ' -f3 "$WORK/runs.txt" | median); P99_ALL=$(cut -d' ' -f3 "$WORK/runs.txt" | tr '\n' ' ')
-NON2XX=$(awk '{s += $4} END {print s}' "$WORK/runs.txt")
+wrk_runs "$PORT" "$WORK/chat.lua" chat
+RPS=$(column_median "$WORK/chat-runs.txt" 1); RPS_ALL=$(column_all "$WORK/chat-runs.txt" 1)
+P50=$(column_median "$WORK/chat-runs.txt" 2)
+P99=$(column_median "$WORK/chat-runs.txt" 3); P99_ALL=$(column_all "$WORK/chat-runs.txt" 3)
+NON2XX=$(non2xx_total "$WORK/chat-runs.txt")
 RSS_LOAD=$(rss_mb "$PID" VmHWM)
 # The quiz and hint mix on the same server.
 QUIZ_ITEMS=$(quiz_mix "$PORT" "$LESSON" "$WORK/quiz.lua")
-wrk -t2 -c"$CONNS" -d2s -s "$WORK/quiz.lua" "http://127.0.0.1:$PORT" >/dev/null  # warm-up
-for r in $(seq 1 "$RUNS"); do
-  wrk -t2 -c"$CONNS" -d"$DURATION" --latency -s "$WORK/quiz.lua" "http://127.0.0.1:$PORT" >"$WORK/quiz-$r.txt"
-done
-for r in $(seq 1 "$RUNS"); do parse "$WORK/quiz-$r.txt"; done >"$WORK/quiz-runs.txt"
-QUIZ_RPS=$(cut -d' ' -f1 "$WORK/quiz-runs.txt" | median); QUIZ_RPS_ALL=$(cut -d' ' -f1 "$WORK/quiz-runs.txt" | tr '\n' ' ')
-QUIZ_P50=$(cut -d' ' -f2 "$WORK/quiz-runs.txt" | median)
-QUIZ_P99=$(cut -d' ' -f3 "$WORK/quiz-runs.txt" | median)
-QUIZ_NON2XX=$(awk '{s += $4} END {print s}' "$WORK/quiz-runs.txt")
+wrk_runs "$PORT" "$WORK/quiz.lua" quiz
+QUIZ_RPS=$(column_median "$WORK/quiz-runs.txt" 1); QUIZ_RPS_ALL=$(column_all "$WORK/quiz-runs.txt" 1)
+QUIZ_P50=$(column_median "$WORK/quiz-runs.txt" 2)
+QUIZ_P99=$(column_median "$WORK/quiz-runs.txt" 3)
+QUIZ_NON2XX=$(non2xx_total "$WORK/quiz-runs.txt")
 kill "$PID"; wait "$PID" 2>/dev/null || true
 
 # --- streams through the paced stand-in model -------------------------------------------------------------
