@@ -331,12 +331,11 @@ fn lti_for(
 
 /// Serves `/metrics` on its own address (kept off the public port).
 async fn serve_metrics(addr: std::net::SocketAddr) -> anyhow::Result<()> {
-    let metrics = tokio::net::TcpListener::bind(addr)
-        .await
+    let metrics = http::server::listen(addr)
         .with_context(|| format!("cannot listen on {addr} for /metrics"))?;
     tracing::info!("metrics on http://{addr}/metrics");
     tokio::spawn(async move {
-        if let Err(error) = axum::serve(metrics, http::metrics_router()).await {
+        if let Err(error) = http::serve_metrics(metrics, std::future::pending()).await {
             tracing::error!(%error, "the metrics listener failed");
         }
     });

@@ -222,6 +222,110 @@ impl Default for Analyzer {
     }
 }
 
+/// A set of words or terms. Verification looks words up in a few small sets per sentence, many
+/// times per answer: a fast non-cryptographic hash (FxHash) is what fits (no key is attacker-
+/// chosen in a way that matters: the sets are rebuilt per answer and hold a few hundred words).
+pub type WordSet = rustc_hash::FxHashSet<String>;
+
+/// Words that carry no claim of their own: friendly phrases, connectives, talk about the lesson.
+/// A sentence made only of these (and stop words) needs no support.
+const FILLER: &[&str] = &[
+    "good",
+    "great",
+    "excellent",
+    "question",
+    "sure",
+    "happy",
+    "glad",
+    "help",
+    "hope",
+    "helps",
+    "short",
+    "sum",
+    "summary",
+    "summarize",
+    "summarise",
+    "basically",
+    "essentially",
+    "simply",
+    "put",
+    "words",
+    "lesson",
+    "section",
+    "passage",
+    "passages",
+    "says",
+    "say",
+    "said",
+    "explains",
+    "explain",
+    "mentions",
+    "describes",
+    "notes",
+    "answer",
+    "ask",
+    "asking",
+    "thanks",
+    "thank",
+    "well",
+    "yes",
+    "indeed",
+    "actually",
+    "really",
+    "certainly",
+    "exactly",
+    "also",
+    "just",
+    "here",
+    "let",
+    "look",
+    "idea",
+    "overall",
+    "quite",
+    "very",
+    "much",
+    "what",
+    "which",
+    "how",
+    "why",
+    "when",
+    "where",
+    "who",
+    "course",
+    "absolutely",
+    "right",
+    "correct",
+    "interesting",
+    "first",
+    "finally",
+    "additionally",
+    "moreover",
+    "furthermore",
+    "however",
+    "therefore",
+    "thus",
+    "so",
+    "i",
+    "you",
+    "your",
+    "we",
+    "me",
+    "my",
+    "can",
+    "could",
+    "would",
+    "should",
+];
+
+/// The filler words as the analyzer sees them (stems), built once.
+pub fn filler_terms(analyzer: &Analyzer) -> WordSet {
+    FILLER
+        .iter()
+        .flat_map(|w| analyzer.terms(w))
+        .chain(FILLER.iter().map(|w| w.to_string()))
+        .collect()
+}
+
 /// The analyzed terms of a text, in order (duplicates kept).
 pub fn terms(analyzer: &mut TextAnalyzer, text: &str) -> Vec<String> {
     let mut out = Vec::new();

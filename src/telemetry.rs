@@ -3,6 +3,8 @@
 //! refusals by reason, model calls, errors and tokens by backend, streams in flight, dropped log
 //! writes.
 //!
+//! A leaf: it knows no other module of the tutor; callers hand it `&'static str` labels.
+//!
 //! Label values are always bounded: route templates (never raw paths), configured backend
 //! names, fixed reason words. No question text and no lesson id from user input.
 
@@ -137,11 +139,7 @@ pub fn translation(step: &'static str, outcome: &'static str) {
 }
 
 /// A failed model call: `timeout` when the provider did not answer in time, else `error`.
-pub fn model_failure(backend: &str, error: &crate::llm::ModelError) {
-    let outcome = match error {
-        crate::llm::ModelError::Timeout(_) => "timeout",
-        crate::llm::ModelError::Upstream(_) => "error",
-    };
+pub fn model_failure(backend: &str, outcome: &'static str) {
     model_call(backend, outcome);
 }
 
@@ -187,12 +185,8 @@ pub fn model_tokens(backend: &str, prompt: u64, completion: u64) {
         .increment(completion);
 }
 
-/// A learner's rating of an answer.
-pub fn feedback(rating: crate::conversation_log::Rating) {
-    let rating = match rating {
-        crate::conversation_log::Rating::Up => "up",
-        crate::conversation_log::Rating::Down => "down",
-    };
+/// A learner's rating of an answer (`up` or `down`).
+pub fn feedback(rating: &'static str) {
     counter!("tutor_feedback_total", "rating" => rating).increment(1);
 }
 

@@ -35,7 +35,7 @@ fn new_quiz_cache() -> QuizCache {
 struct Language {
     code: &'static str,
     analyzer: Analyzer,
-    filler: super::verify::WordSet,
+    filler: crate::index::WordSet,
     /// The same analyzer with the quiz's own filler words.
     quiz: crate::quiz::Words,
 }
@@ -47,7 +47,7 @@ impl Analysis {
             .iter()
             .map(|(code, analyzer)| Language {
                 code,
-                filler: super::verify::filler_terms(analyzer),
+                filler: crate::index::filler_terms(analyzer),
                 quiz: crate::quiz::Words::new(analyzer.clone()),
                 analyzer: analyzer.clone(),
             })

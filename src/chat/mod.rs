@@ -515,7 +515,7 @@ impl Tutor {
         {
             return Rated::OtherLesson(lesson);
         }
-        telemetry::feedback(rating);
+        telemetry::feedback(rating.as_str());
         if let Some(logger) = &self.logger {
             logger.rate(answer_id, rating, comment);
         }
@@ -1549,7 +1549,7 @@ impl StreamState {
                     // The sentence being written is dropped unverified; what was sent stands.
                     self.finished = true;
                     self.text = Box::pin(futures::stream::empty());
-                    telemetry::model_failure(&self.backend, &error);
+                    telemetry::model_failure(&self.backend, error.outcome());
                     self.queued
                         .push_back(ChatEvent::Error(ChatError::Model(error)));
                 }
@@ -1639,7 +1639,7 @@ fn prompt_tokens(request: &ModelRequest) -> u64 {
 
 fn record_model_error(model: &dyn ChatModel, error: &ModelError) {
     if !model.counts_its_failures() {
-        telemetry::model_failure(&model.name(), error);
+        telemetry::model_failure(&model.name(), error.outcome());
     }
 }
 

@@ -395,13 +395,14 @@ pub fn sentence_end(text: &str, at_end: bool) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chat::verify::{Context, Source, Verifier, filler_terms};
+    use crate::chat::verify::{Context, Source, Verifier};
     use crate::index::Analyzer;
+    use crate::index::filler_terms;
 
     /// The real verifier over two passages, with a leak check for one phrase.
     struct Fixture {
         analyzer: Analyzer,
-        filler: crate::chat::verify::WordSet,
+        filler: crate::index::WordSet,
         sources: Vec<Source>,
         context: Context,
     }

@@ -14,14 +14,9 @@
 //! its citation corrected when one does. A sentence quoting a passage word for word is supported
 //! by that passage. Friendly and connective sentences ("Good question!") need no support.
 
-use crate::index::Analyzer;
+use crate::index::{Analyzer, WordSet};
 use crate::text;
 use std::sync::Arc;
-
-/// A set of words or terms. Verification looks words up in a few small sets per sentence, many
-/// times per answer: a fast non-cryptographic hash (FxHash) is what fits (no key is attacker-
-/// chosen in a way that matters: the sets are rebuilt per answer and hold a few hundred words).
-pub type WordSet = rustc_hash::FxHashSet<String>;
 
 /// Least share of a sentence's content words that its supporting passages must contain.
 ///
@@ -55,96 +50,6 @@ pub const NEAR_RESTATEMENT: f32 = 0.75;
 /// Fewest content words for [`NEAR_RESTATEMENT`] to apply: a short sentence is a paraphrase
 /// more often than a copy.
 const NEAR_RESTATEMENT_MIN_TERMS: usize = 5;
-
-/// Words that carry no claim of their own: friendly phrases, connectives, talk about the lesson.
-/// A sentence made only of these (and stop words) needs no support.
-const FILLER: &[&str] = &[
-    "good",
-    "great",
-    "excellent",
-    "question",
-    "sure",
-    "happy",
-    "glad",
-    "help",
-    "hope",
-    "helps",
-    "short",
-    "sum",
-    "summary",
-    "summarize",
-    "summarise",
-    "basically",
-    "essentially",
-    "simply",
-    "put",
-    "words",
-    "lesson",
-    "section",
-    "passage",
-    "passages",
-    "says",
-    "say",
-    "said",
-    "explains",
-    "explain",
-    "mentions",
-    "describes",
-    "notes",
-    "answer",
-    "ask",
-    "asking",
-    "thanks",
-    "thank",
-    "well",
-    "yes",
-    "indeed",
-    "actually",
-    "really",
-    "certainly",
-    "exactly",
-    "also",
-    "just",
-    "here",
-    "let",
-    "look",
-    "idea",
-    "overall",
-    "quite",
-    "very",
-    "much",
-    "what",
-    "which",
-    "how",
-    "why",
-    "when",
-    "where",
-    "who",
-    "course",
-    "absolutely",
-    "right",
-    "correct",
-    "interesting",
-    "first",
-    "finally",
-    "additionally",
-    "moreover",
-    "furthermore",
-    "however",
-    "therefore",
-    "thus",
-    "so",
-    "i",
-    "you",
-    "your",
-    "we",
-    "me",
-    "my",
-    "can",
-    "could",
-    "would",
-    "should",
-];
 
 /// Ordinary words that open sentences: a capitalised first word that is none of these (and not a
 /// stop or filler word) is checked like a name ("Linux is a branch of ..." must not pass).
@@ -694,15 +599,6 @@ pub struct Verifier<'a> {
     context: &'a Context,
 }
 
-/// The filler words as the analyzer sees them (stems), built once.
-pub fn filler_terms(analyzer: &Analyzer) -> WordSet {
-    FILLER
-        .iter()
-        .flat_map(|w| analyzer.terms(w))
-        .chain(FILLER.iter().map(|w| w.to_string()))
-        .collect()
-}
-
 impl<'a> Verifier<'a> {
     /// A verifier over `passages` (numbered from 1 in the order given).
     pub fn new(
@@ -1012,6 +908,7 @@ fn rank(why: &Unsupported) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::index::filler_terms;
 
     #[test]
     fn an_answer_particle_is_cut_only_when_it_is_one_and_any_first_character_is_safe() {

@@ -324,6 +324,22 @@ pub fn metrics_router() -> Router {
     Router::new().route("/metrics", axum::routing::get(api::metrics))
 }
 
+/// Connections the metrics listener holds at once: scrapers, not learners.
+const METRICS_CONNECTIONS: usize = 64;
+
+/// Serves [`metrics_router`] on its own listener through the same connection loop as the API
+/// (head and write timeouts, a connection cap), until `shutdown` resolves.
+pub async fn serve_metrics(
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let limits = server::Limits {
+        max_connections: METRICS_CONNECTIONS,
+        ..server::Limits::default()
+    };
+    server::serve(listener, metrics_router(), limits, shutdown).await
+}
+
 /// Refuses requests addressed to a name this tutor does not answer to (DNS rebinding), with
 /// `421 misdirected_request`.
 async fn check_host(State(state): State<AppState>, request: Request, next: Next) -> Response {

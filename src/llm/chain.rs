@@ -113,7 +113,7 @@ impl Chain {
             match call(provider.model.as_ref()).await {
                 Ok(reply) => return Ok(reply),
                 Err(error) => {
-                    crate::telemetry::model_failure(&provider.model.name(), &error);
+                    crate::telemetry::model_failure(&provider.model.name(), error.outcome());
                     tracing::warn!(provider = %provider.name, %error, "{failed}");
                     last = Some(error);
                 }

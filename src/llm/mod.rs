@@ -114,6 +114,16 @@ pub enum ModelError {
     Timeout(String),
 }
 
+impl ModelError {
+    /// How the call ended, as the metrics label it: `timeout` or `error`.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            ModelError::Timeout(_) => "timeout",
+            ModelError::Upstream(_) => "error",
+        }
+    }
+}
+
 /// A model that answers from numbered passages.
 pub trait ChatModel: Send + Sync {
     /// What answered, as reported in `backend`: `extractive` or `openai:MODEL`.

@@ -6,8 +6,8 @@
 
 pub mod grade;
 
-use crate::chat::verify::{WordSet, filler_terms};
 use crate::index::Analyzer;
+use crate::index::{WordSet, filler_terms};
 use crate::lessons::quiz::QuizItem;
 use crate::lessons::{Lesson, Passage};
 use crate::text::cut;

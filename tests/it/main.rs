@@ -2,6 +2,7 @@
 //! model, retrieval and the gate over the sample lessons, and the `tutor` binary.
 
 mod api;
+mod architecture;
 mod cli;
 mod compat;
 mod conversation;

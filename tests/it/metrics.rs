@@ -139,7 +139,7 @@ async fn metrics_can_live_on_their_own_listener_and_then_leave_the_api_listener(
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
-        axum::serve(listener, tutor::http::metrics_router())
+        tutor::http::serve_metrics(listener, std::future::pending())
             .await
             .expect("metrics serve")
     });

@@ -12,8 +12,9 @@ use serde_json::{Value, json};
 use std::sync::Mutex;
 use tutor::chat::citations::{parse_marker, take_markers, with_markers};
 use tutor::chat::release::{Judge, Release, sentence_end};
-use tutor::chat::verify::{Context, Source, Verdict, Verifier, WordSet, filler_terms};
+use tutor::chat::verify::{Context, Source, Verdict, Verifier};
 use tutor::index::Analyzer;
+use tutor::index::{WordSet, filler_terms};
 use tutor::text;
 
 const LESSON: &str = "hybrid-routing";
