@@ -29,6 +29,9 @@ pub struct SectionReport {
 pub struct QuizFigures {
     pub hints: usize,
     pub asked: usize,
+    /// First tries not yet right that got another try (their grade is counted once, on the
+    /// last try).
+    pub retried: usize,
     pub correct: usize,
     pub partly: usize,
     pub not_yet: usize,
@@ -43,6 +46,7 @@ impl QuizFigures {
         match (record.kind.as_deref(), record.outcome.as_deref()) {
             (Some("hint"), _) => self.hints += 1,
             (Some("quiz_question"), _) => self.asked += 1,
+            (Some("grade"), Some("retry")) => self.retried += 1,
             (Some("grade"), Some("correct")) => self.correct += 1,
             (Some("grade"), Some("partly")) => self.partly += 1,
             (Some("grade"), _) => self.not_yet += 1,
@@ -315,14 +319,14 @@ pub fn markdown(report: &Report) -> String {
         }
         if lesson.sections.iter().any(|s| !s.quiz.is_empty()) {
             out.push_str(
-                "\n### Hints and quizzes\n\n| section | hints | quiz questions | correct | partly | not yet |\n|---|---|---|---|---|---|\n",
+                "\n### Hints and quizzes\n\n| section | hints | quiz questions | second tries | correct | partly | not yet |\n|---|---|---|---|---|---|---|\n",
             );
             for s in lesson.sections.iter().filter(|s| !s.quiz.is_empty()) {
                 let q = &s.quiz;
                 let _ = writeln!(
                     out,
-                    "| {} (`{}`) | {} | {} | {} | {} | {} |",
-                    s.title, s.id, q.hints, q.asked, q.correct, q.partly, q.not_yet
+                    "| {} (`{}`) | {} | {} | {} | {} | {} | {} |",
+                    s.title, s.id, q.hints, q.asked, q.retried, q.correct, q.partly, q.not_yet
                 );
             }
         }
@@ -384,8 +388,8 @@ pub fn csv(report: &Report) -> String {
                     field(&lesson.lesson_id),
                     field(&s.id),
                     field(&format!(
-                        "hints={} asked={} correct={} partly={} not_yet={}",
-                        q.hints, q.asked, q.correct, q.partly, q.not_yet
+                        "hints={} asked={} retried={} correct={} partly={} not_yet={}",
+                        q.hints, q.asked, q.retried, q.correct, q.partly, q.not_yet
                     ))
                 );
             }

@@ -638,6 +638,10 @@ impl Tutor {
             kind: Some(answer.kind.as_str().to_string()),
             outcome: match answer.kind {
                 ReplyKind::Hint => answer.hint.map(|h| h.as_str().to_string()),
+                // A first try that gets another is not a grade yet: the last try's is.
+                ReplyKind::Grade if answer.quiz.as_ref().and_then(|q| q.tries_left) > Some(0) => {
+                    Some("retry".to_string())
+                }
                 ReplyKind::Grade => answer.grade.map(|g| g.as_str().to_string()),
                 ReplyKind::QuizQuestion => answer.quiz.as_ref().map(|q| q.section_id.clone()),
                 _ => None,

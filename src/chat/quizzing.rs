@@ -162,9 +162,11 @@ impl Tutor {
             retry,
         };
         let (text, tries_left) = self.grade_text(&lesson.language, grade, &reveal, "")?;
-        telemetry::quiz("grade", grade.as_str());
+        // A question's grade is counted once, on its last try.
         if tries_left > 0 {
             telemetry::quiz("retry", grade.as_str());
+        } else {
+            telemetry::quiz("grade", grade.as_str());
         }
         let citations = passage
             .map(|p| vec![citation(1, lesson, p)])

@@ -167,7 +167,8 @@ pub struct Record {
     /// written before quizzes.
     pub kind: Option<String>,
     /// For a hint, why (`requested`, `quiz_item`, `assessment`); for a graded reply, the grade
-    /// (`correct`, `partly`, `not_yet`); for a quiz question, the section it checks; for a
+    /// (`correct`, `partly`, `not_yet`), or `retry` for a try not yet right that gets another
+    /// (so a question's grade is counted once); for a quiz question, the section it checks; for a
     /// failed turn, the cause.
     pub outcome: Option<String>,
 }

@@ -3,6 +3,7 @@
 //! requests; `tutor check` on a broken quiz file.
 
 use crate::helpers::{FakeModel, answer, config, parse_sse, spawn_app, spawn_app_with};
+use tutor::conversation_log::LogStore;
 use serde_json::{Value, json};
 use std::process::Command;
 
@@ -700,4 +701,60 @@ async fn an_answer_near_two_quiz_items_keeps_what_is_not_their_answers_on_every_
         .await;
     let streamed = crate::helpers::deltas(&events);
     assert_eq!(streamed, reply["answer"].as_str().expect("answer"));
+}
+
+#[tokio::test]
+async fn a_question_answered_on_its_second_try_is_graded_once_in_the_log_and_the_report() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("log.sqlite");
+    let db_for_config = db.clone();
+    let app = spawn_app_with(
+        None,
+        move |mut c| {
+            c.log = Some(tutor::conversation_log::LogTarget::Sqlite(db_for_config));
+            c
+        },
+        |s| s,
+    )
+    .await;
+    let first = first_item();
+    let (_, answer, section) = item(&first);
+    let reply = |message: &str, attempt: u8| {
+        json!({"lesson_id": LESSON, "mode": "quiz", "quiz_item": first, "message": message,
+               "quiz_attempt": attempt, "conversation_id": "learner-1"})
+    };
+    let (_, graded) = app.chat(reply("a bigger GPU budget", 1)).await;
+    assert_eq!(graded["quiz"]["tries_left"], 1, "{graded}");
+    let (_, graded) = app.chat(reply(&answer, 2)).await;
+    assert_eq!(graded["grade"], "correct", "{graded}");
+
+    let tutor = app.state().tutor().expect("tutor");
+    tutor.logger().expect("log on").flush();
+    let records = tutor::conversation_log::SqliteStore::open(&db)
+        .expect("opens")
+        .records(0, None)
+        .expect("records");
+    let outcomes: Vec<(Option<&str>, Option<&str>)> = records
+        .iter()
+        .map(|r| (r.kind.as_deref(), r.outcome.as_deref()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            (Some("grade"), Some("retry")),
+            (Some("grade"), Some("correct"))
+        ]
+    );
+    let report = tutor::report::build(&records, tutor.retriever());
+    let q = &report.lessons[0]
+        .sections
+        .iter()
+        .find(|s| s.id == section)
+        .expect("the item's section")
+        .quiz;
+    assert_eq!(
+        (q.retried, q.correct, q.partly, q.not_yet),
+        (1, 1, 0, 0),
+        "one question, one grade: {q:?}"
+    );
 }

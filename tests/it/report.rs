@@ -155,6 +155,7 @@ fn the_report_counts_hints_quiz_questions_and_grades_per_section_through_the_log
     };
     let cascade = &["hybrid-routing#cascades-and-escalation-1"][..];
     let records = vec![
+        quiz(19, "grade", "retry", cascade),
         quiz(20, "hint", "quiz_item", cascade),
         quiz(21, "hint", "requested", cascade),
         quiz(22, "quiz_question", "cascades-and-escalation", &[]),
@@ -181,15 +182,18 @@ fn the_report_counts_hints_quiz_questions_and_grades_per_section_through_the_log
     assert_eq!(section.answered, 1, "hints and quizzes are not answers");
     let q = &section.quiz;
     assert_eq!(
-        (q.hints, q.asked, q.correct, q.partly, q.not_yet),
-        (2, 2, 1, 1, 1)
+        (q.hints, q.asked, q.retried, q.correct, q.partly, q.not_yet),
+        (2, 2, 1, 1, 1, 1)
     );
     let markdown = tutor::report::markdown(&report);
     assert!(
         markdown.contains(
-            "| Cascades and escalation (`cascades-and-escalation`) | 2 | 2 | 1 | 1 | 1 |"
+            "| Cascades and escalation (`cascades-and-escalation`) | 2 | 2 | 1 | 1 | 1 | 1 |"
         ),
         "{markdown}"
     );
-    assert!(tutor::report::csv(&report).contains("hints=2 asked=2 correct=1 partly=1 not_yet=1"));
+    assert!(
+        tutor::report::csv(&report)
+            .contains("hints=2 asked=2 retried=1 correct=1 partly=1 not_yet=1")
+    );
 }
