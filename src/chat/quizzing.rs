@@ -136,7 +136,9 @@ impl Tutor {
         let passage = quiz::passage_for(words, lesson, item);
         // A try left: a reply not yet right gets a hint and another go, not the answer.
         let tries_left = super::QUIZ_TRIES.saturating_sub(question.quiz_attempt);
-        let retry = (tries_left > 0 && passage.is_some()).then(|| {
+        // Only a reply not yet right needs it, unless a model may grade it otherwise.
+        let may_retry = grade != Grade::Correct || self.has_model();
+        let retry = (tries_left > 0 && may_retry && passage.is_some()).then(|| {
             let term = passage
                 .and_then(|p| quiz::key_word(words, &item.question, &p.text, Some(&item.answer)));
             Retry {

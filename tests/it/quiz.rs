@@ -3,9 +3,9 @@
 //! requests; `tutor check` on a broken quiz file.
 
 use crate::helpers::{FakeModel, answer, config, parse_sse, spawn_app, spawn_app_with};
-use tutor::conversation_log::LogStore;
 use serde_json::{Value, json};
 use std::process::Command;
+use tutor::conversation_log::LogStore;
 
 /// The sample course's `hybrid-routing.quiz.toml` and its cascade item.
 const LESSON: &str = "hybrid-routing";
