@@ -378,6 +378,7 @@ pub async fn watch(config: Config, state: AppState, every: Duration, follow: Fol
             Ok(Some((fingerprint(&config, follow), reloaded)))
         })
         .await;
+        state.reload_checked();
         match result {
             Ok(Ok(Some((now, (tutor, problems, refresh))))) => {
                 for problem in &problems {

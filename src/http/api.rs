@@ -454,6 +454,8 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
                 .retriever()
                 .semantic()
                 .map_or_else(|| "off".to_string(), |s| s.identity().to_string()),
+            // How many times the watcher has looked for a new index (or edited files).
+            "reload_checks": state.reload_checks(),
         }))
         .into_response(),
         Err(error) => error.into_response(),

@@ -72,6 +72,9 @@ pub struct StateFields {
     hosts: Option<Arc<HostAllowlist>>,
     /// `/metrics` is served on its own listener ([`metrics_router`]), not with the API.
     metrics_elsewhere: bool,
+    /// How many times the watcher has compared the files it follows with what is served
+    /// (shown by `/readyz`: a watcher that stopped looking shows as a number that stands still).
+    reload_checks: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl AppState {
@@ -89,6 +92,7 @@ impl AppState {
             allowed_hosts: Arc::new(Vec::new()),
             hosts: None,
             metrics_elsewhere: false,
+            reload_checks: Arc::default(),
         }))
     }
 
@@ -145,6 +149,18 @@ impl AppState {
     pub fn set_tutor(&self, tutor: Tutor) {
         let mut slot = self.tutor.write().unwrap_or_else(|e| e.into_inner());
         *slot = Some(Arc::new(tutor));
+    }
+
+    /// Counts one look of the watcher at what it follows, whatever it found.
+    pub fn reload_checked(&self) {
+        self.reload_checks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How many times the watcher has looked since start.
+    pub fn reload_checks(&self) -> u64 {
+        self.reload_checks
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The tutor in force, or 503 while loading.

@@ -1,6 +1,6 @@
 //! The `tutor` binary, run as an author would, in a temporary folder.
 
-use crate::helpers::sample_lessons;
+use crate::helpers::{PATIENCE, eventually, eventually_true, sample_lessons};
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -114,19 +114,14 @@ async fn serve_ready_over(
     let stop = KillOnDrop(child.id());
     let (base, log) = listening(&mut child);
     let client = reqwest::Client::new();
-    let mut ready = false;
-    for _ in 0..2400 {
-        if client
+    let ready = eventually_true(PATIENCE * 2, async || {
+        client
             .get(format!("{base}/readyz"))
             .send()
             .await
             .is_ok_and(|r| r.status() == 200)
-        {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    })
+    .await;
     assert!(ready, "the server became ready");
     (child, stop, base, log)
 }
@@ -354,19 +349,14 @@ async fn sigterm_stops_accepting_lets_streams_in_flight_finish_and_exits_zero() 
         .expect("kill runs");
     assert!(killed.success());
     // The listener closes once the signal is handled: new connections are refused from then on.
-    let mut refused = false;
-    for _ in 0..400 {
-        if reqwest::Client::new()
+    let refused = eventually_true(Duration::from_secs(10), async || {
+        reqwest::Client::new()
             .get(format!("{base}/healthz"))
             .send()
             .await
             .is_err()
-        {
-            refused = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    })
+    .await;
     assert!(refused, "no new connections after SIGTERM");
 
     while let Some(chunk) = stream
@@ -534,15 +524,14 @@ async fn serve_with_lti_generates_its_key_publishes_it_and_warns_when_the_api_is
         .expect("tutor starts");
     let _stop = KillOnDrop(child.id());
     let (base, log) = listening(&mut child);
-    let mut jwks = None;
-    for _ in 0..200 {
-        if let Ok(response) = reqwest::get(format!("{base}/.well-known/jwks.json")).await {
-            jwks = Some(response.json::<serde_json::Value>().await.expect("JSON"));
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    let jwks = jwks.expect("the key set is served");
+    let jwks = eventually(PATIENCE, async || {
+        let response = reqwest::get(format!("{base}/.well-known/jwks.json"))
+            .await
+            .ok()?;
+        Some(response.json::<serde_json::Value>().await.expect("JSON"))
+    })
+    .await
+    .expect("the key set is served");
     let keys = jwks["keys"].as_array().expect("keys");
     assert_eq!(keys.len(), 1, "{jwks}");
     assert_eq!(keys[0]["alg"], "RS256");
@@ -772,7 +761,22 @@ async fn check_never_publishes_an_edit_and_index_does() {
         .filter(|name| name.starts_with(".build"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    // The server looks for a new version again, and finds none.
+    let checks = async || {
+        reqwest::get(format!("{base}/readyz"))
+            .await
+            .expect("readyz")
+            .json::<serde_json::Value>()
+            .await
+            .expect("json")["reload_checks"]
+            .as_u64()
+            .expect("reload_checks")
+    };
+    let now = checks().await;
+    assert!(
+        eventually_true(PATIENCE, async || checks().await >= now + 2).await,
+        "the server keeps looking for a new index version"
+    );
     assert!(
         refused().await,
         "an edit that was only checked is not served"
@@ -784,14 +788,7 @@ async fn check_never_publishes_an_edit_and_index_does() {
         &["--lessons", "lessons", "--index", "idx", "index"],
     );
     assert!(out.status.success(), "{}", text_of(&out));
-    let mut served = false;
-    for _ in 0..200 {
-        if !refused().await {
-            served = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let served = eventually_true(PATIENCE, async || !refused().await).await;
     assert!(served, "the published edit is served");
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

@@ -1,7 +1,7 @@
 //! Provider faults, fallback and routing, and cancellation: what the learner receives and that
 //! nothing is left running.
 
-use crate::helpers::{Behaviour, FakeModel, spawn_app, spawn_app_with};
+use crate::helpers::{Behaviour, FakeModel, PATIENCE, eventually_true, spawn_app, spawn_app_with};
 use serde_json::json;
 use std::time::{Duration, Instant};
 use tutor::config::{NamedProvider, Routing};
@@ -237,10 +237,7 @@ async fn when_the_learner_leaves_the_upstream_request_is_dropped_at_once() {
     assert!(!first.is_empty());
     assert_eq!(model.closed(), 0, "the upstream is still streaming");
     drop(response);
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while model.closed() == 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually_true(PATIENCE, async || model.closed() > 0).await;
     assert_eq!(
         model.closed(),
         1,

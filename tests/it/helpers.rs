@@ -555,3 +555,52 @@ pub fn semantic_settings() -> tutor::semantic::SemanticSettings {
 /// test (two replicas, PostgreSQL, Redis and HAProxy under load), so they never run at the same
 /// time and none of them starves the others into their timeouts.
 pub static CORES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// How long a test waits for something that should happen by itself (a reload, a write, a
+/// server becoming ready): generous, so a slow machine never fails it; working code takes a
+/// fraction of it.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Polls `check` until it gives a value or `within` passes, waiting a little longer between
+/// tries each time (10 ms, doubling up to 200 ms). Every wait in these tests for something that
+/// happens eventually goes through here or [`eventually_blocking`].
+pub async fn eventually<T>(
+    within: Duration,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> Option<T> {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut pause = Duration::from_millis(10);
+    loop {
+        if let Some(value) = check().await {
+            return Some(value);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(200));
+    }
+}
+
+/// [`eventually`] for a check that holds or not.
+pub async fn eventually_true(within: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
+    eventually(within, async || check().await.then_some(()))
+        .await
+        .is_some()
+}
+
+/// [`eventually`] for checks that block (a thread of their own, no runtime to yield to).
+pub fn eventually_blocking(within: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    let mut pause = Duration::from_millis(10);
+    loop {
+        if check() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(200));
+    }
+}

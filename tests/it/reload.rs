@@ -1,11 +1,11 @@
 //! Live reload: lessons and prompts edited while the tutor serves, under load.
 
-use crate::helpers::{sample_lessons, spawn_app_with};
+use crate::helpers::{PATIENCE, eventually_true, sample_lessons, spawn_app_with};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("mkdir");
@@ -15,16 +15,29 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-async fn wait_for(mut check: impl AsyncFnMut() -> bool) -> bool {
-    // A generous bound so a slow machine never fails it; a working reload takes under a second.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
+async fn wait_for(check: impl AsyncFnMut() -> bool) -> bool {
+    eventually_true(PATIENCE, check).await
+}
+
+/// How many times the server's watcher has looked at what it follows (`/readyz`).
+async fn reload_checks(app: &crate::helpers::App) -> u64 {
+    let ready: Value = app
+        .client
+        .get(format!("{}/readyz", app.base))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    ready["reload_checks"].as_u64().expect("reload_checks")
+}
+
+/// Waits until the watcher has looked again from scratch: one look that may have begun before
+/// now, then one that began after it.
+async fn looked_again(app: &crate::helpers::App) -> bool {
+    let now = reload_checks(app).await;
+    wait_for(async || reload_checks(app).await >= now + 2).await
 }
 
 /// A tutor over `lessons` (and `prompts`, when given) with its watcher following what
@@ -211,8 +224,8 @@ async fn plain_serve_picks_up_tutor_index_but_not_a_bare_edit() {
         format!("{original}\n## Zebra crossings\n\nZebra crossings teach routing: every walker waits for a clear signal before crossing.\n"),
     )
     .expect("write");
-    // Ten watcher ticks: an edit alone is not followed by plain `serve`.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The watcher looks again and leaves it: an edit alone is not followed by plain `serve`.
+    assert!(looked_again(&app).await, "the watcher keeps looking");
     assert_eq!(ask().await["refused"], true, "a bare edit is not served");
 
     // `tutor index` (the same function the command runs) is.

@@ -4,7 +4,7 @@
 //! when missing and started here on free loopback ports in a temporary directory.
 
 use crate::cli::listening;
-use crate::helpers::sample_lessons;
+use crate::helpers::{PATIENCE, eventually, eventually_blocking, eventually_true, sample_lessons};
 use crate::lti::{Platform, login_at, post_launch_at};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -106,11 +106,14 @@ fn free_port() -> u16 {
 }
 
 fn wait_for_port(port: u16, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "{what} never listened on {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(
+        eventually_blocking(PATIENCE, || std::net::TcpStream::connect((
+            "127.0.0.1",
+            port
+        ))
+        .is_ok()),
+        "{what} never listened on {port}"
+    );
 }
 
 /// A child process, ended (and waited for) when dropped.
@@ -258,11 +261,12 @@ impl Postgres {
         self.process = Process::new(child);
         wait_for_port(self.port, "postgres");
         // Accepting connections comes a moment after listening.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while tokio::task::block_in_place(|| PostgresStore::open(&self.url()).is_err()) {
-            assert!(Instant::now() < deadline, "postgres never became ready");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        assert!(
+            eventually_blocking(PATIENCE, || tokio::task::block_in_place(|| {
+                PostgresStore::open(&self.url()).is_ok()
+            })),
+            "postgres never became ready"
+        );
     }
 
     /// A fast shutdown (SIGINT): connections are closed, the server exits.
@@ -352,14 +356,11 @@ impl Replica {
             process: Process::new(child),
             log: Some(log),
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if status_of(replica.addr(), "/readyz") == Some(200) {
-                break;
-            }
-            assert!(Instant::now() < deadline, "the replica never became ready");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        assert!(
+            eventually_blocking(PATIENCE, || status_of(replica.addr(), "/readyz")
+                == Some(200)),
+            "the replica never became ready"
+        );
         replica
     }
 
@@ -465,23 +466,23 @@ fn stored(postgres: &Postgres) -> Vec<Record> {
 
 /// Waits until the log holds every id in `ids` (writers batch and may be retrying).
 async fn wait_stored(postgres: &Postgres, ids: &[String]) -> Vec<Record> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let records = stored(postgres);
-        let missing = ids
-            .iter()
+    let missing = |records: &[Record]| {
+        ids.iter()
             .filter(|id| !records.iter().any(|r| &r.answer_id == *id))
-            .count();
-        if missing == 0 {
-            return records;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{missing} of {} answers never reached the log",
+            .count()
+    };
+    eventually(PATIENCE, async || {
+        let records = stored(postgres);
+        (missing(&records) == 0).then_some(records)
+    })
+    .await
+    .unwrap_or_else(|| {
+        panic!(
+            "{} of {} answers never reached the log",
+            missing(&stored(postgres)),
             ids.len()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        )
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -608,20 +609,20 @@ deployments = ["{deployment}"]
     .expect("replicas start");
     let lb = Haproxy::start(dir.path(), [&a, &b]);
     // HAProxy sends learners to a replica once two health checks passed.
-    let deadline = Instant::now() + Duration::from_secs(30);
     let mut seen = std::collections::BTreeSet::new();
-    while seen.len() < 2 {
-        assert!(
-            Instant::now() < deadline,
-            "the load balancer never sent requests to both replicas (saw {seen:?})"
-        );
+    let both = eventually_true(PATIENCE, async || {
         if let Ok(response) = client().get(format!("{}/readyz", lb.base)).send().await
             && response.status() == 200
         {
             seen.insert(replica_of(&response));
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        seen.len() == 2
+    })
+    .await;
+    assert!(
+        both,
+        "the load balancer never sent requests to both replicas (saw {seen:?})"
+    );
     Deployment {
         dir,
         config,
@@ -747,27 +748,19 @@ async fn a_rating_reaches_the_answer_whichever_replica_takes_it(d: &Deployment) 
         .await
         .expect("feedback sent");
     assert_eq!(unknown.status(), 404);
-    let records = wait_stored(&d.postgres, &ids).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut records = records;
-    loop {
-        let rated = ids.iter().all(|id| {
+    wait_stored(&d.postgres, &ids).await;
+    let rated = eventually_true(PATIENCE, async || {
+        let records = stored(&d.postgres);
+        ids.iter().all(|id| {
             records.iter().any(|r| {
                 &r.answer_id == id
                     && r.rating == Some(tutor::conversation_log::Rating::Down)
                     && r.comment.as_deref() == Some("too short")
             })
-        });
-        if rated {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the ratings never reached the answers"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        records = stored(&d.postgres);
-    }
+        })
+    })
+    .await;
+    assert!(rated, "the ratings never reached the answers");
     ids
 }
 
@@ -860,8 +853,7 @@ async fn answers_go_on_while_redis_is_down(d: &mut Deployment) {
         + metric(&d.b.base, "tutor_shared_state_errors_total").await;
     assert!(errors > 0.0, "going on without Redis is counted");
     d.redis.run();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    let back = eventually_true(PATIENCE, async || {
         let before = metric(&d.a.base, "tutor_shared_state_errors_total").await
             + metric(&d.b.base, "tutor_shared_state_errors_total").await;
         for n in 0..6 {
@@ -870,15 +862,10 @@ async fn answers_go_on_while_redis_is_down(d: &mut Deployment) {
         }
         let after = metric(&d.a.base, "tutor_shared_state_errors_total").await
             + metric(&d.b.base, "tutor_shared_state_errors_total").await;
-        if after == before {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the replicas never used Redis again"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+        after == before
+    })
+    .await;
+    assert!(back, "the replicas never used Redis again");
 }
 
 /// With PostgreSQL stopped the tutor keeps answering; the records wait in the writers' queues
@@ -903,22 +890,28 @@ async fn answers_go_on_while_postgres_is_down(d: &mut Deployment) {
             .expect("feedback sent");
         assert_eq!(response.status(), 200, "a rating while PostgreSQL is down");
     }
-    // Longer than a writer waits for a connection, so it has to keep its batch and retry.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Both writers find the database away, keep their batches and retry.
+    let retrying = eventually_true(PATIENCE, async || {
+        metric(&d.a.base, "tutor_log_write_retries_total").await > 0.0
+            && metric(&d.b.base, "tutor_log_write_retries_total").await > 0.0
+    })
+    .await;
+    assert!(retrying, "the writers retry while PostgreSQL is down");
     tokio::task::block_in_place(|| d.postgres.run());
     wait_stored(&d.postgres, &ids).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !ids.iter().take(2).all(|id| {
-        stored(&d.postgres)
-            .iter()
-            .any(|r| &r.answer_id == id && r.rating == Some(tutor::conversation_log::Rating::Up))
-    }) {
-        assert!(
-            Instant::now() < deadline,
-            "the ratings given during the outage never reached their answers"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let rated = eventually_true(PATIENCE, async || {
+        let records = stored(&d.postgres);
+        ids.iter().take(2).all(|id| {
+            records.iter().any(|r| {
+                &r.answer_id == id && r.rating == Some(tutor::conversation_log::Rating::Up)
+            })
+        })
+    })
+    .await;
+    assert!(
+        rated,
+        "the ratings given during the outage never reached their answers"
+    );
     for replica in [&d.a, &d.b] {
         assert_eq!(
             metric(&replica.base, "tutor_log_writes_dropped_total").await,
@@ -957,8 +950,7 @@ async fn a_new_index_version_reaches_both_replicas(d: &Deployment) {
     let built = tokio::task::block_in_place(|| tutor(&d.config, &["index"]));
     assert!(built.status.success());
     for replica in [&d.a, &d.b] {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
+        let served = eventually_true(PATIENCE, async || {
             let hits: Value = client()
                 .get(format!("{}/v1/search", replica.base))
                 .bearer_auth("load-secret")
@@ -969,17 +961,10 @@ async fn a_new_index_version_reaches_both_replicas(d: &Deployment) {
                 .json()
                 .await
                 .expect("hits");
-            let found = hits.to_string().contains("zephyr licence");
-            if found {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} never served the new version",
-                replica.base
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+            hits.to_string().contains("zephyr licence")
+        })
+        .await;
+        assert!(served, "{} never served the new version", replica.base);
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let statuses = background.await.expect("background load");
@@ -1012,9 +997,13 @@ async fn killing_a_replica_mid_load_loses_no_answer(d: &mut Deployment) {
             outcomes
         }));
     }
-    while done.load(std::sync::atomic::Ordering::Relaxed) < 30 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    assert!(
+        eventually_true(PATIENCE, async || done
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 30)
+        .await,
+        "the answers before the kill came back"
+    );
     d.b.process.signal("KILL");
     assert!(!d.b.process.is_running());
     let mut outcomes = Vec::new();
