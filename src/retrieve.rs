@@ -337,6 +337,10 @@ pub struct RetrievalSettings {
     /// answer (or one it accepts) is correct, unless it contradicts it (a negation, another
     /// number).
     pub grade_similarity: f32,
+    /// With a semantic model: how much nearer to the expected answer than to every other quiz
+    /// answer of the lesson such a reply must be ("open-weight models" is near "fully open
+    /// models", and nearer still to another item's "open weights with closed data").
+    pub grade_margin: f32,
     /// With a semantic model: a short message this close to an example of small talk (a
     /// greeting, thanks, a request for help), and nearer to it than to the lesson, is that small
     /// talk.
@@ -364,7 +368,8 @@ impl Default for RetrievalSettings {
             quiz_similarity: 0.55,
             quiz_near_similarity: 0.5,
             quiz_margin: 0.25,
-            grade_similarity: 0.75,
+            grade_similarity: 0.6,
+            grade_margin: 0.3,
             small_talk_similarity: 0.5,
             small_talk_margin: 0.1,
         }

@@ -118,20 +118,37 @@ impl Tutor {
             ))
         })?;
         // Meaning as one signal beside the words: the reply's nearness to the expected answer
-        // (or one it accepts), when the index holds their vectors.
-        let similarity = question.meaning.as_deref().and_then(|reply| {
-            std::iter::once(&item.answer)
-                .chain(&item.accept)
-                .filter_map(|answer| self.retriever.quiz_vector(answer))
-                .map(|answer| crate::semantic::similarity(reply, &answer))
-                .reduce(f32::max)
+        // (or one it accepts) and to the lesson's other answers, when the index holds their
+        // vectors.
+        let nearness = question.meaning.as_deref().and_then(|reply| {
+            let nearest = |answers: &mut dyn Iterator<Item = &String>| {
+                answers
+                    .filter_map(|answer| self.retriever.quiz_vector(answer))
+                    .map(|answer| crate::semantic::similarity(reply, &answer))
+                    .reduce(f32::max)
+            };
+            let answer = nearest(&mut std::iter::once(&item.answer).chain(&item.accept))?;
+            let others = nearest(
+                &mut items
+                    .iter()
+                    .filter(|other| other.id != item.id)
+                    .flat_map(|other| std::iter::once(&other.answer).chain(&other.accept)),
+            );
+            Some(quiz::grade::Nearness {
+                answer,
+                others: others.unwrap_or(0.0).max(0.0),
+            })
         });
+        let settings = self.retriever.settings();
         let grade = quiz::grade::grade_with_meaning(
             words,
             item,
             &question.message,
-            similarity,
-            self.retriever.settings().grade_similarity,
+            nearness,
+            quiz::grade::MeaningRule {
+                threshold: settings.grade_similarity,
+                margin: settings.grade_margin,
+            },
         );
         let passage = quiz::passage_for(words, lesson, item);
         // A try left: a reply not yet right gets a hint and another go, not the answer.

@@ -197,7 +197,7 @@ fn grade_against(words: &Words, item: &QuizItem, answer: &str, reply: &str) -> G
     }
     let expected = Expected::new(words, answer);
     let given = Expected::new(words, reply);
-    if expected.negated != expected.denied_by(words, reply) {
+    if expected.negated != expected.denied_by(words, reply) || reverses(answer, reply) {
         return Grade::NotYet;
     }
     if !expected.plain.is_empty() && contains_words(&said, &expected.plain) {
@@ -221,17 +221,37 @@ fn grade_against(words: &Words, item: &QuizItem, answer: &str, reply: &str) -> G
     }
 }
 
+/// How near a reply is in meaning to the answers of its lesson's quiz.
+#[derive(Debug, Clone, Copy)]
+pub struct Nearness {
+    /// To the expected answer or one it accepts (the best of them).
+    pub answer: f32,
+    /// To the nearest answer of another item of the lesson (0 when there is none).
+    pub others: f32,
+}
+
+/// How near a reply must be to count as the answer in other words.
+#[derive(Debug, Clone, Copy)]
+pub struct MeaningRule {
+    /// Nearness to the answer at or above which it may.
+    pub threshold: f32,
+    /// How much nearer to the answer than to every other item's it must be.
+    pub margin: f32,
+}
+
 /// [`grade`] with meaning as one more signal: a free-text reply that words alone do not find
-/// correct is correct when it is at `threshold` or closer in meaning to the expected answer or
-/// one it accepts (`similarity`, the best of them), says it in words of its own (a fragment of
-/// the answer's own words is as partial as words alone found it), and does not contradict it
-/// (a negation, another number). A choice is graded by the choice picked, never by meaning.
+/// correct is correct when it is near enough in meaning to the expected answer or one it
+/// accepts, clearly nearer to it than to the lesson's other quiz answers (a small model scores
+/// "closed API models" near "fully open models": near in topic, opposite in fact), says it in
+/// words of its own (a fragment of the answer's own words is as partial as words alone found
+/// it), and does not contradict it (a negation, another number). A choice is graded by the
+/// choice picked, never by meaning.
 pub fn grade_with_meaning(
     words: &Words,
     item: &QuizItem,
     reply: &str,
-    similarity: Option<f32>,
-    threshold: f32,
+    nearness: Option<Nearness>,
+    rule: MeaningRule,
 ) -> Grade {
     let lexical = grade(words, item, reply);
     let own_words = || {
@@ -241,11 +261,12 @@ pub fn grade_with_meaning(
             .collect();
         words.terms(reply).iter().any(|t| !expected.contains(t))
     };
-    match similarity {
-        Some(similarity)
+    match nearness {
+        Some(near)
             if lexical != Grade::Correct
                 && item.choices.is_empty()
-                && similarity >= threshold
+                && near.answer >= rule.threshold
+                && near.answer - near.others >= rule.margin
                 && !plain(reply).is_empty()
                 && own_words()
                 && !contradicts(words, item, reply) =>
@@ -262,13 +283,66 @@ pub fn grade_with_meaning(
 pub fn contradicts(words: &Words, item: &QuizItem, reply: &str) -> bool {
     let expected = Expected::new(words, &item.answer);
     let given = Expected::new(words, reply);
-    expected.negated != expected.denied_by(words, reply)
+    reverses(&item.answer, reply)
+        || expected.negated != expected.denied_by(words, reply)
         || (!expected.numbers.is_empty()
             && !given.numbers.is_empty()
             && !expected
                 .numbers
                 .iter()
                 .any(|n| given.numbers.iter().any(|g| text::same_number(*n, *g))))
+}
+
+/// Opposites a reply may swap in while keeping every other word: a sentence model scores "raise
+/// prices and tighten terms" close to "lower prices and loosen terms" (English).
+const OPPOSITES: &[(&str, &str)] = &[
+    ("open", "closed"),
+    ("lower", "raise"),
+    ("lower", "higher"),
+    ("loosen", "tighten"),
+    ("looser", "tighter"),
+    ("more", "less"),
+    ("more", "fewer"),
+    ("increase", "decrease"),
+    ("cheap", "expensive"),
+    ("cheaper", "dearer"),
+    ("small", "large"),
+    ("smaller", "larger"),
+    ("public", "private"),
+    ("before", "after"),
+    ("allow", "forbid"),
+    ("strong", "weak"),
+    ("stronger", "weaker"),
+    ("fast", "slow"),
+    ("faster", "slower"),
+];
+
+/// True when `reply` puts the opposite of a word of `answer` before the same next word: "closed
+/// weights with open data" for "open weights with closed data", "raise prices" for "lower
+/// prices".
+fn reverses(answer: &str, reply: &str) -> bool {
+    let pairs = |text: &str| -> Vec<(String, String)> {
+        let words: Vec<String> = text::words(text).map(|(_, w)| w.to_lowercase()).collect();
+        words
+            .windows(2)
+            .map(|w| (w[0].clone(), w[1].clone()))
+            .collect()
+    };
+    let opposite = |word: &str| {
+        OPPOSITES.iter().find_map(|&(a, b)| {
+            if word == a {
+                Some(b)
+            } else if word == b {
+                Some(a)
+            } else {
+                None
+            }
+        })
+    };
+    let said = pairs(reply);
+    pairs(answer).iter().any(|(word, next)| {
+        opposite(word).is_some_and(|other| said.iter().any(|(w, n)| w == other && n == next))
+    })
 }
 
 /// The choice a reply names by its letter, its number or its whole text, if any.
@@ -411,15 +485,29 @@ mod tests {
         let own = item("your own evaluation set", &[]);
         let bits = item("8 or 4 bits", &[]);
         let choice = item("Hybrid", &["Closed API", "Hybrid"]);
+        let rule = MeaningRule {
+            threshold: 0.7,
+            margin: 0.3,
+        };
+        let near = |answer: f32, others: f32| Some(Nearness { answer, others });
         let graded = |item: &QuizItem, reply: &str, similarity: f32| {
-            grade_with_meaning(&words, item, reply, Some(similarity), 0.7)
+            grade_with_meaning(&words, item, reply, near(similarity, 0.2), rule)
         };
         assert_eq!(graded(&own, "run my own evals", 0.8), Grade::Correct);
         assert_eq!(graded(&own, "run my own evals", 0.5), Grade::NotYet);
         assert_eq!(
-            grade_with_meaning(&words, &own, "run my own evals", None, 0.7),
+            grade_with_meaning(&words, &own, "run my own evals", None, rule),
             Grade::NotYet,
             "no meaning, words alone"
+        );
+        // Near the answer, but nearly as near another item's: not told apart, not taken.
+        assert_eq!(
+            grade_with_meaning(&words, &own, "run my own evals", near(0.8, 0.55), rule),
+            Grade::NotYet
+        );
+        assert_eq!(
+            grade_with_meaning(&words, &own, "run my own evals", near(0.8, 0.5), rule),
+            Grade::Correct
         );
         assert_eq!(
             graded(&own, "don't use your own evaluation set", 0.9),
@@ -436,5 +524,28 @@ mod tests {
             "choices by choice"
         );
         assert_eq!(graded(&own, "   ", 0.9), Grade::NotYet);
+        // The opposite word before the same thing is another answer, however near in meaning.
+        let compromise = item("open weights with closed data", &[]);
+        assert_eq!(
+            graded(&compromise, "closed weights with open data", 0.9),
+            Grade::NotYet
+        );
+        assert_eq!(
+            graded(
+                &compromise,
+                "weights released openly, data kept closed",
+                0.9
+            ),
+            Grade::Correct
+        );
+        let pressure = item("lower prices and loosen terms", &[]);
+        assert_eq!(
+            graded(&pressure, "to raise prices and tighten terms", 0.9),
+            Grade::NotYet
+        );
+        assert_eq!(
+            graded(&pressure, "cheaper prices and looser terms", 0.9),
+            Grade::Correct
+        );
     }
 }
