@@ -186,6 +186,22 @@ async fn quiz_questions_and_replies_in_other_words_are_recognised_by_meaning() {
             graded.answer
         );
     }
+    // The same words with the opposite swapped in, and a reply nearer another item's answer.
+    let (item, right) = (
+        "common-compromise",
+        "weights released openly, data kept closed",
+    );
+    let graded = quiz_grade(&with_meaning, lesson, item, right).await;
+    assert_eq!(graded.grade, Some(Grade::Correct), "{}", graded.answer);
+    let swapped = quiz_grade(&with_meaning, lesson, item, "closed weights with open data").await;
+    assert_ne!(swapped.grade, Some(Grade::Correct), "{}", swapped.answer);
+    let words_alone = quiz_grade(&words_only, lesson, item, "closed weights with open data").await;
+    assert_ne!(
+        words_alone.grade,
+        Some(Grade::Correct),
+        "{}",
+        words_alone.answer
+    );
 }
 
 #[tokio::test]
