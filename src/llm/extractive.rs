@@ -288,7 +288,7 @@ fn scored_units<'a>(
                 } else {
                     0.0
                 }
-                + meaning_score(passage, position);
+                + meaning_score(unit.meaning, passage.relevance);
             unit.score = fits(&unit, want, unit.score);
             if unit.said {
                 unit.score *= 0.5;
@@ -304,15 +304,10 @@ fn scored_units<'a>(
 /// alone 0.302).
 const MEANING_WEIGHT: f32 = 3.0;
 
-/// A unit's similarity to the question, weighted (0 without a semantic model).
-fn meaning_score(passage: &super::NumberedPassage, position: usize) -> f32 {
-    passage
-        .meaning
-        .as_ref()
-        .and_then(|m| m.get(position))
-        .map_or(0.0, |s| {
-            MEANING_WEIGHT * s.max(0.0) * (0.6 + 0.4 * passage.relevance.clamp(0.0, 1.0))
-        })
+/// A unit's similarity to the question (`meaning`, 0 without a semantic model), weighted and
+/// nudged by its passage's `relevance`.
+fn meaning_score(meaning: f32, relevance: f32) -> f32 {
+    MEANING_WEIGHT * meaning * (0.6 + 0.4 * relevance.clamp(0.0, 1.0))
 }
 
 /// A sentence joins the answer for its meaning alone when it is this close to the question,

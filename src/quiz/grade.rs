@@ -322,10 +322,11 @@ const OPPOSITES: &[(&str, &str)] = &[
 /// prices".
 fn reverses(answer: &str, reply: &str) -> bool {
     let pairs = |text: &str| -> Vec<(String, String)> {
-        let words: Vec<String> = text::words(text).map(|(_, w)| w.to_lowercase()).collect();
+        let said = plain(text);
+        let words: Vec<&str> = said.split(' ').collect();
         words
             .windows(2)
-            .map(|w| (w[0].clone(), w[1].clone()))
+            .map(|w| (w[0].to_string(), w[1].to_string()))
             .collect()
     };
     let opposite = |word: &str| {

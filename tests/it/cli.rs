@@ -1,6 +1,6 @@
 //! The `tutor` binary, run as an author would, in a temporary folder.
 
-use crate::helpers::{PATIENCE, eventually, eventually_true, sample_lessons};
+use crate::helpers::{PATIENCE, eventually, eventually_true, sample_lessons, watcher_looked_again};
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -762,19 +762,8 @@ async fn check_never_publishes_an_edit_and_index_does() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
     // The server looks for a new version again, and finds none.
-    let checks = async || {
-        reqwest::get(format!("{base}/readyz"))
-            .await
-            .expect("readyz")
-            .json::<serde_json::Value>()
-            .await
-            .expect("json")["reload_checks"]
-            .as_u64()
-            .expect("reload_checks")
-    };
-    let now = checks().await;
     assert!(
-        eventually_true(PATIENCE, async || checks().await >= now + 2).await,
+        watcher_looked_again(&client, &base).await,
         "the server keeps looking for a new index version"
     );
     assert!(

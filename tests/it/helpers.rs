@@ -589,6 +589,26 @@ pub async fn eventually_true(within: Duration, mut check: impl AsyncFnMut() -> b
         .is_some()
 }
 
+/// Waits until the server at `base` has looked for a new index version (or edited files) again
+/// from scratch, as its `/readyz` counts: one look that may have begun before now, then one
+/// that began after it.
+pub async fn watcher_looked_again(client: &reqwest::Client, base: &str) -> bool {
+    let looks = async || {
+        client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .expect("sent")
+            .json::<Value>()
+            .await
+            .expect("json")["reload_checks"]
+            .as_u64()
+            .expect("reload_checks")
+    };
+    let now = looks().await;
+    eventually_true(PATIENCE, async || looks().await >= now + 2).await
+}
+
 /// [`eventually`] for checks that block (a thread of their own, no runtime to yield to).
 pub fn eventually_blocking(within: Duration, mut check: impl FnMut() -> bool) -> bool {
     let deadline = std::time::Instant::now() + within;

@@ -1,6 +1,8 @@
 //! Live reload: lessons and prompts edited while the tutor serves, under load.
 
-use crate::helpers::{PATIENCE, eventually_true, sample_lessons, spawn_app_with};
+use crate::helpers::{
+    PATIENCE, eventually_true, sample_lessons, spawn_app_with, watcher_looked_again,
+};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::sync::Arc;
@@ -17,27 +19,6 @@ fn copy_dir(from: &Path, to: &Path) {
 
 async fn wait_for(check: impl AsyncFnMut() -> bool) -> bool {
     eventually_true(PATIENCE, check).await
-}
-
-/// How many times the server's watcher has looked at what it follows (`/readyz`).
-async fn reload_checks(app: &crate::helpers::App) -> u64 {
-    let ready: Value = app
-        .client
-        .get(format!("{}/readyz", app.base))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
-    ready["reload_checks"].as_u64().expect("reload_checks")
-}
-
-/// Waits until the watcher has looked again from scratch: one look that may have begun before
-/// now, then one that began after it.
-async fn looked_again(app: &crate::helpers::App) -> bool {
-    let now = reload_checks(app).await;
-    wait_for(async || reload_checks(app).await >= now + 2).await
 }
 
 /// A tutor over `lessons` (and `prompts`, when given) with its watcher following what
@@ -225,7 +206,10 @@ async fn plain_serve_picks_up_tutor_index_but_not_a_bare_edit() {
     )
     .expect("write");
     // The watcher looks again and leaves it: an edit alone is not followed by plain `serve`.
-    assert!(looked_again(&app).await, "the watcher keeps looking");
+    assert!(
+        watcher_looked_again(&app.client, &app.base).await,
+        "the watcher keeps looking"
+    );
     assert_eq!(ask().await["refused"], true, "a bare edit is not served");
 
     // `tutor index` (the same function the command runs) is.
