@@ -858,7 +858,7 @@ impl Tutor {
         // Quiz integrity, before any retrieval or model: a quiz's own question gets a hint.
         let (guards, near) = match self.integrity(question, &lesson, vector.as_deref()) {
             quizzing::Guarding::Hint(item) => {
-                if let Some(hint) = self.quiz_item_hint(question, &lesson, &item, 1)? {
+                if let Some(hint) = self.quiz_item_hint(question, &lesson, &item)? {
                     return Ok((Plan::Reply(Box::new(hint)), Retrieval::unread(reading)));
                 }
                 (Vec::new(), Vec::new())
@@ -1318,7 +1318,7 @@ impl Tutor {
                 );
                 "model_repeated_rules"
             }
-            None if let Some(hint) = self.hint_for_removed(question, asking, &judged)? => {
+            None if let Some(hint) = self.hint_for_removed(question, &judged)? => {
                 released.push_str(&hint.answer);
                 return Ok((hint, released));
             }
@@ -1361,12 +1361,10 @@ impl Tutor {
     }
 
     /// When the sentences that answered were removed for giving a quiz answer away, the hint
-    /// for that quiz item (citing it by a number the stream's passages do not use yet, unless
-    /// one of them is the item's own passage).
+    /// for that quiz item.
     fn hint_for_removed(
         &self,
         question: &Question,
-        asking: &Asking,
         judged: &[Judged],
     ) -> Result<Option<Answer>, ChatError> {
         let Some(item_id) = judged.iter().find_map(|j| match &j.verdict {
@@ -1391,13 +1389,7 @@ impl Tutor {
         if !index.hinted_after_removal(&asked, crate::quiz::answer_kind(&question.message), item) {
             return Ok(None);
         }
-        let own = crate::quiz::passage_for(words, &lesson, item).map(|p| p.id.clone());
-        let n = asking
-            .citations
-            .iter()
-            .find(|c| Some(&c.passage_id) == own.as_ref())
-            .map_or(asking.citations.len() + 1, |c| c.n);
-        self.quiz_item_hint(question, &lesson, item, n)
+        self.quiz_item_hint(question, &lesson, item)
     }
 
     /// Answers a question as a stream of events. Errors before the first word (unknown lesson,
@@ -1477,7 +1469,9 @@ impl Tutor {
             .inspect_err(|e| record_model_error(self.model.as_ref(), e))?;
         telemetry::model_call(&reply.backend, "ok");
         telemetry::model_first_token(&reply.backend, started.elapsed().as_secs_f64());
-        let head = futures::stream::iter([ChatEvent::Citations(asking.citations.clone())]);
+        // Nothing is cited yet: each `delta` that cites a new passage comes after a
+        // `citations` event listing every citation so far, numbered as shown.
+        let head = futures::stream::iter([ChatEvent::Citations(Vec::new())]);
         let state = StreamState {
             asked,
             _in_flight: telemetry::StreamInFlight::start(),
@@ -1491,6 +1485,7 @@ impl Tutor {
             release: Release::new(self.second_opinion.is_some()),
             asking,
             written: 0,
+            sent_citations: Vec::new(),
             queued: std::collections::VecDeque::new(),
             finished: false,
         };
@@ -1525,6 +1520,8 @@ struct StreamState {
     asking: Box<Asking>,
     /// Characters the model wrote (for the token estimate).
     written: usize,
+    /// The citations of the last `citations` event.
+    sent_citations: Vec<Citation>,
     /// Events to send before reading more.
     queued: std::collections::VecDeque<ChatEvent>,
     /// `done` or `error` has been queued.
@@ -1567,9 +1564,21 @@ impl StreamState {
     }
 
     fn queue_delta(&mut self, text: String) {
-        if !text.is_empty() {
-            self.queued.push_back(ChatEvent::Delta(text));
+        let citations = shown_citations(&self.release, &self.asking.citations);
+        self.queue_text(text, citations);
+    }
+
+    /// Queues `text` as a `delta`, after a `citations` event when it cites what no earlier
+    /// event listed.
+    fn queue_text(&mut self, text: String, citations: Vec<Citation>) {
+        if text.is_empty() {
+            return;
         }
+        if citations != self.sent_citations {
+            self.sent_citations.clone_from(&citations);
+            self.queued.push_back(ChatEvent::Citations(citations));
+        }
+        self.queued.push_back(ChatEvent::Delta(text));
     }
 
     /// Concludes the answer and queues its last text and `done` (or `error`).
@@ -1591,7 +1600,7 @@ impl StreamState {
         {
             Ok((answer, released)) => {
                 self.tutor.record(&self.question, &answer, self.asked);
-                self.queue_delta(released);
+                self.queue_text(released, answer.citations.clone());
                 self.queued.push_back(ChatEvent::Done(Box::new(answer)));
             }
             Err(error) => self.queued.push_back(ChatEvent::Error(error)),
@@ -1608,16 +1617,11 @@ fn answered(
     judged: Vec<Judged>,
     fallback: bool,
 ) -> Answer {
-    let cited = release.cited();
     Answer {
         answer_id: answer_id(),
         answer: release.shown().to_string(),
         refused: false,
-        citations: given
-            .iter()
-            .filter(|c| cited.contains(&c.n))
-            .cloned()
-            .collect(),
+        citations: shown_citations(release, given),
         backend: backend.to_string(),
         kind: ReplyKind::Answer,
         related_lesson: None,
@@ -1629,6 +1633,21 @@ fn answered(
         refusal_reason: None,
         judged,
     }
+}
+
+/// The passages the released text cites, numbered as the learner sees them (from 1, in order
+/// of first appearance).
+fn shown_citations(release: &Release, given: &[Citation]) -> Vec<Citation> {
+    release
+        .cited()
+        .iter()
+        .filter_map(|&n| given.iter().find(|c| c.n == n))
+        .zip(1..)
+        .map(|(c, shown)| Citation {
+            n: shown,
+            ..c.clone()
+        })
+        .collect()
 }
 
 fn prompt_tokens(request: &ModelRequest) -> u64 {

@@ -421,6 +421,8 @@ impl Tutor {
             quiz::key_word(words, &question.message, &passage_text, avoid_text).or_else(|| {
                 item.and_then(|i| quiz::key_word(words, &i.question, &passage_text, avoid_text))
             });
+        // The hint cites this one passage, shown as [1].
+        let cited = Citation { n: 1, ..cited };
         let section = cited.section.clone();
         let n = cited.n;
         let guards: Vec<Guard> = avoid.iter().map(|a| Guard::new(words, None, a)).collect();
@@ -455,7 +457,6 @@ impl Tutor {
         question: &super::Question,
         lesson: &Lesson,
         item: &QuizItem,
-        n: usize,
     ) -> Result<Option<Answer>, ChatError> {
         let words = self.analysis.quiz_words(&lesson.language);
         let Some(passage) = quiz::passage_for(words, lesson, item) else {
@@ -466,7 +467,7 @@ impl Tutor {
         } else {
             HintReason::QuizItem
         };
-        let cited = citation(n, lesson, passage);
+        let cited = citation(1, lesson, passage);
         self.hint_reply(question, lesson, cited, reason, Some(item), &[&item.answer])
             .map(Some)
     }

@@ -9,7 +9,6 @@ use super::citations::{Marker, parse_marker, take_markers, with_markers};
 use super::verify::{Unsupported, Verdict};
 use crate::prompts::NOT_IN_LESSON;
 use crate::text::cut;
-use std::collections::BTreeSet;
 
 /// A sentence longer than this (in bytes) without an end is cut at a space and judged as it is.
 const MAX_SENTENCE: usize = 1200;
@@ -54,8 +53,10 @@ pub struct Release {
     buffer: String,
     /// Released text.
     shown: String,
-    /// The passages the released text cites.
-    cited: BTreeSet<usize>,
+    /// The passages the released text cites, in the order the learner first sees them: a
+    /// passage's shown number is its place here plus one, so shown markers count from `[1]`
+    /// in order of appearance whatever numbers the model wrote.
+    cited: Vec<usize>,
     /// Every sentence judged so far, in order.
     judged: Vec<Judged>,
     /// Friendly sentences waiting for a sentence that answers (released with it, or never).
@@ -77,7 +78,7 @@ impl Release {
         Release {
             buffer: String::new(),
             shown: String::new(),
-            cited: BTreeSet::new(),
+            cited: Vec::new(),
             judged: Vec::new(),
             neutral: Vec::new(),
             queued: Vec::new(),
@@ -197,9 +198,21 @@ impl Release {
         &self.judged
     }
 
-    /// The passages the released text cites, in order of number.
-    pub fn cited(&self) -> Vec<usize> {
-        self.cited.iter().copied().collect()
+    /// The passages the released text cites (numbers as given to the model), in order of
+    /// first appearance: the passage shown as `[k]` is the `k`-th.
+    pub fn cited(&self) -> &[usize] {
+        &self.cited
+    }
+
+    /// The number the learner sees for passage `n`, given on its first appearance.
+    fn shown_number(&mut self, n: usize) -> usize {
+        match self.cited.iter().position(|&c| c == n) {
+            Some(i) => i + 1,
+            None => {
+                self.cited.push(n);
+                self.cited.len()
+            }
+        }
     }
 
     fn sentence(&mut self, raw: &str, judge: &impl Judge, out: &mut String) {
@@ -248,8 +261,9 @@ impl Release {
                 } else {
                     judged.text.clone()
                 };
-                let text = with_markers(&text, cites);
-                self.cited.extend(cites.iter().copied());
+                let cites = cites.clone();
+                let shown: Vec<usize> = cites.iter().map(|&n| self.shown_number(n)).collect();
+                let text = with_markers(&text, &shown);
                 for neutral in std::mem::take(&mut self.neutral) {
                     let neutral_text = self.judged[neutral.judged].text.clone();
                     self.emit(neutral.lead, &neutral_text, out);
@@ -507,7 +521,7 @@ mod tests {
             verdicts,
             vec!["neutral", "supported", "unsupported", "corrected"]
         );
-        assert_eq!(release.cited(), vec![1]);
+        assert_eq!(release.cited(), [1]);
         assert_eq!(release.shown(), out);
     }
 
@@ -520,7 +534,23 @@ mod tests {
             out,
             "Byte-pair encoding starts from single bytes [1]. Larger vocabularies make sequences shorter [2]."
         );
-        assert_eq!(release.cited(), vec![1, 2]);
+        assert_eq!(release.cited(), [1, 2]);
+    }
+
+    #[test]
+    fn shown_markers_count_from_one_in_order_of_appearance() {
+        let (out, release) = release_whole(
+            "Larger vocabularies make sequences shorter [2]. Byte-pair encoding starts from single bytes [1]. Larger vocabularies make the embedding table bigger [2].",
+        );
+        assert_eq!(
+            out,
+            "Larger vocabularies make sequences shorter [1]. Byte-pair encoding starts from single bytes [2]. Larger vocabularies make the embedding table bigger [1]."
+        );
+        assert_eq!(
+            release.cited(),
+            [2, 1],
+            "the passages, as the model numbered them"
+        );
     }
 
     #[test]

@@ -241,13 +241,20 @@ async fn completions_inner(
         }
         value
     };
+    // The first `citations` event opens the message; later ones (a newly cited passage) have
+    // no chunk of their own: the last chunk carries the answer's citations.
+    let mut opened = false;
     let stream = events.flat_map(move |event| {
         let frames: Vec<Value> = match event {
-            ChatEvent::Citations(_) => vec![chunk(
-                json!({"role": "assistant", "content": ""}),
-                None,
-                None,
-            )],
+            ChatEvent::Citations(_) if opened => Vec::new(),
+            ChatEvent::Citations(_) => {
+                opened = true;
+                vec![chunk(
+                    json!({"role": "assistant", "content": ""}),
+                    None,
+                    None,
+                )]
+            }
             ChatEvent::Delta(text) => vec![chunk(json!({"content": text}), None, None)],
             ChatEvent::Done(answer) => {
                 let mut last = chunk(

@@ -444,6 +444,10 @@ test("an answer streams in, cites the lesson, and its citation jumps to the host
   assert.match(final.text, /Sources:/);
   const cite = widget(page, ".msg.assistant:not(.streaming) .cite").first();
   await cite.waitFor();
+  // Shown citation numbers count from [1] in order of first appearance, with no gap.
+  const labels = await widget(page, ".msg.assistant:not(.streaming) .bubble .cite").allTextContents();
+  const firsts = [...new Set(labels.map((label) => Number(label.replace(/\D/g, ""))))];
+  assert.deepEqual(firsts, firsts.map((_, i) => i + 1), `citation buttons: ${JSON.stringify(labels)}`);
 
   // Which section does it point at? The citation knows; the host page has that id.
   await cite.click();

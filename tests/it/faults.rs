@@ -36,10 +36,16 @@ async fn a_429_with_retry_after_is_retried_before_the_first_token() {
         .chat(json!({"lesson_id": LESSON, "message": QUESTION}))
         .await;
     assert_eq!(status, 200, "{body}");
-    // The fake cites [1]; the sentence stands on passage [2], and the citation says so.
+    // The fake cites [1]; the sentence stands on passage [2], which the citation names (shown
+    // as [1], the first the answer cites).
     assert_eq!(
         body["answer"],
-        "Every provider has outages, rate limits and slow days [2]."
+        "Every provider has outages, rate limits and slow days [1]."
+    );
+    assert_eq!(
+        body["citations"][0]["passage_id"],
+        format!("{LESSON}#fallbacks-and-failover-1"),
+        "{body}"
     );
     assert_eq!(model.calls(), 2);
     assert!(
@@ -86,7 +92,7 @@ async fn a_failing_or_silent_provider_falls_back_to_the_next_then_to_the_extract
     assert_eq!(done["backend"], "openai:good", "{done}");
     assert_eq!(
         done["answer"],
-        "When the closed provider is down, fall back to the open model [2]."
+        "When the closed provider is down, fall back to the open model [1]."
     );
 
     // Every provider failing: the extractive answerer still gives a grounded, cited answer.
@@ -180,7 +186,7 @@ async fn a_stream_that_breaks_after_it_began_ends_with_one_error_event() {
         .collect();
     assert_eq!(
         streamed,
-        "Every provider has outages, rate limits and slow days [2]."
+        "Every provider has outages, rate limits and slow days [1]."
     );
 }
 

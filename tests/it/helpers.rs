@@ -477,6 +477,42 @@ pub fn deltas(events: &[(String, Value)]) -> String {
         .collect()
 }
 
+/// The `[n]` markers of a text, in order.
+pub fn markers(text: &str) -> Vec<u64> {
+    text.split('[')
+        .skip(1)
+        .filter_map(|rest| rest.split_once(']'))
+        .filter_map(|(n, _)| n.parse().ok())
+        .collect()
+}
+
+/// Checks a `/v1/chat` stream's citations: it opens with a `citations` event, every `[n]` in a
+/// `delta` is listed by the last `citations` event before it, and the last one equals `done`'s.
+pub fn assert_citations_precede_markers(events: &[(String, Value)]) {
+    assert_eq!(
+        events.first().map(|e| e.0.as_str()),
+        Some("citations"),
+        "{events:?}"
+    );
+    let mut listed = &Value::Null;
+    for (name, data) in events {
+        match name.as_str() {
+            "citations" => listed = &data["citations"],
+            "delta" => {
+                let delta = data["text"].as_str().expect("text");
+                for n in markers(delta) {
+                    let known = listed
+                        .as_array()
+                        .is_some_and(|l| l.iter().any(|c| c["n"].as_u64() == Some(n)));
+                    assert!(known, "[{n}] in {delta:?} before it was listed: {events:?}");
+                }
+            }
+            "done" => assert_eq!(&data["citations"], listed, "{events:?}"),
+            _ => {}
+        }
+    }
+}
+
 /// Parses an SSE body into (event, JSON data) pairs, skipping comments.
 pub fn parse_sse(text: &str) -> Vec<(String, Value)> {
     let mut events = Vec::new();

@@ -1,7 +1,9 @@
 //! The full stack through a fake OpenAI-compatible model on 127.0.0.1: what the model is sent,
 //! how its answer is checked, and how its failures reach the client.
 
-use crate::helpers::{Behaviour, FakeModel, answer, spawn_app};
+use crate::helpers::{
+    Behaviour, FakeModel, answer, assert_citations_precede_markers, deltas, markers, spawn_app,
+};
 use serde_json::json;
 use std::time::Duration;
 
@@ -67,6 +69,53 @@ async fn the_model_gets_fenced_passages_and_the_question_as_the_user_turn() {
     // The citation is one of the passages in the prompt.
     let cited = &body["citations"][0];
     assert!(system.contains(cited["text"].as_str().expect("text")));
+}
+
+#[tokio::test]
+async fn shown_citations_count_from_one_in_order_of_appearance() {
+    // The model cites its third passage first and its first one second (both verified): the
+    // learner sees [1] then [2], on the JSON path and in the stream alike.
+    let text = "Open weights means the parameter files can be downloaded and run on your own machines [3]. The Open Source Initiative published an Open Source AI Definition in 2024 [1]. The weights can be downloaded [3].";
+    for chunk in [1, 5, 100] {
+        let model = FakeModel::start(answer(text, chunk)).await;
+        let app = spawn_app(Some(&model)).await;
+        let (status, body) = app
+            .chat(json!({"lesson_id": "what-open-means", "message": QUESTION}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let shown = body["answer"].as_str().expect("answer");
+        assert_eq!(markers(shown), [1, 2, 1], "{shown}");
+        let citations = body["citations"].as_array().expect("citations");
+        let numbered: Vec<(u64, &str)> = citations
+            .iter()
+            .map(|c| {
+                (
+                    c["n"].as_u64().expect("n"),
+                    c["section_id"].as_str().expect("id"),
+                )
+            })
+            .collect();
+        assert_eq!(
+            numbered,
+            [
+                (1, "downloadable-weights"),
+                (2, "open-source-versus-open-weights")
+            ],
+            "{body}"
+        );
+
+        let (status, events) = app
+            .chat_stream(json!({"lesson_id": "what-open-means", "message": QUESTION}))
+            .await;
+        assert_eq!(status, 200);
+        assert_citations_precede_markers(&events);
+        // Nothing is cited before the model writes: the first event is empty, later ones grow.
+        assert_eq!(events[0].1["citations"], json!([]), "{events:?}");
+        let done = &events.last().expect("done").1;
+        assert_eq!(done["answer"], body["answer"], "chunk size {chunk}");
+        assert_eq!(done["citations"], body["citations"]);
+        assert_eq!(deltas(&events), shown);
+    }
 }
 
 #[tokio::test]

@@ -134,25 +134,31 @@ async fn an_added_claim_and_a_negation_are_removed_and_the_rest_stands() {
     .await;
     let shown = ask_everywhere(&model, LESSON, QUESTION).await;
     let answer = assert_same_everywhere(&shown);
-    assert_eq!(answer, format!("{FAITHFUL} [3]."));
+    assert_eq!(answer, format!("{FAITHFUL} [1]."));
     assert_eq!(shown.json["verification"]["removed"], 2);
 }
 
 #[tokio::test]
 async fn a_wrong_citation_is_corrected_not_dropped() {
-    // The answer cites [1]; the sentence stands on passage [3].
+    // The answer cites [1]; the sentence stands on passage [3], which the learner sees as [1]
+    // (shown numbers count from 1).
     let model = FakeModel::start(token_by_token(&format!("{FAITHFUL} [1]."))).await;
     let shown = ask_everywhere(&model, LESSON, QUESTION).await;
     let answer = assert_same_everywhere(&shown);
-    assert_eq!(answer, format!("{FAITHFUL} [3]."));
+    assert_eq!(answer, format!("{FAITHFUL} [1]."));
     assert_eq!(shown.json["verification"]["corrected"], 1);
-    let cited: Vec<u64> = shown.json["citations"]
+    let cited: Vec<(u64, &str)> = shown.json["citations"]
         .as_array()
         .expect("citations")
         .iter()
-        .map(|c| c["n"].as_u64().expect("n"))
+        .map(|c| {
+            (
+                c["n"].as_u64().expect("n"),
+                c["section_id"].as_str().expect("id"),
+            )
+        })
         .collect();
-    assert_eq!(cited, vec![3]);
+    assert_eq!(cited, vec![(1, "downloadable-weights")]);
 }
 
 #[tokio::test]
@@ -195,7 +201,7 @@ async fn not_in_lesson_after_an_answer_keeps_only_the_verified_part() {
     let model = FakeModel::start(token_by_token(&format!("{FAITHFUL} [3]. NOT_IN_LESSON"))).await;
     let shown = ask_everywhere(&model, LESSON, QUESTION).await;
     let answer = assert_same_everywhere(&shown);
-    assert_eq!(answer, format!("{FAITHFUL} [3]."));
+    assert_eq!(answer, format!("{FAITHFUL} [1]."));
     assert_eq!(shown.json["refused"], false);
 }
 
@@ -257,7 +263,7 @@ async fn undecided_sentences_go_to_the_second_opinion_in_one_call() {
 
     let no = FakeModel::start(token_by_token("1: UNSUPPORTED")).await;
     let body = with_second_opinion(&no, Duration::from_secs(5)).await;
-    assert_eq!(body["answer"], format!("{FAITHFUL} [3]."));
+    assert_eq!(body["answer"], format!("{FAITHFUL} [1]."));
     assert_eq!(body["verification"]["removed"], 1);
 }
 
@@ -266,10 +272,10 @@ async fn a_failing_or_slow_second_opinion_keeps_the_lexical_verdict() {
     tutor::telemetry::install();
     let broken = FakeModel::start(Behaviour::Status(500)).await;
     let body = with_second_opinion(&broken, Duration::from_secs(5)).await;
-    assert_eq!(body["answer"], format!("{FAITHFUL} [3]."));
+    assert_eq!(body["answer"], format!("{FAITHFUL} [1]."));
     let slow = FakeModel::start(Behaviour::Slow(Duration::from_secs(3))).await;
     let body = with_second_opinion(&slow, Duration::from_millis(300)).await;
-    assert_eq!(body["answer"], format!("{FAITHFUL} [3]."));
+    assert_eq!(body["answer"], format!("{FAITHFUL} [1]."));
     let metrics = tutor::telemetry::render();
     for outcome in ["error", "timeout"] {
         assert!(
@@ -295,7 +301,7 @@ async fn a_swapped_ordinary_word_is_a_doubt_the_second_opinion_settles() {
 
     let no = FakeModel::start(token_by_token("1: UNSUPPORTED")).await;
     let body = judged_by(&no, Duration::from_secs(5), &said).await;
-    assert_eq!(body["answer"], format!("{FAITHFUL} [3]."), "{body}");
+    assert_eq!(body["answer"], format!("{FAITHFUL} [1]."), "{body}");
     assert_eq!(body["verification"]["removed"], 1);
     let system = no.last()["messages"][0]["content"]
         .as_str()
